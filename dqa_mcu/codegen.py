@@ -1,0 +1,238 @@
+"""Code generation: QModel + memory plan -> a self-contained C project (Jinja2).
+
+The output directory gets model.h/model.c (API, tensors, layer sequence),
+model_weights.c/.h (const data), the harness (main.c, harness_inputs.c/.h),
+a CMakeLists.txt, and a copy of the runtime and board support under dqa/,
+so the project builds on its own. Output is deterministic: the same inputs
+give byte-identical files.
+"""
+from __future__ import annotations
+
+import re
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import jinja2
+import numpy as np
+
+from . import __version__
+from .planner import MemoryPlan, scratch_bytes
+from .qmodel import QModel, QNode, QTensor
+
+ROOT = Path(__file__).resolve().parent.parent
+TEMPLATES = ROOT / "templates"
+FIRMWARE = ROOT / "firmware"
+VALUES_PER_LINE = 16
+COPIED_FIRMWARE = ("runtime", "board", "cmake")
+
+
+def c_ident(name: str) -> str:
+    ident = re.sub(r"\W", "_", name)
+    return ident if not ident[0].isdigit() else f"t_{ident}"
+
+
+@dataclass
+class CArray:
+    name: str
+    ctype: str
+    length: int
+    body: str
+    comment: str
+
+
+def _body(values: np.ndarray) -> str:
+    flat = [str(int(v)) for v in np.asarray(values).ravel()]
+    lines = [", ".join(flat[i:i + VALUES_PER_LINE]) for i in range(0, len(flat), VALUES_PER_LINE)]
+    return ",\n".join(f"    {line}" for line in lines)
+
+
+class _Emitter:
+    """Collects const arrays and per-layer C text for one model."""
+
+    def __init__(self, model: QModel, plan: MemoryPlan):
+        self.model, self.plan = model, plan
+        self.arrays: list[CArray] = []
+
+    def array(self, name: str, ctype: str, values, comment: str) -> str:
+        values = np.asarray(values)
+        self.arrays.append(CArray(name, ctype, values.size, _body(values), comment))
+        return name
+
+    def tensor(self, t: QTensor) -> dict:
+        ident = c_ident(t.name)
+        store = self.model.storage_of(t.name)
+        block = self.plan.block(store.name)
+        has_errors = t.extra_bits > 0 and t.important.any()
+        null = "NULL"
+        important = huff_table = huff_codes = huff_lengths = lut = null
+        if has_errors:
+            important = self.array(f"{ident}_important", "uint8_t", t.important.astype(np.uint8),
+                                   f"{t.name}: 1 = important channel (n + m bits)")
+            code = t.huffman
+            huff_table = self.array(f"{ident}_huffman_table", "uint8_t", code.decode_table(),
+                                    f"{t.name}: Huffman decode table, peeked bits -> length << 4 | symbol")
+            huff_codes = self.array(f"{ident}_huffman_codes", "uint8_t", code.codes,
+                                    f"{t.name}: canonical Huffman code per error symbol")
+            huff_lengths = self.array(f"{ident}_huffman_lengths", "uint8_t", code.lengths,
+                                      f"{t.name}: Huffman code length per error symbol")
+        if t.lut is not None:
+            lut = self.array(f"{ident}_lut", "int8_t", t.lut,
+                             f"{t.name}: input stage, pixel -> value per channel (normalization folded)")
+        if t.lut is not None:
+            description = "uint8 pixels, read through the normalization table"
+        elif t.extra_bits and t.important.any():
+            description = (f"{t.bits}-bit codes, {int(t.important.sum())}/{t.channels} channels "
+                           f"+{t.extra_bits} bits Huffman coded, stream {t.err_capacity_bits} bits")
+        else:
+            description = f"{t.bits}-bit {'signed' if t.signed else 'unsigned'} codes"
+        if t.alias_of:
+            description += f", alias of {t.alias_of}"
+        stream = f"dqa_arena + {block.offset + block.plane_bytes}" if store.stream_bytes else null
+        return dict(name=t.name, ident=ident, enum=f"T_{ident.upper()}", shape=t.shape, bits=t.bits,
+                    extra_bits=t.extra_bits if has_errors else 0, signed=int(t.signed),
+                    important=important, huffman_table=huff_table, huffman_codes=huff_codes,
+                    huffman_lengths=huff_lengths, capacity=t.err_capacity_bits if has_errors else 0,
+                    lut=lut, description=description, plane_offset=block.offset, stream_ptr=stream)
+
+    def requant(self, ident: str, node: QNode) -> str:
+        a = node.arrays
+        mult = self.array(f"{ident}_multiplier", "int32_t", a["multiplier"], f"{node.name}: requant multipliers")
+        res = "NULL"
+        if "residual_multiplier" in a:
+            res = self.array(f"{ident}_residual_multiplier", "int32_t", a["residual_multiplier"],
+                             f"{node.name}: second-input multipliers")
+        shift = self.array(f"{ident}_shift", "uint8_t", a["shift"], f"{node.name}: requant shifts")
+        lo = self.array(f"{ident}_out_min", "int32_t", a["out_min"], f"{node.name}: output clamp, low")
+        hi = self.array(f"{ident}_out_max", "int32_t", a["out_max"], f"{node.name}: output clamp, high")
+        return (f"{{ .multiplier = {mult}, .residual_multiplier = {res}, .shift = {shift}, "
+                f".out_min = {lo}, .out_max = {hi} }}")
+
+    def layer(self, index: int, node: QNode, tensors: dict[str, dict]) -> dict:
+        ident = c_ident(node.name)
+        t = self.model.tensors
+        out = tensors[node.output]
+        ins = [tensors[i] for i in node.inputs]
+        shapes = " + ".join(f"{i['name']} ({'x'.join(map(str, i['shape']))})" for i in ins)
+        comment = f"{node.name}: {node.op}, {shapes} -> {out['name']} ({'x'.join(map(str, out['shape']))})"
+        if node.attrs.get("act", "none") != "none":
+            comment += f", {node.attrs['act']}"
+        ref = lambda d: f"&dqa_tensors[{d['enum']}]"  # noqa: E731
+        info = lambda d: f"&{d['ident']}_info"  # noqa: E731
+        block = self.plan.block(f"{node.name}/scratch") if scratch_bytes(node, self.model) else None
+        scratch = f"dqa_arena + {block.offset}" if block else "NULL"
+        layer = dict(index=index, name=node.name, ident=ident, comment=comment, params=None,
+                     scratch_call=None, scratch_bytes=block.size if block else 0)
+        a, at = node.arrays, node.attrs
+        if node.op in ("conv2d", "linear"):
+            w = a["weight"] if node.op == "conv2d" else a["weight"][:, None, None, :]
+            kh, kw = w.shape[1], w.shape[2]
+            if node.op == "conv2d":
+                stride, (pt, _, pl, _), dil, groups = at["stride"], at["padding"], at["dilation"], at["groups"]
+            else:
+                stride, pt, pl, dil, groups = (1, 1), 0, 0, (1, 1), 1
+            weights = self.array(f"{ident}_weights", "int8_t", w,
+                                 f"{node.name}: int8 weights, OHWI {'x'.join(map(str, w.shape))}")
+            bias = self.array(f"{ident}_bias", "int32_t", a["bias"], f"{node.name}: int32 biases")
+            layer["params_type"] = "dqa_conv_params_t"
+            layer["params"] = [
+                ("kernel_h", kh), ("kernel_w", kw), ("stride_h", stride[0]), ("stride_w", stride[1]),
+                ("pad_top", pt), ("pad_left", pl), ("dilation_h", dil[0]), ("dilation_w", dil[1]),
+                ("groups", groups), ("weights", weights), ("bias", bias), ("requant", self.requant(ident, node)),
+                ("residual_stride", at.get("residual_stride", 1)),
+                ("residual_channel_offset", at.get("residual_channel_offset", 0))]
+            res, res_info = (ref(ins[1]), info(ins[1])) if len(ins) == 2 else ("NULL", "NULL")
+            layer["call"] = (f"dqa_conv2d(&{ident}_params, {ref(ins[0])}, {res}, {ref(out)}, {scratch}, status);")
+            layer["scratch_call"] = (f"dqa_conv2d_get_buffer_size(&{ident}_params, {info(ins[0])}, {res_info}, "
+                                     f"{info(out)})")
+        elif node.op == "add":
+            layer["params_type"] = "dqa_add_params_t"
+            layer["params"] = [("b_stride", at["b_stride"]), ("b_channel_offset", at["b_channel_offset"]),
+                               ("requant", self.requant(ident, node))]
+            layer["call"] = f"dqa_add(&{ident}_params, {ref(ins[0])}, {ref(ins[1])}, {ref(out)}, {scratch}, status);"
+            layer["scratch_call"] = f"dqa_add_get_buffer_size({info(ins[0])}, {info(ins[1])}, {info(out)})"
+        elif node.op in ("maxpool", "avgpool", "global_avgpool"):
+            x = t[node.inputs[0]]
+            if node.op == "global_avgpool":
+                kernel, stride, pad = (x.shape[0], x.shape[1]), (1, 1), (0, 0, 0, 0)
+            else:
+                kernel, stride, pad = at["kernel"], at["stride"], at["padding"]
+            requant = self.requant(ident, node) if node.op != "maxpool" else "{ 0 }"
+            layer["params_type"] = "dqa_pool_params_t"
+            layer["params"] = [("kernel_h", kernel[0]), ("kernel_w", kernel[1]), ("stride_h", stride[0]),
+                               ("stride_w", stride[1]), ("pad_top", pad[0]), ("pad_left", pad[2]),
+                               ("requant", requant)]
+            fn = "dqa_maxpool" if node.op == "maxpool" else "dqa_avgpool"
+            layer["call"] = f"{fn}(&{ident}_params, {ref(ins[0])}, {ref(out)}, {scratch}, status);"
+            layer["scratch_call"] = f"dqa_pool_get_buffer_size(&{ident}_params, {info(ins[0])}, {info(out)})"
+        elif node.op == "concat":
+            if len(ins) != 2:
+                raise ValueError(f"node {node.name!r}: the C backend concatenates 2 inputs, got {len(ins)}")
+            layer["call"] = f"dqa_concat({ref(ins[0])}, {ref(ins[1])}, {ref(out)}, {scratch}, status);"
+            layer["scratch_call"] = f"dqa_concat_get_buffer_size({info(ins[0])}, {info(ins[1])}, {info(out)})"
+        elif node.op == "upsample_nearest":
+            sh, sw = at["scale"]
+            layer["call"] = f"dqa_upsample_nearest({sh}, {sw}, {ref(ins[0])}, {ref(out)}, {scratch}, status);"
+            layer["scratch_call"] = f"dqa_upsample_nearest_get_buffer_size({info(ins[0])}, {info(out)})"
+        elif node.op == "flatten":
+            layer["call"] = (f"dqa_tensors[{out['enum']}].n_coded = dqa_tensors[{ins[0]['enum']}].n_coded; "
+                             "/* same bytes, HWC order */")
+        else:
+            raise ValueError(f"node {node.name!r}: the C backend has no kernel for op {node.op!r}")
+        return layer
+
+
+def _config_summary(model: QModel) -> str:
+    c = model.config
+    if not c:
+        return "unknown"
+    text = f"activations {c['bits']} bits, clip {c['clip']}"
+    if c["extra_bits"] and c["important_ratio"]:
+        text += f", DQA m = {c['extra_bits']}, important ratio {c['important_ratio']}, ranking {c['rank']}"
+    return text
+
+
+def _environment() -> jinja2.Environment:
+    return jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES), undefined=jinja2.StrictUndefined,
+                              keep_trailing_newline=True, trim_blocks=False, lstrip_blocks=False)
+
+
+def write_harness_inputs(out_dir: Path, images: np.ndarray) -> None:
+    env = _environment()
+    rows = [", ".join(str(int(v)) for v in img.ravel()) for img in images]
+    (out_dir / "harness_inputs.c").write_text(env.get_template("harness_inputs.c.j2").render(
+        version=__version__, images=rows))
+    (out_dir / "harness_inputs.h").write_text(env.get_template("harness_inputs.h.j2").render(
+        version=__version__, count=len(images)))
+
+
+def generate(model: QModel, plan: MemoryPlan, out_dir: str | Path, target: str, name: str = "dqa_model",
+             source: str = "", images: np.ndarray | None = None) -> Path:
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    emitter = _Emitter(model, plan)
+    tensors = {n: emitter.tensor(t) for n, t in model.tensors.items()}
+    layers = [emitter.layer(i, node, tensors) for i, node in enumerate(model.nodes) if node.op != "input"]
+    out_t = model.tensors[model.output]
+    in_t = model.tensors[model.input]
+    ctx = dict(name=c_ident(name), version=__version__, source=Path(source).name if source else "a model",
+               config_summary=_config_summary(model), arena_bytes=plan.arena_bytes,
+               input_shape=in_t.shape, input_bytes=in_t.size, output_count=out_t.size,
+               output_scale=repr(float(out_t.scale[0])), layer_count=len(layers),
+               blocks=sorted(plan.blocks, key=lambda b: (b.first, b.name)),
+               tensors=list(tensors.values()), layers=layers, arrays=emitter.arrays,
+               input_enum=tensors[model.input]["enum"], output_enum=tensors[model.output]["enum"], target=target)
+    env = _environment()
+    for template, filename in (("model.h.j2", "model.h"), ("model.c.j2", "model.c"),
+                               ("model_weights.h.j2", "model_weights.h"), ("model_weights.c.j2", "model_weights.c"),
+                               ("CMakeLists.txt.j2", "CMakeLists.txt")):
+        (out_dir / filename).write_text(env.get_template(template).render(**ctx))
+    shutil.copyfile(FIRMWARE / "harness" / "main.c", out_dir / "main.c")
+    if images is None:
+        images = np.zeros((1,) + tuple(in_t.shape), dtype=np.uint8)
+    write_harness_inputs(out_dir, images)
+    dqa_dir = out_dir / "dqa"
+    for sub in COPIED_FIRMWARE:
+        shutil.copytree(FIRMWARE / sub, dqa_dir / sub, dirs_exist_ok=True)
+    (out_dir / "memory_plan.txt").write_text(plan.describe(model) + "\n")
+    return out_dir

@@ -1,0 +1,111 @@
+"""The float graph IR: a small, typed, NHWC description of a CNN.
+
+Plain data only: importers build it, passes rewrite it, calibration and the
+float executor read it. Nothing here imports another dqa_mcu stage.
+
+Conventions
+-----------
+* Activations are NHWC. A tensor's ``shape`` omits the batch: ``(H, W, C)``.
+  Vectors (after global pooling / flatten) are ``(1, 1, C)``.
+* Convolution weights are OHWI: ``(C_out, KH, KW, C_in // groups)``.
+* Linear weights are ``(C_out, C_in)`` with C_in in HWC order.
+* Padding is ``(top, bottom, left, right)``.
+* ``act`` on conv2d / linear / add is one of ``ACTIVATIONS``; it is applied
+  after the bias (and after the residual sum for a fused residual).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+ACTIVATIONS = ("none", "relu", "relu6")
+
+# op name -> (required attrs, required params). Checked by Graph.validate().
+OPS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    # x_norm = (pixel * pixel_scale - mean[c]) / std[c]; input is uint8 pixels
+    "input": (("pixel_scale",), ("mean", "std")),
+    "conv2d": (("stride", "padding", "dilation", "groups", "act"), ("weight", "bias")),
+    "batchnorm": (("eps",), ("gamma", "beta", "mean", "var")),
+    "relu": ((), ()),
+    "relu6": ((), ()),
+    # out = act(a + b); attrs b_stride / b_channel_offset describe a fused
+    # option-A shortcut view of b (subsample, then zero-pad channels).
+    "add": (("act",), ()),
+    "maxpool": (("kernel", "stride", "padding"), ()),
+    "avgpool": (("kernel", "stride", "padding"), ()),  # count_include_pad=True
+    "global_avgpool": ((), ()),
+    "flatten": ((), ()),  # HWC-order flatten to (1, 1, H*W*C)
+    "linear": (("act",), ("weight", "bias")),
+    "concat": ((), ()),  # along channels
+    "upsample_nearest": (("scale",), ()),
+    # x[:, start_h::step_h, start_w::step_w, :]
+    "slice": (("start", "step"), ()),
+    # zero channels before / after
+    "pad_channels": (("before", "after"), ()),
+}
+
+
+class GraphError(ValueError):
+    """A graph that cannot be represented or processed; the message names the node."""
+
+
+@dataclass
+class Node:
+    name: str
+    op: str
+    inputs: list[str]
+    output: str
+    attrs: dict = field(default_factory=dict)
+    params: dict[str, np.ndarray] = field(default_factory=dict)
+
+
+@dataclass
+class Graph:
+    nodes: list[Node]
+    shapes: dict[str, tuple[int, int, int]]  # tensor name -> (H, W, C)
+    input: str
+    output: str
+
+    def producer(self, tensor: str) -> Node:
+        for node in self.nodes:
+            if node.output == tensor:
+                return node
+        raise GraphError(f"tensor {tensor!r} has no producer")
+
+    def consumers(self, tensor: str) -> list[Node]:
+        return [n for n in self.nodes if tensor in n.inputs]
+
+    def node(self, name: str) -> Node:
+        for node in self.nodes:
+            if node.name == name:
+                return node
+        raise GraphError(f"no node named {name!r}")
+
+    def validate(self) -> None:
+        """Check op names, attrs, params, topological order and shapes."""
+        seen: set[str] = set()
+        for node in self.nodes:
+            if node.op not in OPS:
+                raise GraphError(f"node {node.name!r}: unsupported op {node.op!r}")
+            attrs, params = OPS[node.op]
+            for a in attrs:
+                if a not in node.attrs:
+                    raise GraphError(f"node {node.name!r} ({node.op}): missing attr {a!r}")
+            for p in params:
+                if p not in node.params:
+                    raise GraphError(f"node {node.name!r} ({node.op}): missing param {p!r}")
+            if node.attrs.get("act", "none") not in ACTIVATIONS:
+                raise GraphError(f"node {node.name!r}: unknown activation {node.attrs['act']!r}")
+            for t in node.inputs:
+                if t not in seen:
+                    raise GraphError(f"node {node.name!r}: input {t!r} is not produced before it")
+            if node.output in seen:
+                raise GraphError(f"node {node.name!r}: tensor {node.output!r} produced twice")
+            if node.output not in self.shapes:
+                raise GraphError(f"node {node.name!r}: output {node.output!r} has no shape")
+            seen.add(node.output)
+        if self.nodes[0].op != "input" or self.nodes[0].output != self.input:
+            raise GraphError("the first node must be the graph's single 'input' node")
+        if self.output not in seen:
+            raise GraphError(f"graph output {self.output!r} is never produced")

@@ -1,0 +1,291 @@
+"""Quantization: float graph + calibration -> QModel (docs/spec.md).
+
+* weights: int8 per output channel, symmetric; the consumer folds each input
+  channel's activation step into its weights, so per-channel activation
+  scales cost nothing at run time;
+* activations: n bits per channel, unsigned after ReLU, clipping range by
+  max / percentile / MSE search on the calibration histograms;
+* DQA: the top `important_ratio` channels of each tensor (by a ranking
+  criterion) are quantized at n + m bits and split; per-tensor Huffman codes
+  and error-stream capacities come from running the integer reference on
+  calibration images.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from . import reference
+from .calibrate import HIST_BINS, Calibration, ChannelStats
+from .huffman import HuffmanCode
+from .ir import Graph, Node
+from .qmodel import QModel, QNode, QTensor
+from .ranking import RANKERS
+
+OUTPUT_BITS = 16
+WEIGHT_MAX = 127
+INPUT_LUT_MAX = 127
+MAX_SHIFT = 62
+CLIP_METHODS = ("max", "percentile", "mse")
+COPY_OPS = ("maxpool", "concat", "upsample_nearest")  # output keeps the input's quantization
+HUFFMAN_CALIB_IMAGES = 1000
+
+
+class QuantizationError(ValueError):
+    """A model or configuration that cannot be quantized; the message says why."""
+
+
+@dataclass(frozen=True)
+class QuantConfig:
+    bits: int = 4  # n: code width of every stored activation
+    extra_bits: int = 3  # m: DQA extra bits of important channels; 0 = direct
+    important_ratio: float = 0.4
+    clip: str = "mse"
+    percentile: float = 99.99
+    rank: str = "noise"
+    stream_margin: float = 0.02  # error-stream capacity above the calibration maximum
+    seed: int = 0
+
+    def validate(self) -> None:
+        if not 2 <= self.bits <= 8:
+            raise QuantizationError(f"--bits {self.bits} is out of range: activations take 2..8 bits")
+        if not 0 <= self.extra_bits <= 4:
+            raise QuantizationError(f"--extra-bits {self.extra_bits} is out of range: 0..4")
+        if self.bits + self.extra_bits > 12:
+            raise QuantizationError(f"bits + extra bits = {self.bits + self.extra_bits} exceeds 12")
+        if not 0.0 <= self.important_ratio <= 1.0:
+            raise QuantizationError(f"--important-ratio {self.important_ratio} is outside 0..1")
+        if self.clip not in CLIP_METHODS:
+            raise QuantizationError(f"unknown clipping method {self.clip!r}; choose from {', '.join(CLIP_METHODS)}")
+        if self.rank not in RANKERS:
+            raise QuantizationError(f"unknown ranking {self.rank!r}; choose from {', '.join(RANKERS)}")
+        if not 50.0 < self.percentile <= 100.0:
+            raise QuantizationError(f"percentile {self.percentile} is outside (50, 100]")
+
+    @property
+    def uses_dqa(self) -> bool:
+        return self.extra_bits > 0 and self.important_ratio > 0
+
+
+# -- activation ranges ---------------------------------------------------------
+
+def _levels(bits: np.ndarray | int, signed: bool):
+    bits = np.asarray(bits)
+    return (2.0 ** (bits - 1) - 1) if signed else (2.0 ** bits - 1)
+
+
+def _mse_clip(stats: ChannelStats, levels: np.ndarray, candidates: int = 64) -> np.ndarray:
+    """Per channel, the clipping value in (0, max] minimizing the squared rounding
+    error of the calibration histogram (bin centres stand for their values)."""
+    centres = (np.arange(HIST_BINS) + 0.5) / HIST_BINS  # in units of amax
+    fractions = np.linspace(1.0 / candidates, 1.0, candidates)
+    best = np.empty(len(stats.amax))
+    for c in range(len(stats.amax)):
+        step = fractions[:, None] / levels[c]
+        q = np.minimum(np.rint(centres[None, :] / step), levels[c]) * step
+        err = ((centres[None, :] - q) ** 2 * stats.hist[c][None, :]).sum(axis=1)
+        best[c] = fractions[np.argmin(err)] * stats.amax[c]
+    return best
+
+
+def _clip(stats: ChannelStats, bits, signed: bool, config: QuantConfig) -> np.ndarray:
+    if config.clip == "max":
+        clip = stats.amax.copy()
+    elif config.clip == "percentile":
+        clip = stats.percentile(config.percentile)
+    else:
+        levels = np.broadcast_to(_levels(bits, signed), stats.amax.shape)
+        clip = _mse_clip(stats, levels)
+    return np.maximum(clip, 1e-8)  # a dead channel still needs a positive step
+
+
+def _activation_tensor(name: str, shape, stats: ChannelStats, signed: bool, act: str,
+                       config: QuantConfig, rng) -> QTensor:
+    n, m = config.bits, config.extra_bits
+    clip = _clip(stats, n, signed, config)
+    if act == "relu6":
+        clip = np.minimum(clip, 6.0)
+    important = np.zeros(len(clip), dtype=bool)
+    if config.uses_dqa:
+        count = int(round(config.important_ratio * len(clip)))
+        important[RANKERS[config.rank](stats, clip, rng)[:count]] = True
+        # important channels are rounded at n + m bits: their best clip differs
+        if config.clip == "mse" and count:
+            fine = _clip(stats, n + m, signed, config)
+            clip = np.where(important, np.minimum(fine, 6.0) if act == "relu6" else fine, clip)
+    scale = clip / _levels(n, signed)
+    return QTensor(name, tuple(shape), n, signed, m if config.uses_dqa else 0, scale, important)
+
+
+def _input_tensor(node: Node, shape) -> QTensor:
+    """uint8 pixels in; consumers read LUT[c][pixel] (spec 5.1)."""
+    pixels = np.arange(256, dtype=np.float64)
+    x = (pixels[None, :] * node.attrs["pixel_scale"] - np.asarray(node.params["mean"])[:, None]) \
+        / np.asarray(node.params["std"])[:, None]
+    step = np.maximum(np.abs(x).max(axis=1), 1e-12) / INPUT_LUT_MAX
+    lut = np.clip(np.floor(x / step[:, None] + 0.5), -INPUT_LUT_MAX, INPUT_LUT_MAX).astype(np.int8)
+    return QTensor(node.output, tuple(shape), 8, False, 0, step, np.zeros(shape[2], dtype=bool), lut=lut)
+
+
+def _inherit(name: str, shape, sources: list[QTensor]) -> QTensor:
+    first = sources[0]
+    for s in sources[1:]:
+        if (s.bits, s.extra_bits, s.signed) != (first.bits, first.extra_bits, first.signed):
+            raise QuantizationError(f"tensor {name!r}: concatenated inputs differ in bits or signedness")
+    return QTensor(name, tuple(shape), first.bits, first.signed, first.extra_bits,
+                   np.concatenate([s.scale for s in sources]),
+                   np.concatenate([s.important for s in sources]))
+
+
+# -- fixed-point multipliers -----------------------------------------------------
+
+def fixed_point(*reals: np.ndarray) -> tuple[list[np.ndarray], np.ndarray]:
+    """Int32 multipliers sharing one shift per channel (spec section 3)."""
+    reals = [np.asarray(r, dtype=np.float64) for r in reals]
+    largest = np.maximum.reduce([np.abs(r) for r in reals])
+    if np.any(largest >= 2.0 ** 30):
+        raise QuantizationError("a requantization multiplier is >= 2^30: the model's scales are degenerate")
+    with np.errstate(divide="ignore"):
+        shift = np.where(largest > 0, 30 - np.floor(np.log2(np.where(largest > 0, largest, 1))), MAX_SHIFT)
+    shift = np.clip(shift, 0, MAX_SHIFT).astype(np.int64)
+    mults = [np.rint(r * 2.0 ** shift).astype(np.int64) for r in reals]
+    overflow = np.maximum.reduce([np.abs(mm) for mm in mults]) >= 2 ** 31
+    shift = np.where(overflow, shift - 1, shift)
+    return [np.rint(r * 2.0 ** shift).astype(np.int64) for r in reals], shift
+
+
+def _out_range(t: QTensor, act: str) -> tuple[np.ndarray, np.ndarray]:
+    lo, hi = t.range_of(t.storage_bits)
+    if act in ("relu", "relu6"):
+        lo = np.maximum(lo, 0)
+    if act == "relu6":
+        hi = np.minimum(hi, np.rint(6.0 / t.storage_step).astype(np.int64))
+    return lo, hi
+
+
+def _residual_steps(out: QTensor, src: QTensor, offset: int) -> np.ndarray:
+    """Per output channel: the fine step of the viewed input channel (0 for padded channels)."""
+    steps = np.zeros(out.channels)
+    steps[offset:offset + src.channels] = src.fine_step
+    return steps
+
+
+def _weights(node: Node, in_step: np.ndarray, op: str):
+    w = np.asarray(node.params["weight"], dtype=np.float64)
+    if op == "linear":
+        folded = w * in_step[None, :]
+    else:
+        groups = node.attrs["groups"]
+        cout, cin_g = w.shape[0], w.shape[3]
+        group_of_out = np.arange(cout) // (cout // groups)
+        in_index = group_of_out[:, None] * cin_g + np.arange(cin_g)[None, :]
+        folded = w * in_step[in_index][:, None, None, :]
+    amax = np.abs(folded.reshape(len(folded), -1)).max(axis=1)
+    w_scale = np.where(amax > 0, amax / WEIGHT_MAX, 1.0)
+    shape = (-1,) + (1,) * (folded.ndim - 1)
+    w_int = np.clip(np.rint(folded / w_scale.reshape(shape)), -WEIGHT_MAX, WEIGHT_MAX).astype(np.int8)
+    bias = np.rint(np.asarray(node.params["bias"], dtype=np.float64) / w_scale)
+    if np.any(np.abs(bias) >= 2 ** 31 - 1):
+        raise QuantizationError(f"node {node.name!r}: a bias does not fit int32 after scaling")
+    return w_int, bias.astype(np.int64), w_scale
+
+
+def _check_accumulator(node: Node, w_int: np.ndarray, x: QTensor) -> None:
+    bound = reference.fine_max_abs(x) * int(np.abs(w_int.astype(np.int64)).reshape(len(w_int), -1).sum(axis=1).max())
+    if bound >= 2 ** 31:
+        raise QuantizationError(f"node {node.name!r}: int32 accumulator could overflow (bound {bound}); use fewer bits")
+
+
+def _qnode(node: Node, tensors: dict[str, QTensor]) -> QNode:
+    out = tensors[node.output]
+    ins = [tensors[i] for i in node.inputs]
+    at = dict(node.attrs)
+    arrays: dict[str, np.ndarray] = {}
+    act = at.get("act", "none")
+    if node.op in ("conv2d", "linear"):
+        w_int, bias, w_scale = _weights(node, ins[0].fine_step, node.op)
+        _check_accumulator(node, w_int, ins[0])
+        arrays.update(weight=w_int, bias=bias)
+        reals = [w_scale / out.storage_step]
+        if len(ins) == 2:
+            at.setdefault("residual_stride", 1)
+            at.setdefault("residual_channel_offset", 0)
+            reals.append(_residual_steps(out, ins[1], at["residual_channel_offset"]) / out.storage_step)
+        mults, shift = fixed_point(*reals)
+        arrays["multiplier"] = mults[0]
+        if len(ins) == 2:
+            arrays["residual_multiplier"] = mults[1]
+    elif node.op == "add":
+        at.setdefault("b_stride", 1)
+        at.setdefault("b_channel_offset", 0)
+        (ma, mb), shift = fixed_point(
+            _residual_steps(out, ins[0], 0) / out.storage_step,
+            _residual_steps(out, ins[1], at["b_channel_offset"]) / out.storage_step)
+        arrays.update(multiplier=ma, residual_multiplier=mb)
+    elif node.op in ("avgpool", "global_avgpool"):
+        h, w = (ins[0].shape[0], ins[0].shape[1]) if node.op == "global_avgpool" else at["kernel"]
+        (mult,), shift = fixed_point(ins[0].fine_step / (out.storage_step * h * w))
+        arrays["multiplier"] = mult
+    else:
+        return QNode(node.name, node.op, list(node.inputs), node.output, at, arrays)
+    lo, hi = _out_range(out, act)
+    arrays.update(shift=shift, out_min=lo, out_max=hi)
+    return QNode(node.name, node.op, list(node.inputs), node.output, at, arrays)
+
+
+def quantize(graph: Graph, calib: Calibration, config: QuantConfig, calib_images: np.ndarray) -> QModel:
+    config.validate()
+    rng = np.random.default_rng(config.seed)
+    tensors: dict[str, QTensor] = {}
+    for node in graph.nodes:
+        name, shape = node.output, graph.shapes[node.output]
+        if node.op == "input":
+            tensors[name] = _input_tensor(node, shape)
+        elif node.op == "flatten":
+            src = tensors[node.inputs[0]]
+            tiles = src.shape[0] * src.shape[1]
+            tensors[name] = QTensor(name, tuple(shape), src.bits, src.signed, src.extra_bits,
+                                    np.tile(src.scale, tiles), np.tile(src.important, tiles),
+                                    alias_of=src.alias_of or src.name)
+        elif node.op in COPY_OPS:
+            if name == graph.output:
+                raise QuantizationError(f"graph output {name!r} is produced by {node.op}: end the model with a "
+                                        "conv, linear, add or pooling layer")
+            tensors[name] = _inherit(name, shape, [tensors[i] for i in node.inputs])
+        elif name == graph.output:
+            amax = float(calib.tensors[name].amax.max())
+            step = max(amax, 1e-8) / (2 ** (OUTPUT_BITS - 1) - 1)
+            tensors[name] = QTensor(name, tuple(shape), OUTPUT_BITS, True, 0,
+                                    np.full(shape[2], step), np.zeros(shape[2], dtype=bool))
+        elif node.op in ("conv2d", "linear", "add", "avgpool", "global_avgpool"):
+            act = node.attrs.get("act", "none")
+            signed = act == "none" and not _non_negative(node, tensors)
+            tensors[name] = _activation_tensor(name, shape, calib.tensors[name], signed, act, config, rng)
+        else:
+            raise QuantizationError(f"node {node.name!r}: op {node.op!r} cannot be quantized "
+                                    "(run the graph passes first)")
+    nodes = [_qnode(node, tensors) for node in graph.nodes]
+    model = QModel(nodes, tensors, graph.input, graph.output, config=asdict(config))
+    if config.uses_dqa:
+        _fit_error_streams(model, calib_images[:HUFFMAN_CALIB_IMAGES], config)
+    return model
+
+
+def _non_negative(node: Node, tensors: dict[str, QTensor]) -> bool:
+    """Pooling keeps the sign of its input: pooled unsigned data stays unsigned."""
+    return node.op in ("avgpool", "global_avgpool") and not tensors[node.inputs[0]].signed
+
+
+def _fit_error_streams(model: QModel, images: np.ndarray, config: QuantConfig) -> None:
+    """Huffman codes from the error histograms, then capacities from stream lengths.
+
+    Both come from one run of the integer reference without codes (so without
+    overflow), so the error symbols are those of the deployed arithmetic.
+    """
+    stats = reference.run(model, images).stats
+    for name, s in stats.items():
+        t = model.tensors[name]
+        t.huffman = HuffmanCode.from_counts(s.symbol_counts)
+        longest = int((s.image_symbol_counts @ np.asarray(t.huffman.lengths)).max())
+        t.err_capacity_bits = int(np.ceil(longest * (1 + config.stream_margin)))

@@ -1,0 +1,189 @@
+"""The NumPy integer reference: executes a QModel exactly as docs/spec.md says.
+
+It is the golden model for the generated C. Everything is vectorized over a
+batch of images; a tensor is carried between ops in the fine domain
+(spec section 1) after its storage has been simulated, so DQA splitting,
+Huffman coding limits and the overflow fallback are all applied here.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from . import npconv
+from .qmodel import QModel, QNode, QTensor
+
+DEFAULT_BATCH = 250
+PIXELS = "__pixels__"  # the application's uint8 input, before the input stage
+
+
+def rshift_round(x: np.ndarray, shift: np.ndarray) -> np.ndarray:
+    """Round half up, once: (x + 2^(T-1)) >> T, and x itself for T = 0."""
+    shift = np.asarray(shift, dtype=np.int64)
+    offset = np.where(shift > 0, np.left_shift(1, np.maximum(shift - 1, 0)), 0)
+    return (x + offset) >> shift
+
+
+@dataclass
+class TensorStats:
+    """What storing one tensor saw over a run."""
+    per_image_counts: list = field(default_factory=list)  # int64 (N, 2^m) per batch: error symbols
+    stream_bits: list = field(default_factory=list)  # per image, before any truncation
+    overflowed_images: int = 0
+
+    @property
+    def image_symbol_counts(self) -> np.ndarray:
+        return np.concatenate(self.per_image_counts)
+
+    @property
+    def symbol_counts(self) -> np.ndarray:
+        return self.image_symbol_counts.sum(axis=0)
+
+
+@dataclass
+class RunResult:
+    output: np.ndarray  # int64 (N, C) for a vector output, else (N, H, W, C)
+    overflowed_tensors: np.ndarray  # int64 (N,): spec section 2.3 status per image
+    stats: dict[str, TensorStats]
+    tensors: dict[str, np.ndarray] | None = None  # fine-domain values, when kept
+
+
+def _store(t: QTensor, u: np.ndarray, result_stats: dict, overflow: np.ndarray) -> np.ndarray:
+    """Simulate storing storage-domain values `u`; return what consumers read (v)."""
+    m = t.extra_bits
+    if m == 0:
+        return u
+    if not t.important.any():
+        return u << m
+    imp = t.important
+    hi, err = u[..., imp] >> m, u[..., imp] & ((1 << m) - 1)
+    symbols = err.reshape(len(u), -1)  # index order of spec 2.2
+    stats = result_stats.setdefault(t.name, TensorStats())
+    rows = np.arange(len(u))[:, None] * (1 << m)
+    counts = np.bincount((symbols + rows).ravel(), minlength=len(u) << m).reshape(len(u), 1 << m)
+    stats.per_image_counts.append(counts)
+    if t.huffman is not None:
+        lengths = np.asarray(t.huffman.lengths, dtype=np.int64)[symbols]
+        written = np.cumsum(lengths, axis=1)
+        stats.stream_bits.extend(written[:, -1].tolist())
+        coded = written <= t.err_capacity_bits
+        lost = ~coded[:, -1]
+        stats.overflowed_images += int(lost.sum())
+        overflow += lost
+        err = np.where(coded, symbols, 1 << (m - 1)).reshape(err.shape)
+    v = u << m
+    v[..., imp] = (hi << m) + err
+    return v
+
+
+def _view(v: np.ndarray, stride: int, channel_offset: int, channels: int) -> np.ndarray:
+    """Option-A view: subsample spatially, place channels at an offset, zeros elsewhere."""
+    sub = v[:, ::stride, ::stride, :]
+    if channel_offset == 0 and sub.shape[3] == channels:
+        return sub
+    out = np.zeros(sub.shape[:3] + (channels,), dtype=sub.dtype)
+    out[..., channel_offset:channel_offset + sub.shape[3]] = sub
+    return out
+
+
+def _requantize(terms: np.ndarray, node: QNode) -> np.ndarray:
+    a = node.arrays
+    return np.clip(rshift_round(terms, a["shift"]), a["out_min"], a["out_max"])
+
+
+def fine_max_abs(t: QTensor) -> int:
+    """Largest |v| a consumer can read from `t` (bounds exact accumulation)."""
+    if t.lut is not None:
+        return 127
+    bits = t.bits + t.extra_bits
+    return (1 << (bits - 1)) if t.signed else (1 << bits) - 1
+
+
+def _conv(node: QNode, v: np.ndarray, x: QTensor) -> np.ndarray:
+    w = node.arrays["weight"]
+    at = node.attrs
+    taps = w.shape[1] * w.shape[2] * w.shape[3]
+    dtype = npconv.exact_dtype(fine_max_abs(x), 127, taps)
+    acc = npconv.conv2d(v, w, at["stride"], at["padding"], at["dilation"], at["groups"], dtype)
+    return np.rint(acc).astype(np.int64)
+
+
+def _run_node(node: QNode, model: QModel, values: dict, stats: dict, overflow: np.ndarray) -> None:
+    out_t = model.tensors[node.output]
+    ins = [values[name] for name in node.inputs]
+    a, at = node.arrays, node.attrs
+    if node.op == "input":
+        p = values[PIXELS]
+        channel = np.arange(out_t.channels)
+        values[node.output] = out_t.lut[channel, p].astype(np.int64)
+        return
+    if node.op in ("conv2d", "linear"):
+        x_t = model.tensors[node.inputs[0]]
+        if node.op == "linear":
+            x = ins[0].reshape(len(ins[0]), 1, 1, -1)
+            w = a["weight"][:, None, None, :]
+            acc = _conv(QNode(node.name, "conv2d", node.inputs, node.output,
+                              {"stride": (1, 1), "padding": (0, 0, 0, 0), "dilation": (1, 1), "groups": 1},
+                              {"weight": w}), x, x_t)
+        else:
+            acc = _conv(node, ins[0], x_t)
+        terms = (acc + a["bias"]) * a["multiplier"]
+        if len(ins) == 2:
+            terms = terms + _view(ins[1], at["residual_stride"], at["residual_channel_offset"],
+                                  out_t.channels) * a["residual_multiplier"]
+        u = _requantize(terms, node)
+    elif node.op == "add":
+        vb = _view(ins[1], at["b_stride"], at["b_channel_offset"], out_t.channels)
+        u = _requantize(ins[0] * a["multiplier"] + vb * a["residual_multiplier"], node)
+    elif node.op == "maxpool":
+        kh, kw = at["kernel"]
+        lowest = np.iinfo(np.int64).min
+        v = npconv.windows(ins[0], kh, kw, at["stride"], at["padding"], pad_value=lowest).max(axis=(4, 5))
+        u = np.where(out_t.important, v, v >> out_t.extra_bits)
+    elif node.op == "avgpool":
+        kh, kw = at["kernel"]
+        s = npconv.windows(ins[0], kh, kw, at["stride"], at["padding"]).sum(axis=(4, 5))
+        u = _requantize(s * a["multiplier"], node)
+    elif node.op == "global_avgpool":
+        u = _requantize(ins[0].sum(axis=(1, 2), keepdims=True) * a["multiplier"], node)
+    elif node.op == "flatten":
+        values[node.output] = ins[0].reshape(len(ins[0]), 1, 1, -1)
+        return
+    elif node.op in ("concat", "upsample_nearest"):
+        if node.op == "concat":
+            v = np.concatenate(ins, axis=3)
+        else:
+            sh, sw = at["scale"]
+            v = ins[0].repeat(sh, axis=1).repeat(sw, axis=2)
+        u = np.where(out_t.important, v, v >> out_t.extra_bits)
+    else:
+        raise ValueError(f"node {node.name!r}: the reference has no op {node.op!r}")
+    values[node.output] = _store(out_t, u, stats, overflow)
+
+
+def run(model: QModel, pixels: np.ndarray, batch: int = DEFAULT_BATCH, keep_tensors: bool = False,
+        progress=None) -> RunResult:
+    """Run uint8 NHWC `pixels` through `model`; exact integers out."""
+    expected = model.tensors[model.input].shape
+    if pixels.dtype != np.uint8 or pixels.ndim != 4 or tuple(pixels.shape[1:]) != tuple(expected):
+        raise ValueError(f"input must be uint8 of shape (N, {', '.join(map(str, expected))}), "
+                         f"got {pixels.dtype} {pixels.shape}")
+    outputs, overflows, kept = [], [], {}
+    stats: dict[str, TensorStats] = {}
+    starts = range(0, len(pixels), batch)
+    for start in (progress(starts) if progress else starts):
+        chunk = pixels[start:start + batch]
+        values = {PIXELS: chunk}
+        overflow = np.zeros(len(chunk), dtype=np.int64)
+        for node in model.nodes:
+            _run_node(node, model, values, stats, overflow)
+        out = values[model.output]
+        outputs.append(out.reshape(len(chunk), -1) if out.shape[1:3] == (1, 1) else out)
+        overflows.append(overflow)
+        if keep_tensors:
+            for name, v in values.items():
+                if name != PIXELS:
+                    kept.setdefault(name, []).append(v)
+    return RunResult(np.concatenate(outputs), np.concatenate(overflows), stats,
+                     {k: np.concatenate(v) for k, v in kept.items()} if keep_tensors else None)

@@ -1,0 +1,866 @@
+"""PyTorch front end: model file -> torch module -> float graph IR.
+
+``load_torch_model`` reads a model file and returns a module plus the input
+normalization it expects; ``import_module`` traces a module into an
+``ir.Graph``.
+
+Accepted files
+--------------
+* a state_dict checkpoint (``torch.save(model.state_dict())`` or a dict with a
+  ``'state_dict'`` entry) plus a built-in architecture name (``zoo.ZOO``);
+* a ``torch.export`` program (``.pt2``): its graph module is used as is;
+* a TorchScript archive (``torch.jit.save``): torch.fx cannot trace a
+  ScriptModule (it runs in C++), so its TorchScript graph is converted to an
+  fx graph with PyTorch's own TorchScript converter and re-traced with
+  ``torch.export`` at the requested input shape;
+* a whole pickled ``nn.Module`` (``torch.save(model)``) ONLY with
+  ``trust_pickle=True``: unpickling such a file runs arbitrary code.
+
+Tracing
+-------
+A plain ``nn.Module`` is traced with ``torch.fx.symbolic_trace`` (and, if
+that fails, e.g. on data-dependent Python control flow, with
+``torch.export``). Torch-level nodes (modules, ``torch.nn.functional``,
+``torch.*``, tensor methods) and aten-level nodes (export / TorchScript) are
+both mapped. Shapes and every non-tensor value (``x.size()[3]`` and the like)
+come from running the graph once on a dummy input (``ShapeProp``); tensors
+that do not depend on the input (parameters, transposed weights) are
+constants. Anything else raises ``ir.GraphError`` naming the fx node.
+
+IR names are the fx node names, so ``layer1.0.conv1`` becomes
+``layer1_0_conv1`` (for aten graphs the name is taken from the weight's module
+path). Each IR node's output tensor has the node's name.
+
+A flatten of a 1x1 spatial tensor is the identity in NHWC and emits no node.
+A flatten of a larger tensor emits ``flatten`` (HWC order) and the following
+linear's weight columns are permuted from torch's CHW order to HWC.
+"""
+from __future__ import annotations
+
+import operator
+import pickle
+import re
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.fx
+import torch.nn as nn
+import torch.nn.functional as F
+from torch.fx.passes.shape_prop import ShapeProp
+
+from . import ir, zoo
+from .npconv import out_size
+from .zoo import Normalization
+
+DEFAULT_NORMALIZATION = Normalization(1.0 / 255.0, (0.0,), (1.0,))
+
+__all__ = ["load_torch_model", "import_module", "DEFAULT_NORMALIZATION", "Normalization"]
+
+
+# --------------------------------------------------------------------------- loading
+
+def _zip_names(path: Path) -> list[str] | None:
+    if not zipfile.is_zipfile(path):
+        return None
+    with zipfile.ZipFile(path) as z:
+        return z.namelist()
+
+
+def _torchscript_to_fx(ts, example: torch.Tensor) -> torch.fx.GraphModule:
+    """Convert a ScriptModule to an aten-level fx GraphModule at the example's shape.
+
+    PyTorch's TorchScript converter turns the TorchScript graph into fx; its own
+    re-export uses dynamic shapes, which fails on shape arithmetic such as
+    ``avg_pool2d(x, x.size(3))``, so we re-trace with ``torch.export`` at the
+    static example shape instead.
+    """
+    try:
+        from torch._export import converter as c
+
+        conv = c.TS2EPConverter(ts, (example,))
+        lifted, fqn = c.get_block_to_lifted_attrs(conv.ts_graph)
+        g = c.TS2FXGraphConverter(conv.ts_graph, conv.name_to_param, conv.name_to_buffer, lifted,
+                                  conv.name_to_non_tensor_attributes, conv.name_to_constant, fqn)
+        gm = g.convert()
+        c.replace_quantized_ops_with_standard_ops(gm)
+        return torch.export.export(gm, (example,), strict=False).module()
+    except Exception as e:  # noqa: BLE001 - private converter, any failure is reported the same way
+        raise ir.GraphError(
+            "cannot convert this TorchScript archive to a traceable graph (torch.fx cannot trace a "
+            f"ScriptModule directly): {type(e).__name__}: {e}. Export the model with torch.export "
+            "(.pt2), or give a state_dict checkpoint with a built-in --arch.") from e
+
+
+def load_torch_model(path, arch: str | None = None, trust_pickle: bool = False):
+    """Load a PyTorch model file; returns ``(module, normalization)``.
+
+    The normalization is the architecture's when ``arch`` is given (or the
+    module is a built-in CIFAR ResNet), else ``DEFAULT_NORMALIZATION``
+    (pixel / 255, mean 0, std 1), which the caller may override.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such file")
+    norm = zoo.get_entry(arch).normalization if arch is not None else DEFAULT_NORMALIZATION
+    names = _zip_names(path)
+    if names is not None and any(n == "archive_format" or n.endswith("/archive_format") for n in names):
+        ep = torch.export.load(str(path))
+        return ep.module(), norm
+    if names is not None and any("/code/__torch__/" in n or n.endswith("constants.pkl") for n in names):
+        return torch.jit.load(str(path), map_location="cpu").eval(), norm
+
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        if not trust_pickle:
+            raise ValueError(
+                f"{path} is a Python pickle that runs code when loaded (for example a whole "
+                "nn.Module saved with torch.save(model)). Pass --trust-pickle (trust_pickle=True) "
+                "only if you trust this file, or save a state_dict / torch.export .pt2 instead."
+            ) from e
+        obj = torch.load(path, map_location="cpu", weights_only=False)
+
+    if isinstance(obj, nn.Module):
+        if arch is None and isinstance(obj, zoo.CifarResNet):
+            norm = zoo.CIFAR_NORMALIZATION
+        return obj.eval(), norm
+    if isinstance(obj, dict):
+        if arch is None:
+            raise ValueError(f"{path} holds only weights (a state_dict); pass the architecture "
+                             f"(--arch), one of: {', '.join(sorted(zoo.ZOO))}")
+        return zoo.load_state_dict_checkpoint(path, arch), norm
+    raise ValueError(f"{path}: unsupported content {type(obj).__name__}; expected a state_dict, "
+                     "an nn.Module, a TorchScript archive or a torch.export .pt2 program")
+
+
+# --------------------------------------------------------------------------- tracing helpers
+
+class _Recorder(ShapeProp):
+    """ShapeProp that also keeps every node's value (ints, sizes, constant tensors)."""
+
+    def __init__(self, gm):
+        super().__init__(gm)
+        self.values: dict[torch.fx.Node, object] = {}
+
+    def run_node(self, n):
+        result = super().run_node(n)
+        self.values[n] = result
+        return result
+
+
+def _target_name(node: torch.fx.Node, gm) -> str:
+    if node.op == "call_module":
+        m = gm.get_submodule(node.target)
+        return f"{type(m).__module__}.{type(m).__qualname__}"
+    if node.op == "call_method":
+        return f"Tensor.{node.target}"
+    t = node.target
+    if isinstance(t, torch._ops.OpOverload):
+        return str(t)
+    try:
+        from torch.fx.node import _get_qualified_name
+        return _get_qualified_name(t)
+    except Exception:  # noqa: BLE001
+        return getattr(t, "__name__", repr(t))
+
+
+def _pair(v) -> tuple[int, int]:
+    if isinstance(v, (list, tuple, torch.Size)):
+        if len(v) == 1:
+            return int(v[0]), int(v[0])
+        if len(v) == 2:
+            return int(v[0]), int(v[1])
+        raise ValueError(f"expected 1 or 2 values, got {v!r}")
+    return int(v), int(v)
+
+
+def _bind(names, defaults, args, kwargs) -> dict:
+    d = dict(defaults)
+    for n, a in zip(names, args):
+        d[n] = a
+    d.update(kwargs)
+    return d
+
+
+def _bind_aten(target, args, kwargs) -> dict:
+    d = {}
+    schema = target._schema.arguments
+    for a in schema:
+        if a.has_default_value():
+            d[a.name] = a.default_value
+    for a, v in zip(schema, args):
+        d[a.name] = v
+    d.update(kwargs)
+    return d
+
+
+_CONV_FNS = {F.conv2d, torch.conv2d}
+_RELU_FNS = {F.relu, torch.relu, F.relu_, torch.relu_}
+_RELU6_FNS = {F.relu6}
+_HARDTANH_FNS = {F.hardtanh, F.hardtanh_}
+_CLAMP_FNS = {torch.clamp, torch.clip, torch.clamp_min}
+_ADD_FNS = {operator.add, operator.iadd, torch.add}
+_MAXPOOL_FNS = {F.max_pool2d, torch.max_pool2d}
+_AVGPOOL_FNS = {F.avg_pool2d, torch._C._nn.avg_pool2d}
+_ADAPTIVE_FNS = {F.adaptive_avg_pool2d, torch._C._nn.adaptive_avg_pool2d}
+_CAT_FNS = {torch.cat, torch.concat, torch.concatenate}
+_INTERP_FNS = {F.interpolate, F.upsample, F.upsample_nearest}
+_PAD_FNS = {F.pad, torch.constant_pad_nd}
+_IDENTITY_FNS = {F.dropout, F.dropout2d, torch.clone}
+_RESHAPE_FNS = {torch.flatten, torch.reshape}
+_INPLACE_FNS = {F.relu_, torch.relu_, F.hardtanh_, operator.iadd}
+
+# spec: positional names and defaults for torch-level functions / tensor methods
+_SPECS = {
+    "conv": (("input", "weight", "bias", "stride", "padding", "dilation", "groups"),
+             {"bias": None, "stride": 1, "padding": 0, "dilation": 1, "groups": 1}),
+    "bn_F": (("input", "running_mean", "running_var", "weight", "bias", "training", "momentum", "eps"),
+             {"weight": None, "bias": None, "training": False, "eps": 1e-5}),
+    "bn_torch": (("input", "weight", "bias", "running_mean", "running_var", "training", "momentum", "eps"),
+                 {"training": False, "eps": 1e-5}),
+    "hardtanh": (("input", "min_val", "max_val", "inplace"), {"min_val": -1.0, "max_val": 1.0}),
+    "act": (("input", "inplace"), {"inplace": False}),
+    "clamp": (("input", "min", "max"), {"min": None, "max": None}),
+    "add": (("input", "other", "alpha"), {"alpha": 1}),
+    "maxpool": (("input", "kernel_size", "stride", "padding", "dilation", "ceil_mode", "return_indices"),
+                {"stride": None, "padding": 0, "dilation": 1, "ceil_mode": False, "return_indices": False}),
+    "avgpool": (("input", "kernel_size", "stride", "padding", "ceil_mode", "count_include_pad",
+                 "divisor_override"),
+                {"stride": None, "padding": 0, "ceil_mode": False, "count_include_pad": True,
+                 "divisor_override": None}),
+    "adaptive": (("input", "output_size"), {}),
+    "mean": (("input", "dim", "keepdim"), {"dim": None, "keepdim": False}),
+    "linear": (("input", "weight", "bias"), {"bias": None}),
+    "cat": (("tensors", "dim"), {"dim": 0}),
+    "interp": (("input", "size", "scale_factor", "mode"), {"size": None, "scale_factor": None,
+                                                           "mode": "nearest"}),
+    "pad": (("input", "pad", "mode", "value"), {"mode": "constant", "value": None}),
+    "unary": (("input",), {}),
+    "getitem": (("input", "idx"), {}),
+}
+
+_METHODS = {
+    "relu": "relu", "relu_": "relu", "add": "add", "add_": "add", "view": "reshape",
+    "reshape": "reshape", "flatten": "reshape", "mean": "mean", "contiguous": "identity",
+    "clone": "identity", "clamp": "clamp", "clamp_": "clamp", "clip": "clamp", "clamp_min": "clamp",
+    "float": "identity", "detach": "identity",
+}
+_INPLACE_METHODS = {"relu_", "add_", "clamp_"}
+
+_ATEN = {
+    "conv2d": "conv", "convolution": "conv", "_convolution": "conv",
+    "batch_norm": "batchnorm", "_native_batch_norm_legit_no_training": "batchnorm",
+    "relu": "relu", "relu_": "relu", "relu6": "relu6", "hardtanh": "hardtanh", "hardtanh_": "hardtanh",
+    "clamp": "clamp", "clamp_min": "clamp", "clip": "clamp",
+    "add": "add", "add_": "add",
+    "max_pool2d": "maxpool", "max_pool2d_with_indices": "maxpool",
+    "avg_pool2d": "avgpool", "adaptive_avg_pool2d": "adaptive", "_adaptive_avg_pool2d": "adaptive",
+    "mean": "mean", "view": "reshape", "reshape": "reshape", "_unsafe_view": "reshape",
+    "flatten": "reshape", "linear": "linear", "cat": "cat", "concat": "cat",
+    "upsample_nearest2d": "upsample", "_upsample_nearest_exact2d": "upsample_bad",
+    "slice": "slice", "pad": "pad", "constant_pad_nd": "pad",
+    "dropout": "identity", "clone": "identity", "contiguous": "identity", "detach": "identity",
+    "alias": "identity", "_to_copy": "identity", "to": "identity", "lift_fresh_copy": "identity",
+}
+
+
+def _classify(node: torch.fx.Node, gm) -> tuple[str | None, dict, bool]:
+    """(kind, canonical fields, in_place) of a node; kind None when unsupported."""
+    args, kwargs = node.args, node.kwargs
+    if node.op == "call_module":
+        m = gm.get_submodule(node.target)
+        x = args[0] if args else kwargs.get("input")
+        inplace = bool(getattr(m, "inplace", False))
+        if isinstance(m, nn.Conv2d):
+            if m.padding_mode != "zeros":
+                return None, {}, False
+            return "conv", dict(input=x, weight=m.weight, bias=m.bias, stride=m.stride, padding=m.padding,
+                                dilation=m.dilation, groups=m.groups), False
+        if isinstance(m, (nn.BatchNorm2d, nn.BatchNorm1d)):
+            if m.running_mean is None:
+                return None, {}, False
+            return "batchnorm", dict(input=x, weight=m.weight, bias=m.bias, running_mean=m.running_mean,
+                                     running_var=m.running_var, eps=m.eps), False
+        if isinstance(m, nn.ReLU):
+            return "relu", dict(input=x), inplace
+        if isinstance(m, nn.Hardtanh):  # includes ReLU6
+            return "hardtanh", dict(input=x, min_val=m.min_val, max_val=m.max_val), inplace
+        if isinstance(m, nn.MaxPool2d):
+            return "maxpool", dict(input=x, kernel_size=m.kernel_size, stride=m.stride, padding=m.padding,
+                                   dilation=m.dilation, ceil_mode=m.ceil_mode,
+                                   return_indices=m.return_indices), False
+        if isinstance(m, nn.AvgPool2d):
+            return "avgpool", dict(input=x, kernel_size=m.kernel_size, stride=m.stride, padding=m.padding,
+                                   ceil_mode=m.ceil_mode, count_include_pad=m.count_include_pad,
+                                   divisor_override=m.divisor_override), False
+        if isinstance(m, nn.AdaptiveAvgPool2d):
+            return "adaptive", dict(input=x, output_size=m.output_size), False
+        if isinstance(m, nn.Flatten):
+            return "reshape", dict(input=x), False
+        if isinstance(m, nn.Linear):
+            return "linear", dict(input=x, weight=m.weight, bias=m.bias), False
+        if isinstance(m, nn.Upsample):
+            return "interp", dict(input=x, mode=m.mode), False
+        if isinstance(m, (nn.Identity, nn.Dropout, nn.Dropout2d)):
+            return "identity", dict(input=x), False
+        return None, {}, False
+
+    if node.op == "call_method":
+        kind = _METHODS.get(node.target)
+        if kind is None:
+            return None, {}, False
+        spec = {"relu": "unary", "identity": "unary", "reshape": "unary"}.get(kind, kind)
+        names, defaults = _SPECS[spec]
+        return kind, _bind(names, defaults, args, kwargs), node.target in _INPLACE_METHODS
+
+    if node.op != "call_function":
+        return None, {}, False
+    t = node.target
+    if isinstance(t, torch._ops.OpOverload):
+        base = t._schema.name.split("::")[-1]
+        kind = _ATEN.get(base)
+        if kind is None or kind == "upsample_bad":
+            return None, {}, False
+        d = _bind_aten(t, args, kwargs)
+        if "self" in d:
+            d["input"] = d.pop("self")
+        if kind == "conv" and d.get("transposed", False):
+            return None, {}, False
+        if kind == "upsample":
+            d["mode"] = "nearest"
+        return kind, d, False
+    if t is operator.getitem:
+        return "getitem", _bind(*_SPECS["getitem"], args, kwargs), False
+    table = [
+        (_CONV_FNS, "conv", "conv"), (_RELU_FNS, "relu", "act"), (_RELU6_FNS, "relu6", "act"),
+        (_HARDTANH_FNS, "hardtanh", "hardtanh"), (_CLAMP_FNS, "clamp", "clamp"), (_ADD_FNS, "add", "add"),
+        (_MAXPOOL_FNS, "maxpool", "maxpool"), (_AVGPOOL_FNS, "avgpool", "avgpool"),
+        (_ADAPTIVE_FNS, "adaptive", "adaptive"), (_CAT_FNS, "cat", "cat"), (_INTERP_FNS, "interp", "interp"),
+        (_PAD_FNS, "pad", "pad"), (_IDENTITY_FNS, "identity", "unary"), (_RESHAPE_FNS, "reshape", "unary"),
+        ({F.linear}, "linear", "linear"), ({torch.mean}, "mean", "mean"),
+        ({F.batch_norm}, "batchnorm", "bn_F"), ({torch.batch_norm}, "batchnorm", "bn_torch"),
+    ]
+    for fns, kind, spec in table:
+        if any(t is f for f in fns):
+            d = _bind(*_SPECS[spec], args, kwargs)
+            if kind == "clamp" and t is torch.clamp_min:
+                d = {"input": d["input"], "min": d["min"], "max": None}
+            inplace = d.get("inplace", False)
+            return kind, d, t in _INPLACE_FNS or (isinstance(inplace, bool) and inplace)
+    return None, {}, False
+
+
+# --------------------------------------------------------------------------- importer
+
+class _Importer:
+    def __init__(self, gm: torch.fx.GraphModule, example: torch.Tensor, normalization: Normalization,
+                 aten_names: bool):
+        self.gm = gm
+        self.aten_names = aten_names
+        self.norm = normalization
+        rec = _Recorder(gm)
+        with torch.no_grad():
+            rec.run(example)
+        self.values = rec.values
+        self.batch = example.shape[0]
+        self.nodes: list[ir.Node] = []
+        self.shapes: dict[str, tuple[int, int, int]] = {}
+        self.tmap: dict[torch.fx.Node, str] = {}  # fx node -> IR tensor
+        self.flat_origin: dict[str, tuple[int, int, int]] = {}  # spatial flatten outputs -> (H, W, C)
+        self.used_names: set[str] = set()
+        self.dyn: set[torch.fx.Node] = set()
+        self.input_name: str | None = None
+        self.output_name: str | None = None
+
+    # ---- helpers
+    def fail(self, node, why: str = "") -> ir.GraphError:
+        msg = f"unsupported op at node {node.name!r} ({node.op} {_target_name(node, self.gm)})"
+        return ir.GraphError(msg + (f": {why}" if why else ""))
+
+    def val(self, a):
+        if isinstance(a, torch.fx.Node):
+            return self.values[a]
+        if isinstance(a, (list, tuple)):
+            return type(a)(self.val(x) for x in a)
+        return a
+
+    def const(self, node, a, what: str):
+        if isinstance(a, torch.fx.Node) and a in self.dyn:
+            raise self.fail(node, f"{what} depends on the input")
+        return self.val(a)
+
+    def param(self, node, a, what: str) -> np.ndarray | None:
+        v = self.const(node, a, what)
+        if v is None:
+            return None
+        if isinstance(v, (int, float)):
+            return np.asarray(v, np.float32)
+        return v.detach().to(torch.float32).cpu().numpy().copy()
+
+    def tensor(self, node, a) -> str:
+        if not isinstance(a, torch.fx.Node) or a not in self.dyn:
+            raise self.fail(node, "an input is a constant, not a tensor computed from the model input")
+        if a not in self.tmap:
+            raise self.fail(node, f"its input {a.name!r} has no IR tensor")
+        return self.tmap[a]
+
+    def shape_of(self, fxnode) -> tuple[int, int, int]:
+        v = self.values[fxnode]
+        if isinstance(v, (tuple, list)):
+            v = v[0]
+        if v.dim() == 4:
+            return (int(v.shape[2]), int(v.shape[3]), int(v.shape[1]))
+        if v.dim() == 2:
+            return (1, 1, int(v.shape[1]))
+        raise self.fail(fxnode, f"tensor of rank {v.dim()} (shape {tuple(v.shape)}); only NCHW and (N, C)")
+
+    def rank(self, fxnode) -> int:
+        v = self.values[fxnode]
+        if isinstance(v, (tuple, list)):
+            v = v[0]
+        return v.dim()
+
+    def name_for(self, node: torch.fx.Node, d: dict) -> str:
+        base = node.name
+        if self.aten_names:
+            w = d.get("weight")
+            if isinstance(w, torch.fx.Node) and w.op == "get_attr" and "." in str(w.target):
+                base = str(w.target).rsplit(".", 1)[0]
+            else:
+                stack = node.meta.get("nn_module_stack") or {}
+                path = list(stack.values())[-1][0] if stack else ""
+                if path and not path.startswith("L[") and "<locals>" not in path:
+                    base = path + "_" + re.sub(r"_+\d*$", "", node.name)
+        base = re.sub(r"[^0-9A-Za-z_]", "_", base.replace(".", "_"))
+        if not base or base[0].isdigit():
+            base = "t_" + base
+        name, i = base, 1
+        while name in self.used_names:
+            name = f"{base}_{i}"
+            i += 1
+        self.used_names.add(name)
+        return name
+
+    def emit(self, fxnode, d, op, inputs, attrs=None, params=None) -> str:
+        name = self.name_for(fxnode, d)
+        self.nodes.append(ir.Node(name=name, op=op, inputs=list(inputs), output=name,
+                                  attrs=attrs or {}, params=params or {}))
+        self.shapes[name] = self.shape_of(fxnode)
+        return name
+
+    # ---- main loop
+    def run(self) -> ir.Graph:
+        placeholders = [n for n in self.gm.graph.nodes if n.op == "placeholder"]
+        if len(placeholders) != 1:
+            raise ir.GraphError(f"the model must have exactly one input, it has {len(placeholders)}: "
+                                f"{[p.name for p in placeholders]}")
+        for node in self.gm.graph.nodes:
+            if node.op == "placeholder":
+                self.dyn.add(node)
+                self.do_input(node)
+            elif node.op == "output":
+                self.do_output(node)
+            elif node.op == "get_attr":
+                continue
+            else:
+                v = self.values.get(node)
+                is_t = isinstance(v, torch.Tensor) or (
+                    isinstance(v, (tuple, list)) and v and all(isinstance(x, torch.Tensor) for x in v))
+                dead_getitem = node.target is operator.getitem and not node.users
+                if is_t and not dead_getitem and any(a in self.dyn for a in node.all_input_nodes):
+                    self.dyn.add(node)
+                    self.do_node(node)
+        g = ir.Graph(nodes=self.nodes, shapes=self.shapes, input=self.input_name, output=self.output_name)
+        g = _merge_slices(g)
+        g.validate()
+        return g
+
+    def do_input(self, node):
+        v = self.values[node]
+        if not isinstance(v, torch.Tensor) or v.dim() != 4:
+            raise ir.GraphError(f"the model input {node.name!r} must be an NCHW tensor")
+        c = int(v.shape[1])
+        mean = np.broadcast_to(np.asarray(self.norm.mean, np.float32), (c,)).copy()
+        std = np.broadcast_to(np.asarray(self.norm.std, np.float32), (c,)).copy()
+        self.used_names.add("input")
+        self.nodes.append(ir.Node("input", "input", [], "input", attrs={"pixel_scale": float(self.norm.pixel_scale)},
+                                  params={"mean": mean, "std": std}))
+        self.shapes["input"] = self.shape_of(node)
+        self.tmap[node] = "input"
+        self.input_name = "input"
+
+    def do_output(self, node):
+        flat, _ = torch.utils._pytree.tree_flatten(node.args)
+        outs = [a for a in flat if isinstance(a, torch.fx.Node)]
+        if len(outs) != 1:
+            raise ir.GraphError(f"the model must have exactly one output, it has {len(outs)}")
+        if outs[0] not in self.tmap:
+            raise ir.GraphError(f"the model output {outs[0].name!r} is not computed from the input")
+        self.output_name = self.tmap[outs[0]]
+
+    def do_node(self, node):
+        kind, d, inplace = _classify(node, self.gm)
+        if kind is None:
+            raise self.fail(node)
+        handler = getattr(self, "op_" + kind)
+        out = handler(node, d)
+        if out is None:
+            raise self.fail(node)
+        self.tmap[node] = out
+        if inplace:  # later uses of the mutated tensor see the new value
+            x = d.get("input")
+            if isinstance(x, torch.fx.Node):
+                self.tmap[x] = out
+
+    # ---- op handlers: return the IR tensor name
+    def op_identity(self, node, d):
+        return self.tensor(node, d["input"])
+
+    def op_conv(self, node, d):
+        x = self.tensor(node, d["input"])
+        if self.rank(d["input"]) != 4:
+            raise self.fail(node, "conv2d input must be NCHW")
+        w = self.param(node, d["weight"], "weight")
+        b = self.param(node, d.get("bias"), "bias")
+        cout, cin_g, kh, kw = w.shape
+        stride, dilation, groups = _pair(self.val(d["stride"])), _pair(self.val(d["dilation"])), int(self.val(d["groups"]))
+        pad = self.val(d["padding"])
+        if isinstance(pad, str):
+            if pad == "valid":
+                padding = (0, 0, 0, 0)
+            elif pad == "same":
+                th, tw = dilation[0] * (kh - 1), dilation[1] * (kw - 1)
+                padding = (th // 2, th - th // 2, tw // 2, tw - tw // 2)
+            else:
+                raise self.fail(node, f"padding {pad!r}")
+        else:
+            ph, pw = _pair(pad)
+            padding = (ph, ph, pw, pw)
+        h, wd, c = self.shapes[x]
+        oh, ow, oc = self.shape_of(node)
+        if (out_size(h, kh, stride[0], padding[0], padding[1], dilation[0]),
+                out_size(wd, kw, stride[1], padding[2], padding[3], dilation[1]), cout) != (oh, ow, oc):
+            raise self.fail(node, "output shape does not match a plain zero-padded convolution")
+        if b is None:
+            b = np.zeros(cout, np.float32)
+        return self.emit(node, d, "conv2d", [x],
+                         attrs=dict(stride=stride, padding=padding, dilation=dilation, groups=groups, act="none"),
+                         params=dict(weight=np.ascontiguousarray(w.transpose(0, 2, 3, 1)), bias=b.astype(np.float32)))
+
+    def op_batchnorm(self, node, d):
+        x = self.tensor(node, d["input"])
+        if self.val(d.get("training", False)):
+            raise self.fail(node, "batch norm in training mode (call model.eval())")
+        mean = self.param(node, d["running_mean"], "running_mean")
+        var = self.param(node, d["running_var"], "running_var")
+        if mean is None or var is None:
+            raise self.fail(node, "batch norm without running statistics")
+        c = mean.shape[0]
+        gamma = self.param(node, d.get("weight"), "weight")
+        beta = self.param(node, d.get("bias"), "bias")
+        gamma = np.ones(c, np.float32) if gamma is None else gamma
+        beta = np.zeros(c, np.float32) if beta is None else beta
+        return self.emit(node, d, "batchnorm", [x], attrs=dict(eps=float(self.val(d["eps"]))),
+                         params=dict(gamma=gamma, beta=beta, mean=mean, var=var))
+
+    def op_relu(self, node, d):
+        return self.emit(node, d, "relu", [self.tensor(node, d["input"])])
+
+    def op_relu6(self, node, d):
+        return self.emit(node, d, "relu6", [self.tensor(node, d["input"])])
+
+    def _bounded(self, node, d, lo, hi):
+        lo, hi = self.val(lo), self.val(hi)
+        if lo == 0 and hi is None:
+            return self.op_relu(node, d)
+        if lo == 0 and hi == 6:
+            return self.op_relu6(node, d)
+        raise self.fail(node, f"clamp to [{lo}, {hi}]; only [0, inf) (relu) and [0, 6] (relu6)")
+
+    def op_hardtanh(self, node, d):
+        return self._bounded(node, d, d["min_val"], d["max_val"])
+
+    def op_clamp(self, node, d):
+        return self._bounded(node, d, d.get("min"), d.get("max"))
+
+    def op_add(self, node, d):
+        if self.val(d.get("alpha", 1)) != 1:
+            raise self.fail(node, "add with alpha != 1")
+        a, b = d["input"], d["other"]
+        ta, tb = self.tensor(node, a), self.tensor(node, b)
+        if self.shapes[ta] != self.shapes[tb] or self.rank(a) != self.rank(b):
+            raise self.fail(node, f"add of different shapes {self.shapes[ta]} and {self.shapes[tb]} (broadcast)")
+        return self.emit(node, d, "add", [ta, tb], attrs=dict(act="none"))
+
+    def _pool_geometry(self, node, d, x):
+        k = _pair(self.val(d["kernel_size"]))
+        s = self.val(d.get("stride"))
+        s = k if s is None or (isinstance(s, (list, tuple)) and len(s) == 0) else _pair(s)
+        ph, pw = _pair(self.val(d.get("padding", 0)))
+        return k, s, (ph, ph, pw, pw)
+
+    def op_maxpool(self, node, d):
+        x = self.tensor(node, d["input"])
+        if self.rank(d["input"]) != 4:
+            raise self.fail(node, "max pooling input must be NCHW")
+        if _pair(self.val(d.get("dilation", 1))) != (1, 1):
+            raise self.fail(node, "max pooling with dilation")
+        k, s, p = self._pool_geometry(node, d, x)
+        h, w, _ = self.shapes[x]
+        oh, ow, _ = self.shape_of(node)
+        fh, fw = out_size(h, k[0], s[0], p[0], p[1]), out_size(w, k[1], s[1], p[2], p[3])
+        if (fh, fw) != (oh, ow):
+            if not self.val(d.get("ceil_mode", False)) or oh < fh or ow < fw:
+                raise self.fail(node, "unexpected max pooling output shape")
+            p = (p[0], p[1] + (oh - fh) * s[0], p[2], p[3] + (ow - fw) * s[1])  # ceil mode: -inf pad
+        return self.emit(node, d, "maxpool", [x], attrs=dict(kernel=k, stride=s, padding=p))
+
+    def op_avgpool(self, node, d):
+        x = self.tensor(node, d["input"])
+        if self.rank(d["input"]) != 4:
+            raise self.fail(node, "average pooling input must be NCHW")
+        if self.val(d.get("divisor_override")) is not None:
+            raise self.fail(node, "avg_pool2d with divisor_override")
+        k, s, p = self._pool_geometry(node, d, x)
+        h, w, _ = self.shapes[x]
+        oh, ow, _ = self.shape_of(node)
+        if any(p) and not self.val(d.get("count_include_pad", True)):
+            raise self.fail(node, "avg_pool2d with padding and count_include_pad=False")
+        if (out_size(h, k[0], s[0], p[0], p[1]), out_size(w, k[1], s[1], p[2], p[3])) != (oh, ow):
+            raise self.fail(node, "avg_pool2d output shape differs (ceil_mode is not supported)")
+        if k == (h, w) and not any(p):
+            return self.emit(node, d, "global_avgpool", [x])
+        return self.emit(node, d, "avgpool", [x], attrs=dict(kernel=k, stride=s, padding=p))
+
+    def op_adaptive(self, node, d):
+        x = self.tensor(node, d["input"])
+        h, w, _ = self.shapes[x]
+        oh, ow, _ = self.shape_of(node)
+        if (oh, ow) == (1, 1):
+            return self.emit(node, d, "global_avgpool", [x])
+        if h % oh or w % ow:
+            raise self.fail(node, f"adaptive average pooling {h}x{w} -> {oh}x{ow} is not a uniform pooling")
+        k = (h // oh, w // ow)
+        return self.emit(node, d, "avgpool", [x], attrs=dict(kernel=k, stride=k, padding=(0, 0, 0, 0)))
+
+    def op_mean(self, node, d):
+        x = self.tensor(node, d["input"])
+        dims = self.val(d.get("dim"))
+        dims = [dims] if isinstance(dims, int) else list(dims or [])
+        r = self.rank(d["input"])
+        if r != 4 or sorted(int(a) % 4 for a in dims) != [2, 3]:
+            raise self.fail(node, f"mean over dims {dims}; only the spatial dims (2, 3)")
+        return self.emit(node, d, "global_avgpool", [x])
+
+    def op_reshape(self, node, d):
+        src = d["input"]
+        x = self.tensor(node, src)
+        vin, vout = self.values[src], self.values[node]
+        if tuple(vin.shape) == tuple(vout.shape):
+            return x
+        if vout.dim() != 2 or vout.shape[0] != self.batch or vin.shape[0] != self.batch \
+                or vout.shape[1] != vin[0].numel():
+            raise self.fail(node, f"reshape {tuple(vin.shape)} -> {tuple(vout.shape)}; only flatten to (N, -1)")
+        h, w, c = self.shapes[x]
+        if h * w == 1:
+            return x
+        for user in node.users:
+            kind, ud, _ = _classify(user, self.gm)
+            if kind != "linear" or ud.get("input") is not node:
+                raise self.fail(node, f"flatten of a {h}x{w} spatial tensor must feed only linear layers "
+                                      f"(it feeds {user.name!r})")
+        out = self.emit(node, d, "flatten", [x])
+        self.flat_origin[out] = (h, w, c)
+        return out
+
+    def op_linear(self, node, d):
+        x = self.tensor(node, d["input"])
+        if self.rank(d["input"]) != 2:
+            raise self.fail(node, "linear input must be (N, C)")
+        w = self.param(node, d["weight"], "weight")
+        b = self.param(node, d.get("bias"), "bias")
+        if x in self.flat_origin:
+            h, ww, c = self.flat_origin[x]
+            w = w.reshape(w.shape[0], c, h, ww).transpose(0, 2, 3, 1).reshape(w.shape[0], -1)
+        if b is None:
+            b = np.zeros(w.shape[0], np.float32)
+        return self.emit(node, d, "linear", [x], attrs=dict(act="none"),
+                         params=dict(weight=np.ascontiguousarray(w), bias=b))
+
+    def op_cat(self, node, d):
+        ts = d["tensors"]
+        dim = int(self.val(d.get("dim", 0)))
+        r = self.rank(ts[0])
+        if dim % r != 1:
+            raise self.fail(node, f"cat along dim {dim}; only channels (dim 1)")
+        xs = [self.tensor(node, t) for t in ts]
+        if len({self.shapes[t][:2] for t in xs}) != 1:
+            raise self.fail(node, "cat of different spatial sizes")
+        return self.emit(node, d, "concat", xs)
+
+    def op_interp(self, node, d):
+        if self.val(d.get("mode", "nearest")) != "nearest":
+            raise self.fail(node, f"interpolation mode {self.val(d.get('mode'))!r}; only 'nearest'")
+        return self.op_upsample(node, d)
+
+    def op_upsample(self, node, d):
+        x = self.tensor(node, d["input"])
+        h, w, c = self.shapes[x]
+        oh, ow, oc = self.shape_of(node)
+        if oh % h or ow % w or oh // h != ow // w or oh // h < 1:
+            raise self.fail(node, f"nearest upsampling {h}x{w} -> {oh}x{ow}; only one integer scale")
+        return self.emit(node, d, "upsample_nearest", [x], attrs=dict(scale=oh // h))
+
+    def op_getitem(self, node, d):
+        src, idx = d["input"], self.val(d["idx"])
+        vsrc = self.values[src]
+        if isinstance(vsrc, (tuple, list)):  # multi-output aten op: output 0 is the tensor
+            if idx == 0:
+                return self.tensor(node, src)
+            raise self.fail(node, f"uses output {idx} of a multi-output op")
+        if not isinstance(idx, tuple):
+            idx = (idx,)
+        if any(i is Ellipsis for i in idx):
+            e = idx.index(Ellipsis)
+            idx = idx[:e] + (slice(None),) * (vsrc.dim() - len(idx) + 1) + idx[e + 1:]
+        idx = idx + (slice(None),) * (vsrc.dim() - len(idx))
+        if vsrc.dim() != 4 or len(idx) != 4 or not all(isinstance(i, slice) for i in idx):
+            raise self.fail(node, f"indexing {idx}; only x[:, :, a::s, b::s]")
+        start, step = [], []
+        for dim, sl in ((2, idx[2]), (3, idx[3])):
+            st, sp = self._check_slice(node, sl.start, sl.stop, sl.step, vsrc.shape[dim], True)
+            start.append(st)
+            step.append(sp)
+        for dim in (0, 1):
+            self._check_slice(node, idx[dim].start, idx[dim].stop, idx[dim].step, vsrc.shape[dim], False)
+        return self._emit_slice(node, d, src, tuple(start), tuple(step))
+
+    def _check_slice(self, node, start, stop, step, size, spatial):
+        start = 0 if start is None else int(self.val(start))
+        step = 1 if step is None else int(self.val(step))
+        stop = self.val(stop)
+        full_stop = stop is None or int(stop) >= size
+        if not spatial:
+            if (start, step) != (0, 1) or not full_stop:
+                raise self.fail(node, "slicing of the batch or channel dimension")
+        elif start < 0 or start >= size or step < 1 or not full_stop:
+            raise self.fail(node, "only x[:, :, a::s, b::s] slices (no crops, no negative indices)")
+        return start, step
+
+    def _emit_slice(self, node, d, src, start, step):
+        x = self.tensor(node, src)
+        if start == (0, 0) and step == (1, 1):
+            return x
+        h, w, _ = self.shapes[x]
+        oh, ow, _ = self.shape_of(node)
+        if (oh, ow) != (-(-(h - start[0]) // step[0]), -(-(w - start[1]) // step[1])):
+            raise self.fail(node, "unexpected slice output shape")
+        return self.emit(node, d, "slice", [x], attrs=dict(start=start, step=step))
+
+    def op_slice(self, node, d):  # aten.slice.Tensor(x, dim, start, end, step)
+        src = d["input"]
+        vsrc = self.values[src]
+        dim = int(self.val(d.get("dim", 0))) % vsrc.dim()
+        size = vsrc.shape[dim]
+        if vsrc.dim() != 4 or dim < 2:
+            self._check_slice(node, d.get("start"), d.get("end"), d.get("step"), size, False)
+            return self.tensor(node, src)
+        st, sp = self._check_slice(node, d.get("start"), d.get("end"), d.get("step"), size, True)
+        start = (st, 0) if dim == 2 else (0, st)
+        step = (sp, 1) if dim == 2 else (1, sp)
+        return self._emit_slice(node, d, src, start, step)
+
+    def op_pad(self, node, d):
+        x = self.tensor(node, d["input"])
+        pad = [int(p) for p in self.val(d["pad"])]
+        mode = self.val(d.get("mode", "constant"))
+        value = self.val(d.get("value"))
+        if mode != "constant" or (value is not None and value != 0):
+            raise self.fail(node, f"pad mode {mode!r} value {value!r}; only zero padding")
+        pad = pad + [0] * (8 - len(pad))
+        if self.rank(d["input"]) != 4 or any(pad[:4]) or any(pad[6:]) or min(pad) < 0:
+            raise self.fail(node, f"pad {self.val(d['pad'])}; only zero padding of channels")
+        if pad[4] == pad[5] == 0:
+            return x
+        return self.emit(node, d, "pad_channels", [x], attrs=dict(before=pad[4], after=pad[5]))
+
+
+def _merge_slices(g: ir.Graph) -> ir.Graph:
+    """Compose slice -> slice chains (aten graphs slice one dimension at a time)."""
+    nodes = list(g.nodes)
+    changed = True
+    while changed:
+        changed = False
+        for i, n in enumerate(nodes):
+            if n.op != "slice":
+                continue
+            prod = next((p for p in nodes if p.output == n.inputs[0]), None)
+            users = [u for u in nodes if prod is not None and prod.output in u.inputs]
+            if prod is None or prod.op != "slice" or len(users) != 1 or prod.output == g.output:
+                continue
+            (a1h, a1w), (s1h, s1w) = prod.attrs["start"], prod.attrs["step"]
+            (a2h, a2w), (s2h, s2w) = n.attrs["start"], n.attrs["step"]
+            merged = ir.Node(n.name, "slice", list(prod.inputs), n.output,
+                             attrs=dict(start=(a1h + a2h * s1h, a1w + a2w * s1w), step=(s1h * s2h, s1w * s2w)))
+            nodes[i] = merged
+            nodes.remove(prod)
+            g.shapes.pop(prod.output, None)
+            changed = True
+            break
+    return ir.Graph(nodes=nodes, shapes=g.shapes, input=g.input, output=g.output)
+
+
+def _as_normalization(n) -> Normalization:
+    if n is None:
+        return DEFAULT_NORMALIZATION
+    if isinstance(n, Normalization):
+        return n
+    if isinstance(n, dict):
+        return Normalization(float(n.get("pixel_scale", 1 / 255)), tuple(np.atleast_1d(n.get("mean", 0.0))),
+                             tuple(np.atleast_1d(n.get("std", 1.0))))
+    raise TypeError(f"normalization must be a Normalization, a dict or None, not {type(n).__name__}")
+
+
+def import_module(module, input_shape_hwc, normalization=None) -> ir.Graph:
+    """Trace `module` (NCHW float input of H x W x C pixels) into a float ir.Graph.
+
+    `module` may be an nn.Module, an fx GraphModule (e.g. ``ExportedProgram.module()``)
+    or an ``ExportedProgram``. `normalization` (``zoo.Normalization``, a dict with
+    pixel_scale/mean/std, or None for pixel/255) goes into the IR input node.
+    """
+    norm = _as_normalization(normalization)
+    h, w, c = (int(v) for v in input_shape_hwc)
+    if isinstance(module, torch.export.ExportedProgram):
+        module = module.module()
+    batch = 2
+    if isinstance(module, torch.fx.GraphModule):
+        ph = [n for n in module.graph.nodes if n.op == "placeholder"]
+        val = ph[0].meta.get("val") if len(ph) == 1 else None
+        if val is not None and hasattr(val, "shape"):
+            shape = tuple(int(s) for s in val.shape)
+            if len(shape) != 4 or shape[1:] != (c, h, w):
+                raise ir.GraphError(f"the exported program expects input shape {shape} (NCHW), "
+                                    f"not H x W x C = {h} x {w} x {c}")
+            batch = shape[0]
+    example = torch.rand(batch, c, h, w) * 2 - 1
+
+    if isinstance(module, torch.jit.ScriptModule):
+        gm, aten_names = _torchscript_to_fx(module, example), True
+    elif isinstance(module, torch.fx.GraphModule):
+        gm = module
+        aten_names = any(isinstance(n.target, torch._ops.OpOverload) for n in gm.graph.nodes)
+    else:
+        module.eval()
+        aten_names = False
+        try:
+            gm = torch.fx.symbolic_trace(module)
+        except Exception as e:  # noqa: BLE001 - fall back to torch.export, report both on failure
+            try:
+                gm = torch.export.export(module, (example,), strict=False).module()
+                aten_names = True
+            except Exception as e2:  # noqa: BLE001
+                raise ir.GraphError(f"cannot trace the model: torch.fx: {type(e).__name__}: {e}; "
+                                    f"torch.export: {type(e2).__name__}: {e2}") from e2
+    return _Importer(gm, example, norm, aten_names).run()

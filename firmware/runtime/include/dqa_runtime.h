@@ -1,0 +1,160 @@
+/*
+ * dqa-mcu C runtime: the integer semantics of docs/spec.md, in C99.
+ *
+ * Tensors are stored packed (an n-bit code plane plus, for DQA, a Huffman
+ * coded error stream). Kernels never unpack a whole tensor: they read it
+ * pixel by pixel in index order through a dqa_reader_t (keeping only the
+ * rows a window needs in a scratch line buffer) and write their output pixel
+ * by pixel through a dqa_writer_t. Every kernel that needs scratch memory
+ * has a *_get_buffer_size() sibling; the generated model sizes one shared
+ * scratch area with them.
+ */
+#ifndef DQA_RUNTIME_H
+#define DQA_RUNTIME_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define DQA_HUFFMAN_TABLE_BITS 8 /* spec 2.2: 256-entry decode tables */
+
+/* What the application can read after each inference (spec 2.3). */
+typedef struct {
+    uint32_t overflowed_tensors; /* error streams closed early by the capacity limit */
+} dqa_status_t;
+
+/* Constant description of a stored tensor (lives in flash). */
+typedef struct {
+    uint16_t height, width, channels;
+    uint8_t bits;        /* n: code width, 2..8, or 16 for the graph output */
+    uint8_t extra_bits;  /* m: 0 = direct quantization */
+    uint8_t is_signed;   /* codes are two's complement */
+    const uint8_t *important;     /* per channel 1/0; NULL when no channel is */
+    const uint8_t *huffman_table; /* 256 entries (length << 4 | symbol); NULL without errors */
+    uint32_t stream_capacity_bits;
+    const int8_t *lut;            /* input stage only: channels x 256, pixel -> value */
+    /* Encoder side of the Huffman code (2^m entries each, indexed by error symbol):
+     * the canonical code value (spec 2.2, written most significant bit first) and its
+     * length. NULL: the writer derives them from huffman_table (slower). */
+    const uint8_t *huffman_codes;
+    const uint8_t *huffman_lengths;
+} dqa_tensor_info_t;
+
+/* A tensor's storage in the activation arena (lives in RAM). */
+typedef struct {
+    const dqa_tensor_info_t *info;
+    uint8_t *plane;   /* ceil(H*W*C*n / 8) bytes */
+    uint8_t *stream;  /* (capacity + 7)/8 + 1 bytes, NULL without errors */
+    uint32_t n_coded; /* error symbols the producer managed to code */
+} dqa_tensor_t;
+
+/* Sequential reader: yields fine-domain values (spec section 1), pixel by pixel. */
+typedef struct {
+    const dqa_tensor_t *tensor;
+    uint32_t element; /* next element index (h*W + w)*C + c */
+    uint32_t symbol;  /* next error symbol index */
+    uint32_t bit;     /* next error-stream bit */
+} dqa_reader_t;
+
+void dqa_reader_init(dqa_reader_t *reader, const dqa_tensor_t *tensor);
+/* Reads the next pixel's `channels` values into v. */
+void dqa_read_pixel(dqa_reader_t *reader, int16_t *v);
+/* Skips the next `pixels` pixels (error symbols still have to be decoded). */
+void dqa_skip_pixels(dqa_reader_t *reader, uint32_t pixels);
+
+/* Sequential writer: takes storage-domain values u, pixel by pixel. */
+typedef struct {
+    dqa_tensor_t *tensor;
+    uint32_t element;
+    uint32_t symbol;
+    uint32_t bit;
+    uint8_t closed; /* the error stream overflowed (spec 2.3) */
+} dqa_writer_t;
+
+void dqa_writer_init(dqa_writer_t *writer, dqa_tensor_t *tensor);
+void dqa_write_pixel(dqa_writer_t *writer, const int32_t *u);
+/* Records n_coded and counts an overflow in status. */
+void dqa_writer_finish(dqa_writer_t *writer, dqa_status_t *status);
+
+/* Spec section 3: (x + 2^(shift-1)) >> shift, x itself for shift 0. */
+static inline int32_t dqa_rshift_round(int64_t x, uint8_t shift)
+{
+    return shift ? (int32_t)((x + ((int64_t)1 << (shift - 1))) >> shift) : (int32_t)x;
+}
+
+static inline int32_t dqa_clamp(int32_t x, int32_t lo, int32_t hi)
+{
+    return x < lo ? lo : (x > hi ? hi : x);
+}
+
+/* Per-output-channel requantization (spec 5.2, 5.4, 5.5). */
+typedef struct {
+    const int32_t *multiplier;
+    const int32_t *residual_multiplier; /* NULL without a second input */
+    const uint8_t *shift;
+    const int32_t *out_min;
+    const int32_t *out_max;
+} dqa_requant_t;
+
+/* conv2d (generic, 1x1, depthwise, grouped) and linear (1x1 on a 1x1 input). */
+typedef struct {
+    uint16_t kernel_h, kernel_w;
+    uint16_t stride_h, stride_w;
+    uint16_t pad_top, pad_left; /* bottom/right padding follow from the shapes */
+    uint16_t dilation_h, dilation_w;
+    uint16_t groups;
+    const int8_t *weights; /* OHWI */
+    const int32_t *bias;
+    dqa_requant_t requant;
+    uint16_t residual_stride;         /* fused residual input, spec 5.2 */
+    uint16_t residual_channel_offset;
+} dqa_conv_params_t;
+
+size_t dqa_conv2d_get_buffer_size(const dqa_conv_params_t *params, const dqa_tensor_info_t *input,
+                                  const dqa_tensor_info_t *residual, const dqa_tensor_info_t *output);
+/* residual may be NULL. scratch: dqa_conv2d_get_buffer_size() bytes, 4-byte aligned. */
+void dqa_conv2d(const dqa_conv_params_t *params, const dqa_tensor_t *input, const dqa_tensor_t *residual,
+                dqa_tensor_t *output, void *scratch, dqa_status_t *status);
+
+typedef struct {
+    uint16_t b_stride, b_channel_offset;
+    dqa_requant_t requant;
+} dqa_add_params_t;
+
+size_t dqa_add_get_buffer_size(const dqa_tensor_info_t *a, const dqa_tensor_info_t *b,
+                               const dqa_tensor_info_t *output);
+void dqa_add(const dqa_add_params_t *params, const dqa_tensor_t *a, const dqa_tensor_t *b,
+             dqa_tensor_t *output, void *scratch, dqa_status_t *status);
+
+typedef struct {
+    uint16_t kernel_h, kernel_w;
+    uint16_t stride_h, stride_w;
+    uint16_t pad_top, pad_left;
+    dqa_requant_t requant; /* avgpool only (multiplier, shift, out_min, out_max) */
+} dqa_pool_params_t;
+
+size_t dqa_pool_get_buffer_size(const dqa_pool_params_t *params, const dqa_tensor_info_t *input,
+                                const dqa_tensor_info_t *output);
+/* global average pooling is avgpool with the kernel covering the input */
+void dqa_avgpool(const dqa_pool_params_t *params, const dqa_tensor_t *input, dqa_tensor_t *output,
+                 void *scratch, dqa_status_t *status);
+void dqa_maxpool(const dqa_pool_params_t *params, const dqa_tensor_t *input, dqa_tensor_t *output,
+                 void *scratch, dqa_status_t *status);
+
+size_t dqa_concat_get_buffer_size(const dqa_tensor_info_t *a, const dqa_tensor_info_t *b,
+                                  const dqa_tensor_info_t *output);
+void dqa_concat(const dqa_tensor_t *a, const dqa_tensor_t *b, dqa_tensor_t *output, void *scratch,
+                dqa_status_t *status);
+
+size_t dqa_upsample_nearest_get_buffer_size(const dqa_tensor_info_t *input, const dqa_tensor_info_t *output);
+void dqa_upsample_nearest(uint16_t scale_h, uint16_t scale_w, const dqa_tensor_t *input, dqa_tensor_t *output,
+                          void *scratch, dqa_status_t *status);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* DQA_RUNTIME_H */

@@ -1,0 +1,71 @@
+/*
+ * dqa-mcu runtime: helpers shared by the kernels (not part of the public API).
+ */
+#ifndef DQA_INTERNAL_H
+#define DQA_INTERNAL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "dqa_runtime.h"
+
+#define DQA_ALIGN4(n) (((size_t)(n) + 3u) & ~(size_t)3u)
+
+/* Arithmetic (flooring) right shift, defined for negative x in C99 terms. */
+static inline int32_t dqa__asr(int32_t x, unsigned s)
+{
+    return x >= 0 ? (int32_t)((uint32_t)x >> s) : (int32_t) ~(~(uint32_t)x >> s);
+}
+
+/* Spec 3 + 4: rshift_round, then saturate to [lo, hi], all in 64 bits. */
+static inline int32_t dqa__requant(int64_t x, uint8_t shift, int32_t lo, int32_t hi)
+{
+    if (shift) {
+        x = (x + ((int64_t)1 << (shift - 1))) >> shift;
+    }
+    return x < lo ? lo : (x > hi ? hi : (int32_t)x);
+}
+
+/* Copy ops (maxpool, concat, upsample): storage value of fine value v for
+ * output channel c (spec 5.5, 5.6). */
+static inline int32_t dqa__fine_to_storage(const dqa_tensor_info_t *out, uint16_t c, int32_t v)
+{
+    if (out->extra_bits == 0 || (out->important != NULL && out->important[c])) {
+        return v;
+    }
+    return dqa__asr(v, out->extra_bits);
+}
+
+/*
+ * Sliding window over an input tensor read in index order: a ring of the
+ * most recent `ring_pixels` pixels (int16, `channels` values each).
+ * Pixel q lives in slot q % ring_pixels while it is among the last
+ * ring_pixels pixels read.
+ */
+typedef struct {
+    dqa_reader_t reader;
+    int16_t *ring;
+    uint32_t ring_pixels;
+    uint32_t next;  /* index of the next input pixel (read or skip) */
+    uint32_t total; /* H * W */
+    uint16_t channels;
+} dqa_window_t;
+
+/* Pixels a window of kernel (kh, kw) with dilation (dh, dw) needs over an
+ * input of (h, w): (kh-1)*dh*w + min((kw-1)*dw, w-1) + 1, at most h*w. */
+uint32_t dqa__window_ring_pixels(uint16_t h, uint16_t w, uint16_t kh, uint16_t kw, uint16_t dh, uint16_t dw);
+
+void dqa__window_init(dqa_window_t *win, const dqa_tensor_t *input, int16_t *ring, uint32_t ring_pixels);
+
+/* Window of the output position whose top-left tap is input (top, left):
+ * skips pixels no later window needs and reads every pixel up to the
+ * window's last valid one into the ring. */
+void dqa__window_advance(dqa_window_t *win, int32_t top, int32_t left, int32_t bottom, int32_t right);
+
+/* Values of pixel q (must be one of the last ring_pixels pixels read). */
+static inline const int16_t *dqa__window_pixel(const dqa_window_t *win, uint32_t q)
+{
+    return win->ring + (size_t)(q % win->ring_pixels) * win->channels;
+}
+
+#endif /* DQA_INTERNAL_H */

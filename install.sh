@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Installs what dqa-mcu needs on a fresh Debian/Ubuntu machine: the Arm GNU
+# toolchain, newlib, QEMU and CMake from the distribution, then this package
+# (editable, with its test extras) and torch 2.13.0 (CPU) from PyPI.
+set -euo pipefail
+cd "$(dirname "$0")"
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+need=()
+for tool in arm-none-eabi-gcc qemu-system-arm cmake gcc; do
+  command -v "$tool" >/dev/null 2>&1 || need+=("$tool")
+done
+if [ ${#need[@]} -gt 0 ] || [ ! -d /usr/lib/arm-none-eabi/newlib ]; then
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends \
+    gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm cmake gcc make >/dev/null
+fi
+python -m pip install -q torch==2.13.0
+python -m pip install -q -e ".[test]"
