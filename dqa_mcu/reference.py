@@ -18,11 +18,13 @@ DEFAULT_BATCH = 250
 PIXELS = "__pixels__"  # the application's uint8 input, before the input stage
 
 
-def rshift_round(x: np.ndarray, shift: np.ndarray) -> np.ndarray:
-    """Round half up, once: (x + 2^(T-1)) >> T, and x itself for T = 0."""
+def rshift_round(x: np.ndarray, shift: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """Round half up, once: (x + 2^(T-1)) >> T, and x itself for T = 0 (int64)."""
     shift = np.asarray(shift, dtype=np.int64)
     offset = np.where(shift > 0, np.left_shift(1, np.maximum(shift - 1, 0)), 0)
-    return (x + offset) >> shift
+    out = np.add(x, offset, out=out)
+    out >>= shift
+    return out
 
 
 @dataclass
@@ -50,30 +52,38 @@ class RunResult:
 
 
 def _store(t: QTensor, u: np.ndarray, result_stats: dict, overflow: np.ndarray) -> np.ndarray:
-    """Simulate storing storage-domain values `u`; return what consumers read (v)."""
+    """Simulate storing storage-domain values `u`; return what consumers read (v).
+
+    Works on whole tensors: unimportant channels contribute code length 0 to
+    the running stream length, so a cumulative sum in index order gives every
+    important symbol's end position in the stream (spec 2.2, 2.3).
+    """
     m = t.extra_bits
+    u = u.astype(np.int32)
     if m == 0:
         return u
     if not t.important.any():
         return u << m
+    n = len(u)
     imp = t.important
-    hi, err = u[..., imp] >> m, u[..., imp] & ((1 << m) - 1)
-    symbols = err.reshape(len(u), -1)  # index order of spec 2.2
+    err = u & ((1 << m) - 1)
     stats = result_stats.setdefault(t.name, TensorStats())
-    rows = np.arange(len(u))[:, None] * (1 << m)
-    counts = np.bincount((symbols + rows).ravel(), minlength=len(u) << m).reshape(len(u), 1 << m)
-    stats.per_image_counts.append(counts)
+    slots = (err + (np.arange(n, dtype=np.int32) << m)[:, None, None, None]).ravel()
+    weights = np.broadcast_to(imp, u.shape).ravel().astype(np.float64)
+    counts = np.bincount(slots, weights=weights, minlength=n << m).reshape(n, 1 << m)
+    stats.per_image_counts.append(counts.astype(np.int64))
+    v = u * np.where(imp, 1, 1 << m).astype(np.int32)
     if t.huffman is not None:
-        lengths = np.asarray(t.huffman.lengths, dtype=np.int64)[symbols]
-        written = np.cumsum(lengths, axis=1)
-        stats.stream_bits.extend(written[:, -1].tolist())
-        coded = written <= t.err_capacity_bits
-        lost = ~coded[:, -1]
-        stats.overflowed_images += int(lost.sum())
-        overflow += lost
-        err = np.where(coded, symbols, 1 << (m - 1)).reshape(err.shape)
-    v = u << m
-    v[..., imp] = (hi << m) + err
+        lengths = np.take(np.asarray(t.huffman.lengths, dtype=np.int32), err)
+        lengths *= imp
+        written = np.cumsum(lengths.reshape(n, -1), axis=1, dtype=np.int64).reshape(u.shape)
+        stats.stream_bits.extend(written[:, -1, -1, -1].tolist())
+        lost = imp & (written > t.err_capacity_bits)
+        lost_images = lost.reshape(n, -1).any(axis=1)
+        if lost_images.any():
+            stats.overflowed_images += int(lost_images.sum())
+            overflow += lost_images
+            v = np.where(lost, ((u >> m) << m) + (1 << (m - 1)), v)
     return v
 
 
@@ -88,8 +98,12 @@ def _view(v: np.ndarray, stride: int, channel_offset: int, channels: int) -> np.
 
 
 def _requantize(terms: np.ndarray, node: QNode) -> np.ndarray:
+    """Spec section 3, in place on the int64 `terms`."""
     a = node.arrays
-    return np.clip(rshift_round(terms, a["shift"]), a["out_min"], a["out_max"])
+    rshift_round(terms, a["shift"], out=terms)
+    np.maximum(terms, a["out_min"], out=terms)
+    np.minimum(terms, a["out_max"], out=terms)
+    return terms
 
 
 def fine_max_abs(t: QTensor) -> int:
@@ -106,7 +120,7 @@ def _conv(node: QNode, v: np.ndarray, x: QTensor) -> np.ndarray:
     taps = w.shape[1] * w.shape[2] * w.shape[3]
     dtype = npconv.exact_dtype(fine_max_abs(x), 127, taps)
     acc = npconv.conv2d(v, w, at["stride"], at["padding"], at["dilation"], at["groups"], dtype)
-    return np.rint(acc).astype(np.int64)
+    return acc.astype(np.int64)  # exact: every partial sum is an integer within the dtype's range
 
 
 def _run_node(node: QNode, model: QModel, values: dict, stats: dict, overflow: np.ndarray) -> None:
@@ -128,9 +142,11 @@ def _run_node(node: QNode, model: QModel, values: dict, stats: dict, overflow: n
                               {"weight": w}), x, x_t)
         else:
             acc = _conv(node, ins[0], x_t)
-        terms = (acc + a["bias"]) * a["multiplier"]
+        acc += a["bias"]
+        acc *= a["multiplier"]
+        terms = acc
         if len(ins) == 2:
-            terms = terms + _view(ins[1], at["residual_stride"], at["residual_channel_offset"],
+            terms += _view(ins[1], at["residual_stride"], at["residual_channel_offset"],
                                   out_t.channels) * a["residual_multiplier"]
         u = _requantize(terms, node)
     elif node.op == "add":

@@ -360,6 +360,10 @@ class _Importer:
         self.gm = gm
         self.aten_names = aten_names
         self.norm = normalization
+        placeholders = [n for n in gm.graph.nodes if n.op == "placeholder"]
+        if len(placeholders) != 1:
+            raise ir.GraphError(f"the model must have exactly one input, it has {len(placeholders)}: "
+                                f"{[p.name for p in placeholders]}")
         rec = _Recorder(gm)
         with torch.no_grad():
             rec.run(example)
@@ -452,10 +456,6 @@ class _Importer:
 
     # ---- main loop
     def run(self) -> ir.Graph:
-        placeholders = [n for n in self.gm.graph.nodes if n.op == "placeholder"]
-        if len(placeholders) != 1:
-            raise ir.GraphError(f"the model must have exactly one input, it has {len(placeholders)}: "
-                                f"{[p.name for p in placeholders]}")
         for node in self.gm.graph.nodes:
             if node.op == "placeholder":
                 self.dyn.add(node)
@@ -826,9 +826,13 @@ def _as_normalization(n) -> Normalization:
 def import_module(module, input_shape_hwc, normalization=None) -> ir.Graph:
     """Trace `module` (NCHW float input of H x W x C pixels) into a float ir.Graph.
 
-    `module` may be an nn.Module, an fx GraphModule (e.g. ``ExportedProgram.module()``)
-    or an ``ExportedProgram``. `normalization` (``zoo.Normalization``, a dict with
-    pixel_scale/mean/std, or None for pixel/255) goes into the IR input node.
+    `module` may be an nn.Module (put in eval mode, then traced with torch.fx, or
+    torch.export if fx fails), a TorchScript ScriptModule, an fx GraphModule
+    (e.g. ``ExportedProgram.module()``, whose example input shape must match) or
+    an ``ExportedProgram``. `normalization` (``zoo.Normalization``, a dict with
+    pixel_scale/mean/std, or None for pixel/255, mean 0, std 1) goes into the
+    IR input node. Raises ``ir.GraphError`` naming the fx node for anything
+    that cannot be represented.
     """
     norm = _as_normalization(normalization)
     h, w, c = (int(v) for v in input_shape_hwc)
@@ -861,6 +865,7 @@ def import_module(module, input_shape_hwc, normalization=None) -> ir.Graph:
                 gm = torch.export.export(module, (example,), strict=False).module()
                 aten_names = True
             except Exception as e2:  # noqa: BLE001
+                first = str(e2).strip().splitlines()[0][:300] if str(e2).strip() else ""
                 raise ir.GraphError(f"cannot trace the model: torch.fx: {type(e).__name__}: {e}; "
-                                    f"torch.export: {type(e2).__name__}: {e2}") from e2
+                                    f"torch.export: {type(e2).__name__}: {first}") from e2
     return _Importer(gm, example, norm, aten_names).run()

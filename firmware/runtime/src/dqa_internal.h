@@ -68,4 +68,8 @@ static inline const int16_t *dqa__window_pixel(const dqa_window_t *win, uint32_t
     return win->ring + (size_t)(q % win->ring_pixels) * win->channels;
 }
 
+/* Ring pixels of avgpool/maxpool: 1 for a single output position (streamed). */
+uint32_t dqa__pool_ring_pixels(const dqa_pool_params_t *params, const dqa_tensor_info_t *input,
+                               const dqa_tensor_info_t *output);
+
 #endif /* DQA_INTERNAL_H */

@@ -38,7 +38,7 @@ static uint32_t code_of(const dqa_tensor_info_t *info, uint32_t e, uint32_t *len
         uint32_t code = info->huffman_codes[e];
         uint32_t rev = 0, k;
         for (k = 0; k < len; k++) { /* most significant bit first */
-            rev |= ((code >> (len - 1u - k)) & 1u) << k;
+            rev |= ((code >> k) & 1u) << k;
         }
         *length = len;
         return rev;

@@ -1,0 +1,16 @@
+# dqa-mcu C runtime: include() this file, then add ${DQA_RUNTIME_SOURCES} to a
+# target and ${DQA_RUNTIME_INCLUDE_DIR} to its include directories.
+set(DQA_RUNTIME_DIR "${CMAKE_CURRENT_LIST_DIR}")
+set(DQA_RUNTIME_INCLUDE_DIR "${DQA_RUNTIME_DIR}/include")
+set(DQA_RUNTIME_SOURCES
+  "${DQA_RUNTIME_DIR}/src/dqa_reader.c"
+  "${DQA_RUNTIME_DIR}/src/dqa_writer.c"
+  "${DQA_RUNTIME_DIR}/src/dqa_window.c"
+  "${DQA_RUNTIME_DIR}/src/dqa_conv2d.c"
+  "${DQA_RUNTIME_DIR}/src/dqa_add.c"
+  "${DQA_RUNTIME_DIR}/src/dqa_pool.c"
+  "${DQA_RUNTIME_DIR}/src/dqa_avgpool.c"
+  "${DQA_RUNTIME_DIR}/src/dqa_maxpool.c"
+  "${DQA_RUNTIME_DIR}/src/dqa_concat.c"
+  "${DQA_RUNTIME_DIR}/src/dqa_upsample_nearest.c"
+)
