@@ -90,7 +90,7 @@ class _Emitter:
             description += f", alias of {t.alias_of}"
         stream = f"dqa_arena + {block.offset + block.plane_bytes}" if store.stream_bytes else null
         return dict(name=t.name, ident=ident, enum=f"T_{ident.upper()}", shape=t.shape, bits=t.bits,
-                    extra_bits=t.extra_bits if has_errors else 0, signed=int(t.signed),
+                    extra_bits=t.extra_bits, signed=int(t.signed),
                     important=important, huffman_table=huff_table, huffman_codes=huff_codes,
                     huffman_lengths=huff_lengths, capacity=t.err_capacity_bits if has_errors else 0,
                     lut=lut, description=description, plane_offset=block.offset, stream_ptr=stream)

@@ -49,34 +49,35 @@ def _align(n: int) -> int:
     return (n + ALIGN - 1) // ALIGN * ALIGN
 
 
+def ring_pixels(h: int, w: int, kh: int, kw: int, dh: int = 1, dw: int = 1) -> int:
+    """Input pixels a sliding window keeps in its line buffer (dqa_window.c)."""
+    return min(h * w, (kh - 1) * dh * w + min((kw - 1) * dw, w - 1) + 1)
+
+
 def scratch_bytes(node: QNode, model: QModel) -> int:
-    """Bytes of scratch the C kernel asks for (its *_get_buffer_size)."""
+    """Exactly what the C kernel's *_get_buffer_size() returns (0: no kernel).
+
+    int16 line-buffer values, an int32 accumulator per output channel, and a
+    pixel of each extra input read as a stream.
+    """
     t = model.tensors
     out = t[node.output]
+    ins = [t[i] for i in node.inputs]
+    acc = ACC_BYTES * out.channels
     if node.op in ("conv2d", "linear"):
-        x = t[node.inputs[0]]
-        if node.op == "linear":
-            kh_span, in_w, in_c = 1, 1, x.size
-        else:
-            kh = node.arrays["weight"].shape[1]
-            kh_span = (kh - 1) * node.attrs["dilation"][0] + 1
-            in_w, in_c = x.shape[1], x.shape[2]
-        lines = kh_span * in_w * in_c * LINE_BUFFER_ELEMENT_BYTES
-        residual = t[node.inputs[1]].channels * LINE_BUFFER_ELEMENT_BYTES if len(node.inputs) == 2 else 0
-        return _align(lines) + _align(residual) + out.channels * ACC_BYTES
-    if node.op == "add":
-        a, b = t[node.inputs[0]], t[node.inputs[1]]
-        return _align((a.channels + b.channels) * LINE_BUFFER_ELEMENT_BYTES) + out.channels * ACC_BYTES
+        ring = 1
+        if node.op == "conv2d":
+            _, kh, kw, _ = node.arrays["weight"].shape
+            ring = ring_pixels(ins[0].shape[0], ins[0].shape[1], kh, kw, *node.attrs["dilation"])
+        residual = ins[1].channels if len(ins) == 2 else 0
+        return _align(acc + LINE_BUFFER_ELEMENT_BYTES * (ins[0].channels * ring + residual))
+    if node.op in ("add", "concat"):
+        return _align(acc + LINE_BUFFER_ELEMENT_BYTES * (ins[0].channels + ins[1].channels))
     if node.op in ("maxpool", "avgpool", "global_avgpool"):
-        x = t[node.inputs[0]]
-        kh = x.shape[0] if node.op == "global_avgpool" else node.attrs["kernel"][0]
-        lines = kh * x.shape[1] * x.channels * LINE_BUFFER_ELEMENT_BYTES
-        return _align(lines) + out.channels * ACC_BYTES
-    if node.op == "concat":
-        return _align(sum(t[i].channels for i in node.inputs) * LINE_BUFFER_ELEMENT_BYTES) + out.channels * ACC_BYTES
+        ring = 1 if out.shape[:2] == (1, 1) else ring_pixels(*ins[0].shape[:2], *node.attrs["kernel"])
+        return _align(acc + LINE_BUFFER_ELEMENT_BYTES * ins[0].channels * ring)
     if node.op == "upsample_nearest":
-        x = t[node.inputs[0]]
-        return _align(x.shape[1] * x.channels * LINE_BUFFER_ELEMENT_BYTES) + out.channels * ACC_BYTES
+        return _align(acc + LINE_BUFFER_ELEMENT_BYTES * ins[0].channels)
     return 0  # input, flatten: no kernel
 
 

@@ -324,7 +324,7 @@ class ModelBuilder:
 
     def conv(self, name, x, cout, k=(3, 3), stride=(1, 1), padding=None, dilation=(1, 1), groups=1,
              bits=4, m=3, act="none", residual=None, residual_stride=1, residual_offset=0,
-             capacity=None, ratio=None, op="conv2d") -> str:
+             capacity=None, ratio=None, op="conv2d", gain=1.0) -> str:
         xt = self.model.tensors[x]
         v = self.values()
         if op == "linear":
@@ -353,7 +353,7 @@ class ModelBuilder:
         bias = np.rint(self.rng.uniform(-0.5, 0.5, size=cout) * spread).astype(np.int64)
         out = self.out_tensor(name, (oh, ow, cout), bits, m, act, ratio)
         target = self._target(out)
-        reals = [target / (spread * 1.5) * self.rng.uniform(0.6, 2.0, size=cout)]
+        reals = [np.minimum(target / (spread * 1.5) * self.rng.uniform(0.6, 2.0, size=cout) * gain, 2.0 ** 29)]
         inputs = [x]
         if residual is not None:
             rt = self.model.tensors[residual]

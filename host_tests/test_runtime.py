@@ -230,6 +230,11 @@ def case_conv_5x3_asym(b, m, cap, act):
     b.conv("y", _prefix(b, m, act), 4, k=(5, 3), stride=(1, 2), padding=(1, 2, 0, 1), m=m, act=act, capacity=cap)
 
 
+def case_conv_saturating(b, m, cap, act):
+    # multipliers so large that rshift_round leaves the int32 range before the clamp
+    b.conv("y", _prefix(b, m, act), 5, m=m, act=act, capacity=cap, gain=2.0 ** 35)
+
+
 def case_depthwise(b, m, cap, act):
     b.conv("y", _prefix(b, m, act), 6, groups=6, m=m, act=act, capacity=cap)
 
@@ -339,11 +344,11 @@ def test_kernel_matches_reference(driver, work, case, variant):
         assert facts["errors_coded"] > 0
         if cap == "overflow" and rv.has_errors(out):
             assert out.name in facts.get("overflow_tensors", []), "the forced overflow did not happen"
-    # the generated model checks that each kernel fits the scratch the planner reserved
+    # the planner reserves exactly what each kernel's *_get_buffer_size() asks for
     kernels = [n for n in model.nodes if n.op not in ("input", "flatten")]
     assert len(kernels) == len(facts["scratch"])
     for node, size in zip(kernels, facts["scratch"]):
-        assert size <= planner.scratch_bytes(node, model), f"{node.name}: scratch {size} exceeds the plan"
+        assert size == planner.scratch_bytes(node, model), f"{node.name}: C scratch {size} differs from the plan"
 
 
 def test_kernel_sweep_random(driver, work):
@@ -390,16 +395,34 @@ def test_comparison_detects_a_wrong_kernel(driver, work):
 
 
 def test_comparison_detects_a_wrong_stream(driver, work):
-    """A producer that writes the right values but a different stream is caught."""
+    """The stream comparison sees a single changed error symbol (the plane is unchanged)."""
     rng = np.random.default_rng(9)
     t = rv.random_tensor(rng, "s", (3, 3, 4), 4, 3, False, ratio=1.0)
-    u = rv.random_storage(rng, t)
+    t.huffman = HuffmanCode((3,) * 8)
     t.err_capacity_bits = 10_000
+    u = rv.random_storage(rng, t)
     prog = rv.Program()
     prog.add_tensor(t)
     prog.write("s", u)
-    got = rv.run_program(driver, prog, work, "stream_check")
+    got = rv.run_program(driver, prog, work, "stream_check").tensors[0]
     want = rv.store(t, u)
-    assert got.tensors[0].stream[:len(want.stream)] == want.stream
-    other = rv.store(rv.random_tensor(np.random.default_rng(10), "s", (3, 3, 4), 4, 3, False, ratio=1.0), u)
-    assert other.stream != want.stream or other.n_coded != want.n_coded
+    assert got.plane == want.plane and got.stream[:len(want.stream)] == want.stream
+    u2 = u.copy()
+    u2[1, 2, 3] ^= 1  # the low bit is part of the error symbol
+    wrong = rv.store(t, u2)
+    assert wrong.plane == want.plane
+    assert got.stream[:len(wrong.stream)] != wrong.stream
+
+
+# -- a real network ----------------------------------------------------------------------------
+
+@pytest.mark.slow
+def test_resnet20_runs_bit_exact(driver, work, resnet20, cifar_calib, cifar_test):
+    """The pretrained ResNet-20 (fused option-A residuals, global pooling, linear), quantized
+    with DQA and error-stream capacities cut short so that streams overflow."""
+    from dqa_mcu.quantize import QuantConfig, quantize
+    graph, calib = resnet20
+    model = quantize(graph, calib, QuantConfig(bits=4, extra_bits=3, stream_margin=-0.2), cifar_calib[:100])
+    facts = rv.check_model(driver, model, cifar_test[0][:1], work, "resnet20")
+    assert facts["overflowed"] > 0 and facts["errors_coded"] > 0
+    assert any(len(n.inputs) == 2 for n in model.nodes if n.op == "conv2d"), "no fused residual"

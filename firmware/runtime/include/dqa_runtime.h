@@ -79,17 +79,6 @@ void dqa_write_pixel(dqa_writer_t *writer, const int32_t *u);
 /* Records n_coded and counts an overflow in status. */
 void dqa_writer_finish(dqa_writer_t *writer, dqa_status_t *status);
 
-/* Spec section 3: (x + 2^(shift-1)) >> shift, x itself for shift 0. */
-static inline int32_t dqa_rshift_round(int64_t x, uint8_t shift)
-{
-    return shift ? (int32_t)((x + ((int64_t)1 << (shift - 1))) >> shift) : (int32_t)x;
-}
-
-static inline int32_t dqa_clamp(int32_t x, int32_t lo, int32_t hi)
-{
-    return x < lo ? lo : (x > hi ? hi : x);
-}
-
 /* Per-output-channel requantization (spec 5.2, 5.4, 5.5). */
 typedef struct {
     const int32_t *multiplier;

@@ -43,8 +43,12 @@ static void accumulate_tap(int32_t *acc, const int8_t *w_tap, const int16_t *x, 
         for (; o < end; o++) {
             const int8_t *w = w_tap + (size_t)o * w_stride;
             int32_t sum = 0;
-            uint32_t ci;
-            for (ci = 0; ci < c_in_g; ci++) {
+            uint32_t ci = 0;
+            for (; ci + 4u <= c_in_g; ci += 4u) {
+                sum += (int32_t)w[ci] * x[ci] + (int32_t)w[ci + 1u] * x[ci + 1u] + (int32_t)w[ci + 2u] * x[ci + 2u] +
+                       (int32_t)w[ci + 3u] * x[ci + 3u];
+            }
+            for (; ci < c_in_g; ci++) {
                 sum += (int32_t)w[ci] * x[ci];
             }
             acc[o] += sum;

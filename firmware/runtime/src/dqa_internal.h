@@ -47,7 +47,6 @@ typedef struct {
     int16_t *ring;
     uint32_t ring_pixels;
     uint32_t next;  /* index of the next input pixel (read or skip) */
-    uint32_t total; /* H * W */
     uint16_t channels;
 } dqa_window_t;
 

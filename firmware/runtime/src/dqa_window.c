@@ -36,7 +36,6 @@ void dqa__window_init(dqa_window_t *win, const dqa_tensor_t *input, int16_t *rin
     win->ring = ring;
     win->ring_pixels = ring_pixels ? ring_pixels : 1u;
     win->next = 0;
-    win->total = (uint32_t)info->height * info->width;
     win->channels = info->channels;
 }
 

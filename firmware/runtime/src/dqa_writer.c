@@ -10,75 +10,60 @@
  */
 #include "dqa_internal.h"
 
-/* Puts the low `count` (1..16) bits of `bits` at stream bit `pos`, LSB-first. */
-static void put_bits(uint8_t *buf, uint32_t pos, uint32_t bits, uint32_t count)
+/* Puts `bits` (count <= 8 bits, higher bits 0) at stream bit `pos`, LSB-first. */
+static inline void put_bits(uint8_t *buf, uint32_t pos, uint32_t bits, uint32_t count)
 {
-    uint8_t *p = buf + (pos >> 3);
-    uint32_t off = pos & 7u;
-    uint32_t end = off + count; /* <= 23 */
-    uint32_t x = (bits & ((1u << count) - 1u)) << off;
+    uint32_t byte = pos >> 3, off = pos & 7u;
+    uint32_t x = bits << off;
     if (off) {
-        p[0] = (uint8_t)(p[0] | (uint8_t)x);
+        buf[byte] = (uint8_t)(buf[byte] | (uint8_t)x);
     } else {
-        p[0] = (uint8_t)x;
+        buf[byte] = (uint8_t)x;
     }
-    if (end > 8u) {
-        p[1] = (uint8_t)(x >> 8);
-        if (end > 16u) {
-            p[2] = (uint8_t)(x >> 16);
-        }
+    if (off + count > 8u) {
+        buf[byte + 1u] = (uint8_t)(x >> 8);
     }
 }
 
-/* The code of error symbol e in stream order (first bit in bit 0) and its length. */
-static uint32_t code_of(const dqa_tensor_info_t *info, uint32_t e, uint32_t *length)
+/* Bit reversal of a nibble. */
+static const uint8_t rev4[16] = {0x0, 0x8, 0x4, 0xC, 0x2, 0xA, 0x6, 0xE, 0x1, 0x9, 0x5, 0xD, 0x3, 0xB, 0x7, 0xF};
+
+/* Without huffman_codes: the code of error symbol e in stream order (its
+ * first bit in bit 0) and its length, from the decode table. The entries of e
+ * are rev | fill << length, so the first one is at index rev itself. */
+static uint32_t code_from_table(const uint8_t *table, uint32_t e, uint32_t *length)
 {
-    if (info->huffman_codes != NULL && info->huffman_lengths != NULL) {
-        uint32_t len = info->huffman_lengths[e];
-        uint32_t code = info->huffman_codes[e];
-        uint32_t rev = 0, k;
-        for (k = 0; k < len; k++) { /* most significant bit first */
-            rev |= ((code >> k) & 1u) << k;
-        }
-        *length = len;
-        return rev;
-    }
-    /* Derive from the decode table: the entries of e are rev | fill << len, so
-     * the first one is at index rev itself. */
-    {
-        const uint8_t *table = info->huffman_table;
-        uint32_t p;
-        for (p = 0; p < (1u << DQA_HUFFMAN_TABLE_BITS); p++) {
-            uint32_t entry = table[p];
-            if ((entry & 0xFu) == e && (entry >> 4) != 0u) {
-                *length = entry >> 4;
-                return p;
-            }
+    uint32_t p;
+    for (p = 0; p < (1u << DQA_HUFFMAN_TABLE_BITS); p++) {
+        uint32_t entry = table[p];
+        if ((entry & 0xFu) == e && (entry >> 4) != 0u) {
+            *length = entry >> 4;
+            return p;
         }
     }
-    *length = 0xFFFFu; /* no code: never fits */
+    *length = 0; /* no code: cannot be written */
     return 0;
 }
 
+/* Slow path (codes from the decode table): codes error symbol e, or closes the
+ * stream when its code does not fit (spec 2.3). */
 static void put_error(dqa_writer_t *w, const dqa_tensor_info_t *info, uint32_t e)
 {
-    dqa_tensor_t *t = w->tensor;
     uint32_t length;
     uint32_t rev;
     if (w->closed) {
         return;
     }
-    if (t->stream == NULL || info->huffman_table == NULL) {
+    if (w->tensor->stream == NULL || info->huffman_table == NULL) {
         w->closed = 1; /* nowhere to code errors: as with capacity 0 */
         return;
     }
-    rev = code_of(info, e, &length);
-    if (length == 0u || length > info->stream_capacity_bits - w->bit ||
-        w->bit > info->stream_capacity_bits) {
-        w->closed = 1; /* spec 2.3: this and all later symbols are not coded */
+    rev = code_from_table(info->huffman_table, e, &length);
+    if (length == 0u || length > info->stream_capacity_bits - w->bit) {
+        w->closed = 1; /* this and all later symbols are not coded */
         return;
     }
-    put_bits(t->stream, w->bit, rev, length);
+    put_bits(w->tensor->stream, w->bit, rev, length);
     w->bit += length;
     w->symbol++;
 }
@@ -96,34 +81,71 @@ void dqa_write_pixel(dqa_writer_t *writer, const int32_t *u)
 {
     dqa_tensor_t *t = writer->tensor;
     const dqa_tensor_info_t *info = t->info;
+    uint8_t *plane = t->plane;
     uint32_t channels = info->channels;
     uint32_t n = info->bits;
     uint32_t m = info->extra_bits;
     const uint8_t *imp = m ? info->important : NULL;
     uint32_t i = writer->element;
+    uint32_t mask = (1u << n) - 1u;
+    uint32_t pos = i * n;
     uint32_t c;
     writer->element = i + channels;
-    if (n == 8 && imp == NULL) {
-        uint8_t *p = t->plane + i;
+
+    if (n == 16) { /* graph output: little-endian int16 */
+        uint8_t *p = plane + 2u * i;
         for (c = 0; c < channels; c++) {
-            p[c] = (uint8_t)u[c];
+            p[2u * c] = (uint8_t)u[c];
+            p[2u * c + 1u] = (uint8_t)((uint32_t)u[c] >> 8);
         }
         return;
     }
-    for (c = 0; c < channels; c++) {
-        int32_t x = u[c];
-        if (imp != NULL && imp[c]) {
-            put_error(writer, info, (uint32_t)x & ((1u << m) - 1u));
-            x = dqa__asr(x, m);
+    if (imp == NULL) {
+        for (c = 0; c < channels; c++, pos += n) {
+            put_bits(plane, pos, (uint32_t)u[c] & mask, n);
         }
-        if (n == 8) {
-            t->plane[i + c] = (uint8_t)x;
-        } else if (n == 16) {
-            t->plane[2u * (i + c)] = (uint8_t)x;
-            t->plane[2u * (i + c) + 1u] = (uint8_t)((uint32_t)x >> 8);
-        } else {
-            put_bits(t->plane, (i + c) * n, (uint32_t)x, n);
+        return;
+    }
+    if (info->huffman_codes == NULL || info->huffman_lengths == NULL) {
+        for (c = 0; c < channels; c++, pos += n) { /* codes derived from the decode table */
+            int32_t x = u[c];
+            if (imp[c]) {
+                put_error(writer, info, (uint32_t)x & ((1u << m) - 1u));
+                x = dqa__asr(x, m);
+            }
+            put_bits(plane, pos, (uint32_t)x & mask, n);
         }
+        return;
+    }
+    {
+        const uint8_t *codes = info->huffman_codes, *lengths = info->huffman_lengths;
+        uint8_t *stream = t->stream;
+        uint32_t cap = info->stream_capacity_bits;
+        uint32_t bit = writer->bit, symbol = writer->symbol;
+        uint32_t closed = writer->closed || stream == NULL || info->huffman_table == NULL;
+        uint32_t e_mask = (1u << m) - 1u;
+        for (c = 0; c < channels; c++, pos += n) {
+            int32_t x = u[c];
+            if (imp[c]) {
+                if (!closed) {
+                    uint32_t e = (uint32_t)x & e_mask;
+                    uint32_t len = lengths[e], code = codes[e];
+                    if (len == 0u || len > cap - bit) {
+                        closed = 1; /* spec 2.3: this and all later symbols are not coded */
+                    } else { /* most significant bit first: reversed into stream order */
+                        uint32_t rev = (((uint32_t)rev4[code & 0xFu] << 4) | rev4[(code >> 4) & 0xFu]) >> (8u - len);
+                        put_bits(stream, bit, rev, len);
+                        bit += len;
+                        symbol++;
+                    }
+                }
+                x = dqa__asr(x, m);
+            }
+            put_bits(plane, pos, (uint32_t)x & mask, n);
+        }
+        writer->bit = bit;
+        writer->symbol = symbol;
+        writer->closed = (uint8_t)closed;
     }
 }
 

@@ -1,0 +1,43 @@
+"""Shared fixtures: ../shared data and models, and a calibrated ResNet-20."""
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+
+
+def shared_file(relative: str) -> Path:
+    path = SHARED / relative
+    if not path.exists():
+        pytest.fail(f"{path} is missing: tests read data and models from ../shared beside the project")
+    return path
+
+
+@pytest.fixture(scope="session")
+def cifar_test():
+    """1,000 test images, 100 per class (the file's rows are grouped by class)."""
+    data = np.load(shared_file("data/cifar10_test.npz"))
+    return data["x"][::5], data["y"][::5]
+
+
+@pytest.fixture(scope="session")
+def cifar_calib():
+    """500 calibration images, 50 per class, from the training split."""
+    return np.load(shared_file("data/cifar10_calib.npz"))["x"][::10]
+
+
+def load_resnet(arch: str):
+    from dqa_mcu import passes
+    from dqa_mcu.torch_import import import_module, load_torch_model
+    module, norm = load_torch_model(shared_file(f"models/{arch}_cifar10.th"), arch=arch)
+    return passes.optimize(import_module(module, (32, 32, 3), norm))
+
+
+@pytest.fixture(scope="session")
+def resnet20():
+    """(graph, calibration) of the pretrained ResNet-20."""
+    from dqa_mcu.calibrate import calibrate
+    graph = load_resnet("resnet20")
+    data = np.load(shared_file("data/cifar10_calib.npz"))["x"][::10]
+    return graph, calibrate(graph, data, show_progress=False)
