@@ -138,6 +138,7 @@ def cmd_eval(args) -> int:
 
 
 def cmd_export(args) -> int:
+    target = get_target(args.target)  # before any slow work
     calib_x = None
     if args.model.endswith(".npz"):
         model = QModel.load(args.model)
@@ -151,16 +152,16 @@ def cmd_export(args) -> int:
         model = quantize(graph, calibrate(graph, calib_x), _config(args), calib_x)
     images = _harness_images(args, model, calib_x)
     out = Path(args.output)
-    export_project(model, out, args.target, args.model, images, args.ram_bytes, args.flash_bytes)
+    export_project(model, out, target.name, args.model, images, args.ram_bytes, args.flash_bytes)
     if args.no_build:
         return 0
     try:
-        exe = fw.build(out, get_target(args.target))
+        exe = fw.build(out, target)
     except fw.BuildError as exc:
         print(f"dqa-mcu: not built: {exc}", file=sys.stderr)
         return 0 if "not found" in str(exc) else 1
     print(f"built {exe}")
-    if get_target(args.target).qemu_machine:
+    if target.qemu_machine:
         print(f"  flash it with your board's tools (st-flash, openocd, STM32CubeProgrammer) after adding its "
               f"linker script; QEMU: dqa-mcu run {out}")
     return 0
