@@ -61,6 +61,15 @@ def load_images(path: str | Path, shape_hwc: tuple[int, int, int] | None = None)
     return x, y
 
 
+def subsample(count: int | None, *arrays):
+    """Evenly spaced rows, so a file sorted by class keeps every class."""
+    n = len(arrays[0])
+    if count is None or count >= n:
+        return arrays
+    rows = np.linspace(0, n, count, endpoint=False).astype(np.int64)
+    return tuple(a[rows] if a is not None else None for a in arrays)
+
+
 @dataclass
 class ChannelStats:
     amax: np.ndarray  # (C,) max |x|

@@ -17,7 +17,7 @@ import numpy as np
 
 from . import build as fw
 from . import codegen, evaluate, passes, planner, reference
-from .calibrate import DataError, calibrate, load_images
+from .calibrate import DataError, calibrate, load_images, subsample
 from .ir import GraphError
 from .qmodel import QModel
 from .quantize import CLIP_METHODS, QuantConfig, QuantizationError, quantize
@@ -71,8 +71,9 @@ def export_project(model: QModel, out: Path, target_name: str, source: str, imag
     model.save(out / QMODEL_FILE)
     np.savez_compressed(out / HARNESS_IMAGES_FILE, x=images)
     (out / EXPORT_INFO_FILE).write_text(json.dumps({"target": target.name, "source": source}, indent=1) + "\n")
+    log(plan.describe(model))
     log(f"wrote {out}/ for {target.name}: arena {plan.arena_bytes} bytes, constants {const_bytes} bytes "
-        f"(memory plan: {out / 'memory_plan.txt'})")
+        f"(memory plan also in {out / 'memory_plan.txt'})")
     return plan
 
 
@@ -118,8 +119,8 @@ def cmd_eval(args) -> int:
     if test_y is None:
         raise DataError(f"{args.data}: evaluation needs labels (an array 'y')")
     calib_x, _ = load_images(args.calib, test_x.shape[1:])
-    test_x, test_y = test_x[:args.test_count], test_y[:args.test_count]
-    calib_x = calib_x[:args.calib_count]
+    test_x, test_y = subsample(args.test_count, test_x, test_y)
+    (calib_x,) = subsample(args.calib_count, calib_x)
     graph = load_graph(args.model, args.arch, args.trust_pickle, test_x.shape[1:], _normalization_override(args))
     calib = calibrate(graph, calib_x)
     rows = [evaluate.EvalRow("FP32", evaluate.top1(evaluate.float_logits(graph, test_x), test_y), None)]
@@ -134,11 +135,17 @@ def cmd_eval(args) -> int:
     print(f"{Path(args.model).name}: {len(test_x)} test images, {len(calib_x)} calibration images, "
           f"clip {args.clip}")
     print(evaluate.format_table(rows, fp32_bytes))
+    if args.tensor_report:
+        for row in rows[1:]:
+            if row.huffman_bits is not None:
+                print(f"\nPer tensor, {row.label} (Huffman measured on the test images):")
+                print(row.tensors)
     return 0
 
 
 def cmd_export(args) -> int:
-    target = get_target(args.target)  # before any slow work
+    target = get_target(args.target)  # check the arguments before any slow work
+    config = _config(args)
     calib_x = None
     if args.model.endswith(".npz"):
         model = QModel.load(args.model)
@@ -146,10 +153,10 @@ def cmd_export(args) -> int:
         if not args.calib:
             raise DataError("export needs calibration images: --calib FILE (.npz with x, or a folder)")
         calib_x, _ = load_images(args.calib)
-        calib_x = calib_x[:args.calib_count]
+        (calib_x,) = subsample(args.calib_count, calib_x)
         graph = load_graph(args.model, args.arch, args.trust_pickle, calib_x.shape[1:],
                            _normalization_override(args))
-        model = quantize(graph, calibrate(graph, calib_x), _config(args), calib_x)
+        model = quantize(graph, calibrate(graph, calib_x), config, calib_x)
     images = _harness_images(args, model, calib_x)
     out = Path(args.output)
     export_project(model, out, target.name, args.model, images, args.ram_bytes, args.flash_bytes)
@@ -171,7 +178,7 @@ def _harness_images(args, model: QModel, calib_x):
     shape = model.tensors[model.input].shape
     if getattr(args, "data", None):
         x, _ = load_images(args.data, shape)
-        return x[:args.count]
+        return subsample(args.count, x)[0]
     if calib_x is not None:
         return calib_x[:min(args.count, 4)]
     return np.zeros((1,) + tuple(shape), dtype=np.uint8)
@@ -185,8 +192,7 @@ def cmd_run(args) -> int:
     if args.data:
         model = QModel.load(out / QMODEL_FILE)
         images, labels = load_images(args.data, model.tensors[model.input].shape)
-        images = images[:args.count]
-        labels = labels[:args.count] if labels is not None else None
+        images, labels = subsample(args.count, images, labels)
     report = run_project(out, images, labels, args.target, args.timeout, args.sanitize)
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=1) + "\n")
@@ -229,7 +235,7 @@ def _model_args(p) -> None:
     p.add_argument("--pixel-scale", type=float, help="input normalization: x = (pixel * scale - mean) / std")
     p.add_argument("--mean", type=float, nargs="+")
     p.add_argument("--std", type=float, nargs="+")
-    p.add_argument("--calib-count", type=int, default=DEFAULT_CALIB_IMAGES, help="calibration images to use")
+    p.add_argument("--calib-count", type=int, default=DEFAULT_CALIB_IMAGES, help="calibration images to use (evenly spaced)")
 
 
 def _quant_args(p, bits_default: int = 4) -> None:
@@ -251,7 +257,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", required=True, help="test images with labels (.npz with x, y)")
     p.add_argument("--calib", required=True, help="calibration images (.npz with x, or a folder)")
     p.add_argument("--bits-list", type=int, nargs="+", default=[3, 4, 5], help="n values to tabulate")
-    p.add_argument("--test-count", type=int, default=None, help="use the first N test images")
+    p.add_argument("--test-count", type=int, default=None, help="use N evenly spaced test images")
+    p.add_argument("--tensor-report", action="store_true",
+                   help="also print, per DQA configuration, each tensor's Huffman compression and bytes")
     p.set_defaults(func=cmd_eval)
 
     p = sub.add_parser("export", help="quantize and write a C project (and build it if the toolchain is there)")

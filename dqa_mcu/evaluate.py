@@ -53,6 +53,7 @@ class EvalRow:
     memory: MemoryReport | None  # None for FP32
     overflow_rate: float = 0.0  # share of images with any error-stream overflow
     huffman_bits: float | None = None  # mean coded bits per error symbol on the test images
+    tensors: str = ""  # per-tensor report (Markdown)
 
 
 def eval_quantized(label: str, model: QModel, images: np.ndarray, labels: np.ndarray,
@@ -68,7 +69,23 @@ def eval_quantized(label: str, model: QModel, images: np.ndarray, labels: np.nda
             symbols += int(counts.sum())
     return EvalRow(label, top1(result.output, labels), memory(model),
                    float((result.overflowed_tensors > 0).mean()),
-                   coded / symbols if symbols else None)
+                   coded / symbols if symbols else None, tensor_report(model, result.stats))
+
+
+def tensor_report(model: QModel, stats: dict[str, "reference.TensorStats"]) -> str:
+    """Per stored tensor: shape, bits, important channels, Huffman rate and bytes."""
+    lines = ["| tensor | H x W x C | n | m | important | Huffman bits / error | compression | "
+             "plane bytes | stream bytes |", "|---|---|---|---|---|---|---|---|---|"]
+    for t in activation_tensors(model):
+        shape = "x".join(map(str, t.shape))
+        if t.huffman is not None and t.name in stats:
+            bits = t.huffman.mean_bits(stats[t.name].symbol_counts)
+            coding = f"{bits:.2f} | {t.extra_bits / bits:.2f}x"
+        else:
+            coding = " | "
+        lines.append(f"| {t.name} | {shape} | {t.bits} | {t.extra_bits} | {int(t.important.sum())}/{t.channels} | "
+                     f"{coding} | {t.plane_bytes} | {t.stream_bytes} |")
+    return "\n".join(lines)
 
 
 def format_table(rows: list[EvalRow], fp32_bytes: int) -> str:
