@@ -194,6 +194,11 @@ def cmd_run(args) -> int:
         images, labels = load_images(args.data, model.tensors[model.input].shape)
         images, labels = subsample(args.count, images, labels)
     report = run_project(out, images, labels, args.target, args.timeout, args.sanitize)
+    if args.layers and report["layers"]:
+        total = sum(count for _, count in report["layers"])
+        print("instructions per layer (image 0):")
+        for name, count in report["layers"]:
+            print(f"  {name:32s} {count:12d}  {100 * count / max(total, 1):5.1f} %")
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=1) + "\n")
     return 0 if report["bit_exact"] else 1
@@ -282,6 +287,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--target", help="override the export's target")
     p.add_argument("--timeout", type=float, default=fw.DEFAULT_TIMEOUT_S, help="seconds before the run is stopped")
     p.add_argument("--sanitize", action="store_true", help="host target: build with ASan + UBSan")
+    p.add_argument("--layers", action="store_true", help="print instructions per layer")
     p.add_argument("--json", help="also write the report to this file")
     p.set_defaults(func=cmd_run)
 

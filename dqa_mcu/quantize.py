@@ -101,7 +101,7 @@ def _clip(stats: ChannelStats, bits, signed: bool, config: QuantConfig) -> np.nd
 
 
 def _activation_tensor(name: str, shape, stats: ChannelStats, signed: bool, act: str,
-                       config: QuantConfig, rng) -> QTensor:
+                       config: QuantConfig, rng, order: np.ndarray | None) -> QTensor:
     n, m = config.bits, config.extra_bits
     clip = _clip(stats, n, signed, config)
     if act == "relu6":
@@ -109,7 +109,9 @@ def _activation_tensor(name: str, shape, stats: ChannelStats, signed: bool, act:
     important = np.zeros(len(clip), dtype=bool)
     if config.uses_dqa:
         count = int(round(config.important_ratio * len(clip)))
-        important[RANKERS[config.rank](stats, clip, rng)[:count]] = True
+        if order is None:
+            order = RANKERS[config.rank](stats, clip, rng)
+        important[np.asarray(order)[:count]] = True
         # important channels are rounded at n + m bits: their best clip differs
         if config.clip == "mse" and count:
             fine = _clip(stats, n + m, signed, config)
@@ -234,8 +236,12 @@ def _qnode(node: Node, tensors: dict[str, QTensor]) -> QNode:
     return QNode(node.name, node.op, list(node.inputs), node.output, at, arrays)
 
 
-def quantize(graph: Graph, calib: Calibration, config: QuantConfig, calib_images: np.ndarray) -> QModel:
+def quantize(graph: Graph, calib: Calibration, config: QuantConfig, calib_images: np.ndarray,
+             rankings: dict[str, np.ndarray] | None = None) -> QModel:
+    """`rankings` (tensor -> channels, most important first) overrides the
+    config's local ranking criterion, e.g. with a whole-network greedy search."""
     config.validate()
+    rankings = rankings or {}
     rng = np.random.default_rng(config.seed)
     tensors: dict[str, QTensor] = {}
     for node in graph.nodes:
@@ -261,7 +267,8 @@ def quantize(graph: Graph, calib: Calibration, config: QuantConfig, calib_images
         elif node.op in ("conv2d", "linear", "add", "avgpool", "global_avgpool"):
             act = node.attrs.get("act", "none")
             signed = act == "none" and not _non_negative(node, tensors)
-            tensors[name] = _activation_tensor(name, shape, calib.tensors[name], signed, act, config, rng)
+            tensors[name] = _activation_tensor(name, shape, calib.tensors[name], signed, act, config, rng,
+                                               rankings.get(name))
         else:
             raise QuantizationError(f"node {node.name!r}: op {node.op!r} cannot be quantized "
                                     "(run the graph passes first)")
