@@ -24,9 +24,17 @@ def windows(x: np.ndarray, kh: int, kw: int, stride, padding, dilation=(1, 1), p
     return win[:, :: stride[0], :: stride[1], :, ::dh, ::dw]
 
 
-def exact_dtype(max_abs_in: int, max_abs_w: int, taps: int):
-    """The narrowest float dtype whose matmul over `taps` products is exact."""
-    bound = max_abs_in * max_abs_w * taps
+def accumulator_bound(max_abs_in: int, weights: np.ndarray) -> int:
+    """Largest |partial sum| of a convolution with these integer weights (first
+    axis: output channels): max|input| * max over outputs of sum|weights|."""
+    w = np.abs(np.asarray(weights, dtype=np.int64)).reshape(len(weights), -1)
+    return max_abs_in * int(w.sum(axis=1).max())
+
+
+def exact_dtype(max_abs_in: int, weights: np.ndarray):
+    """The narrowest float dtype in which the convolution is exact: floats add
+    integers exactly while every partial sum stays below 2^24 (float32) or 2^53."""
+    bound = accumulator_bound(max_abs_in, weights)
     if bound < 2**24:
         return np.float32
     if bound < 2**53:

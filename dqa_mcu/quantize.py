@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from . import reference
+from . import npconv, reference
 from .calibrate import HIST_BINS, Calibration, ChannelStats
 from .huffman import HuffmanCode
 from .ir import Graph, Node
@@ -194,7 +194,7 @@ def _weights(node: Node, in_step: np.ndarray, op: str):
 
 
 def _check_accumulator(node: Node, w_int: np.ndarray, x: QTensor) -> None:
-    bound = reference.fine_max_abs(x) * int(np.abs(w_int.astype(np.int64)).reshape(len(w_int), -1).sum(axis=1).max())
+    bound = npconv.accumulator_bound(reference.fine_max_abs(x), w_int)
     if bound >= 2 ** 31:
         raise QuantizationError(f"node {node.name!r}: int32 accumulator could overflow (bound {bound}); use fewer bits")
 
@@ -290,7 +290,7 @@ def _fit_error_streams(model: QModel, images: np.ndarray, config: QuantConfig) -
     Both come from one run of the integer reference without codes (so without
     overflow), so the error symbols are those of the deployed arithmetic.
     """
-    stats = reference.run(model, images).stats
+    stats = reference.run(model, images, per_image_stats=True).stats
     for name, s in stats.items():
         t = model.tensors[name]
         t.huffman = HuffmanCode.from_counts(s.symbol_counts)

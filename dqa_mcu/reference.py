@@ -30,17 +30,14 @@ def rshift_round(x: np.ndarray, shift: np.ndarray, out: np.ndarray | None = None
 @dataclass
 class TensorStats:
     """What storing one tensor saw over a run."""
-    per_image_counts: list = field(default_factory=list)  # int64 (N, 2^m) per batch: error symbols
+    symbol_counts: np.ndarray  # int64 (2^m,): error symbols, before coding
+    per_image_counts: list = field(default_factory=list)  # (N, 2^m) per batch, when asked for
     stream_bits: list = field(default_factory=list)  # per image, before any truncation
     overflowed_images: int = 0
 
     @property
     def image_symbol_counts(self) -> np.ndarray:
         return np.concatenate(self.per_image_counts)
-
-    @property
-    def symbol_counts(self) -> np.ndarray:
-        return self.image_symbol_counts.sum(axis=0)
 
 
 @dataclass
@@ -51,12 +48,14 @@ class RunResult:
     tensors: dict[str, np.ndarray] | None = None  # fine-domain values, when kept
 
 
-def _store(t: QTensor, u: np.ndarray, result_stats: dict, overflow: np.ndarray) -> np.ndarray:
+def _store(t: QTensor, u: np.ndarray, result_stats: dict, overflow: np.ndarray,
+           per_image: bool = False) -> np.ndarray:
     """Simulate storing storage-domain values `u`; return what consumers read (v).
 
-    Works on whole tensors: unimportant channels contribute code length 0 to
-    the running stream length, so a cumulative sum in index order gives every
-    important symbol's end position in the stream (spec 2.2, 2.3).
+    Whole-tensor arithmetic: every element gets a symbol, unimportant channels
+    ones in [2^m, 2^(m+1)) with code length 0 (nothing coded), so per-image sums
+    and (for the rare images over capacity) a cumulative sum in index order
+    give each important symbol's end position in the stream (spec 2.2, 2.3).
     """
     m = t.extra_bits
     u = u.astype(np.int32)
@@ -66,24 +65,27 @@ def _store(t: QTensor, u: np.ndarray, result_stats: dict, overflow: np.ndarray) 
         return u << m
     n = len(u)
     imp = t.important
-    err = u & ((1 << m) - 1)
-    stats = result_stats.setdefault(t.name, TensorStats())
-    slots = (err + (np.arange(n, dtype=np.int32) << m)[:, None, None, None]).ravel()
-    weights = np.broadcast_to(imp, u.shape).ravel().astype(np.float64)
-    counts = np.bincount(slots, weights=weights, minlength=n << m).reshape(n, 1 << m)
-    stats.per_image_counts.append(counts.astype(np.int64))
-    v = u * np.where(imp, 1, 1 << m).astype(np.int32)
+    uncoded = 1 << m
+    symbols = (u & (uncoded - 1)) + np.where(imp, 0, uncoded).astype(np.int32)
+    stats = result_stats.setdefault(t.name, TensorStats(np.zeros(uncoded, dtype=np.int64)))
+    stats.symbol_counts += np.bincount(symbols.ravel(), minlength=2 * uncoded)[:uncoded]
+    if per_image:
+        rows = (np.arange(n, dtype=np.int32) * (2 * uncoded))[:, None, None, None]
+        counts = np.bincount((symbols + rows).ravel(), minlength=n * 2 * uncoded)
+        stats.per_image_counts.append(counts.reshape(n, 2 * uncoded)[:, :uncoded])
+    v = u * np.where(imp, 1, uncoded).astype(np.int32)
     if t.huffman is not None:
-        lengths = np.take(np.asarray(t.huffman.lengths, dtype=np.int32), err)
-        lengths *= imp
-        written = np.cumsum(lengths.reshape(n, -1), axis=1, dtype=np.int64).reshape(u.shape)
-        stats.stream_bits.extend(written[:, -1, -1, -1].tolist())
-        lost = imp & (written > t.err_capacity_bits)
-        lost_images = lost.reshape(n, -1).any(axis=1)
-        if lost_images.any():
-            stats.overflowed_images += int(lost_images.sum())
-            overflow += lost_images
-            v = np.where(lost, ((u >> m) << m) + (1 << (m - 1)), v)
+        table = np.concatenate([np.asarray(t.huffman.lengths, dtype=np.int32), np.zeros(uncoded, np.int32)])
+        lengths = np.take(table, symbols).reshape(n, -1)
+        totals = lengths.sum(axis=1, dtype=np.int64)
+        stats.stream_bits.extend(totals.tolist())
+        over = np.flatnonzero(totals > t.err_capacity_bits)
+        if len(over):
+            written = np.cumsum(lengths[over], axis=1).reshape((len(over),) + u.shape[1:])
+            lost = imp & (written > t.err_capacity_bits)
+            stats.overflowed_images += len(over)
+            overflow[over] += 1
+            v[over] = np.where(lost, ((u[over] >> m) << m) + (1 << (m - 1)), v[over])
     return v
 
 
@@ -117,13 +119,13 @@ def fine_max_abs(t: QTensor) -> int:
 def _conv(node: QNode, v: np.ndarray, x: QTensor) -> np.ndarray:
     w = node.arrays["weight"]
     at = node.attrs
-    taps = w.shape[1] * w.shape[2] * w.shape[3]
-    dtype = npconv.exact_dtype(fine_max_abs(x), 127, taps)
+    dtype = npconv.exact_dtype(fine_max_abs(x), w)
     acc = npconv.conv2d(v, w, at["stride"], at["padding"], at["dilation"], at["groups"], dtype)
     return acc.astype(np.int64)  # exact: every partial sum is an integer within the dtype's range
 
 
-def _run_node(node: QNode, model: QModel, values: dict, stats: dict, overflow: np.ndarray) -> None:
+def _run_node(node: QNode, model: QModel, values: dict, stats: dict, overflow: np.ndarray,
+              per_image: bool) -> None:
     out_t = model.tensors[node.output]
     ins = [values[name] for name in node.inputs]
     a, at = node.arrays, node.attrs
@@ -175,12 +177,15 @@ def _run_node(node: QNode, model: QModel, values: dict, stats: dict, overflow: n
         u = np.where(out_t.important, v, v >> out_t.extra_bits)
     else:
         raise ValueError(f"node {node.name!r}: the reference has no op {node.op!r}")
-    values[node.output] = _store(out_t, u, stats, overflow)
+    values[node.output] = _store(out_t, u, stats, overflow, per_image)
 
 
 def run(model: QModel, pixels: np.ndarray, batch: int = DEFAULT_BATCH, keep_tensors: bool = False,
-        progress=None) -> RunResult:
-    """Run uint8 NHWC `pixels` through `model`; exact integers out."""
+        progress=None, per_image_stats: bool = False) -> RunResult:
+    """Run uint8 NHWC `pixels` through `model`; exact integers out.
+
+    `per_image_stats` also records each image's error-symbol counts (for
+    sizing error streams); totals are always recorded."""
     expected = model.tensors[model.input].shape
     if pixels.dtype != np.uint8 or pixels.ndim != 4 or tuple(pixels.shape[1:]) != tuple(expected):
         raise ValueError(f"input must be uint8 of shape (N, {', '.join(map(str, expected))}), "
@@ -193,7 +198,7 @@ def run(model: QModel, pixels: np.ndarray, batch: int = DEFAULT_BATCH, keep_tens
         values = {PIXELS: chunk}
         overflow = np.zeros(len(chunk), dtype=np.int64)
         for node in model.nodes:
-            _run_node(node, model, values, stats, overflow)
+            _run_node(node, model, values, stats, overflow, per_image_stats)
         out = values[model.output]
         outputs.append(out.reshape(len(chunk), -1) if out.shape[1:3] == (1, 1) else out)
         overflows.append(overflow)

@@ -346,7 +346,7 @@ class ModelBuilder:
                      "groups": groups, "act": act}
             oh = npconv.out_size(xt.shape[0], kh, stride[0], padding[0], padding[1], dilation[0])
             ow = npconv.out_size(xt.shape[1], kw, stride[1], padding[2], padding[3], dilation[1])
-        dtype = npconv.exact_dtype(reference.fine_max_abs(xt), 127, int(np.prod(w4.shape[1:])))
+        dtype = npconv.exact_dtype(reference.fine_max_abs(xt), w4)
         acc = np.rint(npconv.conv2d(xin, w4, attrs.get("stride", (1, 1)), attrs.get("padding", (0, 0, 0, 0)),
                                     attrs.get("dilation", (1, 1)), groups, dtype)).astype(np.int64)
         spread = np.maximum(np.abs(acc).reshape(-1, cout).max(axis=0), 1)
