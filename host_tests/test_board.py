@@ -40,7 +40,7 @@ FAULT_EXIT_CODE = 125  # startup_cortexm.c: unexpected exception
 
 def _need(tool, package):
     if shutil.which(tool) is None:
-        pytest.skip(f"{tool} not found: apt-get install {package}")
+        pytest.fail(f"{tool} not found: apt-get install {package} (./install.sh does)")
 
 
 def _need_cross():
@@ -205,7 +205,7 @@ def test_fault_exits_with_code(tmp_path):
 def test_host_build_with_sanitizers(tmp_path):
     _need("cmake", "cmake")
     if shutil.which("cc") is None and shutil.which("gcc") is None:
-        pytest.skip("no host C compiler: apt-get install gcc")
+        pytest.fail("no host C compiler: apt-get install gcc")
     build = tmp_path / "host"
     log = _build(build, "host", ["-DDQA_SANITIZE=ON"])
     flags = (build / "CMakeFiles" / "hello.dir" / "flags.make").read_text()

@@ -34,7 +34,7 @@ def work(tmp_path_factory):
 @pytest.fixture(scope="module")
 def driver(work):
     if shutil.which("gcc") is None:
-        pytest.skip("gcc not found: apt-get install gcc")
+        pytest.fail("gcc not found: apt-get install gcc")
     return rv.build_driver(work)
 
 
@@ -43,7 +43,7 @@ def driver(work):
 @pytest.mark.parametrize("compiler", ["gcc", "arm-none-eabi-gcc"])
 def test_runtime_compiles_cleanly(compiler, tmp_path):
     if shutil.which(compiler) is None:
-        pytest.skip(f"{compiler} not found")
+        pytest.fail(f"{compiler} not found: ./install.sh installs it")
     flags = ARM_FLAGS if compiler.startswith("arm") else ["-O2", *rv.WARNINGS, "-pedantic"]
     undefined = set()
     for src in rv.runtime_sources():
