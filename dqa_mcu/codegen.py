@@ -25,6 +25,7 @@ TEMPLATES = ROOT / "templates"
 FIRMWARE = ROOT / "firmware"
 VALUES_PER_LINE = 16
 COPIED_FIRMWARE = ("runtime", "board", "cmake")
+NOT_COPIED = shutil.ignore_patterns("test", "__pycache__")  # the runtime's own test driver
 
 
 def c_ident(name: str) -> str:
@@ -233,6 +234,6 @@ def generate(model: QModel, plan: MemoryPlan, out_dir: str | Path, target: str, 
     write_harness_inputs(out_dir, images)
     dqa_dir = out_dir / "dqa"
     for sub in COPIED_FIRMWARE:
-        shutil.copytree(FIRMWARE / sub, dqa_dir / sub, dirs_exist_ok=True)
+        shutil.copytree(FIRMWARE / sub, dqa_dir / sub, dirs_exist_ok=True, ignore=NOT_COPIED)
     (out_dir / "memory_plan.txt").write_text(plan.describe(model) + "\n")
     return out_dir

@@ -16,18 +16,7 @@ import numpy as np
 from . import ir
 from .npconv import conv2d, windows
 
-__all__ = ["run_float", "view_b"]
-
-
-def view_b(b: np.ndarray, stride: int, offset: int, channels: int) -> np.ndarray:
-    """Option-A view: ``b[:, ::stride, ::stride, :]`` placed at channel `offset` of `channels` zeros."""
-    if stride != 1:
-        b = b[:, ::stride, ::stride, :]
-    if offset == 0 and b.shape[3] == channels:
-        return b
-    out = np.zeros(b.shape[:3] + (channels,), dtype=b.dtype)
-    out[..., offset:offset + b.shape[3]] = b
-    return out
+__all__ = ["run_float"]
 
 
 def _act(x: np.ndarray, act: str) -> np.ndarray:

@@ -70,5 +70,8 @@ static inline const int16_t *dqa__window_pixel(const dqa_window_t *win, uint32_t
 /* Ring pixels of avgpool/maxpool: 1 for a single output position (streamed). */
 uint32_t dqa__pool_ring_pixels(const dqa_pool_params_t *params, const dqa_tensor_info_t *input,
                                const dqa_tensor_info_t *output);
+/* The window traversal of avgpool (is_max = 0) and maxpool (is_max = 1). */
+void dqa__pool(const dqa_pool_params_t *params, const dqa_tensor_t *input, dqa_tensor_t *output, void *scratch,
+               dqa_status_t *status, int is_max);
 
 #endif /* DQA_INTERNAL_H */
