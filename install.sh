@@ -15,5 +15,6 @@ if [ ${#need[@]} -gt 0 ] || [ ! -d /usr/lib/arm-none-eabi/newlib ]; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends \
     gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm cmake gcc make >/dev/null
 fi
+export PIP_ROOT_USER_ACTION=ignore  # CI runs as root; the warning is noise there
 python -m pip install -q torch==2.13.0
 python -m pip install -q -e ".[test]"
