@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what dqa-mcu needs on a fresh Debian/Ubuntu machine: the Arm GNU
 # toolchain, newlib, QEMU and CMake from the distribution, then this package
-# (editable, with its test extras) and torch 2.13.0 (CPU) from PyPI.
+# (editable, with its test and Keras/TFLite extras) and torch 2.13.0 (CPU)
+# from PyPI.
 set -euo pipefail
 cd "$(dirname "$0")"
 SUDO=""
@@ -17,4 +18,4 @@ if [ ${#need[@]} -gt 0 ] || [ ! -d /usr/lib/arm-none-eabi/newlib ]; then
 fi
 export PIP_ROOT_USER_ACTION=ignore  # CI runs as root; the warning is noise there
 python -m pip install -q torch==2.13.0
-python -m pip install -q -e ".[test]"
+python -m pip install -q -e ".[test,tflite]"

@@ -1,0 +1,408 @@
+"""TFLite front end: a full-int8 ``.tflite`` flatbuffer -> a small int8 graph.
+
+``load_tflite(path)`` parses the flatbuffer with the schema reader that ships
+inside ``ai-edge-litert`` (``ai_edge_litert.schema_py_generated``; TensorFlow's
+copy is the fallback), so no interpreter is needed. It returns a
+``TFLiteGraph``: every tensor with its shape, type, scale(s), zero point(s)
+and, for constants, its int8 / int32 data; every operator with normalized
+options. ``tflite_reference.TFLiteReference`` executes that graph exactly like
+TFLite's reference int8 kernels (``docs/spec_tflite.md``).
+
+Supported operators (int8 activations, int8 weights, int32 biases):
+CONV_2D, DEPTHWISE_CONV_2D, FULLY_CONNECTED, ADD, AVERAGE_POOL_2D,
+MAX_POOL_2D, MEAN, RESHAPE, SOFTMAX, PAD, CONCATENATION, with fused
+activations NONE / RELU / RELU6 / RELU_N1_TO_1. Any other operator raises
+``UnsupportedTFLiteOpError`` naming it and its index.
+
+File-level problems raise ``TFLiteFormatError`` (a ``ValueError``) with one
+line naming the file: not a TFLite model, a truncated or corrupt flatbuffer,
+a dynamic shape (only the batch dimension may be dynamic), several subgraphs.
+
+Shapes keep TFLite's layout: activations NHWC with batch 1 in the file;
+conv weights OHWI, depthwise weights ``(1, KH, KW, C_out)``, fully connected
+weights ``(C_out, C_in)``.
+"""
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from . import ir
+
+__all__ = ["TFLiteGraph", "TTensor", "TOp", "TFLiteFormatError", "UnsupportedTFLiteOpError",
+           "load_tflite", "parse_tflite", "SUPPORTED_OPS"]
+
+SUPPORTED_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "ADD", "AVERAGE_POOL_2D",
+                 "MAX_POOL_2D", "MEAN", "RESHAPE", "SOFTMAX", "PAD", "CONCATENATION")
+
+_ACTIVATIONS = {0: "NONE", 1: "RELU", 2: "RELU_N1_TO_1", 3: "RELU6"}
+_PADDING = {0: "SAME", 1: "VALID"}
+_DTYPES = {0: np.float32, 1: np.float16, 2: np.int32, 3: np.uint8, 4: np.int64, 6: np.bool_,
+           7: np.int16, 9: np.int8, 10: np.float64}
+_DTYPE_NAMES = {0: "float32", 1: "float16", 2: "int32", 3: "uint8", 4: "int64", 5: "string", 6: "bool",
+                7: "int16", 8: "complex64", 9: "int8", 10: "float64"}
+
+
+class TFLiteFormatError(ValueError):
+    """The file is not a usable TFLite model (not a model, truncated, dynamic shape...)."""
+
+
+class UnsupportedTFLiteOpError(ir.GraphError):
+    """An operator (or an operator variant) the int8 reference does not implement."""
+
+
+@dataclass
+class TTensor:
+    index: int
+    name: str
+    shape: tuple[int, ...]          # as stored (batch 1 for activations)
+    dtype: str                      # 'int8', 'int32', ...
+    scale: np.ndarray | None        # float32, one per tensor or per channel
+    zero_point: np.ndarray | None   # int64
+    quantized_dimension: int = 0
+    data: np.ndarray | None = None  # constants only, with `shape` and numpy dtype
+
+    @property
+    def is_const(self) -> bool:
+        return self.data is not None
+
+    @property
+    def per_channel(self) -> bool:
+        return self.scale is not None and self.scale.size > 1
+
+
+@dataclass
+class TOp:
+    index: int
+    op: str                 # e.g. 'CONV_2D'
+    inputs: list[int]       # tensor indices, -1 for an absent optional input
+    outputs: list[int]
+    options: dict = field(default_factory=dict)
+
+
+@dataclass
+class TFLiteGraph:
+    tensors: list[TTensor]
+    ops: list[TOp]
+    inputs: list[int]
+    outputs: list[int]
+    source: str = ""
+    version: int = 3
+    description: str = ""
+
+    def tensor(self, i: int) -> TTensor:
+        return self.tensors[i]
+
+    @property
+    def input(self) -> TTensor:
+        return self.tensors[self.inputs[0]]
+
+    @property
+    def output(self) -> TTensor:
+        return self.tensors[self.outputs[0]]
+
+
+# --------------------------------------------------------------------------- schema
+
+def _schema():
+    try:
+        from ai_edge_litert import schema_py_generated as s  # maintained LiteRT package
+    except ImportError:
+        try:
+            from tensorflow.lite.python import schema_py_generated as s  # type: ignore[no-redef]
+        except ImportError as e:  # pragma: no cover - depends on the environment
+            raise ImportError("reading .tflite files needs the 'ai-edge-litert' package "
+                              "(pip install ai-edge-litert, or the project's [tflite] extra)") from e
+    return s
+
+
+def _op_names(s) -> dict[int, str]:
+    return {v: k for k, v in vars(s.BuiltinOperator).items() if not k.startswith("_") and isinstance(v, int)}
+
+
+def _builtin_code(oc) -> int:
+    # schema v3a: builtin_code (int32) supersedes deprecated_builtin_code (int8, max 127)
+    return max(int(oc.builtinCode), int(oc.deprecatedBuiltinCode))
+
+
+def _arr(v, dtype=np.int64) -> np.ndarray:
+    if v is None:
+        return np.zeros(0, dtype)
+    return np.asarray(v).astype(dtype)
+
+
+# --------------------------------------------------------------------------- parsing
+
+def load_tflite(path) -> TFLiteGraph:
+    """Read and parse a ``.tflite`` file; see the module docstring for errors."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such file")
+    return parse_tflite(path.read_bytes(), source=str(path))
+
+
+def parse_tflite(buf: bytes, source: str = "<bytes>") -> TFLiteGraph:
+    """Parse the bytes of a TFLite flatbuffer (``source`` names it in errors)."""
+    buf = bytes(buf)
+    name = Path(source).name if source else "<bytes>"
+
+    def fail(msg: str) -> TFLiteFormatError:
+        return TFLiteFormatError(f"{name}: {msg}")
+
+    if len(buf) < 8 or buf[4:8] != b"TFL3":
+        raise fail("not a TFLite model (no 'TFL3' flatbuffer identifier at byte 4)")
+    root = struct.unpack_from("<I", buf, 0)[0]
+    if root + 4 > len(buf):
+        raise fail(f"truncated or corrupt flatbuffer (root table at {root} beyond the {len(buf)}-byte file)")
+    s = _schema()
+    try:
+        model = s.ModelT.InitFromPackedBuf(buf, 0)
+    except Exception as e:  # noqa: BLE001 - the generated reader raises anything on bad offsets
+        raise fail(f"truncated or corrupt flatbuffer ({type(e).__name__}: {e})") from None
+    try:
+        return _convert(model, buf, s, fail, source)
+    except (TFLiteFormatError, ir.GraphError):
+        raise
+    except Exception as e:  # noqa: BLE001 - garbage read from a damaged file
+        raise fail(f"truncated or corrupt flatbuffer ({type(e).__name__}: {e})") from None
+
+
+def _buffer_bytes(model, buf: bytes, bi: int, fail) -> bytes | None:
+    if bi <= 0 or model.buffers is None or bi >= len(model.buffers):
+        return None
+    b = model.buffers[bi]
+    if b is None:
+        return None
+    off, size = int(getattr(b, "offset", 0) or 0), int(getattr(b, "size", 0) or 0)
+    if off > 1 and size > 0:  # large models keep buffer data outside the flatbuffer
+        if off + size > len(buf):
+            raise fail(f"truncated file: buffer {bi} needs bytes [{off}, {off + size})")
+        return buf[off:off + size]
+    if b.data is None or len(b.data) == 0:
+        return None
+    return np.asarray(b.data, np.uint8).tobytes()
+
+
+def _convert(model, buf: bytes, s, fail, source: str) -> TFLiteGraph:
+    if model.subgraphs is None or len(model.subgraphs) == 0:
+        raise fail("the model has no subgraph")
+    if len(model.subgraphs) != 1:
+        raise fail(f"the model has {len(model.subgraphs)} subgraphs; only single-subgraph models are supported")
+    sg = model.subgraphs[0]
+    if sg.tensors is None or sg.inputs is None or sg.outputs is None:
+        raise fail("truncated or corrupt flatbuffer (subgraph without tensors, inputs or outputs)")
+    names = _op_names(s)
+    codes = [_builtin_code(oc) for oc in (model.operatorCodes or [])]
+    custom = [(oc.customCode.decode() if isinstance(oc.customCode, bytes) else oc.customCode)
+              for oc in (model.operatorCodes or [])]
+    graph_inputs = [int(i) for i in sg.inputs]
+
+    tensors: list[TTensor] = []
+    for ti, t in enumerate(sg.tensors):
+        tname = t.name.decode(errors="replace") if isinstance(t.name, bytes) else str(t.name)
+        shape = tuple(int(d) for d in (t.shape if t.shape is not None else ()))
+        sig = t.shapeSignature
+        if any(d < 0 for d in shape):
+            raise fail(f"tensor {ti} {tname!r} has a dynamic shape {list(shape)}")
+        if sig is not None and len(sig) and any(int(d) < 0 for d in list(sig)[1:]):
+            raise fail(f"tensor {ti} {tname!r} has a dynamic shape {[int(d) for d in sig]} "
+                       "(only the batch dimension may be dynamic)")
+        dtype = _DTYPE_NAMES.get(int(t.type), f"type{int(t.type)}")
+        q = t.quantization
+        scale = zp = None
+        qdim = 0
+        if q is not None and q.scale is not None and len(q.scale):
+            scale = _arr(q.scale, np.float32)
+            zp = _arr(q.zeroPoint, np.int64) if q.zeroPoint is not None and len(q.zeroPoint) else np.zeros(
+                scale.shape, np.int64)
+            qdim = int(q.quantizedDimension)
+        raw = _buffer_bytes(model, buf, int(t.buffer), fail)
+        data = None
+        if raw is not None:
+            npdt = _DTYPES.get(int(t.type))
+            if npdt is None:
+                raise fail(f"tensor {ti} {tname!r}: constant of unsupported type {dtype}")
+            count = int(np.prod(shape)) if shape else 1
+            need = count * np.dtype(npdt).itemsize
+            if len(raw) != need:
+                raise fail(f"truncated or corrupt flatbuffer (constant tensor {ti} {tname!r} has "
+                           f"{len(raw)} bytes, its shape {list(shape)} needs {need})")
+            data = np.frombuffer(raw, dtype=np.dtype(npdt).newbyteorder("<")).astype(npdt).reshape(shape)
+        tensors.append(TTensor(ti, tname, shape, dtype, scale, zp, qdim, data))
+
+    for i in list(graph_inputs) + [int(o) for o in sg.outputs]:
+        if not 0 <= i < len(tensors):
+            raise fail(f"truncated or corrupt flatbuffer (graph input/output tensor {i} does not exist)")
+
+    ops: list[TOp] = []
+    for oi, o in enumerate(sg.operators or []):
+        if not 0 <= o.opcodeIndex < len(codes):
+            raise fail(f"truncated or corrupt flatbuffer (operator {oi} has opcode index {o.opcodeIndex})")
+        code = codes[o.opcodeIndex]
+        opname = names.get(code, f"BUILTIN_{code}")
+        if opname == "CUSTOM":
+            opname = f"CUSTOM({custom[o.opcodeIndex]})"
+        ins = [int(i) for i in (o.inputs if o.inputs is not None else [])]
+        outs = [int(i) for i in (o.outputs if o.outputs is not None else [])]
+        for i in ins + outs:
+            if i >= len(tensors):
+                raise fail(f"truncated or corrupt flatbuffer (operator {oi} refers to tensor {i})")
+        if opname not in SUPPORTED_OPS:
+            raise UnsupportedTFLiteOpError(
+                f"{Path(source).name}: unsupported operator {opname} at index {oi} "
+                f"(supported: {', '.join(SUPPORTED_OPS)})")
+        op = TOp(oi, opname, ins, outs, _options(opname, o.builtinOptions, oi, source))
+        _check_op(op, tensors, source)
+        ops.append(op)
+
+    g = TFLiteGraph(tensors=tensors, ops=ops, inputs=graph_inputs, outputs=[int(i) for i in sg.outputs],
+                    source=source, version=int(model.version),
+                    description=(model.description.decode(errors="replace")
+                                 if isinstance(model.description, bytes) else str(model.description or "")))
+    _check_graph(g, source)
+    return g
+
+
+def _options(opname: str, opt, oi: int, source: str) -> dict:
+    def need(o):
+        if o is None:
+            raise UnsupportedTFLiteOpError(f"{Path(source).name}: operator {opname} at index {oi} has no options")
+        return o
+
+    def act(o) -> str:
+        a = int(o.fusedActivationFunction)
+        if a not in _ACTIVATIONS:
+            raise UnsupportedTFLiteOpError(
+                f"{Path(source).name}: operator {opname} at index {oi}: unsupported fused activation {a}")
+        return _ACTIVATIONS[a]
+
+    if opname == "CONV_2D":
+        o = need(opt)
+        return dict(stride=(int(o.strideH), int(o.strideW)), padding=_PADDING[int(o.padding)],
+                    dilation=(int(o.dilationHFactor), int(o.dilationWFactor)), activation=act(o))
+    if opname == "DEPTHWISE_CONV_2D":
+        o = need(opt)
+        return dict(stride=(int(o.strideH), int(o.strideW)), padding=_PADDING[int(o.padding)],
+                    dilation=(int(o.dilationHFactor), int(o.dilationWFactor)), activation=act(o),
+                    depth_multiplier=int(o.depthMultiplier))
+    if opname == "FULLY_CONNECTED":
+        o = need(opt)
+        if int(o.weightsFormat) != 0:
+            raise UnsupportedTFLiteOpError(
+                f"{Path(source).name}: FULLY_CONNECTED at index {oi}: shuffled weights are not supported")
+        return dict(activation=act(o), keep_num_dims=bool(o.keepNumDims))
+    if opname in ("AVERAGE_POOL_2D", "MAX_POOL_2D"):
+        o = need(opt)
+        return dict(stride=(int(o.strideH), int(o.strideW)), padding=_PADDING[int(o.padding)],
+                    filter=(int(o.filterHeight), int(o.filterWidth)), activation=act(o))
+    if opname == "ADD":
+        return dict(activation=act(opt) if opt is not None else "NONE")
+    if opname == "CONCATENATION":
+        o = need(opt)
+        return dict(axis=int(o.axis), activation=act(o))
+    if opname == "SOFTMAX":
+        return dict(beta=float(np.float32(opt.beta)) if opt is not None else 1.0)
+    if opname == "MEAN":
+        return dict(keep_dims=bool(opt.keepDims) if opt is not None else False)
+    if opname == "RESHAPE":
+        ns = getattr(opt, "newShape", None) if opt is not None else None
+        return dict(new_shape=[int(v) for v in ns] if ns is not None else None)
+    return {}
+
+
+def _check_op(op: TOp, tensors: list[TTensor], source: str) -> None:
+    """Reject types and variants the int8 reference does not implement."""
+    where = f"{Path(source).name}: operator {op.op} at index {op.index}"
+
+    def t(i):
+        return tensors[i]
+
+    def require(cond, why):
+        if not cond:
+            raise UnsupportedTFLiteOpError(f"{where}: {why}")
+
+    act_ins = [i for i in op.inputs if i >= 0 and not t(i).is_const]
+    for i in act_ins + op.outputs:
+        require(t(i).dtype == "int8", f"tensor {i} {t(i).name!r} is {t(i).dtype}; only int8 activations")
+        require(t(i).scale is not None and t(i).scale.size == 1,
+                f"tensor {i} {t(i).name!r} needs one (per-tensor) scale and zero point")
+    if op.op in ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED"):
+        require(len(op.inputs) >= 2 and op.inputs[1] >= 0 and t(op.inputs[1]).is_const,
+                "the weights must be a constant tensor")
+        w = t(op.inputs[1])
+        require(w.dtype == "int8", f"weights are {w.dtype}; only int8")
+        require(w.zero_point is not None and not np.any(w.zero_point),
+                "weights must be symmetric (zero point 0)")
+        if len(op.inputs) > 2 and op.inputs[2] >= 0:
+            b = t(op.inputs[2])
+            require(b.is_const and b.dtype == "int32", f"bias is {b.dtype}; only an int32 constant")
+        ndim = {"CONV_2D": 4, "DEPTHWISE_CONV_2D": 4, "FULLY_CONNECTED": 2}[op.op]
+        require(len(w.shape) == ndim, f"weights of rank {len(w.shape)}, expected {ndim}")
+        if w.per_channel:
+            qd = 3 if op.op == "DEPTHWISE_CONV_2D" else 0
+            require(w.quantized_dimension == qd and w.scale.size == w.shape[qd],
+                    "per-channel weight scales must run along the output channels")
+        x = t(op.inputs[0])
+        if op.op != "FULLY_CONNECTED":
+            require(len(x.shape) == 4, f"input of rank {len(x.shape)}; NHWC expected")
+        if op.op == "CONV_2D":
+            require(x.shape[3] % w.shape[3] == 0, "input channels are not a multiple of the weights' depth")
+        if op.op == "DEPTHWISE_CONV_2D":
+            require(w.shape[3] == x.shape[3] * op.options["depth_multiplier"],
+                    "weights' channels != input channels x depth multiplier")
+    elif op.op in ("AVERAGE_POOL_2D", "MAX_POOL_2D"):
+        x, y = t(op.inputs[0]), t(op.outputs[0])
+        require(len(x.shape) == 4, "NHWC input expected")
+        require(float(x.scale[0]) == float(y.scale[0]) and int(x.zero_point[0]) == int(y.zero_point[0]),
+                "input and output quantization differ")
+    elif op.op == "ADD":
+        require(len(op.inputs) == 2, "ADD needs two inputs")
+        for i in op.inputs:
+            require(not t(i).is_const or t(i).dtype == "int8", "a constant operand must be int8")
+            require(t(i).scale is not None and t(i).scale.size == 1, "per-tensor quantization expected")
+    elif op.op == "MEAN":
+        require(len(op.inputs) == 2 and t(op.inputs[1]).is_const, "the axis must be a constant tensor")
+    elif op.op == "PAD":
+        require(len(op.inputs) == 2 and t(op.inputs[1]).is_const, "the paddings must be a constant tensor")
+        x, y = t(op.inputs[0]), t(op.outputs[0])
+        require(int(x.zero_point[0]) == int(y.zero_point[0]) and float(x.scale[0]) == float(y.scale[0]),
+                "input and output quantization differ")
+        require(np.all(t(op.inputs[1]).data >= 0), "negative paddings")
+    elif op.op == "CONCATENATION":
+        y = t(op.outputs[0])
+        for i in op.inputs:
+            require(float(t(i).scale[0]) == float(y.scale[0]) and int(t(i).zero_point[0]) == int(y.zero_point[0]),
+                    "int8 CONCATENATION needs every input quantized like the output")
+        require(op.options["activation"] == "NONE", "fused activation on CONCATENATION")
+    elif op.op == "SOFTMAX":
+        y = t(op.outputs[0])
+        require(int(y.zero_point[0]) == -128 and abs(float(y.scale[0]) - 1 / 256) <= 0.001 / 256,
+                "the int8 output must have scale 1/256 and zero point -128")
+    elif op.op == "RESHAPE":
+        x, y = t(op.inputs[0]), t(op.outputs[0])
+        require(int(np.prod(x.shape)) == int(np.prod(y.shape)), "element counts differ")
+        require(float(x.scale[0]) == float(y.scale[0]) and int(x.zero_point[0]) == int(y.zero_point[0]),
+                "input and output quantization differ")
+
+
+def _check_graph(g: TFLiteGraph, source: str) -> None:
+    name = Path(source).name
+    if len(g.inputs) != 1 or len(g.outputs) != 1:
+        raise TFLiteFormatError(f"{name}: the model must have one input and one output "
+                                f"(it has {len(g.inputs)} and {len(g.outputs)})")
+    produced = set(g.inputs) | {t.index for t in g.tensors if t.is_const}
+    for op in g.ops:
+        for i in op.inputs:
+            if i >= 0 and i not in produced:
+                raise TFLiteFormatError(f"{name}: operator {op.op} at index {op.index} reads tensor {i} "
+                                        "before it is produced (operators are not in execution order)")
+        produced.update(op.outputs)
+    if g.outputs[0] not in produced:
+        raise TFLiteFormatError(f"{name}: the graph output is never produced")
+    x = g.input
+    if x.dtype != "int8" or x.scale is None:
+        raise UnsupportedTFLiteOpError(f"{name}: the model input {x.name!r} is {x.dtype}; only a quantized "
+                                       "int8 input is supported (convert with inference_input_type=int8)")

@@ -1,0 +1,548 @@
+"""NumPy executor of a ``TFLiteGraph`` that reproduces TFLite's reference int8 kernels bit for bit.
+
+The arithmetic is specified in ``docs/spec_tflite.md`` (the C backend will
+implement the same text). It mirrors the kernels the LiteRT interpreter runs
+with ``OpResolverType.BUILTIN_REF`` (TFLite's default double-rounding build,
+``TFLITE_SINGLE_ROUNDING`` off):
+
+* CONV_2D / DEPTHWISE_CONV_2D / FULLY_CONNECTED: int32 accumulation of
+  ``w * (x - zp_x)`` plus the int32 bias, then
+  ``MultiplyByQuantizedMultiplier`` (SaturatingRoundingDoublingHighMul, then
+  RoundingDivideByPOT), plus the output zero point, clamped to the fused
+  activation's range;
+* ADD: both inputs shifted left by 20, rescaled with their own multipliers,
+  summed, rescaled again (TFLite's general 8-bit ADD);
+* AVERAGE_POOL_2D: sum of the valid (non-padded) raw values, divided by their
+  count rounding half away from zero; MAX_POOL_2D over the valid values;
+* MEAN: reference ``QuantizedMeanOrSum`` (sum of ``x - zp``, multiplier
+  absorbing ``1/count``);
+* SOFTMAX: the reference gemmlowp fixed-point softmax (exp in Q5.26,
+  accumulation in Q12.19, reciprocal by Newton-Raphson);
+* PAD with the output zero point; RESHAPE and CONCATENATION copy.
+
+All values are held in int64 arrays; wherever the C kernels compute in int32,
+the result is wrapped to int32 exactly as two's-complement hardware does.
+Everything is vectorized over the batch.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+
+from .npconv import conv2d, windows
+from .tflite_import import TFLiteGraph, TOp, UnsupportedTFLiteOpError, load_tflite
+
+__all__ = ["TFLiteReference", "run_tflite_reference", "run_litert_interpreter",
+           "quantize_multiplier", "multiply_by_quantized_multiplier", "saturating_rounding_doubling_high_mul",
+           "rounding_divide_by_pot", "round_half_away", "activation_range", "tf_same_padding", "softmax_params",
+           "softmax_int8"]
+
+INT32_MIN, INT32_MAX = -(2 ** 31), 2 ** 31 - 1
+
+
+# --------------------------------------------------------------------------- integer primitives
+
+def wrap32(x):
+    """Two's-complement wrap of int64 values to int32 (a no-op when they already fit)."""
+    x = np.asarray(x, np.int64)
+    if x.size and (x.min() < INT32_MIN or x.max() > INT32_MAX):
+        return ((x + 2 ** 31) & 0xFFFFFFFF) - 2 ** 31
+    return x
+
+
+def _trunc_div_pow2(x: np.ndarray, bits: int) -> np.ndarray:
+    """C's ``x / 2**bits`` (truncation toward zero) on int64."""
+    q = x >> bits
+    q += (x < 0) & ((x & ((1 << bits) - 1)) != 0)
+    return q
+
+
+def saturating_rounding_doubling_high_mul(a, b) -> np.ndarray:
+    """gemmlowp SaturatingRoundingDoublingHighMul (ARM VQRDMULH) on int32 values.
+
+    ``(a * b + nudge) / 2**31`` with C's truncating division, nudge ``2**30`` for a
+    non-negative product and ``1 - 2**30`` for a negative one; ``a == b == INT32_MIN``
+    saturates to ``INT32_MAX``.
+    """
+    a = np.asarray(a, np.int64)
+    b = np.asarray(b, np.int64)
+    ab = a * b
+    ab += (1 << 30) - (ab < 0) * ((1 << 31) - 1)
+    res = _trunc_div_pow2(ab, 31)
+    if np.any(b == INT32_MIN):
+        res = np.where((a == b) & (a == INT32_MIN), INT32_MAX, res)
+    return res
+
+
+def rounding_divide_by_pot(x, exponent) -> np.ndarray:
+    """gemmlowp RoundingDivideByPOT: ``x / 2**exponent`` rounded half away from zero."""
+    x = np.asarray(x, np.int64)
+    e = np.asarray(exponent, np.int64)
+    mask = (np.int64(1) << e) - 1
+    remainder = x & mask
+    threshold = (mask >> 1) + (x < 0)
+    return (x >> e) + (remainder > threshold)
+
+
+def multiply_by_quantized_multiplier(x, multiplier, shift) -> np.ndarray:
+    """TFLite ``MultiplyByQuantizedMultiplier(int32 x, int32 M, int shift)``, double rounding.
+
+    ``shift > 0`` multiplies ``x`` by ``2**shift`` first (in int32), ``shift < 0``
+    divides the high product by ``2**-shift`` with RoundingDivideByPOT.
+    """
+    shift = np.asarray(shift, np.int64)
+    left = np.maximum(shift, 0)
+    right = np.maximum(-shift, 0)
+    x = wrap32(np.asarray(x, np.int64) * (np.int64(1) << left))
+    return rounding_divide_by_pot(saturating_rounding_doubling_high_mul(x, multiplier), right)
+
+
+def _round_half_away(v: float) -> int:
+    """C's std::round / TfLiteRound on a double."""
+    return int(math.copysign(math.floor(abs(v) + 0.5), v))
+
+
+def quantize_multiplier(real: float) -> tuple[int, int]:
+    """TFLite ``QuantizeMultiplier(double)``: ``real ~= M * 2**(shift - 31)``, M in [2**30, 2**31)."""
+    real = float(real)
+    if real == 0.0:
+        return 0, 0
+    q, shift = math.frexp(real)
+    q_fixed = _round_half_away(q * (1 << 31))
+    if q_fixed == (1 << 31):
+        q_fixed //= 2
+        shift += 1
+    if shift < -31:
+        shift, q_fixed = 0, 0
+    return int(q_fixed), int(shift)
+
+
+def round_half_away(v: np.ndarray) -> np.ndarray:
+    """C's round() on float64 arrays (half away from zero), exactly; returns int64."""
+    v = np.asarray(v, np.float64)
+    r = np.trunc(v)
+    return (r + np.sign(v) * (np.abs(v - r) >= 0.5)).astype(np.int64)
+
+
+def _quantize_f32(value: float, scale, zero_point: int) -> int:
+    """``zero_point + (int)TfLiteRound(value / scale)`` computed in float32, as TFLite does."""
+    v = np.float32(value) / np.float32(scale)
+    return int(zero_point) + _round_half_away(float(v))
+
+
+def activation_range(act: str, scale, zero_point: int) -> tuple[int, int]:
+    """TFLite ``CalculateActivationRangeQuantized`` for an int8 output."""
+    lo, hi = -128, 127
+    if act == "RELU":
+        lo = max(lo, _quantize_f32(0.0, scale, zero_point))
+    elif act == "RELU6":
+        lo = max(lo, _quantize_f32(0.0, scale, zero_point))
+        hi = min(hi, _quantize_f32(6.0, scale, zero_point))
+    elif act == "RELU_N1_TO_1":
+        lo = max(lo, _quantize_f32(-1.0, scale, zero_point))
+        hi = min(hi, _quantize_f32(1.0, scale, zero_point))
+    elif act != "NONE":
+        raise ValueError(f"unknown fused activation {act!r}")
+    return lo, hi
+
+
+def tf_same_padding(size: int, kernel: int, stride: int, dilation: int = 1) -> tuple[int, int, int]:
+    """(output size, pad before, pad after) of TF 'SAME' padding (the extra pixel goes after)."""
+    eff = (kernel - 1) * dilation + 1
+    out = (size + stride - 1) // stride
+    total = max((out - 1) * stride + eff - size, 0)
+    return out, total // 2, total - total // 2
+
+
+def _geometry(padding: str, h: int, w: int, kh: int, kw: int, stride, dilation=(1, 1)):
+    """(OH, OW, (top, bottom, left, right)) for TFLite SAME / VALID padding."""
+    if padding == "SAME":
+        oh, pt, pb = tf_same_padding(h, kh, stride[0], dilation[0])
+        ow, pl, pr = tf_same_padding(w, kw, stride[1], dilation[1])
+        return oh, ow, (pt, pb, pl, pr)
+    eh, ew = (kh - 1) * dilation[0] + 1, (kw - 1) * dilation[1] + 1
+    return (h - eh) // stride[0] + 1, (w - ew) // stride[1] + 1, (0, 0, 0, 0)
+
+
+# --------------------------------------------------------------------------- softmax (gemmlowp fixed point)
+
+def _sat_shl(x: np.ndarray, e: int) -> np.ndarray:
+    """gemmlowp SaturatingRoundingMultiplyByPOT<e> for e > 0 on int32."""
+    threshold = (1 << (31 - e)) - 1
+    res = wrap32(x << e)
+    res = np.where(x > threshold, INT32_MAX, res)
+    return np.where(x < -threshold, INT32_MIN, res)
+
+
+def _fp_mul(a, b):
+    return saturating_rounding_doubling_high_mul(a, b)
+
+
+def _exp_on_interval_between_negative_one_quarter_and_0_excl(a: np.ndarray) -> np.ndarray:
+    constant_term = 1895147668            # exp(-1/8) in Q0.31
+    constant_1_over_3 = 715827883         # 1/3 in Q0.31
+    x = wrap32(a + (1 << 28))             # a + 1/8
+    x2 = _fp_mul(x, x)
+    x3 = _fp_mul(x2, x)
+    x4 = _fp_mul(x2, x2)
+    x4_over_4 = rounding_divide_by_pot(x4, 2)
+    poly = rounding_divide_by_pot(wrap32(_fp_mul(wrap32(x4_over_4 + x3), constant_1_over_3) + x2), 1)
+    return wrap32(constant_term + _fp_mul(constant_term, wrap32(x + poly)))
+
+
+_EXP_BARREL = ((-2, 1672461947), (-1, 1302514674), (0, 790015084), (1, 290630308),
+               (2, 39332535), (3, 720401), (4, 242))
+
+
+def exp_on_negative_values_q5_26(a: np.ndarray) -> np.ndarray:
+    """gemmlowp exp_on_negative_values for FixedPoint<int32, 5> input; result in Q0.31."""
+    frac_bits, int_bits = 26, 5
+    one_quarter = 1 << (frac_bits - 2)
+    mask = one_quarter - 1
+    a_mod = wrap32((a & mask) - one_quarter)
+    result = _exp_on_interval_between_negative_one_quarter_and_0_excl(_sat_shl(a_mod, int_bits))
+    remainder = wrap32(a_mod - a)
+    for exponent, multiplier in _EXP_BARREL:
+        if int_bits > exponent:
+            bit = 1 << (frac_bits + exponent)
+            result = np.where((remainder & bit) != 0, _fp_mul(result, multiplier), result)
+    return np.where(a == 0, INT32_MAX, result)
+
+
+def _one_over_one_plus_x_for_x_in_0_1(a: np.ndarray) -> np.ndarray:
+    s = a + INT32_MAX                      # RoundingHalfSum(a, F0::One())
+    half_denominator = np.where(s >= 0, (s + 1) // 2, -((-(s - 1)) // 2))
+    constant_48_over_17 = 1515870810      # Q2.29
+    constant_neg_32_over_17 = -1010580540  # Q2.29
+    x = wrap32(constant_48_over_17 + _fp_mul(half_denominator, constant_neg_32_over_17))
+    one_f2 = 1 << 29                       # F2::One(), Q2.29
+    for _ in range(3):
+        half_denominator_times_x = _fp_mul(half_denominator, x)
+        one_minus = wrap32(one_f2 - half_denominator_times_x)
+        x = wrap32(x + _sat_shl(_fp_mul(x, one_minus), 2))
+    return _sat_shl(x, 1)
+
+
+def _count_leading_zeros32(x: np.ndarray) -> np.ndarray:
+    v = np.asarray(x, np.int64) & 0xFFFFFFFF
+    bits = np.zeros(v.shape, np.int64)
+    for s in (16, 8, 4, 2, 1):
+        m = v >= (np.int64(1) << s)
+        bits += m * s
+        v = np.where(m, v >> s, v)
+    bits += v > 0
+    return 32 - bits
+
+
+def softmax_params(beta: float, input_scale) -> tuple[int, int, int]:
+    """(input_multiplier, input_left_shift, diff_min) of the reference int8 SOFTMAX.
+
+    PreprocessSoftmaxScaling(beta, scale, 5): ``min(beta * scale * 2**26, 2**31 - 1)``
+    in double, QuantizeMultiplierGreaterThanOne; ``diff_min = -CalculateInputRadius(5,
+    shift) = -floor(31 * 2**26 / 2**shift)``.
+    """
+    real = min(float(np.float32(beta)) * float(np.float32(input_scale)) * float(1 << 26), (1 << 31) - 1.0)
+    if real <= 1.0:
+        raise UnsupportedTFLiteOpError(f"SOFTMAX: beta x input scale = {real / (1 << 26)!r} is too small")
+    m, shift = quantize_multiplier(real)
+    radius = math.floor(((1 << 5) - 1) * float(1 << (31 - 5)) / float(1 << shift))
+    return m, shift, -radius
+
+
+def softmax_int8(x: np.ndarray, multiplier: int, left_shift: int, diff_min: int) -> np.ndarray:
+    """Reference int8 softmax along the last axis; output scale 1/256, zero point -128."""
+    x = np.asarray(x, np.int64)
+    diff = x - x.max(axis=-1, keepdims=True)
+    valid = diff >= diff_min
+    rescaled = saturating_rounding_doubling_high_mul(wrap32(diff * (1 << left_shift)), multiplier)
+    exp = exp_on_negative_values_q5_26(np.where(valid, rescaled, 0))
+    sum_of_exps = wrap32(np.where(valid, rounding_divide_by_pot(exp, 12), 0).sum(axis=-1, keepdims=True))
+    headroom_plus_one = _count_leading_zeros32(sum_of_exps)
+    num_bits_over_unit = 12 - headroom_plus_one
+    shifted_sum_minus_one = wrap32(((sum_of_exps << headroom_plus_one) & 0xFFFFFFFF) - (1 << 31))
+    shifted_scale = _one_over_one_plus_x_for_x_in_0_1(shifted_sum_minus_one)
+    exponent = num_bits_over_unit + 31 - 8
+    out = rounding_divide_by_pot(_fp_mul(shifted_scale, exp), exponent) - 128
+    return np.where(valid, np.clip(out, -128, 127), -128)
+
+
+# --------------------------------------------------------------------------- per-op parameters
+
+@dataclass
+class OpParams:
+    """Integer parameters of one op, as the reference (and later the C backend) uses them."""
+    op: str
+    index: int
+    values: dict = field(default_factory=dict)
+
+
+def _prepare(g: TFLiteGraph, op: TOp) -> OpParams:
+    t = g.tensors
+    p: dict = {}
+    if op.op in ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED"):
+        x, w, y = t[op.inputs[0]], t[op.inputs[1]], t[op.outputs[0]]
+        s_in, s_out = np.float32(x.scale[0]), np.float32(y.scale[0])
+        n_out = w.shape[3] if op.op == "DEPTHWISE_CONV_2D" else w.shape[0]
+        # double(s_in) * double(s_w) / double(s_out), per output channel (a per-tensor weight
+        # scale is broadcast), as PopulateConvolutionQuantizationParams does
+        ws = np.broadcast_to(w.scale.astype(np.float32), (n_out,))
+        real = [float(s_in) * float(sw) / float(s_out) for sw in ws]
+        p["effective_scale"] = np.array(real, np.float64)  # FULLY_CONNECTED scales in double
+        ms = [quantize_multiplier(r) for r in real]
+        p["multiplier"] = np.array([m for m, _ in ms], np.int64)
+        p["shift"] = np.array([s for _, s in ms], np.int64)
+        p["input_offset"] = -int(x.zero_point[0])
+        p["output_offset"] = int(y.zero_point[0])
+        p["act_min"], p["act_max"] = activation_range(op.options["activation"], y.scale[0], int(y.zero_point[0]))
+        bias = t[op.inputs[2]].data.astype(np.int64) if len(op.inputs) > 2 and op.inputs[2] >= 0 else None
+        p["bias"] = bias if bias is not None else np.zeros(n_out, np.int64)
+        if op.op == "FULLY_CONNECTED":
+            p["weight"] = w.data.astype(np.int64)
+        elif op.op == "CONV_2D":
+            p["weight"] = w.data.astype(np.int64)  # OHWI
+        else:  # depthwise (1, KH, KW, C*m) -> OHWI (C*m, KH, KW, 1), groups = C
+            p["weight"] = w.data[0].transpose(2, 0, 1)[..., None].astype(np.int64)
+    elif op.op == "ADD":
+        a, b, y = t[op.inputs[0]], t[op.inputs[1]], t[op.outputs[0]]
+        left_shift = 20
+        sa, sb, sy = float(a.scale[0]), float(b.scale[0]), float(y.scale[0])
+        twice_max = 2 * max(sa, sb)
+        p.update(left_shift=left_shift, input1_offset=-int(a.zero_point[0]), input2_offset=-int(b.zero_point[0]),
+                 output_offset=int(y.zero_point[0]))
+        p["input1_multiplier"], p["input1_shift"] = quantize_multiplier(sa / twice_max)
+        p["input2_multiplier"], p["input2_shift"] = quantize_multiplier(sb / twice_max)
+        p["output_multiplier"], p["output_shift"] = quantize_multiplier(twice_max / (float(1 << left_shift) * sy))
+        if max(p["input1_shift"], p["input2_shift"], p["output_shift"]) > 0:  # TFLite's Prepare refuses it too
+            raise UnsupportedTFLiteOpError(f"ADD at index {op.index}: a rescaling factor >= 1")
+        p["act_min"], p["act_max"] = activation_range(op.options["activation"], y.scale[0], int(y.zero_point[0]))
+    elif op.op in ("AVERAGE_POOL_2D", "MAX_POOL_2D"):
+        y = t[op.outputs[0]]
+        p["act_min"], p["act_max"] = activation_range(op.options["activation"], y.scale[0], int(y.zero_point[0]))
+    elif op.op == "MEAN":
+        x, y = t[op.inputs[0]], t[op.outputs[0]]
+        m, shift = quantize_multiplier(float(x.scale[0]) / float(y.scale[0]))
+        axes = sorted({int(a) % len(x.shape) for a in t[op.inputs[1]].data.reshape(-1)})
+        if 0 in axes:
+            raise UnsupportedTFLiteOpError(f"MEAN at index {op.index}: reduction over the batch axis")
+        count = int(np.prod([x.shape[a] for a in axes]))
+        # QuantizedMeanOrSum folds 1/count into the multiplier
+        s = 63 - _count_leading_zeros64(count)
+        s = min(s, 32, 31 + shift)
+        p.update(axes=axes, count=count, input_zero_point=int(x.zero_point[0]),
+                 output_zero_point=int(y.zero_point[0]), multiplier=int((m << s) // count),
+                 shift=shift - s, base_multiplier=m, base_shift=shift)
+    elif op.op == "SOFTMAX":
+        x = t[op.inputs[0]]
+        p["input_multiplier"], p["input_left_shift"], p["diff_min"] = softmax_params(op.options["beta"], x.scale[0])
+    elif op.op == "PAD":
+        pads = t[op.inputs[1]].data.astype(np.int64).reshape(-1, 2)
+        if pads.shape[0] and pads[0].any():
+            raise UnsupportedTFLiteOpError(f"PAD at index {op.index}: padding of the batch axis")
+        p["paddings"] = pads
+        p["pad_value"] = int(t[op.outputs[0]].zero_point[0])
+    elif op.op == "CONCATENATION":
+        x = t[op.inputs[0]]
+        axis = op.options["axis"] % len(x.shape)
+        if axis == 0:
+            raise UnsupportedTFLiteOpError(f"CONCATENATION at index {op.index}: along the batch axis")
+        p["axis"] = axis
+    elif op.op == "RESHAPE":
+        y = t[op.outputs[0]]
+        p["out_shape"] = tuple(y.shape[1:]) if len(y.shape) >= 1 else ()
+    return OpParams(op.op, op.index, p)
+
+
+def _count_leading_zeros64(n: int) -> int:
+    return 64 - int(n).bit_length()
+
+
+# --------------------------------------------------------------------------- executor
+
+def _exact_float(x: np.ndarray, w: np.ndarray):
+    """A float dtype in which every partial sum of ``x @ w`` is an exactly represented integer."""
+    bound = int(np.abs(x).max(initial=0)) * int(np.abs(w).reshape(len(w), -1).sum(axis=1).max(initial=0))
+    if bound < 2 ** 24:
+        return np.float32
+    if bound < 2 ** 53:
+        return np.float64
+    raise OverflowError(f"accumulator bound {bound} exceeds the exact float64 range")
+
+
+class TFLiteReference:
+    """Bit-exact NumPy reference of TFLite's int8 reference kernels for one ``TFLiteGraph``."""
+
+    def __init__(self, graph: TFLiteGraph | str):
+        if not isinstance(graph, TFLiteGraph):
+            graph = load_tflite(graph)
+        self.graph = graph
+        self.params = [_prepare(graph, op) for op in graph.ops]
+
+    # ---- kernels
+    def _conv(self, op: TOp, p: dict, x: np.ndarray) -> np.ndarray:
+        o = op.options
+        w = p["weight"]
+        n, h, wd, cin = x.shape
+        cout, kh, kw, cin_g = w.shape
+        groups = cin // cin_g
+        oh, ow, pad = _geometry(o["padding"], h, wd, kh, kw, o["stride"], o["dilation"])
+        xs = x + p["input_offset"]  # zero padding of x - zp == skipping out-of-image taps
+        dt = _exact_float(xs, w)
+        acc = conv2d(xs, w, o["stride"], pad, o["dilation"], groups, dtype=dt)
+        acc = np.rint(acc).astype(np.int64)[:, :oh, :ow, :]
+        return self._requant(acc, p)
+
+    def _fc(self, op: TOp, p: dict, x: np.ndarray) -> np.ndarray:
+        w = p["weight"]
+        depth = w.shape[1]
+        xs = x.reshape(-1, depth) + p["input_offset"]
+        dt = _exact_float(xs, w)
+        acc = np.rint(xs.astype(dt) @ w.astype(dt).T).astype(np.int64)
+        # the reference FULLY_CONNECTED rescales in double precision:
+        # (int32)round((double)acc * (double)s_in * (double)s_w / (double)s_out)
+        acc = wrap32(acc + p["bias"])
+        out = round_half_away(acc.astype(np.float64) * p["effective_scale"]) + p["output_offset"]
+        out = np.clip(out, p["act_min"], p["act_max"])
+        if op.options["keep_num_dims"]:
+            return out.reshape(x.shape[:-1] + (w.shape[0],))
+        return out
+
+    @staticmethod
+    def _requant(acc: np.ndarray, p: dict) -> np.ndarray:
+        acc = wrap32(acc + p["bias"])
+        acc = multiply_by_quantized_multiplier(acc, p["multiplier"], p["shift"]) + p["output_offset"]
+        return np.clip(acc, p["act_min"], p["act_max"])
+
+    @staticmethod
+    def _add(p: dict, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        sh = 1 << p["left_shift"]
+        a = wrap32((a + p["input1_offset"]) * sh)
+        b = wrap32((b + p["input2_offset"]) * sh)
+        a = rounding_divide_by_pot(saturating_rounding_doubling_high_mul(a, p["input1_multiplier"]),
+                                   -p["input1_shift"])
+        b = rounding_divide_by_pot(saturating_rounding_doubling_high_mul(b, p["input2_multiplier"]),
+                                   -p["input2_shift"])
+        s = wrap32(a + b)
+        out = rounding_divide_by_pot(saturating_rounding_doubling_high_mul(s, p["output_multiplier"]),
+                                     -p["output_shift"]) + p["output_offset"]
+        return np.clip(out, p["act_min"], p["act_max"])
+
+    @staticmethod
+    def _pool(op: TOp, p: dict, x: np.ndarray) -> np.ndarray:
+        o = op.options
+        kh, kw = o["filter"]
+        n, h, w, c = x.shape
+        oh, ow, pad = _geometry(o["padding"], h, w, kh, kw, o["stride"])
+        if op.op == "MAX_POOL_2D":
+            out = windows(x, kh, kw, o["stride"], pad, pad_value=-129).max(axis=(4, 5))
+        else:
+            s = windows(x, kh, kw, o["stride"], pad).sum(axis=(4, 5), dtype=np.int64)
+            ones = np.ones((1, h, w, 1), np.int64)
+            cnt = windows(ones, kh, kw, o["stride"], pad).sum(axis=(4, 5), dtype=np.int64)
+            half = cnt // 2
+            out = np.sign(s) * ((np.abs(s) + half) // cnt)
+        return np.clip(out[:, :oh, :ow, :], p["act_min"], p["act_max"])
+
+    @staticmethod
+    def _mean(p: dict, x: np.ndarray, keep_dims: bool) -> np.ndarray:
+        axes = tuple(p["axes"])
+        s = wrap32(x.sum(axis=axes, keepdims=keep_dims, dtype=np.int64))
+        shifted = wrap32(s - p["input_zero_point"] * p["count"])
+        out = multiply_by_quantized_multiplier(shifted, p["multiplier"], p["shift"]) + p["output_zero_point"]
+        return np.clip(out, -128, 127)
+
+    def _run_op(self, op: TOp, p: dict, env: dict[int, np.ndarray]) -> np.ndarray:
+        x = env[op.inputs[0]]
+        if op.op in ("CONV_2D", "DEPTHWISE_CONV_2D"):
+            return self._conv(op, p, x)
+        if op.op == "FULLY_CONNECTED":
+            return self._fc(op, p, x)
+        if op.op == "ADD":
+            return self._add(p, x, env[op.inputs[1]])
+        if op.op in ("AVERAGE_POOL_2D", "MAX_POOL_2D"):
+            return self._pool(op, p, x)
+        if op.op == "MEAN":
+            return self._mean(p, x, op.options["keep_dims"])
+        if op.op == "SOFTMAX":
+            return softmax_int8(x, p["input_multiplier"], p["input_left_shift"], p["diff_min"])
+        if op.op == "RESHAPE":
+            return x.reshape((x.shape[0],) + p["out_shape"])
+        if op.op == "PAD":
+            return np.pad(x, [tuple(r) for r in p["paddings"]], constant_values=p["pad_value"])
+        if op.op == "CONCATENATION":
+            return np.concatenate([env[i] for i in op.inputs], axis=p["axis"])
+        raise UnsupportedTFLiteOpError(f"operator {op.op} at index {op.index} has no reference kernel")
+
+    def run(self, x_int8: np.ndarray, batch_size: int = 256,
+            collect: Callable[[int, np.ndarray], None] | None = None) -> np.ndarray:
+        """Run the graph on int8 inputs of shape ``(N,) + input.shape[1:]``; returns the int8 output.
+
+        ``collect(tensor_index, int8_array)`` is called for every tensor an op
+        produces, once per batch.
+        """
+        g = self.graph
+        x_all = np.asarray(x_int8)
+        want = tuple(g.input.shape[1:])
+        if x_all.shape[1:] != want:
+            if x_all.shape == want:
+                x_all = x_all[None]
+            else:
+                raise ValueError(f"input of shape {x_all.shape}, the model expects (N,) + {want}")
+        if x_all.dtype != np.int8:
+            if x_all.min(initial=0) < -128 or x_all.max(initial=0) > 127:
+                raise ValueError("input values outside int8")
+        consts = {t.index: t.data.astype(np.int64) for t in g.tensors if t.is_const}
+        last_use: dict[int, int] = {}
+        for i, op in enumerate(g.ops):
+            for t in op.inputs:
+                last_use[t] = i
+        outs = []
+        for start in range(0, x_all.shape[0], batch_size):
+            env: dict[int, np.ndarray] = dict(consts)
+            env[g.inputs[0]] = x_all[start:start + batch_size].astype(np.int64)
+            for i, (op, p) in enumerate(zip(g.ops, self.params)):
+                y = self._run_op(op, p.values, env)
+                env[op.outputs[0]] = y
+                if collect is not None:
+                    collect(op.outputs[0], y.astype(np.int8))
+                for t in op.inputs:
+                    if last_use.get(t) == i and t not in consts and t not in g.outputs:
+                        env.pop(t, None)
+            outs.append(env[g.outputs[0]].astype(np.int8))
+        return np.concatenate(outs, axis=0)
+
+
+def run_tflite_reference(model, x_int8: np.ndarray, batch_size: int = 256) -> np.ndarray:
+    """Convenience: ``TFLiteReference(model).run(x_int8)`` for a path or a ``TFLiteGraph``."""
+    return TFLiteReference(model).run(x_int8, batch_size=batch_size)
+
+
+def run_litert_interpreter(path, x_int8: np.ndarray, kernels: str = "reference", batch_size: int = 256,
+                           preserve_all_tensors: bool = False):
+    """Run the LiteRT interpreter (``ai_edge_litert``) on int8 inputs, batch by batch.
+
+    ``kernels='reference'`` uses ``OpResolverType.BUILTIN_REF`` (TFLite's
+    reference kernels, what ``TFLiteReference`` reproduces); ``'optimized'``
+    the default kernels. Returns the int8 output ``(N, ...)``.
+    """
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
+    resolver = {"reference": OpResolverType.BUILTIN_REF, "optimized": OpResolverType.AUTO}[kernels]
+    it = Interpreter(model_path=str(path), experimental_op_resolver_type=resolver,
+                     experimental_preserve_all_tensors=preserve_all_tensors)
+    inp, out = it.get_input_details()[0], it.get_output_details()[0]
+    x_all = np.asarray(x_int8, np.int8)
+    results = []
+    cur = None
+    for start in range(0, x_all.shape[0], batch_size):
+        xb = x_all[start:start + batch_size]
+        if cur != xb.shape[0]:
+            it.resize_tensor_input(inp["index"], [xb.shape[0]] + list(inp["shape"][1:]))
+            it.allocate_tensors()
+            cur = xb.shape[0]
+        it.set_tensor(inp["index"], xb)
+        it.invoke()
+        results.append(it.get_tensor(out["index"]).copy())
+    return np.concatenate(results, axis=0)
