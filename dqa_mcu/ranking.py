@@ -1,8 +1,11 @@
 """Channel ranking: which channels of a tensor get DQA's extra bits.
 
-Every criterion has one signature: (stats, clip, rng) -> channel indices,
-most important first. The paper's greedy search needs the whole network and
-lives behind the same table (issue: paper fidelity); these are the local ones.
+Every criterion here has one signature: (stats, clip, rng) -> channel indices,
+most important first; these are the local ones, computed inside quantize().
+The whole-network criteria (``GLOBAL_RANKINGS``: the paper's greedy search and
+its fast Taylor proxy) need the graph and images, live in ``dqa_mcu.greedy``
+(``compute_rankings(name, graph, calib, config, images, labels)``) and reach
+quantize() as its ``rankings=`` argument (or a rankings file).
 """
 from __future__ import annotations
 
@@ -39,3 +42,9 @@ RANKERS: dict[str, Ranker] = {
     "range": rank_by_range,
     "random": rank_randomly,
 }
+
+
+# Whole-network rankings, by name (computed by dqa_mcu.greedy.compute_rankings):
+#   greedy: the paper's search, one network evaluation per channel (minutes);
+#   taylor: first-order loss sensitivity to each channel's rounding noise (seconds).
+GLOBAL_RANKINGS: tuple[str, ...] = ("greedy", "taylor")
