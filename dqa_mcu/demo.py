@@ -57,16 +57,23 @@ def normalize(pixels: np.ndarray, norm: Normalization = DEMO_NORMALIZATION) -> t
 
 
 def train_digits_model(train_x, train_y, epochs: int = 30, seed: int = 0) -> nn.Module:
-    torch.manual_seed(seed)
-    model = DigitsNet()
-    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
-    x, y = normalize(train_x), torch.from_numpy(train_y)
-    for _ in range(epochs):
-        model.train()
-        perm = torch.randperm(len(x))
-        for i in range(0, len(x), 64):
-            idx = perm[i:i + 64]
-            opt.zero_grad()
-            F.cross_entropy(model(x[idx]), y[idx]).backward()
-            opt.step()
+    # one thread: the ops are tiny, and OpenMP worker threads spin badly when
+    # another process shares the cores (minutes instead of seconds)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        torch.manual_seed(seed)
+        model = DigitsNet()
+        opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+        x, y = normalize(train_x), torch.from_numpy(train_y)
+        for _ in range(epochs):
+            model.train()
+            perm = torch.randperm(len(x))
+            for i in range(0, len(x), 64):
+                idx = perm[i:i + 64]
+                opt.zero_grad()
+                F.cross_entropy(model(x[idx]), y[idx]).backward()
+                opt.step()
+    finally:
+        torch.set_num_threads(threads)
     return model.eval()
