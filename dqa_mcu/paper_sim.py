@@ -26,7 +26,10 @@ The paper's setting, as opposed to ours (docs: DESIGN "Facts about the paper's m
     the following layers (next block's conv, the shortcut, pooling + linear)
     are linear in the block output, subtracting b from the dequantized tensor
     is the same as subtracting W * b after the next conv (zero padding
-    included), so that is how it is done;
+    included), so that is how it is done. (On post-ReLU data about half the
+    values are exact zeros, which the noisy bias turns into a per-channel
+    offset of -b: measured here, it is worse than direct quantization at 3
+    bits. NoisyQuant was designed for GELU activations of vision transformers.);
   - ``"dqa"``: important channels (``important_ratio`` of each point) at N + m
     bits (``q' = round(x / (max / 2^(N+m-1)))``; the split ``q = q' >> m``,
     ``e = q' & (2^m - 1)`` is lossless, so the dequantized value is q' times
