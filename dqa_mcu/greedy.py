@@ -78,7 +78,7 @@ from tqdm import tqdm
 
 from . import ir
 from .ranking import GLOBAL_RANKINGS, rank_by_noise
-from .torch_exec import TensorQuant, TorchExec, default_workers, parallel_map, quant_params, stored_tensors
+from .torch_exec import TorchExec, default_workers, parallel_map, quant_params, stored_tensors
 
 __all__ = ["greedy_rankings", "greedy_search", "taylor_rankings", "RankingResult", "save_rankings",
            "load_rankings", "SEARCHES", "compute_rankings", "RankingError", "taylor_search"]
