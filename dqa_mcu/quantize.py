@@ -236,11 +236,11 @@ def _qnode(node: Node, tensors: dict[str, QTensor]) -> QNode:
     return QNode(node.name, node.op, list(node.inputs), node.output, at, arrays)
 
 
-def quantize(graph: Graph, calib: Calibration, config: QuantConfig, calib_images: np.ndarray,
-             rankings: dict[str, np.ndarray] | None = None) -> QModel:
-    """`rankings` (tensor -> channels, most important first) overrides the
-    config's local ranking criterion, e.g. with a whole-network greedy search."""
-    config.validate()
+def activation_tensors(graph: Graph, calib: Calibration, config: QuantConfig,
+                       rankings: dict[str, np.ndarray] | None = None) -> dict[str, QTensor]:
+    """How every tensor of `graph` is stored for `config`: scales, signedness,
+    important channels (no weights, no Huffman codes yet). Simulators use it to
+    quantize exactly as the deployed model will."""
     rankings = rankings or {}
     rng = np.random.default_rng(config.seed)
     tensors: dict[str, QTensor] = {}
@@ -272,6 +272,15 @@ def quantize(graph: Graph, calib: Calibration, config: QuantConfig, calib_images
         else:
             raise QuantizationError(f"node {node.name!r}: op {node.op!r} cannot be quantized "
                                     "(run the graph passes first)")
+    return tensors
+
+
+def quantize(graph: Graph, calib: Calibration, config: QuantConfig, calib_images: np.ndarray,
+             rankings: dict[str, np.ndarray] | None = None) -> QModel:
+    """`rankings` (tensor -> channels, most important first) overrides the
+    config's local ranking criterion, e.g. with a whole-network greedy search."""
+    config.validate()
+    tensors = activation_tensors(graph, calib, config, rankings)
     nodes = [_qnode(node, tensors) for node in graph.nodes]
     model = QModel(nodes, tensors, graph.input, graph.output, config=asdict(config))
     if config.uses_dqa:

@@ -43,6 +43,7 @@ import torch
 import torch.nn.functional as F
 
 from . import ir
+from .quantize import activation_tensors
 
 __all__ = ["TensorQuant", "QuantParams", "TorchExec", "plan_from_qmodel", "quant_params",
            "stored_tensors", "parallel_map", "single_thread"]
@@ -95,36 +96,12 @@ def stored_tensors(graph: ir.Graph) -> list[str]:
             if n.op in LINEAR_OPS and n.output != graph.output]
 
 
-def _qtensors(graph: ir.Graph, calib, config, rankings=None) -> dict:
-    """quantize()'s per-tensor quantizer choice without weights or Huffman fitting.
-
-    Mirrors the first loop of ``quantize.quantize`` through its helpers (kept in
-    one place there); only activation quantizers of stored tensors are needed here.
-    """
-    from . import quantize as qz
-    rankings = rankings or {}
-    rng = np.random.default_rng(config.seed)
-    tensors = {}
-    for node in graph.nodes:
-        name, shape = node.output, graph.shapes[node.output]
-        if node.op == "input":
-            tensors[name] = qz._input_tensor(node, shape)
-        elif node.op in LINEAR_OPS and name != graph.output:
-            act = node.attrs.get("act", "none")
-            signed = act == "none" and not qz._non_negative(node, tensors)
-            tensors[name] = qz._activation_tensor(name, shape, calib.tensors[name], signed, act, config, rng,
-                                                  rankings.get(name))
-        elif node.op in ("maxpool", "concat", "upsample_nearest"):
-            tensors[name] = qz._inherit(name, shape, [tensors[i] for i in node.inputs])
-    return tensors
-
-
 def quant_params(graph: ir.Graph, calib, config) -> dict[str, QuantParams]:
     """Per stored tensor: the direct n-bit quantizer and the all-important (n + m)-bit one
     that quantize() would choose for `config` (same clipping method and percentile)."""
-    direct = _qtensors(graph, calib, replace(config, extra_bits=0))
+    direct = activation_tensors(graph, calib, replace(config, extra_bits=0))
     if config.extra_bits > 0:
-        every = _qtensors(graph, calib, replace(config, important_ratio=1.0))
+        every = activation_tensors(graph, calib, replace(config, important_ratio=1.0))
     else:
         every = direct
     out = {}
