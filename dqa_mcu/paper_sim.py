@@ -128,18 +128,11 @@ class PaperScheme:
         return q * scale
 
 
-def calibration_maxima(module: nn.Module, norm: Normalization, images: np.ndarray, points: list[str],
-                       batch: int = 250) -> dict[str, torch.Tensor]:
-    """Per point, per channel max|x| of the FP32 model over `images`."""
+def _run_with_hooks(module: nn.Module, norm: Normalization, images: np.ndarray, points: list[str],
+                    make_hook, batch: int) -> None:
+    """Run the FP32 model over `images` with make_hook(point) on each point's output."""
     named = dict(module.named_modules())
-    out: dict[str, torch.Tensor] = {}
-
-    def hook(name):
-        def f(_m, _i, y):
-            m = y.detach().abs().amax(dim=(0, 2, 3))
-            out[name] = torch.maximum(out[name], m) if name in out else m
-        return f
-    handles = [named[p].register_forward_hook(hook(p)) for p in points]
+    handles = [named[p].register_forward_hook(make_hook(p)) for p in points]
     try:
         with torch.inference_mode():
             for s in range(0, len(images), batch):
@@ -147,6 +140,19 @@ def calibration_maxima(module: nn.Module, norm: Normalization, images: np.ndarra
     finally:
         for h in handles:
             h.remove()
+
+
+def calibration_maxima(module: nn.Module, norm: Normalization, images: np.ndarray, points: list[str],
+                       batch: int = 250) -> dict[str, torch.Tensor]:
+    """Per point, per channel max|x| of the FP32 model over `images`."""
+    out: dict[str, torch.Tensor] = {}
+
+    def hook(name):
+        def f(_m, _i, y):
+            m = y.detach().abs().amax(dim=(0, 2, 3))
+            out[name] = torch.maximum(out[name], m) if name in out else m
+        return f
+    _run_with_hooks(module, norm, images, points, hook, batch)
     return out
 
 
@@ -224,7 +230,6 @@ def _search_noise(module, norm, images, points, scheme: PaperScheme, batch: int)
     """Per point, the noise amplitude (of NOISE_AMPLITUDES) with the least squared error
     between the FP32 point output and its noisy-biased quantization, on calibration images
     (NoisyQuant picks its noise range by the layer's output error)."""
-    named = dict(module.named_modules())
     err = {p: np.zeros(len(NOISE_AMPLITUDES)) for p in points}
     u = dict(scheme.noise)
 
@@ -234,14 +239,9 @@ def _search_noise(module, norm, images, points, scheme: PaperScheme, batch: int)
                 scheme.noise[p] = u[p] * a
                 err[p][j] += float(((scheme.quantize(p, y) - y) ** 2).sum())
         return f
-    handles = [named[p].register_forward_hook(hook(p)) for p in points]
     try:
-        with torch.inference_mode():
-            for s in range(0, len(images), batch):
-                module(_to_input(images[s:s + batch], norm))
+        _run_with_hooks(module, norm, images, points, hook, batch)
     finally:
-        for h in handles:
-            h.remove()
         scheme.noise = u
     return {p: NOISE_AMPLITUDES[int(np.argmin(err[p]))] for p in points}
 
