@@ -15,6 +15,7 @@ Conventions
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -44,6 +45,19 @@ OPS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     # zero channels before / after
     "pad_channels": (("before", "after"), ()),
 }
+
+
+def unique_name(base: str, used: set[str]) -> str:
+    """A C-identifier-safe version of `base`, made unique against (and added to) `used`."""
+    base = re.sub(r"[^0-9A-Za-z_]", "_", base) or "t"
+    if base[0].isdigit():
+        base = "t_" + base
+    name, i = base, 1
+    while name in used:
+        name = f"{base}_{i}"
+        i += 1
+    used.add(name)
+    return name
 
 
 class GraphError(ValueError):

@@ -138,15 +138,7 @@ class _Importer:
         return ir.GraphError(f"unsupported layer {layer.name!r} ({type(layer).__name__}): {why}")
 
     def name(self, base: str) -> str:
-        base = "".join(c if c.isalnum() or c == "_" else "_" for c in base) or "t"
-        if base[0].isdigit():
-            base = "t_" + base
-        n, i = base, 1
-        while n in self.used:
-            n = f"{base}_{i}"
-            i += 1
-        self.used.add(n)
-        return n
+        return ir.unique_name(base, self.used)
 
     def emit(self, layer, op, inputs, shape, attrs=None, params=None, suffix="") -> str:
         n = self.name(layer.name + suffix)

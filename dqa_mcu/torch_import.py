@@ -437,15 +437,7 @@ class _Importer:
                 path = list(stack.values())[-1][0] if stack else ""
                 if path and not path.startswith("L[") and "<locals>" not in path:
                     base = path + "_" + re.sub(r"_+\d*$", "", node.name)
-        base = re.sub(r"[^0-9A-Za-z_]", "_", base.replace(".", "_"))
-        if not base or base[0].isdigit():
-            base = "t_" + base
-        name, i = base, 1
-        while name in self.used_names:
-            name = f"{base}_{i}"
-            i += 1
-        self.used_names.add(name)
-        return name
+        return ir.unique_name(base, self.used_names)
 
     def emit(self, fxnode, d, op, inputs, attrs=None, params=None) -> str:
         name = self.name_for(fxnode, d)
