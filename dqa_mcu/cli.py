@@ -183,7 +183,7 @@ def _harness_images(args, model: QModel, calib_x):
         x, _ = load_images(args.data, shape)
         return subsample(args.count, x)[0]
     if calib_x is not None:
-        return calib_x[:min(args.count, 4)]
+        return subsample(min(args.count, 4), calib_x)[0]
     return np.zeros((1,) + tuple(shape), dtype=np.uint8)
 
 

@@ -80,7 +80,6 @@ class _Emitter:
         if t.lut is not None:
             lut = self.array(f"{ident}_lut", "int8_t", t.lut,
                              f"{t.name}: input stage, pixel -> value per channel (normalization folded)")
-        if t.lut is not None:
             description = "uint8 pixels, read through the normalization table"
         elif t.extra_bits and t.important.any():
             description = (f"{t.bits}-bit codes, {int(t.important.sum())}/{t.channels} channels "
