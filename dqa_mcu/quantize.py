@@ -21,7 +21,7 @@ from .calibrate import HIST_BINS, Calibration, ChannelStats
 from .huffman import HuffmanCode
 from .ir import Graph, Node
 from .qmodel import QModel, QNode, QTensor
-from .ranking import RANKERS
+from .ranking import GLOBAL_RANKINGS, RANKERS
 
 OUTPUT_BITS = 16
 WEIGHT_MAX = 127
@@ -58,8 +58,9 @@ class QuantConfig:
             raise QuantizationError(f"--important-ratio {self.important_ratio} is outside 0..1")
         if self.clip not in CLIP_METHODS:
             raise QuantizationError(f"unknown clipping method {self.clip!r}; choose from {', '.join(CLIP_METHODS)}")
-        if self.rank not in RANKERS:
-            raise QuantizationError(f"unknown ranking {self.rank!r}; choose from {', '.join(RANKERS)}")
+        if self.rank not in RANKERS and self.rank not in GLOBAL_RANKINGS:
+            raise QuantizationError(f"unknown ranking {self.rank!r}; choose from "
+                                    f"{', '.join((*RANKERS, *GLOBAL_RANKINGS))}")
         if not 50.0 < self.percentile <= 100.0:
             raise QuantizationError(f"percentile {self.percentile} is outside (50, 100]")
 
@@ -101,23 +102,27 @@ def _clip(stats: ChannelStats, bits, signed: bool, config: QuantConfig) -> np.nd
 
 
 def _activation_tensor(name: str, shape, stats: ChannelStats, signed: bool, act: str,
-                       config: QuantConfig, rng, order: np.ndarray | None) -> QTensor:
+                       config: QuantConfig, rng, order: np.ndarray | None,
+                       count: int | None) -> tuple[QTensor, np.ndarray | None]:
+    """The stored tensor, and its channel ranking (most important first; None when direct)."""
     n, m = config.bits, config.extra_bits
     clip = _clip(stats, n, signed, config)
     if act == "relu6":
         clip = np.minimum(clip, 6.0)
     important = np.zeros(len(clip), dtype=bool)
     if config.uses_dqa:
-        count = int(round(config.important_ratio * len(clip)))
+        if count is None:
+            count = int(round(config.important_ratio * len(clip)))
         if order is None:
             order = RANKERS[config.rank](stats, clip, rng)
-        important[np.asarray(order)[:count]] = True
+        order = np.asarray(order)
+        important[order[:count]] = True
         # important channels are rounded at n + m bits: their best clip differs
         if config.clip == "mse" and count:
             fine = _clip(stats, n + m, signed, config)
             clip = np.where(important, np.minimum(fine, 6.0) if act == "relu6" else fine, clip)
     scale = clip / _levels(n, signed)
-    return QTensor(name, tuple(shape), n, signed, m if config.uses_dqa else 0, scale, important)
+    return QTensor(name, tuple(shape), n, signed, m if config.uses_dqa else 0, scale, important), order
 
 
 def _input_tensor(node: Node, shape) -> QTensor:
@@ -237,13 +242,29 @@ def _qnode(node: Node, tensors: dict[str, QTensor]) -> QNode:
 
 
 def activation_tensors(graph: Graph, calib: Calibration, config: QuantConfig,
-                       rankings: dict[str, np.ndarray] | None = None) -> dict[str, QTensor]:
+                       rankings: dict[str, np.ndarray] | None = None,
+                       important_counts: dict[str, int] | None = None) -> dict[str, QTensor]:
     """How every tensor of `graph` is stored for `config`: scales, signedness,
     important channels (no weights, no Huffman codes yet). Simulators use it to
     quantize exactly as the deployed model will."""
+    return _activation_tensors(graph, calib, config, rankings, important_counts)[0]
+
+
+def channel_orders(graph: Graph, calib: Calibration, config: QuantConfig,
+                   rankings: dict[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:
+    """Per DQA tensor, the channel order `quantize` uses (most important first):
+    `rankings` where given, else the config's local criterion."""
+    return _activation_tensors(graph, calib, config, rankings, None)[1]
+
+
+def _activation_tensors(graph: Graph, calib: Calibration, config: QuantConfig,
+                        rankings: dict[str, np.ndarray] | None,
+                        important_counts: dict[str, int] | None):
     rankings = rankings or {}
+    important_counts = important_counts or {}
     rng = np.random.default_rng(config.seed)
     tensors: dict[str, QTensor] = {}
+    orders: dict[str, np.ndarray] = {}
     for node in graph.nodes:
         name, shape = node.output, graph.shapes[node.output]
         if node.op == "input":
@@ -267,20 +288,29 @@ def activation_tensors(graph: Graph, calib: Calibration, config: QuantConfig,
         elif node.op in ("conv2d", "linear", "add", "avgpool", "global_avgpool"):
             act = node.attrs.get("act", "none")
             signed = act == "none" and not _non_negative(node, tensors)
-            tensors[name] = _activation_tensor(name, shape, calib.tensors[name], signed, act, config, rng,
-                                               rankings.get(name))
+            tensors[name], order = _activation_tensor(name, shape, calib.tensors[name], signed, act, config,
+                                                      rng, rankings.get(name), important_counts.get(name))
+            if order is not None:
+                orders[name] = order
         else:
             raise QuantizationError(f"node {node.name!r}: op {node.op!r} cannot be quantized "
                                     "(run the graph passes first)")
-    return tensors
+    return tensors, orders
 
 
 def quantize(graph: Graph, calib: Calibration, config: QuantConfig, calib_images: np.ndarray,
-             rankings: dict[str, np.ndarray] | None = None) -> QModel:
+             rankings: dict[str, np.ndarray] | None = None,
+             important_counts: dict[str, int] | None = None) -> QModel:
     """`rankings` (tensor -> channels, most important first) overrides the
-    config's local ranking criterion, e.g. with a whole-network greedy search."""
+    config's local ranking criterion, e.g. with a whole-network greedy search;
+    `important_counts` (tensor -> channels) overrides the config's important
+    ratio per tensor, e.g. to fit a memory budget (dqa_mcu.budget)."""
     config.validate()
-    tensors = activation_tensors(graph, calib, config, rankings)
+    if config.uses_dqa and config.rank in GLOBAL_RANKINGS and not rankings:
+        # a whole-network ranking needs the graph and images: quantize() cannot make one
+        raise QuantizationError(f"ranking {config.rank!r} is computed over the whole network: pass its "
+                                "rankings (dqa_mcu.greedy.compute_rankings, or --rankings FILE)")
+    tensors = activation_tensors(graph, calib, config, rankings, important_counts)
     nodes = [_qnode(node, tensors) for node in graph.nodes]
     model = QModel(nodes, tensors, graph.input, graph.output, config=asdict(config))
     if config.uses_dqa:

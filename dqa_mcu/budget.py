@@ -1,0 +1,132 @@
+"""Fit the activation arena into a memory budget by choosing each tensor's important ratio.
+
+SRAM holds the arena, and the arena is the planner's peak: only the tensors
+alive at the peak decide it. A uniform important ratio spends the same extra
+bits everywhere. Here:
+
+1. while the plan is over budget, the tensors alive at its peak give up their
+   least important channels (in the ranking's order) one at a time, the
+   tensor with the highest remaining ratio first;
+2. then every other tensor takes as many important channels as fit under the
+   budget (up to all of them): memory that is reserved anyway buys accuracy.
+   Only instructions (more Huffman decoding) and stored bits grow.
+
+Sizes while searching are estimates (a tensor's error-stream capacity scales
+with its important channels at the bits per symbol measured before); each
+estimate is checked by quantizing for real, Huffman tables included.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import replace
+
+import numpy as np
+
+from . import planner
+from .calibrate import Calibration
+from .ir import Graph
+from .qmodel import QModel
+from .quantize import QuantConfig, QuantizationError, channel_orders, quantize
+
+MAX_ROUNDS = 8  # real quantizations; each shrinks further if the estimate fell short
+
+
+def fit_arena(graph: Graph, calib: Calibration, config: QuantConfig, calib_images: np.ndarray,
+              budget_bytes: int, rankings: dict[str, np.ndarray] | None = None, log=print) -> QModel:
+    """Quantize with `config`, then move important channels away from the arena
+    peak and into the rest of the network so the planned arena is at most
+    `budget_bytes` (a QuantizationError if it cannot be)."""
+    orders = channel_orders(graph, calib, config, rankings)
+    model = quantize(graph, calib, config, calib_images, rankings=orders)
+    if not config.uses_dqa:
+        _check_fits(planner.plan(model).arena_bytes, budget_bytes, config)
+        return model
+    default = {name: int(model.tensors[name].important.sum()) for name in orders}
+    estimate = _Estimate(model, orders)
+    estimate.shrink(budget_bytes, config)
+    estimate.fill(budget_bytes, exclude={n for n, c in estimate.counts().items() if c < default[n]})
+    for _ in range(MAX_ROUNDS):
+        counts = estimate.counts()
+        model = quantize(graph, calib, config, calib_images, rankings=orders, important_counts=counts)
+        arena = planner.plan(model).arena_bytes
+        if arena <= budget_bytes:
+            log(f"memory budget {budget_bytes} bytes: arena {arena} bytes; important channels "
+                f"(uniform ratio {config.important_ratio} elsewhere): {_describe(model, counts, default)}")
+            return model
+        estimate = _Estimate(model, orders)  # measured capacities: shrink from the real sizes
+        estimate.shrink(budget_bytes, config)
+    raise QuantizationError(f"memory budget {budget_bytes} bytes: the arena is still {arena} bytes after "
+                            f"{MAX_ROUNDS} rounds of lowering important ratios")
+
+
+class _Estimate:
+    """A model's tensors with editable important sets; stream capacities scaled
+    at each tensor's measured bits per error symbol."""
+
+    def __init__(self, model: QModel, orders: dict[str, np.ndarray]):
+        self.orders = orders
+        self.tensors = {name: replace(t, important=t.important.copy()) for name, t in model.tensors.items()}
+        self.model = QModel(model.nodes, self.tensors, model.input, model.output, model.config)
+        self.bits_per_symbol = {name: t.err_capacity_bits / t.important_count
+                                for name, t in self.tensors.items() if name in orders and t.important.any()}
+
+    def counts(self) -> dict[str, int]:
+        return {name: int(self.tensors[name].important.sum()) for name in self.orders}
+
+    def set_count(self, name: str, count: int) -> None:
+        t = self.tensors[name]
+        t.important = np.zeros_like(t.important)
+        t.important[self.orders[name][:count]] = True
+        t.err_capacity_bits = math.ceil(self.bits_per_symbol[name] * t.important_count)
+
+    def shrink(self, budget_bytes: int, config: QuantConfig) -> None:
+        while True:
+            plan = planner.plan(self.model)
+            if plan.arena_bytes <= budget_bytes:
+                return
+            top = max(plan.blocks, key=lambda b: b.offset + b.size)
+            alive = [self.tensors[b.name] for b in plan.blocks
+                     if b.name in self.bits_per_symbol and self.tensors[b.name].important.any()
+                     and b.first <= top.last and top.first <= b.last]
+            if not alive:
+                _check_fits(plan.arena_bytes, budget_bytes, config, top.name)
+            t = max(alive, key=lambda t: (t.important.mean(), t.stream_bytes))
+            self.set_count(t.name, int(t.important.sum()) - 1)
+
+    def fill(self, budget_bytes: int, exclude: set[str]) -> None:
+        """Raise each tensor's count (graph order) to the most that keeps the plan in budget."""
+        for name in self.bits_per_symbol:
+            if name in exclude:
+                continue
+            low, high = int(self.tensors[name].important.sum()), self.tensors[name].channels
+            while low < high:  # the largest count that fits; the current one does
+                mid = (low + high + 1) // 2
+                self.set_count(name, mid)
+                if planner.plan(self.model).arena_bytes <= budget_bytes:
+                    low = mid
+                else:
+                    high = mid - 1
+            self.set_count(name, low)
+
+
+def _describe(model: QModel, counts: dict[str, int], default: dict[str, int]) -> str:
+    """Changed counts, consecutive tensors with the same count as one run: 'a..b 4/16, c 32/32'."""
+    runs: list[list] = []  # [first, last, count, channels]
+    for name, count in counts.items():
+        if count == default[name]:
+            runs.append(None)
+            continue
+        channels = model.tensors[name].channels
+        if runs and runs[-1] and runs[-1][2:] == [count, channels]:
+            runs[-1][1] = name
+        else:
+            runs.append([name, name, count, channels])
+    return ", ".join(f"{a}{'..' + b if b != a else ''} {c}/{ch}" for a, b, c, ch in filter(None, runs)) or "unchanged"
+
+
+def _check_fits(arena: int, budget_bytes: int, config: QuantConfig, peak: str = "") -> None:
+    if arena > budget_bytes:
+        at = f" (peak at {peak})" if peak else ""
+        raise QuantizationError(
+            f"memory budget {budget_bytes} bytes is below the smallest arena at {config.bits} bits: "
+            f"{arena} bytes{at} with no important channels left there; raise the budget or lower --bits")
