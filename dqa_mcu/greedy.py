@@ -68,7 +68,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -81,7 +81,7 @@ from .ranking import GLOBAL_RANKINGS, rank_by_noise
 from .torch_exec import TorchExec, default_workers, parallel_map, quant_params, stored_tensors
 
 __all__ = ["greedy_rankings", "greedy_search", "taylor_rankings", "RankingResult", "save_rankings",
-           "load_rankings", "SEARCHES", "compute_rankings", "RankingError", "taylor_search"]
+           "load_rankings", "SEARCHES", "compute_rankings", "RankingError", "taylor_search", "rankings_for"]
 
 RANKING_FORMAT = "dqa-mcu-rankings"
 
@@ -108,10 +108,14 @@ def _reference_labels(graph: ir.Graph, images: np.ndarray, labels, workers) -> t
     return logits.argmax(axis=1), "fp32-agreement"
 
 
-def _check(config) -> None:
+def _check(config):
+    """The config the search quantizes with."""
     config.validate()
     if config.extra_bits <= 0:
         raise RankingError("a DQA channel ranking needs extra bits (m > 0): with m = 0 no channel is important")
+    # the search's quantizers make all channels or none important, so no ranking enters them;
+    # a whole-network name in config.rank has no local ranker for quantize's plan to call
+    return replace(config, rank="noise") if config.rank in GLOBAL_RANKINGS else config
 
 
 def _tiebreak(calib, name: str, params) -> np.ndarray:
@@ -379,7 +383,7 @@ def greedy_search(graph: ir.Graph, calib, config, images: np.ndarray, labels: np
     chunk: images per cached chunk; samples: target batch of (candidate, image)
     pairs per call at 32x32x16-sized activations (scaled by activation size).
     """
-    _check(config)
+    config = _check(config)
     workers = workers or default_workers()
     ref, scoring = _reference_labels(graph, images, labels, workers)
     result = _Greedy(graph, calib, config, images, ref, later, chunk, samples, workers, show_progress).run()
@@ -398,7 +402,7 @@ def greedy_rankings(graph: ir.Graph, calib, config, images: np.ndarray, labels: 
 def taylor_search(graph: ir.Graph, calib, config, images: np.ndarray, labels: np.ndarray | None = None, *,
                   batch: int = 100, workers: int | None = None, show_progress: bool = True) -> RankingResult:
     """First-order (diagonal Fisher) sensitivity of the loss to each channel's rounding noise."""
-    _check(config)
+    config = _check(config)
     workers = workers or default_workers()
     t0 = time.perf_counter()
     ref, scoring = _reference_labels(graph, images, labels, workers)
@@ -506,8 +510,37 @@ def load_rankings(path: str | Path, graph: ir.Graph | None = None) -> RankingRes
     if graph is not None:
         for t, order in rankings.items():
             if t not in graph.shapes:
-                raise RankingError(f"{path}: tensor {t!r} is not in this model")
+                raise RankingError(f"{path}: tensor {t!r} is not in this model (a ranking of another model?)")
             c = graph.shapes[t][2]
             if sorted(order.tolist()) != list(range(c)):
-                raise RankingError(f"{path}: ranking of {t!r} is not a permutation of its {c} channels")
+                raise RankingError(f"{path}: ranking of {t!r} is not a permutation of its {c} channels "
+                                   "(a ranking of another model?)")
+        missing = [t for t in stored_tensors(graph) if t not in rankings]
+        if missing:
+            raise RankingError(f"{path}: no ranking for {len(missing)} of this model's tensors "
+                               f"({', '.join(missing[:3])}{', ...' if len(missing) > 3 else ''}); "
+                               "a ranking of another model?")
     return RankingResult(rankings, scores, header.get("meta", {}))
+
+
+def rankings_for(config, graph: ir.Graph, calib, images: np.ndarray, labels: np.ndarray | None = None, *,
+                 path: str | Path | None = None, save: str | Path | None = None,
+                 show_progress: bool = True) -> RankingResult | None:
+    """The rankings ``quantize(..., rankings=)`` needs for ``config``: None for a local
+    criterion (quantize ranks by itself); else read from ``path`` (checked against
+    ``graph`` and ``config.rank``) or computed on ``images``; written to ``save``."""
+    if config.rank not in GLOBAL_RANKINGS:
+        if path is not None:
+            raise RankingError(f"{path}: a rankings file is for --rank {' or '.join(GLOBAL_RANKINGS)}, "
+                               f"not the local criterion {config.rank!r}")
+        return None
+    if path is not None:
+        result = load_rankings(path, graph)
+        made_by = result.meta.get("method")
+        if made_by not in (None, config.rank):  # None: a user's own ranking, saved from a dict
+            raise RankingError(f"{path}: holds a {made_by} ranking, not {config.rank!r}")
+    else:
+        result = compute_rankings(config.rank, graph, calib, config, images, labels, show_progress=show_progress)
+    if save is not None:
+        save_rankings(save, result)
+    return result

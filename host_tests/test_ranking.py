@@ -1,16 +1,22 @@
-"""Whole-network channel rankings (greedy, Taylor) and the torch float simulator."""
+"""Whole-network channel rankings (greedy, Taylor), their CLI options, and the torch float simulator."""
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
 from dqa_mcu import ir, reference
 from dqa_mcu.calibrate import calibrate
+from dqa_mcu.cli import QMODEL_FILE, main
 from dqa_mcu.evaluate import top1
 from dqa_mcu.float_exec import run_float
 from dqa_mcu.greedy import (RankingError, RankingResult, greedy_search, load_rankings, save_rankings,
                             taylor_search)
-from dqa_mcu.quantize import QuantConfig, quantize
+from dqa_mcu.qmodel import QModel
+from dqa_mcu.quantize import QuantConfig, QuantizationError, quantize
 from dqa_mcu.ranking import RANKERS
 from dqa_mcu.torch_exec import TorchExec, quant_params, stored_tensors
+
+from conftest import load_resnet, shared_file
 
 SIGNAL = 1  # the one channel that carries the class
 
@@ -212,3 +218,102 @@ def test_torch_exec_simulates_the_integer_reference(resnet20, cifar_test, cifar_
     for t in stored_tensors(graph):
         q = params[t].with_important(model.tensors[t].important)
         np.testing.assert_allclose(q.step, model.tensors[t].storage_step, rtol=1e-12)
+
+
+# -- the CLI: --rank greedy/taylor, --rankings FILE, --save-rankings FILE ----------------------
+
+R20 = "models/resnet20_cifar10.th"
+
+
+@pytest.fixture(scope="module")
+def small_calib(tmp_path_factory):
+    """100 labelled calibration images (10 per class) in an .npz, as the CLI reads them."""
+    data = np.load(shared_file("data/cifar10_calib.npz"))
+    path = tmp_path_factory.mktemp("calib") / "calib.npz"
+    np.savez(path, x=data["x"][::50], y=data["y"][::50])
+    return path
+
+
+def export(calib, out, *extra):
+    return main(["export", str(shared_file(R20)), "--arch", "resnet20", "--target", "host", "--no-build",
+                 "--calib", str(calib), "--bits", "3", "-o", str(out), *extra])
+
+
+def test_cli_saved_rankings_are_reused_exactly(small_calib, tmp_path):
+    rfile = tmp_path / "r.npz"
+    assert export(small_calib, tmp_path / "a", "--rank", "taylor", "--save-rankings", str(rfile)) == 0
+    assert export(small_calib, tmp_path / "b", "--rankings", str(rfile)) == 0  # --rank taylor read from the file
+    a, b = (np.load(tmp_path / d / QMODEL_FILE) for d in "ab")
+    assert a.files == b.files
+    for k in a.files:
+        assert np.array_equal(a[k], b[k]), k
+    saved = load_rankings(rfile)
+    assert saved.meta["method"] == "taylor" and saved.meta["images"] == 100
+
+    def assert_deployed(model_dir, rankings):  # important sets are the ranking's top 40 %
+        model = QModel.load(model_dir / QMODEL_FILE)
+        assert model.config["rank"] == "taylor"
+        for t, order in rankings.items():
+            expect = np.zeros(len(order), dtype=bool)
+            expect[order[:round(0.4 * len(order))]] = True
+            assert np.array_equal(model.tensors[t].important, expect), t
+    assert_deployed(tmp_path / "a", saved.rankings)
+    # the file is read, not recomputed: a different ranking in it gives its own sets
+    reversed_ = RankingResult({t: o[::-1].copy() for t, o in saved.rankings.items()}, meta=saved.meta)
+    save_rankings(tmp_path / "rev.npz", reversed_)
+    assert export(small_calib, tmp_path / "c", "--rankings", str(tmp_path / "rev.npz")) == 0
+    assert_deployed(tmp_path / "c", reversed_.rankings)
+
+
+def test_cli_refuses_mismatched_rankings(small_calib, tmp_path, capsys):
+    g = load_resnet("resnet20")
+    stored = stored_tensors(g)
+    full = {t: np.arange(g.shapes[t][2])[::-1] for t in stored}
+
+    def refused(rankings, *args, meta=None):
+        path = tmp_path / "r.npz"
+        save_rankings(path, RankingResult(rankings, meta=meta or {"method": "taylor"}))
+        capsys.readouterr()
+        assert export(small_calib, tmp_path / "o", "--rankings", str(path), *args) == 2
+        err = capsys.readouterr().err.strip().splitlines()[-1]
+        assert err.startswith(f"dqa-mcu: error: {path}: ")
+        return err
+
+    assert "'conv' is not in this model" in refused({**full, "conv": np.arange(4)})  # another model's tensor
+    assert "no ranking for 1 of this model's tensors" in refused({t: full[t] for t in stored[1:]})
+    wrong = dict(full, **{stored[0]: np.arange(g.shapes[stored[0]][2] + 1)})
+    assert "not a permutation of its 16 channels" in refused(wrong)
+    assert "holds a taylor ranking, not 'greedy'" in refused(full, "--rank", "greedy")
+    assert "not the local criterion 'noise'" in refused(full, "--rank", "noise")
+    path = tmp_path / "plain.npz"
+    save_rankings(path, full)  # a ranking of unknown origin: say which method it stands for
+    assert export(small_calib, tmp_path / "o", "--rankings", str(path)) == 2
+    assert "pass --rank greedy or --rank taylor" in capsys.readouterr().err
+
+
+def test_quantize_needs_the_rankings_of_a_whole_network_criterion(signal):
+    g, calib, x, y = signal
+    config = QuantConfig(bits=2, rank="greedy")
+    config.validate()  # a valid name ...
+    with pytest.raises(QuantizationError, match="'greedy' is computed over the whole network"):
+        quantize(g, calib, config, x)  # ... that quantize() cannot compute by itself
+    direct = quantize(g, calib, QuantConfig(bits=2, extra_bits=0, rank="greedy"), x)  # nothing to rank
+    assert not direct.tensors["conv"].important.any()
+    with pytest.raises(QuantizationError, match="unknown ranking 'fast'; choose from .*greedy, taylor"):
+        QuantConfig(rank="fast").validate()
+    # the searches accept the config that names them
+    assert greedy_search(g, calib, replace(CONFIG, rank="greedy"), x, y, show_progress=False).rankings["conv"][0] \
+        == SIGNAL
+
+
+def test_cli_eval_computes_and_saves_a_whole_network_ranking(small_calib, tmp_path, capsys):
+    data = np.load(shared_file("data/cifar10_test.npz"))
+    np.savez(tmp_path / "test.npz", x=data["x"][::250], y=data["y"][::250])
+    argv = ["eval", str(shared_file(R20)), "--arch", "resnet20", "--data", str(tmp_path / "test.npz"),
+            "--calib", str(small_calib), "--rank", "taylor", "--save-rankings", str(tmp_path / "r.npz")]
+    assert main(argv + ["--bits-list", "3", "4"]) == 2  # one file cannot hold the rankings of two n
+    assert "--save-rankings writes one ranking" in capsys.readouterr().err
+    assert main(argv + ["--bits-list", "3"]) == 0
+    assert "| DQA 3-bit (m=3, r=0.4, taylor) |" in capsys.readouterr().out
+    saved = load_rankings(tmp_path / "r.npz", load_resnet("resnet20"))
+    assert saved.meta["method"] == "taylor" and saved.meta["bits"] == 3
