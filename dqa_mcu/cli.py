@@ -1,6 +1,7 @@
 """dqa-mcu command line: the one place that wires the stages together.
 
     dqa-mcu eval   MODEL --arch resnet32 --data test.npz --calib calib.npz
+    dqa-mcu table  MODEL [MODEL ...] --arch ... --data test.npz --calib calib.npz -o tables/
     dqa-mcu export MODEL --target cortex-m7 --calib calib.npz -o out/
     dqa-mcu run    out/ [--data test.npz] [-n 20]
     dqa-mcu demo
@@ -9,22 +10,26 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import sys
+import zipfile
 from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
 from . import build as fw
-from . import codegen, evaluate, passes, planner, reference
+from . import budget, codegen, evaluate, passes, planner, reference
 from .calibrate import DataError, calibrate, load_images, subsample
 from .ir import GraphError
 from .qmodel import QModel
 from .quantize import CLIP_METHODS, QuantConfig, QuantizationError, quantize
-from .ranking import RANKERS
+from .ranking import GLOBAL_RANKINGS, RANKERS
 from .targets import TARGETS, get_target
 
 QMODEL_FILE = "model.dqa.npz"
+TFLITE_MODEL_FILE = "model.tflite"  # TFLite-exact int8 exports keep the model file itself
+TFLITE_INT8_MODE = "tflite-int8"
 EXPORT_INFO_FILE = "dqa_export.json"
 HARNESS_IMAGES_FILE = "harness_images.npz"
 DEFAULT_CALIB_IMAGES = 2000
@@ -32,10 +37,62 @@ DEFAULT_CALIB_IMAGES = 2000
 
 # -- stages wired together -----------------------------------------------------
 
+def model_kind(path: str) -> str:
+    """Which importer reads a model file: 'keras', 'tflite' or 'torch', from its first bytes
+    (the extension decides only when they say nothing, so the importer can name the problem)."""
+    from .keras_import import HDF5_SIGNATURE
+    p = Path(path)
+    if not p.is_file():
+        return "torch"  # its loader names the missing file
+    with p.open("rb") as f:
+        head = f.read(8)
+    if head[4:8] == b"TFL3" or p.suffix == ".tflite":
+        return "tflite"
+    if head == HDF5_SIGNATURE or p.suffix in (".h5", ".hdf5", ".keras"):
+        return "keras"
+    if zipfile.is_zipfile(p):
+        with zipfile.ZipFile(p) as z:
+            if {"config.json", "model.weights.h5"} <= set(z.namelist()):  # a Keras 3 .keras archive
+                return "keras"
+        return "torch"  # torch.save, TorchScript and .pt2 files are zip archives
+    if head[:1] == b"\x80":  # a pickle (protocol 2+): a legacy torch.save file
+        return "torch"
+    raise DataError(f"{p.name}: not a model file dqa-mcu reads (PyTorch .pt/.th/.pt2, Keras .h5/.keras, "
+                    "TFLite .tflite)")
+
+
+def load_tflite_int8(path: str):
+    """The int8 TFLiteGraph of a full-integer .tflite file, or None for any other model file."""
+    if model_kind(path) != "tflite":
+        return None
+    from .tflite_import import load_tflite
+    graph = load_tflite(path)
+    return graph if graph.quantized else None
+
+
 def load_graph(path: str, arch: str | None, trust_pickle: bool, input_shape, normalization=None):
-    from .torch_import import import_module, load_torch_model
-    module, norm = load_torch_model(path, arch=arch, trust_pickle=trust_pickle)
-    return passes.optimize(import_module(module, input_shape, normalization or norm))
+    """Any float model file (PyTorch, Keras .h5/.keras, float .tflite) -> the optimized float IR."""
+    kind = model_kind(path)
+    if kind == "torch":
+        from .torch_import import import_module, load_torch_model
+        module, norm = load_torch_model(path, arch=arch, trust_pickle=trust_pickle)
+        return passes.optimize(import_module(module, input_shape, normalization or norm))
+    if kind == "keras":
+        from .keras_import import load_keras
+        graph = load_keras(path, normalization)  # raw 0..255 pixels unless --pixel-scale/--mean/--std
+    else:
+        from .tflite_float import tflite_to_ir
+        from .tflite_import import load_tflite
+        tgraph = load_tflite(path)
+        if tgraph.quantized:
+            raise DataError(f"{Path(path).name} is an int8 model: it keeps its own quantization, DQA needs a float "
+                            f"model (.h5, .keras, float .tflite); export it as it is with "
+                            f"dqa-mcu export {path} --target TARGET")
+        graph = tflite_to_ir(tgraph, normalization)  # raw 0..255 pixels unless overridden, as Keras
+    if graph.shapes[graph.input] != tuple(input_shape):
+        raise DataError(f"{Path(path).name} takes images of shape {graph.shapes[graph.input]} (H, W, C); "
+                        f"the data has {tuple(input_shape)}")
+    return passes.optimize(graph)
 
 
 def _normalization_override(args):
@@ -48,25 +105,43 @@ def _normalization_override(args):
 
 def _config(args, **overrides) -> QuantConfig:
     config = QuantConfig(bits=args.bits, extra_bits=args.extra_bits, important_ratio=args.important_ratio,
-                         clip=args.clip, rank=args.rank, seed=args.seed)
+                         clip=args.clip, rank=_rank(args), seed=args.seed)
     config = replace(config, **overrides)
     config.validate()
     return config
+
+
+def _rank(args) -> str:
+    """--rank; with --rankings FILE alone, the method that made the file."""
+    if args.rank or not args.rankings:
+        return args.rank or QuantConfig.rank
+    from .greedy import load_rankings
+    method = load_rankings(args.rankings).meta.get("method")
+    if method not in GLOBAL_RANKINGS:
+        raise DataError(f"{args.rankings}: the file does not say which method made it: "
+                        f"pass --rank {' or --rank '.join(GLOBAL_RANKINGS)}")
+    return method
+
+
+def _rankings(args, config: QuantConfig, graph, calib, calib_x, calib_y):
+    """The whole-network ranking config.rank needs (None for a local criterion), from
+    --rankings FILE or computed on --rank-images calibration images (labels if the file has them)."""
+    from .greedy import rankings_for
+    images, labels = subsample(args.rank_images, calib_x, calib_y)
+    result = rankings_for(config, graph, calib, images, labels, path=args.rankings, save=args.save_rankings)
+    if result is None:
+        return None
+    if result.meta.get("bits") not in (None, config.bits):
+        print(f"note: {args.rankings} was computed for n = {result.meta['bits']}, used here for n = {config.bits}")
+    return result.rankings
 
 
 def export_project(model: QModel, out: Path, target_name: str, source: str, images: np.ndarray,
                    ram_bytes: int | None, flash_bytes: int | None, log=print) -> planner.MemoryPlan:
     target = get_target(target_name)
     plan = planner.plan(model)
-    ram_limit = ram_bytes or target.ram_bytes
-    if plan.arena_bytes > ram_limit:
-        raise QuantizationError(f"activation arena of {plan.arena_bytes} bytes does not fit {target.name}'s "
-                                f"RAM of {ram_limit} bytes; use fewer bits or a smaller model")
     const_bytes = sum(a.nbytes for n in model.nodes for a in n.arrays.values())
-    flash_limit = flash_bytes or target.flash_bytes
-    if const_bytes > flash_limit:
-        raise QuantizationError(f"weights and tables need {const_bytes} bytes, more than {target.name}'s "
-                                f"flash of {flash_limit} bytes")
+    _check_fits(target, plan.arena_bytes, const_bytes, ram_bytes, flash_bytes)
     codegen.generate(model, plan, out, target.name, source=source, images=images)
     model.save(out / QMODEL_FILE)
     np.savez_compressed(out / HARNESS_IMAGES_FILE, x=images)
@@ -77,20 +152,69 @@ def export_project(model: QModel, out: Path, target_name: str, source: str, imag
     return plan
 
 
+def _check_fits(target, arena_bytes: int, const_bytes: int, ram_bytes: int | None, flash_bytes: int | None):
+    ram_limit = ram_bytes or target.ram_bytes
+    if arena_bytes > ram_limit:
+        raise QuantizationError(f"activation arena of {arena_bytes} bytes does not fit {target.name}'s "
+                                f"RAM of {ram_limit} bytes; use fewer bits or a smaller model")
+    flash_limit = flash_bytes or target.flash_bytes
+    if const_bytes > flash_limit:
+        raise QuantizationError(f"weights and tables need {const_bytes} bytes, more than {target.name}'s "
+                                f"flash of {flash_limit} bytes")
+
+
+def export_s8_project(graph, out: Path, target_name: str, source: str, images: np.ndarray,
+                      ram_bytes: int | None, flash_bytes: int | None, log=print):
+    """TFLite-exact int8 mode: the .tflite's own quantization, TFLite's arithmetic in C (docs/spec_tflite.md);
+    ``images`` are int8 model inputs for the harness."""
+    from .tflite_codegen import generate_s8, plan_s8
+    target = get_target(target_name)
+    plan = plan_s8(graph)
+    const_bytes = sum(t.data.nbytes for t in graph.tensors if t.is_const)
+    _check_fits(target, plan.memory.arena_bytes, const_bytes, ram_bytes, flash_bytes)
+    generate_s8(graph, plan, out, target.name, source=source, images=images)
+    (out / TFLITE_MODEL_FILE).write_bytes(Path(graph.source).read_bytes())
+    np.savez_compressed(out / HARNESS_IMAGES_FILE, x=images)
+    (out / EXPORT_INFO_FILE).write_text(json.dumps({"target": target.name, "source": source,
+                                                    "mode": TFLITE_INT8_MODE}, indent=1) + "\n")
+    log(plan.describe())
+    log(f"wrote {out}/ for {target.name} (TFLite-exact int8): arena {plan.memory.arena_bytes} bytes, "
+        f"constants {const_bytes} bytes (memory plan also in {out / 'memory_plan.txt'})")
+    return plan
+
+
+def _export_tflite(out: Path):
+    """The int8 TFLiteGraph of a TFLite-exact export; None for a DQA export."""
+    if json.loads((out / EXPORT_INFO_FILE).read_text()).get("mode") != TFLITE_INT8_MODE:
+        return None
+    from .tflite_import import load_tflite
+    return load_tflite(out / TFLITE_MODEL_FILE)
+
+
+def _expected(out: Path, images: np.ndarray):
+    """(outputs, overflowed tensors) the reference gives for an export, image by image."""
+    tgraph = _export_tflite(out)
+    if tgraph is not None:
+        from .tflite_reference import TFLiteReference
+        outputs = TFLiteReference(tgraph).run(images)
+        return outputs.reshape(len(images), -1).astype(np.int64), np.zeros(len(images), np.int64)
+    expected = reference.run(QModel.load(out / QMODEL_FILE), images)
+    return expected.output, expected.overflowed_tensors
+
+
 def run_project(out: Path, images: np.ndarray | None, labels: np.ndarray | None, target_name: str | None,
                 timeout: float, sanitize: bool = False, log=print) -> dict:
     info = json.loads((out / EXPORT_INFO_FILE).read_text())
     target = get_target(target_name or info["target"])
-    model = QModel.load(out / QMODEL_FILE)
     if images is None:
         images = np.load(out / HARNESS_IMAGES_FILE)["x"]
-    codegen.write_harness_inputs(out, images)
+    expected_output, expected_overflowed = _expected(out, images)
+    codegen.write_harness_inputs(out, images.view(np.uint8))  # int8 inputs (TFLite mode) as their bytes
     exe = fw.build(out, target, sanitize=sanitize)
     result = fw.run(exe, target, timeout=timeout)
-    expected = reference.run(model, images)
-    if result.outputs.shape == expected.output.shape:
+    if result.outputs.shape == expected_output.shape:
         # outputs and the overflow status (spec 2.3) must both match, image by image
-        differs = (result.outputs != expected.output).any(axis=1) | (result.overflowed != expected.overflowed_tensors)
+        differs = (result.outputs != expected_output).any(axis=1) | (result.overflowed != expected_overflowed)
     else:
         differs = np.ones(len(images), dtype=bool)
     exact = not differs.any()
@@ -117,23 +241,31 @@ def run_project(out: Path, images: np.ndarray | None, labels: np.ndarray | None,
 
 # -- commands --------------------------------------------------------------------
 
-def cmd_eval(args) -> int:
+def _eval_data(args):
+    """Labelled test images and calibration images (labels if the file has them), subsampled."""
     test_x, test_y = load_images(args.data)
     if test_y is None:
         raise DataError(f"{args.data}: evaluation needs labels (an array 'y')")
-    calib_x, _ = load_images(args.calib, test_x.shape[1:])
-    test_x, test_y = subsample(args.test_count, test_x, test_y)
-    (calib_x,) = subsample(args.calib_count, calib_x)
+    calib_x, calib_y = load_images(args.calib, test_x.shape[1:])
+    return subsample(args.test_count, test_x, test_y) + subsample(args.calib_count, calib_x, calib_y)
+
+
+def cmd_eval(args) -> int:
+    if args.save_rankings and len(args.bits_list) > 1:
+        raise DataError("--save-rankings writes one ranking: give one n with --bits-list")
+    test_x, test_y, calib_x, calib_y = _eval_data(args)
     graph = load_graph(args.model, args.arch, args.trust_pickle, test_x.shape[1:], _normalization_override(args))
     calib = calibrate(graph, calib_x)
     rows = [evaluate.EvalRow("FP32", evaluate.top1(evaluate.float_logits(graph, test_x), test_y), None)]
-    configs = [("int8 (all activations 8 bits)", _config(args, bits=8, extra_bits=0))]
+    configs = [("int8 (all activations 8 bits)", _config(args, bits=8, extra_bits=0), None)]
     for n in args.bits_list:
-        configs.append((f"direct {n}-bit", _config(args, bits=n, extra_bits=0)))
-        configs.append((f"DQA {n}-bit (m={args.extra_bits}, r={args.important_ratio}, {args.rank})",
-                        _config(args, bits=n)))
-    for label, config in configs:
-        rows.append(evaluate.eval_quantized(label, quantize(graph, calib, config, calib_x), test_x, test_y))
+        dqa = _config(args, bits=n)
+        configs.append((f"direct {n}-bit", _config(args, bits=n, extra_bits=0), None))
+        configs.append((f"DQA {n}-bit (m={dqa.extra_bits}, r={dqa.important_ratio}, {dqa.rank})", dqa,
+                        _rankings(args, dqa, graph, calib, calib_x, calib_y) if dqa.uses_dqa else None))
+    for label, config, rankings in configs:
+        rows.append(evaluate.eval_quantized(label, quantize(graph, calib, config, calib_x, rankings), test_x,
+                                            test_y))
     fp32_bytes = rows[1].memory.activations * 4
     print(f"{Path(args.model).name}: {len(test_x)} test images, {len(calib_x)} calibration images, "
           f"clip {args.clip}")
@@ -146,24 +278,95 @@ def cmd_eval(args) -> int:
     return 0
 
 
+def cmd_table(args) -> int:
+    from datetime import date
+
+    from . import report
+    from .torch_import import load_torch_model
+    arches = args.arch or [None] * len(args.models)
+    if len(arches) != len(args.models):
+        raise DataError(f"--arch names {len(arches)} architectures for {len(args.models)} models: one per model")
+    names = [arch or Path(path).stem for path, arch in zip(args.models, arches)]
+    if len(set(names)) != len(names):
+        raise DataError(f"two models share the name {max(names, key=names.count)!r}: give each its own file stem")
+    ablate = None if args.no_ablations else args.ablation_model or names[-1]
+    if ablate is not None and ablate not in names:
+        raise DataError(f"--ablation-model {ablate!r} is none of the models ({', '.join(names)})")
+    for path in args.models:
+        if model_kind(path) != "torch":
+            raise DataError(f"{path}: the table's paper mode runs PyTorch models only")
+    base = _config(args)
+    test_x, test_y, calib_x, calib_y = _eval_data(args)
+    data = report.Data(test_x, test_y, calib_x, calib_y, args.rank_images)
+    results, ablation = [], None
+    for path, arch, name in zip(args.models, arches, names):
+        module, norm = load_torch_model(path, arch=arch, trust_pickle=args.trust_pickle)
+        override = _normalization_override(args)
+        graph = load_graph(path, arch, args.trust_pickle, test_x.shape[1:], override)
+        ev = report.Evaluator(report.ModelInput(name, graph, module, override or norm), data,
+                              args.greedy_rankings if name == ablate else None)
+        results.append(report.measure_model(ev, base, args.bits_list, args.paper_importance))
+        if name == ablate:
+            ablation = report.ablations(ev, base, args.bits, args.ablation_test_count)
+    rank_count = len(data.rank_images[0])
+    dataset = args.dataset or Path(args.data).name
+    header = [f"# Accuracy and activation memory: {', '.join(names)}", "",
+              f"Measured {date.today().isoformat()} on {dataset}: {len(test_x)} test images; "
+              f"{len(calib_x)} calibration images ({rank_count} of them for channel rankings). Command:", "",
+              "    dqa-mcu " + shlex.join(args.argv), "",
+              f"Paper mode: the paper's setting simulated in float (residual-block outputs only, FP32 weights, "
+              f"dynamic signed per-channel max-abs); DQA with m = {base.extra_bits}, r = {base.important_ratio}, "
+              f"{args.paper_importance} importance. Deployable: the integer reference (every stored tensor, int8 "
+              f"weights, static {base.clip} clipping); DQA with m = {base.extra_bits}, r = {base.important_ratio}, "
+              f"{base.rank} ranking. Bits per activation count code planes and Huffman error-stream buffers."]
+    ablation_header = []
+    if ablation is not None:
+        ablation_header = [f"# Ablations: {ablate}, deployable, n = {args.bits}", "",
+                           f"Measured {date.today().isoformat()} on {dataset}: {ablation.images} test images; "
+                           f"one setting changed at a time from m = {base.extra_bits}, r = {base.important_ratio}, "
+                           f"{base.rank} ranking; whole-network rankings on {rank_count} calibration images "
+                           f"(ranking time: when computed). Command:", "", "    dqa-mcu " + shlex.join(args.argv)]
+    for f in report.write_report(args.output, results, args.bits_list, header, ablation, ablation_header):
+        print(f"wrote {f}")
+    return 0
+
+
 def cmd_export(args) -> int:
     target = get_target(args.target)  # check the arguments before any slow work
+    tgraph = None if args.model.endswith(".npz") else load_tflite_int8(args.model)
+    if tgraph is not None:  # TFLite-exact int8 mode: the file's own quantization, no calibration
+        out = Path(args.output)
+        export_s8_project(tgraph, out, target.name, args.model, _s8_harness_images(args, tgraph),
+                          args.ram_bytes, args.flash_bytes)
+        return _build_export(out, target, args.no_build)
     config = _config(args)
     calib_x = None
+    if args.memory_budget is not None and (args.memory_budget <= 0 or args.model.endswith(".npz")):
+        raise DataError(f"--memory-budget {args.memory_budget}: give a positive byte count and a model to "
+                        "quantize (a .dqa.npz file is already quantized)")
     if args.model.endswith(".npz"):
         model = QModel.load(args.model)
     else:
         if not args.calib:
             raise DataError("export needs calibration images: --calib FILE (.npz with x, or a folder)")
-        calib_x, _ = load_images(args.calib)
-        (calib_x,) = subsample(args.calib_count, calib_x)
+        calib_x, calib_y = load_images(args.calib)
+        calib_x, calib_y = subsample(args.calib_count, calib_x, calib_y)
         graph = load_graph(args.model, args.arch, args.trust_pickle, calib_x.shape[1:],
                            _normalization_override(args))
-        model = quantize(graph, calibrate(graph, calib_x), config, calib_x)
+        calib = calibrate(graph, calib_x)
+        rankings = _rankings(args, config, graph, calib, calib_x, calib_y) if config.uses_dqa else None
+        if args.memory_budget is not None:
+            model = budget.fit_arena(graph, calib, config, calib_x, args.memory_budget, rankings)
+        else:
+            model = quantize(graph, calib, config, calib_x, rankings)
     images = _harness_images(args, model, calib_x)
     out = Path(args.output)
     export_project(model, out, target.name, args.model, images, args.ram_bytes, args.flash_bytes)
-    if args.no_build:
+    return _build_export(out, target, args.no_build)
+
+
+def _build_export(out: Path, target, no_build: bool) -> int:
+    if no_build:
         return 0
     try:
         exe = fw.build(out, target)
@@ -187,14 +390,31 @@ def _harness_images(args, model: QModel, calib_x):
     return np.zeros((1,) + tuple(shape), dtype=np.uint8)
 
 
+def _s8_harness_images(args, graph):
+    """int8 inputs for an int8 .tflite's harness: --data (or --calib) pixels quantized as the model's
+    input says, else one image of the input zero point."""
+    from .tflite_reference import quantize_input
+    path = getattr(args, "data", None) or getattr(args, "calib", None)
+    if path:
+        x, _ = load_images(path, tuple(graph.input.shape[1:]))
+        return quantize_input(graph, subsample(args.count if args.data else min(args.count, 4), x)[0])
+    return np.full((1,) + tuple(graph.input.shape[1:]), int(graph.input.zero_point[0]), np.int8)
+
+
 def cmd_run(args) -> int:
     out = Path(args.project)
     if not (out / EXPORT_INFO_FILE).exists():
         raise DataError(f"{out}: not a dqa-mcu export (no {EXPORT_INFO_FILE}); run dqa-mcu export first")
     images = labels = None
     if args.data:
-        model = QModel.load(out / QMODEL_FILE)
-        images, labels = load_images(args.data, model.tensors[model.input].shape)
+        tgraph = _export_tflite(out)
+        if tgraph is None:
+            model = QModel.load(out / QMODEL_FILE)
+            images, labels = load_images(args.data, model.tensors[model.input].shape)
+        else:
+            from .tflite_reference import quantize_input
+            images, labels = load_images(args.data, tuple(tgraph.input.shape[1:]))
+            images = quantize_input(tgraph, images)  # an int8 .tflite takes its input quantized
         images, labels = subsample(args.count, images, labels)
     report = run_project(out, images, labels, args.target, args.timeout, args.sanitize)
     if args.layers and report["layers"]:
@@ -234,10 +454,14 @@ def cmd_demo(args) -> int:
 
 # -- argument parsing --------------------------------------------------------------
 
-def _model_args(p) -> None:
-    p.add_argument("model", help="model file: state_dict (.th/.pt) with --arch, TorchScript, .pt2, "
-                                 "or a pickled nn.Module with --trust-pickle")
-    p.add_argument("--arch", help="built-in architecture for a state_dict checkpoint (resnet20, resnet32, ...)")
+def _model_args(p, many: bool = False) -> None:
+    if many:
+        p.add_argument("models", nargs="+", help="PyTorch model files (as for eval)")
+        p.add_argument("--arch", nargs="+", help="built-in architecture of each state_dict checkpoint, in order")
+    else:
+        p.add_argument("model", help="model file: state_dict (.th/.pt) with --arch, TorchScript, .pt2, "
+                                     "or a pickled nn.Module with --trust-pickle")
+        p.add_argument("--arch", help="built-in architecture for a state_dict checkpoint (resnet20, resnet32, ...)")
     p.add_argument("--trust-pickle", action="store_true",
                    help="allow loading a whole pickled model (pickles run code: only for files you trust)")
     p.add_argument("--pixel-scale", type=float, help="input normalization: x = (pixel * scale - mean) / std")
@@ -248,11 +472,31 @@ def _model_args(p) -> None:
 
 def _quant_args(p, bits_default: int = 4) -> None:
     p.add_argument("--bits", type=int, default=bits_default, help="activation bits n (2..8)")
+    _dqa_args(p)
+    p.add_argument("--rankings", metavar="FILE",
+                   help="reuse a greedy/taylor ranking saved with --save-rankings (checked against the model)")
+    p.add_argument("--save-rankings", metavar="FILE", help="write the greedy/taylor ranking computed here (.npz)")
+
+
+def _dqa_args(p) -> None:
     p.add_argument("--extra-bits", type=int, default=3, help="DQA extra bits m for important channels (0 = direct)")
     p.add_argument("--important-ratio", type=float, default=0.4, help="share of important channels per tensor")
     p.add_argument("--clip", choices=CLIP_METHODS, default="mse", help="activation clipping range")
-    p.add_argument("--rank", choices=sorted(RANKERS), default="noise", help="channel ranking criterion")
+    p.add_argument("--rank", choices=sorted(RANKERS) + list(GLOBAL_RANKINGS),
+                   help="channel ranking: per tensor, instant: noise (default: expected rounding-noise power), "
+                        "range, random; whole network: greedy (the paper's search, one network evaluation "
+                        "per channel: minutes, about 6 min for ResNet-32 on 1,000 images), taylor (a gradient "
+                        "proxy for it: seconds)")
+    p.add_argument("--rank-images", type=int, metavar="N",
+                   help="calibration images a greedy/taylor ranking is computed on (default: all of --calib-count)")
     p.add_argument("--seed", type=int, default=0)
+
+
+def _eval_args(p) -> None:
+    p.add_argument("--data", required=True, help="test images with labels (.npz with x, y)")
+    p.add_argument("--calib", required=True, help="calibration images (.npz with x, or a folder)")
+    p.add_argument("--bits-list", type=int, nargs="+", default=[3, 4, 5], help="n values to tabulate")
+    p.add_argument("--test-count", type=int, default=None, help="use N evenly spaced test images")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -262,13 +506,28 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("eval", help="accuracy and activation memory: FP32, int8, direct and DQA n-bit")
     _model_args(p)
     _quant_args(p)
-    p.add_argument("--data", required=True, help="test images with labels (.npz with x, y)")
-    p.add_argument("--calib", required=True, help="calibration images (.npz with x, or a folder)")
-    p.add_argument("--bits-list", type=int, nargs="+", default=[3, 4, 5], help="n values to tabulate")
-    p.add_argument("--test-count", type=int, default=None, help="use N evenly spaced test images")
+    _eval_args(p)
     p.add_argument("--tensor-report", action="store_true",
                    help="also print, per DQA configuration, each tensor's Huffman compression and bytes")
     p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("table", help="accuracy / memory report of one or more PyTorch models: Markdown tables and "
+                                     "PNG plots (FP32, the paper's setting, deployable direct and DQA, ablations)")
+    _model_args(p, many=True)
+    _dqa_args(p)
+    _eval_args(p)
+    p.add_argument("-o", "--output", required=True, help="directory for table.md, ablations.md and the PNG plots")
+    p.add_argument("--bits", type=int, default=3, help="activation bits n of the ablations")
+    p.add_argument("--ablation-model", help="name of the model to ablate (its --arch, or file stem; default: the last)")
+    p.add_argument("--ablation-test-count", type=int, help="test images for the ablations (default: --test-count)")
+    p.add_argument("--no-ablations", action="store_true")
+    p.add_argument("--greedy-rankings", metavar="FILE",
+                   help="the ablated model's greedy ranking: read if FILE exists, else computed and written there")
+    p.add_argument("--paper-importance", choices=("greedy", "range", "random"), default="greedy",
+                   help="paper-mode DQA's important channels: greedy (the paper's search, in its setting, on "
+                        "--rank-images images: minutes), range, random")
+    p.add_argument("--dataset", help="name of the test data in the tables (default: the --data file name)")
+    p.set_defaults(func=cmd_table, rankings=None)
 
     p = sub.add_parser("export", help="quantize and write a C project (and build it if the toolchain is there)")
     _model_args(p)
@@ -280,6 +539,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-n", "--count", type=int, default=20, help="harness images")
     p.add_argument("--ram-bytes", type=int, help="the device's RAM, to check the arena fits")
     p.add_argument("--flash-bytes", type=int, help="the device's flash, to check the weights fit")
+    p.add_argument("--memory-budget", type=int, metavar="BYTES",
+                   help="fit the activation arena in BYTES: important ratios are lowered on the tensors alive "
+                        "at the peak and raised (up to all channels) where memory is free")
     p.add_argument("--no-build", action="store_true")
     p.set_defaults(func=cmd_export)
 
@@ -306,6 +568,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # reports quote their command
     try:
         return args.func(args)
     except (GraphError, QuantizationError, DataError, fw.BuildError, ValueError, FileNotFoundError) as exc:

@@ -222,17 +222,23 @@ def generate(model: QModel, plan: MemoryPlan, out_dir: str | Path, target: str, 
                blocks=sorted(plan.blocks, key=lambda b: (b.first, b.name)),
                tensors=list(tensors.values()), layers=layers, arrays=emitter.arrays,
                input_enum=tensors[model.input]["enum"], output_enum=tensors[model.output]["enum"], target=target)
+    if images is None:
+        images = np.zeros((1,) + tuple(in_t.shape), dtype=np.uint8)
+    write_project(out_dir, ctx, "model", images, plan.describe(model))
+    return out_dir
+
+
+def write_project(out_dir: Path, ctx: dict, model_template: str, images: np.ndarray, memory_plan: str) -> None:
+    """Render model.h/.c from ``<model_template>.h.j2/.c.j2`` and the shared templates, copy the harness
+    and the firmware, write the harness images (bytes) and the memory plan."""
     env = _environment()
-    for template, filename in (("model.h.j2", "model.h"), ("model.c.j2", "model.c"),
+    for template, filename in ((f"{model_template}.h.j2", "model.h"), (f"{model_template}.c.j2", "model.c"),
                                ("model_weights.h.j2", "model_weights.h"), ("model_weights.c.j2", "model_weights.c"),
                                ("CMakeLists.txt.j2", "CMakeLists.txt")):
         (out_dir / filename).write_text(env.get_template(template).render(**ctx))
     shutil.copyfile(FIRMWARE / "harness" / "main.c", out_dir / "main.c")
-    if images is None:
-        images = np.zeros((1,) + tuple(in_t.shape), dtype=np.uint8)
     write_harness_inputs(out_dir, images)
     dqa_dir = out_dir / "dqa"
     for sub in COPIED_FIRMWARE:
         shutil.copytree(FIRMWARE / sub, dqa_dir / sub, dirs_exist_ok=True, ignore=NOT_COPIED)
-    (out_dir / "memory_plan.txt").write_text(plan.describe(model) + "\n")
-    return out_dir
+    (out_dir / "memory_plan.txt").write_text(memory_plan + "\n")

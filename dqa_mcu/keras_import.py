@@ -39,6 +39,7 @@ mean 0, std 1), what the MLPerf Tiny ResNet-8 expects; pass any object with
 from __future__ import annotations
 
 import logging
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -67,6 +68,7 @@ def load_keras_model(path):
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such file")
+    _check_container(path)
     try:
         import tensorflow as tf
     except ImportError as e:  # pragma: no cover - environment dependent
@@ -77,6 +79,20 @@ def load_keras_model(path):
     except Exception as e:  # noqa: BLE001 - Keras raises many types for unreadable files
         raise ValueError(f"{path.name}: cannot load as a Keras model ({type(e).__name__}: "
                          f"{str(e).splitlines()[0] if str(e) else ''})") from e
+
+
+HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
+
+
+def _check_container(path: Path) -> None:
+    """Name a file that is not a Keras container before Keras reports it obscurely."""
+    with path.open("rb") as f:
+        head = f.read(8)
+    if path.suffix == ".keras":
+        if not zipfile.is_zipfile(path):
+            raise ValueError(f"{path.name}: not a Keras model (a .keras file is a zip archive; this one is not)")
+    elif head != HDF5_SIGNATURE:
+        raise ValueError(f"{path.name}: not a Keras model (no HDF5 signature at the start of the file)")
 
 
 def load_keras(path, normalization=None, final_softmax: str = "drop") -> ir.Graph:

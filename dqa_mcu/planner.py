@@ -105,6 +105,13 @@ def plan(model: QModel) -> MemoryPlan:
         size = scratch_bytes(node, model)
         if size:
             blocks.append(Block(f"{node.name}/scratch", _align(size), i, i))
+    return place(blocks)
+
+
+def place(blocks: list[Block]) -> MemoryPlan:
+    """Give every block an offset (sizes rounded up to ALIGN); blocks alive at once never overlap."""
+    for b in blocks:
+        b.size = _align(b.size)
     placed: list[Block] = []
     for b in sorted(blocks, key=lambda b: (-b.size, b.first, b.name)):
         clashes = sorted((p for p in placed if p.first <= b.last and b.first <= p.last),

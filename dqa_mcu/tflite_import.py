@@ -1,4 +1,4 @@
-"""TFLite front end: a full-int8 ``.tflite`` flatbuffer -> a small int8 graph.
+"""TFLite front end: a ``.tflite`` flatbuffer (full-int8 or float32) -> a small graph.
 
 ``load_tflite(path)`` parses the flatbuffer with the schema reader that ships
 inside ``ai-edge-litert`` (``ai_edge_litert.schema_py_generated``; TensorFlow's
@@ -7,6 +7,11 @@ copy is the fallback), so no interpreter is needed. It returns a
 and, for constants, its int8 / int32 data; every operator with normalized
 options. ``tflite_reference.TFLiteReference`` executes that graph exactly like
 TFLite's reference int8 kernels (``docs/spec_tflite.md``).
+
+A model whose input is float32 is a float model (``TFLiteGraph.quantized``
+False): every activation, weight and bias must then be float32 (no
+DEQUANTIZE / float16 weights), and ``tflite_float.tflite_to_ir`` turns it
+into the float graph IR for DQA. Otherwise the int8 rules below apply.
 
 Supported operators (int8 activations, int8 weights, int32 biases):
 CONV_2D, DEPTHWISE_CONV_2D, FULLY_CONNECTED, ADD, AVERAGE_POOL_2D,
@@ -33,11 +38,12 @@ import numpy as np
 from . import ir
 
 __all__ = ["TFLiteGraph", "TTensor", "TOp", "TFLiteFormatError", "UnsupportedTFLiteOpError",
-           "load_tflite", "parse_tflite", "SUPPORTED_OPS"]
+           "load_tflite", "parse_tflite", "layer_name", "SUPPORTED_OPS"]
 
 SUPPORTED_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "ADD", "AVERAGE_POOL_2D",
                  "MAX_POOL_2D", "MEAN", "RESHAPE", "SOFTMAX", "PAD", "CONCATENATION")
 
+_SHAPE_OPS = ("SHAPE", "STRIDED_SLICE", "PACK", "GATHER")
 _ACTIVATIONS = {0: "NONE", 1: "RELU", 2: "RELU_N1_TO_1", 3: "RELU6"}
 _PADDING = {0: "SAME", 1: "VALID"}
 _DTYPES = {0: np.float32, 1: np.float16, 2: np.int32, 3: np.uint8, 4: np.int64, 6: np.bool_,
@@ -92,6 +98,7 @@ class TFLiteGraph:
     source: str = ""
     version: int = 3
     description: str = ""
+    quantized: bool = True  # False: a float32 model (input, activations and constants)
 
     def tensor(self, i: int) -> TTensor:
         return self.tensors[i]
@@ -103,6 +110,13 @@ class TFLiteGraph:
     @property
     def output(self) -> TTensor:
         return self.tensors[self.outputs[0]]
+
+
+def layer_name(t: TTensor) -> str:
+    """A short name for the op producing t, from the layer part of its tensor name
+    (``model/activation_1/Relu;model/conv2d_1/BiasAdd`` -> ``activation_1``)."""
+    path = t.name.split(";")[0].split("/")
+    return path[-2] if len(path) > 1 else path[0]
 
 
 # --------------------------------------------------------------------------- schema
@@ -236,6 +250,7 @@ def _convert(model, buf: bytes, s, fail, source: str) -> TFLiteGraph:
     for i in list(graph_inputs) + [int(o) for o in sg.outputs]:
         if not 0 <= i < len(tensors):
             raise fail(f"truncated or corrupt flatbuffer (graph input/output tensor {i} does not exist)")
+    quantized = not (len(graph_inputs) == 1 and tensors[graph_inputs[0]].dtype == "float32")
 
     ops: list[TOp] = []
     for oi, o in enumerate(sg.operators or []):
@@ -251,17 +266,22 @@ def _convert(model, buf: bytes, s, fail, source: str) -> TFLiteGraph:
             if i >= len(tensors):
                 raise fail(f"truncated or corrupt flatbuffer (operator {oi} refers to tensor {i})")
         if opname not in SUPPORTED_OPS:
+            # Keras 3 converts Flatten with a dynamic batch into SHAPE / STRIDED_SLICE / PACK
+            hint = ("; it computes a shape at run time: convert the model with a fixed batch size of 1, e.g. "
+                    "keras.Model(i := keras.Input(batch_shape=(1, H, W, C)), model(i))"
+                    if opname in _SHAPE_OPS else "")
             raise UnsupportedTFLiteOpError(
                 f"{Path(source).name}: unsupported operator {opname} at index {oi} "
-                f"(supported: {', '.join(SUPPORTED_OPS)})")
+                f"(supported: {', '.join(SUPPORTED_OPS)}){hint}")
         op = TOp(oi, opname, ins, outs, _options(opname, o.builtinOptions, oi, source))
-        _check_op(op, tensors, source)
+        (_check_op if quantized else _check_float_op)(op, tensors, source)
         ops.append(op)
 
     g = TFLiteGraph(tensors=tensors, ops=ops, inputs=graph_inputs, outputs=[int(i) for i in sg.outputs],
                     source=source, version=int(model.version),
                     description=(model.description.decode(errors="replace")
-                                 if isinstance(model.description, bytes) else str(model.description or "")))
+                                 if isinstance(model.description, bytes) else str(model.description or "")),
+                    quantized=quantized)
     _check_graph(g, source)
     return g
 
@@ -388,6 +408,24 @@ def _check_op(op: TOp, tensors: list[TTensor], source: str) -> None:
                 "input and output quantization differ")
 
 
+def _check_float_op(op: TOp, tensors: list[TTensor], source: str) -> None:
+    """A float model: float32 everywhere but the shape / axis / padding operands."""
+    index_operand = {"RESHAPE": 1, "MEAN": 1, "PAD": 1}.get(op.op)
+    for k, i in enumerate(op.inputs + op.outputs):
+        if i < 0 or k == index_operand:
+            continue
+        if tensors[i].dtype != "float32":
+            raise UnsupportedTFLiteOpError(
+                f"{Path(source).name}: operator {op.op} at index {op.index}: tensor {i} {tensors[i].name!r} is "
+                f"{tensors[i].dtype} in a float model (only float32; convert without weight quantization)")
+    if op.op in ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED") and not tensors[op.inputs[1]].is_const:
+        raise UnsupportedTFLiteOpError(f"{Path(source).name}: operator {op.op} at index {op.index}: "
+                                       "the weights must be a constant tensor")
+    if op.op in ("MEAN", "PAD") and (len(op.inputs) != 2 or not tensors[op.inputs[1]].is_const):
+        raise UnsupportedTFLiteOpError(f"{Path(source).name}: operator {op.op} at index {op.index}: "
+                                       "its second operand must be a constant tensor")
+
+
 def _check_graph(g: TFLiteGraph, source: str) -> None:
     name = Path(source).name
     if len(g.inputs) != 1 or len(g.outputs) != 1:
@@ -403,6 +441,6 @@ def _check_graph(g: TFLiteGraph, source: str) -> None:
     if g.outputs[0] not in produced:
         raise TFLiteFormatError(f"{name}: the graph output is never produced")
     x = g.input
-    if x.dtype != "int8" or x.scale is None:
-        raise UnsupportedTFLiteOpError(f"{name}: the model input {x.name!r} is {x.dtype}; only a quantized "
-                                       "int8 input is supported (convert with inference_input_type=int8)")
+    if g.quantized and (x.dtype != "int8" or x.scale is None):
+        raise UnsupportedTFLiteOpError(f"{name}: the model input {x.name!r} is {x.dtype}; only an int8 "
+                                       "(full-integer, inference_input_type=int8) or a float32 model is supported")

@@ -37,7 +37,8 @@ from .tflite_import import TFLiteGraph, TOp, UnsupportedTFLiteOpError, load_tfli
 
 __all__ = ["TFLiteReference", "run_tflite_reference", "run_litert_interpreter",
            "quantize_multiplier", "multiply_by_quantized_multiplier", "saturating_rounding_doubling_high_mul",
-           "rounding_divide_by_pot", "round_half_away", "activation_range", "tf_same_padding", "softmax_params",
+           "rounding_divide_by_pot", "round_half_away", "activation_range", "tf_same_padding", "geometry",
+           "quantize_input", "softmax_params",
            "softmax_int8"]
 
 INT32_MIN, INT32_MAX = -(2 ** 31), 2 ** 31 - 1
@@ -127,6 +128,14 @@ def round_half_away(v: np.ndarray) -> np.ndarray:
     return (r + np.sign(v) * (np.abs(v - r) >= 0.5)).astype(np.int64)
 
 
+def quantize_input(graph: TFLiteGraph, x: np.ndarray) -> np.ndarray:
+    """Real input values (e.g. uint8 pixels) -> the model's int8 input, as TFLite's QUANTIZE:
+    ``zero_point + round(x / scale)`` (float32 division, ties away from zero), clamped to int8."""
+    t = graph.input
+    q = round_half_away(np.asarray(x, np.float32) / np.float32(t.scale[0])) + int(t.zero_point[0])
+    return np.clip(q, -128, 127).astype(np.int8)
+
+
 def _quantize_f32(value: float, scale, zero_point: int) -> int:
     """``zero_point + (int)TfLiteRound(value / scale)`` computed in float32, as TFLite does."""
     v = np.float32(value) / np.float32(scale)
@@ -157,7 +166,7 @@ def tf_same_padding(size: int, kernel: int, stride: int, dilation: int = 1) -> t
     return out, total // 2, total - total // 2
 
 
-def _geometry(padding: str, h: int, w: int, kh: int, kw: int, stride, dilation=(1, 1)):
+def geometry(padding: str, h: int, w: int, kh: int, kw: int, stride, dilation=(1, 1)):
     """(OH, OW, (top, bottom, left, right)) for TFLite SAME / VALID padding."""
     if padding == "SAME":
         oh, pt, pb = tf_same_padding(h, kh, stride[0], dilation[0])
@@ -387,7 +396,7 @@ class TFLiteReference:
         n, h, wd, cin = x.shape
         cout, kh, kw, cin_g = w.shape
         groups = cin // cin_g
-        oh, ow, pad = _geometry(o["padding"], h, wd, kh, kw, o["stride"], o["dilation"])
+        oh, ow, pad = geometry(o["padding"], h, wd, kh, kw, o["stride"], o["dilation"])
         xs = x + p["input_offset"]  # zero padding of x - zp == skipping out-of-image taps
         dt = _exact_float(xs, w)
         acc = conv2d(xs, w, o["stride"], pad, o["dilation"], groups, dtype=dt)
@@ -434,7 +443,7 @@ class TFLiteReference:
         o = op.options
         kh, kw = o["filter"]
         n, h, w, c = x.shape
-        oh, ow, pad = _geometry(o["padding"], h, w, kh, kw, o["stride"])
+        oh, ow, pad = geometry(o["padding"], h, w, kh, kw, o["stride"])
         if op.op == "MAX_POOL_2D":
             out = windows(x, kh, kw, o["stride"], pad, pad_value=-129).max(axis=(4, 5))
         else:

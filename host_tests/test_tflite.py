@@ -136,12 +136,10 @@ def test_resnet8_all_zero_input_cross_check():
     assert R.run_litert_interpreter(RESNET8, x).tolist() == [ZERO_INPUT_OUTPUT]
 
 
-def test_fully_connected_ties_round_half_away(tmp_path):
-    """FULLY_CONNECTED rescales in double: with s_w = 2^-5 and s_out = s_in / 4 the scale is exactly 1/8,
-    so an eighth of the accumulators sit on a tie; the interpreter rounds them away from zero."""
-    buf = _need(RESNET8).read_bytes()
-    g = load_tflite(RESNET8)
-    fc = next(op for op in g.ops if op.op == "FULLY_CONNECTED")
+def resnet8_with_fc_ties(path: Path):
+    """ResNet-8 whose classifier has s_w = 2^-5 and s_out = s_in / 4: its FULLY_CONNECTED scale is exactly
+    1/8, so an eighth of the accumulators sit on a rounding tie. Returns the FULLY_CONNECTED op."""
+    fc = next(op for op in load_tflite(_need(RESNET8)).ops if op.op == "FULLY_CONNECTED")
 
     def exact_scales(model, s):
         tensors = model.subgraphs[0].tensors
@@ -149,8 +147,14 @@ def test_fully_connected_ties_round_half_away(tmp_path):
         tensors[fc.inputs[1]].quantization.scale = np.array([2.0 ** -5], np.float32)
         tensors[fc.outputs[0]].quantization.scale = np.array([s_in / 4], np.float32)
 
+    path.write_bytes(_repack(RESNET8.read_bytes(), exact_scales))
+    return fc
+
+
+def test_fully_connected_ties_round_half_away(tmp_path):
+    """FULLY_CONNECTED rescales in double; the interpreter rounds the ties away from zero."""
     path = tmp_path / "resnet8_ties.tflite"
-    path.write_bytes(_repack(buf, exact_scales))
+    fc = resnet8_with_fc_ties(path)
     d = np.load(_need(TEST_NPZ))
     x = (d["x"][5::50].astype(np.int16) - 128).astype(np.int8)
     ref = R.TFLiteReference(path)

@@ -13,4 +13,14 @@ set(DQA_RUNTIME_SOURCES
   "${DQA_RUNTIME_DIR}/src/dqa_maxpool.c"
   "${DQA_RUNTIME_DIR}/src/dqa_concat.c"
   "${DQA_RUNTIME_DIR}/src/dqa_upsample_nearest.c"
+  # TFLite-exact int8 mode (dqa_runtime_s8.h)
+  "${DQA_RUNTIME_DIR}/src/dqa_conv2d_s8.c"
+  "${DQA_RUNTIME_DIR}/src/dqa_fully_connected_s8.c"
+  "${DQA_RUNTIME_DIR}/src/dqa_add_s8.c"
+  "${DQA_RUNTIME_DIR}/src/dqa_avgpool_s8.c"
+  "${DQA_RUNTIME_DIR}/src/dqa_maxpool_s8.c"
+  "${DQA_RUNTIME_DIR}/src/dqa_mean_s8.c"
+  "${DQA_RUNTIME_DIR}/src/dqa_softmax_s8.c"
+  "${DQA_RUNTIME_DIR}/src/dqa_pad_s8.c"
+  "${DQA_RUNTIME_DIR}/src/dqa_concat_s8.c"
 )

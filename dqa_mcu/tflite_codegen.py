@@ -1,0 +1,236 @@
+"""TFLite-exact int8 mode: an int8 ``TFLiteGraph`` -> a C project that runs TFLite's reference arithmetic.
+
+The generated ``model.c`` calls the ``*_s8`` kernels of the C runtime
+(``firmware/runtime/include/dqa_runtime_s8.h``) with the integer parameters
+``tflite_reference.TFLiteReference`` computes (one definition: the same
+multipliers, shifts, clamps and geometry drive both), so the firmware's
+outputs equal the reference's, and LiteRT's reference kernels', bit for bit
+(``docs/spec_tflite.md``).
+
+Tensors are int8 NHWC arrays in one static arena placed by
+``planner.place`` from their lifetimes (op steps); a RESHAPE is an alias of
+its input (same bytes). None of the s8 kernels needs scratch memory. The
+project keeps the harness and API of the DQA mode (``main.c``,
+``dqa_model_input()`` takes the int8 input bytes, ``dqa_model_output()``
+returns the int8 output widened to int16), so ``build`` and ``run`` serve
+both modes.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from . import __version__
+from .codegen import CArray, _body, c_ident, write_project
+from .ir import unique_name
+from .planner import Block, MemoryPlan, place
+from .tflite_import import TFLiteGraph, TOp, UnsupportedTFLiteOpError, layer_name
+from .tflite_reference import TFLiteReference, geometry
+
+__all__ = ["S8Plan", "plan_s8", "generate_s8", "fc_scale_parts"]
+
+
+@dataclass
+class S8Plan:
+    memory: MemoryPlan
+    storage: dict[int, str]                 # activation tensor index -> block name (aliases share one)
+    names: dict[int, str] = field(default_factory=dict)  # op index -> C-safe layer name
+
+    def offset(self, tensor: int) -> int:
+        return self.memory.block(self.storage[tensor]).offset
+
+    def describe(self) -> str:
+        rows = [f"{'block':40s} {'offset':>8s} {'bytes':>8s}  lifetime (op steps)"]
+        for b in sorted(self.memory.blocks, key=lambda b: (b.first, b.name)):
+            rows.append(f"{b.name:40s} {b.offset:8d} {b.size:8d}  {b.first}..{b.last}")
+        rows.append(f"arena peak: {self.memory.arena_bytes} bytes")
+        return "\n".join(rows)
+
+
+def plan_s8(g: TFLiteGraph) -> S8Plan:
+    """Static arena for the int8 activations: one block per stored tensor, RESHAPE outputs aliased."""
+    used: set[str] = {"input"}
+    names = {op.index: unique_name(c_ident(layer_name(g.tensors[op.outputs[0]]) or op.op.lower()), used)
+             for op in g.ops}
+    storage = {g.inputs[0]: "input"}
+    for op in g.ops:
+        storage[op.outputs[0]] = storage[op.inputs[0]] if op.op == "RESHAPE" else names[op.index]
+    life: dict[str, list[int]] = {}
+    sizes: dict[str, int] = {}
+    for t, block in storage.items():
+        sizes.setdefault(block, int(np.prod(g.tensors[t].shape)))
+    life["input"] = [0, 0]
+    for i, op in enumerate(g.ops):
+        life.setdefault(storage[op.outputs[0]], [i, i])
+        for t in op.inputs:
+            if t in storage:
+                life[storage[t]][1] = i
+    life[storage[g.outputs[0]]][1] = len(g.ops) - 1  # read by the application after the run
+    blocks = [Block(name, sizes[name], first, last) for name, (first, last) in life.items()]
+    return S8Plan(place(blocks), storage, names)
+
+
+def fc_scale_parts(scale: float) -> tuple[int, int]:
+    """(mantissa, exponent) with scale == mantissa * 2**exponent exactly, mantissa in [2^52, 2^53)."""
+    f, e = math.frexp(float(scale))
+    return int(f * (1 << 53)), e - 53
+
+
+class _Emitter:
+    def __init__(self, g: TFLiteGraph, plan: S8Plan):
+        self.g, self.plan = g, plan
+        self.ref = TFLiteReference(g)
+        self.arrays: list[CArray] = []
+
+    def array(self, name: str, ctype: str, values, comment: str) -> str:
+        values = np.asarray(values)
+        self.arrays.append(CArray(name, ctype, values.size, _body(values), comment))
+        return name
+
+    def ptr(self, t: int, ctype: str = "int8_t") -> str:
+        return f"({ctype} *)(dqa_arena + {self.plan.offset(t)})"
+
+    def shape(self, t: int) -> tuple[int, ...]:
+        return tuple(self.g.tensors[t].shape)
+
+    def fail(self, op: TOp, why: str) -> UnsupportedTFLiteOpError:
+        return UnsupportedTFLiteOpError(f"{Path(self.g.source).name}: operator {op.op} at index {op.index}: "
+                                        f"the C backend {why}")
+
+    def layer(self, op: TOp) -> dict:
+        p = self.ref.params[op.index].values
+        ident = self.plan.names[op.index]
+        x, y = op.inputs[0], op.outputs[0]
+        shapes = " + ".join("x".join(map(str, self.shape(i))) for i in op.inputs if not self.g.tensors[i].is_const)
+        act = op.options.get("activation", "NONE")
+        comment = (f"{ident}: {op.op} (op {op.index}), {shapes} -> {'x'.join(map(str, self.shape(y)))}"
+                   + (f", {act}" if act != "NONE" else ""))
+        layer = dict(name=ident, comment=comment, params=None, params_type=None, extra=None)
+        if op.op in ("CONV_2D", "DEPTHWISE_CONV_2D"):
+            _, h, w, cin = self.shape(x)
+            _, oh, ow, cout = self.shape(y)
+            wt = p["weight"]
+            groups = cin // wt.shape[3]
+            _, _, pad = geometry(op.options["padding"], h, w, wt.shape[1], wt.shape[2], op.options["stride"],
+                                 op.options["dilation"])
+            layer["params_type"] = "dqa_conv_s8_params_t"
+            layer["params"] = [
+                ("in_h", h), ("in_w", w), ("in_c", cin), ("out_h", oh), ("out_w", ow), ("out_c", cout),
+                ("kernel_h", wt.shape[1]), ("kernel_w", wt.shape[2]), ("stride_h", op.options["stride"][0]),
+                ("stride_w", op.options["stride"][1]), ("dilation_h", op.options["dilation"][0]),
+                ("dilation_w", op.options["dilation"][1]), ("pad_top", pad[0]), ("pad_left", pad[2]),
+                ("in_c_per_group", wt.shape[3]), ("out_c_per_group", cout // groups),
+                ("input_offset", p["input_offset"]), ("output_offset", p["output_offset"]),
+                ("act_min", p["act_min"]), ("act_max", p["act_max"]),
+                ("weights", self.array(f"{ident}_weights", "int8_t", wt,
+                                       f"{ident}: int8 weights, OHWI {'x'.join(map(str, wt.shape))}")),
+                ("bias", self.array(f"{ident}_bias", "int32_t", p["bias"], f"{ident}: int32 biases")),
+                ("multiplier", self.array(f"{ident}_multiplier", "int32_t", p["multiplier"],
+                                          f"{ident}: per output channel multipliers (Q31)")),
+                ("shift", self.array(f"{ident}_shift", "int32_t", p["shift"],
+                                     f"{ident}: per output channel shifts (> 0: left)"))]
+            layer["call"] = f"dqa_conv2d_s8(&{ident}_params, {self.ptr(x)}, {self.ptr(y)});"
+        elif op.op == "FULLY_CONNECTED":
+            wt = p["weight"]
+            parts = [fc_scale_parts(s) for s in p["effective_scale"]]
+            layer["params_type"] = "dqa_fully_connected_s8_params_t"
+            layer["params"] = [
+                ("rows", int(np.prod(self.shape(x))) // wt.shape[1]), ("in_depth", wt.shape[1]),
+                ("out_depth", wt.shape[0]), ("input_offset", p["input_offset"]),
+                ("output_offset", p["output_offset"]), ("act_min", p["act_min"]), ("act_max", p["act_max"]),
+                ("weights", self.array(f"{ident}_weights", "int8_t", wt,
+                                       f"{ident}: int8 weights {wt.shape[0]}x{wt.shape[1]}")),
+                ("bias", self.array(f"{ident}_bias", "int32_t", p["bias"], f"{ident}: int32 biases")),
+                ("scale_mantissa", self.array(f"{ident}_scale_mantissa", "uint64_t", [m for m, _ in parts],
+                                              f"{ident}: output scale (double) = mantissa * 2^exponent")),
+                ("scale_exponent", self.array(f"{ident}_scale_exponent", "int16_t", [e for _, e in parts],
+                                              f"{ident}: output scale exponents"))]
+            layer["call"] = f"dqa_fully_connected_s8(&{ident}_params, {self.ptr(x)}, {self.ptr(y)});"
+        elif op.op == "ADD":
+            if self.shape(op.inputs[0]) != self.shape(op.inputs[1]):
+                raise self.fail(op, "adds tensors of the same shape only (no broadcasting)")
+            layer["params_type"] = "dqa_add_s8_params_t"
+            layer["params"] = [("size", int(np.prod(self.shape(y))))] + [
+                (k, p[k]) for k in ("left_shift", "input1_offset", "input1_multiplier", "input1_shift",
+                                    "input2_offset", "input2_multiplier", "input2_shift", "output_offset",
+                                    "output_multiplier", "output_shift", "act_min", "act_max")]
+            layer["call"] = (f"dqa_add_s8(&{ident}_params, {self.ptr(op.inputs[0])}, {self.ptr(op.inputs[1])}, "
+                             f"{self.ptr(y)});")
+        elif op.op in ("AVERAGE_POOL_2D", "MAX_POOL_2D"):
+            _, h, w, c = self.shape(x)
+            (fh, fw), stride = op.options["filter"], op.options["stride"]
+            oh, ow, pad = geometry(op.options["padding"], h, w, fh, fw, stride)
+            layer["params_type"] = "dqa_pool_s8_params_t"
+            layer["params"] = [("in_h", h), ("in_w", w), ("channels", c), ("out_h", oh), ("out_w", ow),
+                               ("filter_h", fh), ("filter_w", fw), ("stride_h", stride[0]), ("stride_w", stride[1]),
+                               ("pad_top", pad[0]), ("pad_left", pad[2]), ("act_min", p["act_min"]),
+                               ("act_max", p["act_max"])]
+            fn = "dqa_avgpool_s8" if op.op == "AVERAGE_POOL_2D" else "dqa_maxpool_s8"
+            layer["call"] = f"{fn}(&{ident}_params, {self.ptr(x)}, {self.ptr(y)});"
+        elif op.op == "MEAN":
+            if len(self.shape(x)) != 4 or list(p["axes"]) != [1, 2]:
+                raise self.fail(op, "reduces NHWC tensors over height and width only")
+            layer["params_type"] = "dqa_mean_s8_params_t"
+            layer["params"] = [("count", p["count"]), ("channels", self.shape(x)[3])] + [
+                (k, p[k]) for k in ("input_zero_point", "output_zero_point", "multiplier", "shift")]
+            layer["call"] = f"dqa_mean_s8(&{ident}_params, {self.ptr(x)}, {self.ptr(y)});"
+        elif op.op == "SOFTMAX":
+            shape = self.shape(x)
+            layer["params_type"] = "dqa_softmax_s8_params_t"
+            layer["params"] = [("rows", int(np.prod(shape[:-1]))), ("depth", shape[-1])] + [
+                (k, p[k]) for k in ("input_multiplier", "input_left_shift", "diff_min")]
+            layer["call"] = f"dqa_softmax_s8(&{ident}_params, {self.ptr(x)}, {self.ptr(y)});"
+        elif op.op == "PAD":
+            pads = p["paddings"]
+            if len(self.shape(x)) != 4 or pads[3].any():
+                raise self.fail(op, "pads the height and width of NHWC tensors only")
+            _, h, w, c = self.shape(x)
+            layer["params_type"] = "dqa_pad_s8_params_t"
+            layer["params"] = [("in_h", h), ("in_w", w), ("channels", c), ("pad_top", pads[1][0]),
+                               ("pad_bottom", pads[1][1]), ("pad_left", pads[2][0]), ("pad_right", pads[2][1]),
+                               ("pad_value", p["pad_value"])]
+            layer["call"] = f"dqa_pad_s8(&{ident}_params, {self.ptr(x)}, {self.ptr(y)});"
+        elif op.op == "CONCATENATION":
+            axis = p["axis"]
+            inner = [int(np.prod(self.shape(i)[axis:])) for i in op.inputs]
+            outer = int(np.prod(self.shape(y)[:axis]))
+            sizes = self.array(f"{ident}_inner", "uint32_t", inner, f"{ident}: bytes per input and outer step")
+            layer["extra"] = (f"static const int8_t *const {ident}_inputs[{len(op.inputs)}] = {{ "
+                              + ", ".join(self.ptr(i) for i in op.inputs) + " };")
+            layer["call"] = f"dqa_concat_s8({ident}_inputs, {sizes}, {len(op.inputs)}, {outer}, {self.ptr(y)});"
+        elif op.op == "RESHAPE":
+            layer["call"] = "/* the same bytes: the output aliases the input */"
+        else:
+            raise self.fail(op, "has no kernel for it")
+        return layer
+
+
+def generate_s8(g: TFLiteGraph, plan: S8Plan, out_dir: str | Path, target: str, name: str = "dqa_model",
+                source: str = "", images: np.ndarray | None = None) -> Path:
+    """Write the C project for an int8 TFLite graph and its ``plan_s8``; ``images`` are int8 harness inputs."""
+    if not g.quantized:
+        raise ValueError("generate_s8 needs an int8 model")
+    x, y = g.input, g.output
+    if len(x.shape) != 4:
+        raise UnsupportedTFLiteOpError(f"{Path(g.source).name}: the C backend needs an NHWC input, "
+                                       f"got shape {list(x.shape)}")
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    emitter = _Emitter(g, plan)
+    layers = [emitter.layer(op) for op in g.ops]
+    for i, layer in enumerate(layers):
+        layer["index"] = i
+    ctx = dict(name=c_ident(name), version=__version__, source=Path(source).name if source else "a model",
+               arena_bytes=plan.memory.arena_bytes, input_shape=x.shape[1:], input_bytes=int(np.prod(x.shape)),
+               input_scale=repr(float(x.scale[0])), input_zero_point=int(x.zero_point[0]),
+               output_count=int(np.prod(y.shape)), output_scale=repr(float(y.scale[0])),
+               output_zero_point=int(y.zero_point[0]), layer_count=len(layers), layers=layers,
+               arrays=emitter.arrays, blocks=sorted(plan.memory.blocks, key=lambda b: (b.first, b.name)),
+               input_offset=plan.offset(g.inputs[0]), output_offset=plan.offset(g.outputs[0]), target=target)
+    if images is None:
+        images = np.full((1,) + tuple(x.shape[1:]), int(x.zero_point[0]), np.int8)
+    write_project(out_dir, ctx, "model_s8", np.asarray(images, np.int8).view(np.uint8), plan.describe())
+    return out_dir

@@ -1,0 +1,97 @@
+/*
+ * dqa-mcu C runtime, TFLite-exact int8 mode: kernels that reproduce TFLite's
+ * reference int8 kernels bit for bit (docs/spec_tflite.md; the NumPy side is
+ * dqa_mcu/tflite_reference.py). Tensors are plain int8 NHWC arrays in the
+ * model's static arena; none of these kernels needs scratch memory.
+ *
+ * Multipliers and shifts follow TFLite's convention: real ~= M * 2^(shift - 31),
+ * shift > 0 multiplies first (spec 2, MBQM).
+ */
+#ifndef DQA_RUNTIME_S8_H
+#define DQA_RUNTIME_S8_H
+
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* CONV_2D, and DEPTHWISE_CONV_2D as a grouped convolution (spec 3.1, 3.2). */
+typedef struct {
+    uint16_t in_h, in_w, in_c, out_h, out_w, out_c;
+    uint16_t kernel_h, kernel_w, stride_h, stride_w, dilation_h, dilation_w, pad_top, pad_left;
+    uint16_t in_c_per_group;  /* weights' depth: in_c / groups (1 for depthwise) */
+    uint16_t out_c_per_group; /* out_c / groups (the depth multiplier for depthwise) */
+    int32_t input_offset, output_offset, act_min, act_max;
+    const int8_t *weights;     /* OHWI: out_c x kernel_h x kernel_w x in_c_per_group */
+    const int32_t *bias;       /* out_c */
+    const int32_t *multiplier; /* out_c */
+    const int32_t *shift;      /* out_c */
+} dqa_conv_s8_params_t;
+
+/* FULLY_CONNECTED, rescaled as round((double) acc * scale) (spec 3.3) without
+ * floating point: scale[o] = mantissa[o] * 2^exponent[o] exactly. */
+typedef struct {
+    uint32_t rows;
+    uint16_t in_depth, out_depth;
+    int32_t input_offset, output_offset, act_min, act_max;
+    const int8_t *weights;         /* out_depth x in_depth */
+    const int32_t *bias;           /* out_depth */
+    const uint64_t *scale_mantissa; /* out_depth, < 2^53 */
+    const int16_t *scale_exponent;  /* out_depth */
+} dqa_fully_connected_s8_params_t;
+
+/* ADD of two same-shape tensors (spec 3.4). */
+typedef struct {
+    uint32_t size;
+    int32_t left_shift;
+    int32_t input1_offset, input1_multiplier, input1_shift;
+    int32_t input2_offset, input2_multiplier, input2_shift;
+    int32_t output_offset, output_multiplier, output_shift;
+    int32_t act_min, act_max;
+} dqa_add_s8_params_t;
+
+/* AVERAGE_POOL_2D and MAX_POOL_2D (spec 3.5, 3.6). */
+typedef struct {
+    uint16_t in_h, in_w, channels, out_h, out_w;
+    uint16_t filter_h, filter_w, stride_h, stride_w, pad_top, pad_left;
+    int32_t act_min, act_max;
+} dqa_pool_s8_params_t;
+
+/* MEAN over height and width (spec 3.7). */
+typedef struct {
+    uint32_t count; /* in_h * in_w */
+    uint16_t channels;
+    int32_t input_zero_point, output_zero_point, multiplier, shift;
+} dqa_mean_s8_params_t;
+
+/* SOFTMAX along the last axis (spec 3.8). */
+typedef struct {
+    uint32_t rows;
+    uint16_t depth;
+    int32_t input_multiplier, input_left_shift, diff_min;
+} dqa_softmax_s8_params_t;
+
+/* PAD of the height and width axes with a constant (spec 3.9). */
+typedef struct {
+    uint16_t in_h, in_w, channels, pad_top, pad_bottom, pad_left, pad_right;
+    int8_t pad_value;
+} dqa_pad_s8_params_t;
+
+void dqa_conv2d_s8(const dqa_conv_s8_params_t *p, const int8_t *input, int8_t *output);
+void dqa_fully_connected_s8(const dqa_fully_connected_s8_params_t *p, const int8_t *input, int8_t *output);
+void dqa_add_s8(const dqa_add_s8_params_t *p, const int8_t *input1, const int8_t *input2, int8_t *output);
+void dqa_avgpool_s8(const dqa_pool_s8_params_t *p, const int8_t *input, int8_t *output);
+void dqa_maxpool_s8(const dqa_pool_s8_params_t *p, const int8_t *input, int8_t *output);
+void dqa_mean_s8(const dqa_mean_s8_params_t *p, const int8_t *input, int8_t *output);
+void dqa_softmax_s8(const dqa_softmax_s8_params_t *p, const int8_t *input, int8_t *output);
+void dqa_pad_s8(const dqa_pad_s8_params_t *p, const int8_t *input, int8_t *output);
+/* CONCATENATION: `count` inputs, each copied `inner[i]` bytes at a time, `outer` times. */
+void dqa_concat_s8(const int8_t *const *inputs, const uint32_t *inner, uint16_t count, uint32_t outer,
+                   int8_t *output);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* DQA_RUNTIME_S8_H */

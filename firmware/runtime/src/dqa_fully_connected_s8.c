@@ -1,0 +1,68 @@
+/* dqa-mcu runtime: FULLY_CONNECTED, TFLite-exact int8 (docs/spec_tflite.md 3.3). */
+#include <stddef.h>
+
+#include "dqa_s8_internal.h"
+
+static uint32_t bit_length(uint64_t v)
+{
+    uint32_t n = 0;
+    for (; v != 0; v >>= 1) {
+        ++n;
+    }
+    return n;
+}
+
+/*
+ * round((double) acc * scale) exactly as IEEE-754 binary64 computes it, without
+ * floating point, scale = mantissa * 2^exponent (mantissa in [2^52, 2^53)): the
+ * exact product is rounded to 53 significant bits (to nearest, ties to even),
+ * then to an integer (ties away from zero, C round()). Saturates past int32.
+ */
+static int32_t round_scaled(int32_t acc, uint64_t mantissa, int32_t exponent)
+{
+    const uint32_t a = acc < 0 ? 0u - (uint32_t)acc : (uint32_t)acc;
+    /* the exact product a * mantissa, up to 85 bits, as hi:lo */
+    const uint64_t low = (uint64_t)a * (uint32_t)mantissa;
+    const uint64_t high = (uint64_t)a * (uint32_t)(mantissa >> 32);
+    const uint64_t lo = low + (high << 32);
+    const uint64_t hi = (high >> 32) + (lo < low ? 1u : 0u);
+    const uint32_t length = hi != 0 ? 64u + bit_length(hi) : bit_length(lo);
+    const int32_t drop = length > 53u ? (int32_t)length - 53 : 0; /* at most 32: all within lo */
+    uint64_t q = lo;
+    if (drop > 0) {
+        const uint64_t rest = lo & (((uint64_t)1 << drop) - 1u);
+        const uint64_t half = (uint64_t)1 << (drop - 1);
+        q = (lo >> drop) | (hi << (64 - drop));
+        if (rest > half || (rest == half && (q & 1u) != 0)) {
+            ++q;
+        }
+    }
+    if (q == 0) {
+        return 0;
+    }
+    const int32_t frac = -(exponent + drop); /* the double's value is q / 2^frac */
+    if (frac <= 0) {
+        return acc < 0 ? INT32_MIN : INT32_MAX; /* q >= 2^52: far outside int8 anyway */
+    }
+    const uint64_t r = frac >= 64 ? 0u : (q + ((uint64_t)1 << (frac - 1))) >> frac;
+    const uint32_t magnitude = r > (uint64_t)INT32_MAX ? (uint32_t)INT32_MAX : (uint32_t)r;
+    return acc < 0 ? -(int32_t)magnitude : (int32_t)magnitude;
+}
+
+void dqa_fully_connected_s8(const dqa_fully_connected_s8_params_t *p, const int8_t *input, int8_t *output)
+{
+    for (uint32_t row = 0; row < p->rows; ++row) {
+        const int8_t *x = input + (size_t)row * p->in_depth;
+        for (uint32_t o = 0; o < p->out_depth; ++o) {
+            const int8_t *w = p->weights + (size_t)o * p->in_depth;
+            int32_t acc = 0;
+            for (uint32_t i = 0; i < p->in_depth; ++i) {
+                acc += w[i] * (x[i] + p->input_offset);
+            }
+            acc = dqa__wadd(acc, p->bias[o]);
+            const int64_t v = (int64_t)round_scaled(acc, p->scale_mantissa[o], p->scale_exponent[o]) +
+                              p->output_offset;
+            *output++ = (int8_t)(v < p->act_min ? p->act_min : (v > p->act_max ? p->act_max : v));
+        }
+    }
+}

@@ -1,0 +1,121 @@
+"""The TFLite-exact int8 mode in generated C: `dqa-mcu export model_int8.tflite --target ...`.
+
+The firmware's outputs are compared with np.array_equal against both
+tflite_reference and the LiteRT interpreter's reference kernels:
+* ResNet-8 int8 under QEMU cortex-m7 on CIFAR-10 test images (and the
+  all-zero-pixel cross-check value of the issue), through the CLI;
+* the DS-CNN keyword spotter under QEMU cortex-m7 on generated inputs;
+* on the host: the converted models that use every supported operator, and
+  a ResNet-8 whose classifier scales make an eighth of FULLY_CONNECTED's
+  products exact ties (its double-precision rounding, done in integers in C).
+"""
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from dqa_mcu import build as fw
+from dqa_mcu import cli
+from dqa_mcu import tflite_reference as R
+from dqa_mcu.targets import get_target
+from dqa_mcu.tflite_codegen import fc_scale_parts
+from dqa_mcu.tflite_import import SUPPORTED_OPS, load_tflite
+from test_tflite import (KWS, RESNET8, TEST_NPZ, ZERO_INPUT_OUTPUT, _need, resnet8_with_fc_ties,  # noqa: F401
+                         synthetic, tf)
+
+
+def _firmware_outputs(out: Path, target: str, images: np.ndarray) -> np.ndarray:
+    report = cli.run_project(out, images, None, target, 600, log=lambda *a: None)
+    assert report["images"] == len(images)
+    assert report["bit_exact"], f"differs from tflite_reference on images {report['mismatched_images']}"
+    assert report["overflowed_tensors"] == 0
+    exe = out / f"build-{target}" / ("dqa_model.elf" if target != "host" else "dqa_model")
+    return fw.run(exe, get_target(target)).outputs
+
+
+def _export(path: Path, out: Path, target: str, images: np.ndarray) -> np.ndarray:
+    """Export an int8 .tflite, run it on `images`; the firmware outputs, checked against the reference."""
+    graph = load_tflite(path)
+    cli.export_s8_project(graph, out, target, str(path), images, None, None, log=lambda *a: None)
+    return _firmware_outputs(out, target, images)
+
+
+def _require(tool: str):
+    if shutil.which(tool) is None:
+        pytest.fail(f"{tool} not found: ./install.sh installs it")
+
+
+def test_resnet8_int8_on_cortex_m7_equals_reference_and_litert(tmp_path, capsys):
+    _require("arm-none-eabi-gcc")
+    d = np.load(_need(TEST_NPZ))
+    pixels, labels = d["x"][::125], d["y"][::125]                      # 40 images, 4 per class
+    pixels = np.concatenate([np.zeros((1, 32, 32, 3), np.uint8), pixels])
+    data = tmp_path / "test.npz"
+    np.savez(data, x=pixels, y=np.concatenate([[0], labels]))
+    out = tmp_path / "r8"
+    assert cli.main(["export", str(_need(RESNET8)), "--target", "cortex-m7", "--data", str(data), "-n", "41",
+                     "-o", str(out)]) == 0
+    x = (pixels.astype(np.int16) - 128).astype(np.int8)                # the model's input quantization
+    assert np.array_equal(np.load(out / cli.HARNESS_IMAGES_FILE)["x"], x)
+    fw_out = _firmware_outputs(out, "cortex-m7", x)
+    assert fw_out[0].tolist() == ZERO_INPUT_OUTPUT
+    assert np.array_equal(fw_out, R.TFLiteReference(RESNET8).run(x))
+    assert np.array_equal(fw_out, R.run_litert_interpreter(RESNET8, x))
+    assert (fw_out[1:].argmax(1) == labels).mean() > 0.6
+    capsys.readouterr()
+    assert cli.main(["run", str(out), "--data", str(data), "-n", "5"]) == 0   # --data pixels quantized the same
+    assert "bit-exact with the reference" in capsys.readouterr().out
+
+
+def test_kws_dscnn_on_cortex_m7_equals_reference_and_litert(tmp_path):
+    _require("arm-none-eabi-gcc")
+    g = load_tflite(_need(KWS))
+    rng = np.random.default_rng(11)
+    shape = g.input.shape[1:]
+    x = np.concatenate([rng.integers(-128, 128, (10,) + shape), np.full((1,) + shape, -128),
+                        np.full((1,) + shape, 127)]).astype(np.int8)
+    fw_out = _export(KWS, tmp_path / "kws", "cortex-m7", x)
+    assert np.array_equal(fw_out, R.TFLiteReference(g).run(x))
+    assert np.array_equal(fw_out, R.run_litert_interpreter(KWS, x))
+
+
+def test_every_operator_on_the_host(synthetic, tmp_path):
+    _require("gcc")
+    seen = set()
+    rng = np.random.default_rng(12)
+    for name in ("a", "b"):
+        g = load_tflite(synthetic[name])
+        seen |= {op.op for op in g.ops}
+        x = rng.integers(-128, 128, (40,) + g.input.shape[1:]).astype(np.int8)
+        fw_out = _export(synthetic[name], tmp_path / name, "host", x)
+        assert np.array_equal(fw_out, R.run_litert_interpreter(synthetic[name], x).reshape(len(x), -1))
+    seen |= {op.op for op in load_tflite(_need(RESNET8)).ops} | {op.op for op in load_tflite(_need(KWS)).ops}
+    assert seen == set(SUPPORTED_OPS), f"not run in C: {set(SUPPORTED_OPS) - seen}"
+
+
+def test_fully_connected_ties_in_c(tmp_path):
+    _require("gcc")
+    path = tmp_path / "resnet8_ties.tflite"
+    resnet8_with_fc_ties(path)
+    d = np.load(_need(TEST_NPZ))
+    x = (d["x"][5::100].astype(np.int16) - 128).astype(np.int8)
+    fw_out = _export(path, tmp_path / "ties", "host", x)
+    assert np.array_equal(fw_out, R.run_litert_interpreter(path, x))
+
+
+def test_fc_scale_parts_are_exact():
+    rng = np.random.default_rng(13)
+    for scale in [0.125, 1.0, 3.0, 2.0 ** -40, 1 / 3] + list(rng.uniform(1e-5, 1.0, 200)):
+        mantissa, exponent = fc_scale_parts(scale)
+        assert 2 ** 52 <= mantissa < 2 ** 53
+        assert mantissa * 2.0 ** exponent == scale
+
+
+def test_an_int8_model_too_big_for_the_ram_is_refused_before_writing(tmp_path, capsys):
+    out = tmp_path / "r8"
+    assert cli.main(["export", str(_need(RESNET8)), "--target", "cortex-m7", "--ram-bytes", "20000",
+                     "--no-build", "-o", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "activation arena of" in err[0] and "RAM of 20000 bytes" in err[0]
+    assert not out.exists()
