@@ -114,6 +114,9 @@ def _activation_tensor(name: str, shape, stats: ChannelStats, signed: bool, act:
         if count is None:
             count = int(round(config.important_ratio * len(clip)))
         if order is None:
+            if config.rank not in RANKERS:
+                raise QuantizationError(f"tensor {name!r} has no {config.rank} ranking: the rankings given "
+                                        "do not cover this model")
             order = RANKERS[config.rank](stats, clip, rng)
         order = np.asarray(order)
         important[order[:count]] = True

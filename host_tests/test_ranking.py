@@ -297,6 +297,8 @@ def test_quantize_needs_the_rankings_of_a_whole_network_criterion(signal):
     config.validate()  # a valid name ...
     with pytest.raises(QuantizationError, match="'greedy' is computed over the whole network"):
         quantize(g, calib, config, x)  # ... that quantize() cannot compute by itself
+    with pytest.raises(QuantizationError, match="tensor 'conv' has no greedy ranking"):
+        quantize(g, calib, config, x, rankings={"another_model_tensor": np.arange(4)})
     direct = quantize(g, calib, QuantConfig(bits=2, extra_bits=0, rank="greedy"), x)  # nothing to rank
     assert not direct.tensors["conv"].important.any()
     with pytest.raises(QuantizationError, match="unknown ranking 'fast'; choose from .*greedy, taylor"):
