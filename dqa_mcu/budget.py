@@ -109,6 +109,28 @@ class _Estimate:
             self.set_count(name, low)
 
 
+def network_counts(scores: dict[str, np.ndarray], shapes: dict[str, tuple], share: float) -> dict[str, int]:
+    """Important channels per tensor when `share` of all activations (network-wide) are important.
+
+    `scores` are whole-network channel scores (greedy or taylor rankings'), so
+    they compare across tensors; a channel costs its H x W elements, so
+    channels are taken by score per element, best first, while they fit.
+    With a tensor's channels ranked by score, its count selects its best ones.
+    """
+    items = []  # (score per element, elements, tensor)
+    for name, channel_scores in scores.items():
+        elements = shapes[name][0] * shapes[name][1]
+        items += [(float(sc) / elements, elements, name) for sc in channel_scores]
+    budget = share * sum(elements for _, elements, _ in items)
+    counts = dict.fromkeys(scores, 0)
+    used = 0
+    for _, elements, name in sorted(items, key=lambda item: -item[0]):
+        if used + elements <= budget:
+            used += elements
+            counts[name] += 1
+    return counts
+
+
 def _describe(model: QModel, counts: dict[str, int], default: dict[str, int]) -> str:
     """Changed counts, consecutive tensors with the same count as one run: 'a..b 4/16, c 32/32'."""
     runs: list[list] = []  # [first, last, count, channels]

@@ -86,3 +86,14 @@ def test_a_budget_for_an_already_quantized_model_is_refused(tmp_path):
     proc = run_cli("export", str(tmp_path / "m.dqa.npz"), "--target", "host", "--memory-budget", "1000")
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert "--memory-budget 1000" in proc.stderr and "already quantized" in proc.stderr
+
+
+def test_network_counts_spend_the_share_on_the_best_channels_per_element():
+    from dqa_mcu.budget import network_counts
+    shapes = {"big": (4, 4, 2), "small": (2, 2, 2)}  # 16 and 4 elements per channel
+    scores = {"big": np.array([32.0, 1.0]), "small": np.array([4.0, 3.0])}  # per element: 2, 1/16 | 1, 3/4
+    total = 2 * 16 + 2 * 4
+    assert network_counts(scores, shapes, 24 / total) == {"big": 1, "small": 2}
+    assert network_counts(scores, shapes, 16 / total) == {"big": 1, "small": 0}
+    assert network_counts(scores, shapes, 7 / total) == {"big": 0, "small": 1}
+    assert network_counts(scores, shapes, 1.0) == {"big": 2, "small": 2}
