@@ -12,12 +12,11 @@ images; bits per activation as `dqa-mcu eval` counts them.
 """
 from pathlib import Path
 
-from dqa_mcu import evaluate, passes, reference
+from dqa_mcu import cli, evaluate, reference
 from dqa_mcu.budget import network_counts
 from dqa_mcu.calibrate import calibrate, load_images, subsample
 from dqa_mcu.greedy import rankings_for
 from dqa_mcu.quantize import QuantConfig, quantize
-from dqa_mcu.torch_import import import_module, load_torch_model
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 TARGET_BITS, TARGET_DROP = 4.2, 1.5
@@ -34,8 +33,7 @@ def main():
     test_x, test_y = load_images(SHARED / "data/cifar10_test.npz")
     calib_x, calib_y = subsample(2000, *load_images(SHARED / "data/cifar10_calib.npz"))
     rank_x, rank_y = subsample(1000, calib_x, calib_y)
-    module, norm = load_torch_model(SHARED / "models/resnet32_cifar10.th", arch="resnet32")
-    graph = passes.optimize(import_module(module, (32, 32, 3), norm))
+    graph = cli.load_graph(str(SHARED / "models/resnet32_cifar10.th"), "resnet32", False, (32, 32, 3))
     calib = calibrate(graph, calib_x, show_progress=False)
     fp32 = evaluate.top1(evaluate.float_logits(graph, test_x, show_progress=False), test_y)
     print(f"ResNet-32, n = 3, taylor ranking; CIFAR-10 (JPEG q75), {len(test_x)} test images; FP32 {fp32:.2f} %")

@@ -14,13 +14,10 @@ import argparse
 import tempfile
 from pathlib import Path
 
-import numpy as np
-
-from dqa_mcu import cli, evaluate, passes, planner, reference
+from dqa_mcu import cli, evaluate, planner, reference
 from dqa_mcu.budget import fit_arena
 from dqa_mcu.calibrate import calibrate, load_images
 from dqa_mcu.quantize import QuantConfig, quantize
-from dqa_mcu.torch_import import import_module, load_torch_model
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 CONFIGS = {
@@ -43,8 +40,7 @@ def main():
     test_x, test_y = load_images(SHARED / "data/cifar10_test.npz")
     calib_x, _ = load_images(SHARED / "data/cifar10_calib.npz")
     calib_x = calib_x[::5]
-    module, norm = load_torch_model(SHARED / "models/resnet32_cifar10.th", arch="resnet32")
-    graph = passes.optimize(import_module(module, (32, 32, 3), norm))
+    graph = cli.load_graph(str(SHARED / "models/resnet32_cifar10.th"), "resnet32", False, (32, 32, 3))
     calib = calibrate(graph, calib_x, show_progress=False)
     images = test_x[::len(test_x) // args.images][:args.images]
     models = {label: quantize(graph, calib, config, calib_x) for label, config in CONFIGS.items()}

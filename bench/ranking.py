@@ -16,8 +16,6 @@ import argparse
 import time
 from pathlib import Path
 
-import numpy as np
-
 from dqa_mcu import evaluate, passes
 from dqa_mcu.calibrate import calibrate, load_images, subsample
 from dqa_mcu.greedy import greedy_search, load_rankings, save_rankings, taylor_search

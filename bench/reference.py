@@ -9,12 +9,9 @@ import argparse
 import time
 from pathlib import Path
 
-import numpy as np
-
-from dqa_mcu import evaluate, passes
+from dqa_mcu import cli, evaluate
 from dqa_mcu.calibrate import calibrate, load_images
 from dqa_mcu.quantize import QuantConfig, quantize
-from dqa_mcu.torch_import import import_module, load_torch_model
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 GOAL_S = 60.0
@@ -31,8 +28,7 @@ def main():
     calib_x = calib_x[::len(calib_x) // args.calib_count][:args.calib_count]
 
     t0 = time.perf_counter()
-    module, norm = load_torch_model(SHARED / "models/resnet32_cifar10.th", arch="resnet32")
-    graph = passes.optimize(import_module(module, (32, 32, 3), norm))
+    graph = cli.load_graph(str(SHARED / "models/resnet32_cifar10.th"), "resnet32", False, (32, 32, 3))
     t1 = time.perf_counter()
     calib = calibrate(graph, calib_x, show_progress=False)
     t2 = time.perf_counter()

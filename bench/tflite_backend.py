@@ -15,8 +15,6 @@ import argparse
 import tempfile
 from pathlib import Path
 
-import numpy as np
-
 from dqa_mcu import cli
 from dqa_mcu.calibrate import load_images
 from dqa_mcu.tflite_import import load_tflite

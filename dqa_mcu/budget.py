@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import replace
+from itertools import groupby
 
 import numpy as np
 
@@ -132,18 +133,16 @@ def network_counts(scores: dict[str, np.ndarray], shapes: dict[str, tuple], shar
 
 
 def _describe(model: QModel, counts: dict[str, int], default: dict[str, int]) -> str:
-    """Changed counts, consecutive tensors with the same count as one run: 'a..b 4/16, c 32/32'."""
-    runs: list[list] = []  # [first, last, count, channels]
-    for name, count in counts.items():
-        if count == default[name]:
-            runs.append(None)
-            continue
-        channels = model.tensors[name].channels
-        if runs and runs[-1] and runs[-1][2:] == [count, channels]:
-            runs[-1][1] = name
-        else:
-            runs.append([name, name, count, channels])
-    return ", ".join(f"{a}{'..' + b if b != a else ''} {c}/{ch}" for a, b, c, ch in filter(None, runs)) or "unchanged"
+    """Changed counts, consecutive tensors with the same new count as one run: 'a..b 4/16, c 32/32'."""
+    changes = [(name, (count, model.tensors[name].channels) if count != default[name] else None)
+               for name, count in counts.items()]
+    runs = []
+    for change, group in groupby(changes, key=lambda item: item[1]):
+        if change is not None:
+            names = [name for name, _ in group]
+            span = names[0] if len(names) == 1 else f"{names[0]}..{names[-1]}"
+            runs.append(f"{span} {change[0]}/{change[1]}")
+    return ", ".join(runs) or "unchanged"
 
 
 def _check_fits(arena: int, budget_bytes: int, config: QuantConfig, peak: str = "") -> None:
