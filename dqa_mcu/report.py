@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field, replace
+from datetime import date
 from pathlib import Path
 
 import numpy as np
@@ -174,6 +175,37 @@ def ablations(ev: Evaluator, base: QuantConfig, bits: int = 3, test_count: int |
 
 
 # -- writing ----------------------------------------------------------------------------
+
+@dataclass
+class Provenance:
+    """Where the figures come from, as the files' headers say it."""
+    dataset: str
+    command: str  # the command line that wrote the files
+    test_images: int
+    calib_images: int
+    rank_images: int
+    measured: str = field(default_factory=lambda: date.today().isoformat())
+
+
+def headers(p: Provenance, names: list[str], base: QuantConfig, paper_importance: str,
+            ablation: Ablations | None) -> tuple[list[str], list[str]]:
+    """The opening lines of table.md and of ablations.md (empty without ablations)."""
+    header = [f"# Accuracy and activation memory: {', '.join(names)}", "",
+              f"Measured {p.measured} on {p.dataset}: {p.test_images} test images; {p.calib_images} calibration "
+              f"images ({p.rank_images} of them for channel rankings). Command:", "",
+              "    " + p.command, "",
+              f"Paper mode: the paper's setting simulated in float (residual-block outputs only, FP32 weights, "
+              f"dynamic signed per-channel max-abs); DQA with m = {base.extra_bits}, r = {base.important_ratio}, "
+              f"{paper_importance} importance. Deployable: the integer reference (every stored tensor, int8 "
+              f"weights, static {base.clip} clipping); DQA with m = {base.extra_bits}, r = {base.important_ratio}, "
+              f"{base.rank} ranking. Bits per activation count code planes and Huffman error-stream buffers."]
+    if ablation is None:
+        return header, []
+    return header, [f"# Ablations: {ablation.model}, deployable, n = {ablation.bits}", "",
+                    f"Measured {p.measured} on {p.dataset}: {ablation.images} test images; one setting changed at "
+                    f"a time from m = {base.extra_bits}, r = {base.important_ratio}, {base.rank} ranking; "
+                    f"whole-network rankings on {p.rank_images} calibration images (ranking time: when computed). "
+                    "Command:", "", "    " + p.command]
 
 def _deployable_cell(row: evaluate.EvalRow) -> str:
     return f"{row.accuracy:.2f} ({row.memory.bits_per_activation:.2f})"

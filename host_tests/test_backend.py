@@ -1,8 +1,6 @@
 """C backend end to end: export -> build -> run (QEMU / host) == reference, bit for bit."""
 import filecmp
-import os
 import shutil
-from pathlib import Path
 
 import numpy as np
 import pytest
