@@ -1,8 +1,14 @@
-"""Fit the activation arena into a memory budget by choosing each tensor's important ratio.
+"""Fit a quantized model into a memory budget by choosing each tensor's important channels.
 
-SRAM holds the arena, and the arena is the planner's peak: only the tensors
-alive at the peak decide it. A uniform important ratio spends the same extra
-bits everywhere. Here:
+Two budgets, for fixed n and m (dqa_mcu.recommend searches over n and m):
+
+* `fit_arena`: SRAM bytes of the planned activation arena (`--memory-budget`);
+* `fit_bits`: average stored bits per activation over all stored tensors
+  (`--bits-budget`, the measure of `dqa-mcu eval` and of the paper comparison).
+
+fit_arena. SRAM holds the arena, and the arena is the planner's peak: only the
+tensors alive at the peak decide it. A uniform important ratio spends the same
+extra bits everywhere. Here:
 
 1. while the plan is over budget, the tensors alive at its peak give up their
    least important channels (in the ranking's order) one at a time, the
@@ -10,6 +16,10 @@ bits everywhere. Here:
 2. then every other tensor takes as many important channels as fit under the
    budget (up to all of them): memory that is reserved anyway buys accuracy.
    Only instructions (more Huffman decoding) and stored bits grow.
+
+fit_bits. The channels with the best whole-network score per element, in any
+tensor, are important (`network_counts`), the largest share of all
+activations that fits the average.
 
 Sizes while searching are estimates (a tensor's error-stream capacity scales
 with its important channels at the bits per symbol measured before); each
@@ -25,11 +35,13 @@ import numpy as np
 
 from . import planner
 from .calibrate import Calibration
+from .evaluate import memory
 from .ir import Graph
 from .qmodel import QModel
 from .quantize import QuantConfig, QuantizationError, channel_orders, quantize
 
 MAX_ROUNDS = 8  # real quantizations; each shrinks further if the estimate fell short
+SHARE_RESOLUTION = 1e-3  # of all activations: the bisection's stopping width
 
 
 def fit_arena(graph: Graph, calib: Calibration, config: QuantConfig, calib_images: np.ndarray,
@@ -60,6 +72,46 @@ def fit_arena(graph: Graph, calib: Calibration, config: QuantConfig, calib_image
                             f"{MAX_ROUNDS} rounds of lowering important ratios")
 
 
+def fit_bits(graph: Graph, calib: Calibration, config: QuantConfig, calib_images: np.ndarray,
+             budget_bits: float, rankings: dict[str, np.ndarray], scores: dict[str, np.ndarray],
+             log=print) -> QModel:
+    """Quantize with `config` and the largest network-wide share of important
+    activations (by `scores`, whole-network channel scores) whose average stored
+    bits per activation is at most `budget_bits` (a QuantizationError if even
+    none fits)."""
+    _check_bits(config.bits, budget_bits, config)  # no tensor is stored in fewer than n bits
+    model = quantize(graph, calib, config, calib_images, rankings=rankings)  # measures bits per symbol
+    if not config.uses_dqa:
+        _check_bits(memory(model).bits_per_activation, budget_bits, config)
+        return model
+    estimate = _Estimate(model, rankings)
+    shapes = {name: model.tensors[name].shape for name in scores}
+
+    def estimated_bits(share: float) -> float:
+        for name, count in network_counts(scores, shapes, share).items():
+            estimate.set_count(name, count)
+        return memory(estimate.model).bits_per_activation
+
+    _check_bits(estimated_bits(0.0), budget_bits, config)
+    low, high = 0.0, 1.0
+    if estimated_bits(high) <= budget_bits:
+        low = high
+    while high - low > SHARE_RESOLUTION:
+        mid = (low + high) / 2
+        low, high = (mid, high) if estimated_bits(mid) <= budget_bits else (low, mid)
+    for _ in range(MAX_ROUNDS):
+        model = quantize(graph, calib, config, calib_images, rankings=rankings,
+                         important_counts=network_counts(scores, shapes, low))
+        bits = memory(model).bits_per_activation
+        if bits <= budget_bits:
+            log(f"bits budget {budget_bits:g} per activation: {bits:.3f} stored, {100 * important_share(model):.1f} % "
+                f"of activations important (n = {config.bits}, m = {config.extra_bits})")
+            return model
+        low *= (budget_bits - config.bits) / (bits - config.bits)  # the extra bits scale with the share
+    raise QuantizationError(f"bits budget {budget_bits:g}: still {bits:.3f} bits per activation after "
+                            f"{MAX_ROUNDS} rounds of lowering the important share")
+
+
 class _Estimate:
     """A model's tensors with editable important sets; stream capacities scaled
     at each tensor's measured bits per error symbol."""
@@ -70,6 +122,8 @@ class _Estimate:
         self.model = QModel(model.nodes, self.tensors, model.input, model.output, model.config)
         self.bits_per_symbol = {name: t.err_capacity_bits / t.important_count
                                 for name, t in self.tensors.items() if name in orders and t.important.any()}
+        # a tensor with no important channel yet: m bits per symbol, a Huffman code's usual worst case
+        self.unmeasured = {name: self.tensors[name].extra_bits for name in orders if name not in self.bits_per_symbol}
 
     def counts(self) -> dict[str, int]:
         return {name: int(self.tensors[name].important.sum()) for name in self.orders}
@@ -78,7 +132,8 @@ class _Estimate:
         t = self.tensors[name]
         t.important = np.zeros_like(t.important)
         t.important[self.orders[name][:count]] = True
-        t.err_capacity_bits = math.ceil(self.bits_per_symbol[name] * t.important_count)
+        per_symbol = self.bits_per_symbol.get(name, self.unmeasured.get(name))
+        t.err_capacity_bits = math.ceil(per_symbol * t.important_count)
 
     def shrink(self, budget_bytes: int, config: QuantConfig) -> None:
         while True:
@@ -132,6 +187,12 @@ def network_counts(scores: dict[str, np.ndarray], shapes: dict[str, tuple], shar
     return counts
 
 
+def important_share(model: QModel) -> float:
+    """Share of all stored DQA-tensor activations that are important."""
+    ts = [t for t in model.tensors.values() if t.extra_bits]
+    return sum(t.important_count for t in ts) / max(sum(t.size for t in ts), 1)
+
+
 def _describe(model: QModel, counts: dict[str, int], default: dict[str, int]) -> str:
     """Changed counts, consecutive tensors with the same new count as one run: 'a..b 4/16, c 32/32'."""
     changes = [(name, (count, model.tensors[name].channels) if count != default[name] else None)
@@ -151,3 +212,10 @@ def _check_fits(arena: int, budget_bytes: int, config: QuantConfig, peak: str = 
         raise QuantizationError(
             f"memory budget {budget_bytes} bytes is below the smallest arena at {config.bits} bits: "
             f"{arena} bytes{at} with no important channels left there; raise the budget or lower --bits")
+
+
+def _check_bits(bits: float, budget_bits: float, config: QuantConfig) -> None:
+    if bits > budget_bits:
+        raise QuantizationError(
+            f"bits budget {budget_bits:g} per activation is below {bits:.3f}, the average at n = {config.bits} "
+            f"with no important channels; raise the budget or lower --bits")

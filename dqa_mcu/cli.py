@@ -3,6 +3,7 @@
     dqa-mcu eval   MODEL --arch resnet32 --data test.npz --calib calib.npz
     dqa-mcu table  MODEL [MODEL ...] --arch ... --data test.npz --calib calib.npz -o tables/
     dqa-mcu export MODEL --target cortex-m7 --calib calib.npz -o out/
+    dqa-mcu recommend MODEL --calib calib.npz --bits-budget 4.2 [--data test.npz]
     dqa-mcu run    out/ [--data test.npz] [-n 20]
     dqa-mcu demo
 """
@@ -19,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from . import build as fw
-from . import budget, codegen, evaluate, passes, planner, reference
+from . import budget, codegen, evaluate, passes, planner, recommend, reference
 from .calibrate import DataError, calibrate, load_images, subsample
 from .ir import GraphError
 from .qmodel import QModel
@@ -104,7 +105,8 @@ def _normalization_override(args):
 
 
 def _config(args, **overrides) -> QuantConfig:
-    config = QuantConfig(bits=args.bits, extra_bits=args.extra_bits, important_ratio=args.important_ratio,
+    bits = args.bits if args.bits is not None else QuantConfig.bits
+    config = QuantConfig(bits=bits, extra_bits=args.extra_bits, important_ratio=args.important_ratio,
                          clip=args.clip, rank=_rank(args), seed=args.seed)
     config = replace(config, **overrides)
     config.validate()
@@ -112,9 +114,10 @@ def _config(args, **overrides) -> QuantConfig:
 
 
 def _rank(args) -> str:
-    """--rank; with --rankings FILE alone, the method that made the file."""
+    """--rank; with --rankings FILE alone, the method that made the file; with a memory budget, taylor
+    (budgets allocate channels across tensors, by whole-network scores)."""
     if args.rank or not args.rankings:
-        return args.rank or QuantConfig.rank
+        return args.rank or ("taylor" if _budget(args) else QuantConfig.rank)
     from .greedy import load_rankings
     method = load_rankings(args.rankings).meta.get("method")
     if method not in GLOBAL_RANKINGS:
@@ -126,14 +129,57 @@ def _rank(args) -> str:
 def _rankings(args, config: QuantConfig, graph, calib, calib_x, calib_y):
     """The whole-network ranking config.rank needs (None for a local criterion), from
     --rankings FILE or computed on --rank-images calibration images (labels if the file has them)."""
+    result = _ranking_result(args, config, graph, calib, calib_x, calib_y)
+    return None if result is None else result.rankings
+
+
+def _ranking_result(args, config: QuantConfig, graph, calib, calib_x, calib_y, show_progress: bool = True):
     from .greedy import rankings_for
     images, labels = subsample(args.rank_images, calib_x, calib_y)
-    result = rankings_for(config, graph, calib, images, labels, path=args.rankings, save=args.save_rankings)
-    if result is None:
-        return None
-    if result.meta.get("bits") not in (None, config.bits):
+    result = rankings_for(config, graph, calib, images, labels, path=args.rankings,
+                          save=getattr(args, "save_rankings", None), show_progress=show_progress)
+    if result is not None and args.rankings and result.meta.get("bits") not in (None, config.bits):
         print(f"note: {args.rankings} was computed for n = {result.meta['bits']}, used here for n = {config.bits}")
-    return result.rankings
+    return result
+
+
+def _budget(args) -> recommend.Budget | None:
+    """--memory-budget / --bits-budget, checked; None without either."""
+    arena, bits = getattr(args, "memory_budget", None), getattr(args, "bits_budget", None)
+    return None if arena is None and bits is None else recommend.Budget(arena, bits)
+
+
+def _fit_budget(args, limit: recommend.Budget, graph, calib, calib_x, calib_y) -> QModel:
+    """The model for a memory budget: with --bits, n and m as given and the important channels fitted;
+    without, the recommended configuration (n, m and channels searched)."""
+    config = _config(args)
+    if args.bits is None:
+        return _recommend(args, limit, config, graph, calib, calib_x, calib_y).model
+    ranked = _ranking_result(args, config, graph, calib, calib_x, calib_y) if config.uses_dqa else None
+    rankings = None if ranked is None else ranked.rankings
+    if limit.arena_bytes is not None:
+        return budget.fit_arena(graph, calib, config, calib_x, limit.arena_bytes, rankings)
+    if config.uses_dqa and ranked is None:
+        raise DataError(f"--bits-budget allocates important channels across tensors by whole-network scores: "
+                        f"--rank {' or --rank '.join(GLOBAL_RANKINGS)}, not {config.rank}")
+    return budget.fit_bits(graph, calib, config, calib_x, limit.bits, rankings, ranked and ranked.scores)
+
+
+def _recommend(args, limit: recommend.Budget, base: QuantConfig, graph, calib, calib_x, calib_y):
+    """Search n, m and the important channels; print every candidate; the winner."""
+    def rank(config):
+        return _ranking_result(args, config, graph, calib, calib_x, calib_y, show_progress=False)
+
+    score_x, score_y = subsample(args.score_images, calib_x, calib_y)
+    best, found = recommend.recommend(graph, calib, base, calib_x, limit, rank, score_x, score_y,
+                                      getattr(args, "extra_bits_list", recommend.EXTRA_BITS))
+    print(f"\ncandidates for {limit} ({len(score_x)} calibration images score them; the least KL divergence "
+          f"from FP32 wins):")
+    print(recommend.format_candidates(found, best, score_y is not None))
+    print(f"recommended: {best.label}, {100 * best.important_share:.1f} % of activations important, "
+          f"{best.bits:.2f} bits per activation, arena {best.arena_bytes} bytes; export fixes it with "
+          f"--bits {best.config.bits} --extra-bits {best.config.extra_bits} {limit.flag}")
+    return best
 
 
 def export_project(model: QModel, out: Path, target_name: str, source: str, images: np.ndarray,
@@ -279,8 +325,6 @@ def cmd_eval(args) -> int:
 
 
 def cmd_table(args) -> int:
-    from datetime import date
-
     from . import report
     from .torch_import import load_torch_model
     arches = args.arch or [None] * len(args.models)
@@ -308,26 +352,32 @@ def cmd_table(args) -> int:
         results.append(report.measure_model(ev, base, args.bits_list, args.paper_importance))
         if name == ablate:
             ablation = report.ablations(ev, base, args.bits, args.ablation_test_count)
-    rank_count = len(data.rank_images[0])
-    dataset = args.dataset or Path(args.data).name
-    header = [f"# Accuracy and activation memory: {', '.join(names)}", "",
-              f"Measured {date.today().isoformat()} on {dataset}: {len(test_x)} test images; "
-              f"{len(calib_x)} calibration images ({rank_count} of them for channel rankings). Command:", "",
-              "    dqa-mcu " + shlex.join(args.argv), "",
-              f"Paper mode: the paper's setting simulated in float (residual-block outputs only, FP32 weights, "
-              f"dynamic signed per-channel max-abs); DQA with m = {base.extra_bits}, r = {base.important_ratio}, "
-              f"{args.paper_importance} importance. Deployable: the integer reference (every stored tensor, int8 "
-              f"weights, static {base.clip} clipping); DQA with m = {base.extra_bits}, r = {base.important_ratio}, "
-              f"{base.rank} ranking. Bits per activation count code planes and Huffman error-stream buffers."]
-    ablation_header = []
-    if ablation is not None:
-        ablation_header = [f"# Ablations: {ablate}, deployable, n = {args.bits}", "",
-                           f"Measured {date.today().isoformat()} on {dataset}: {ablation.images} test images; "
-                           f"one setting changed at a time from m = {base.extra_bits}, r = {base.important_ratio}, "
-                           f"{base.rank} ranking; whole-network rankings on {rank_count} calibration images "
-                           f"(ranking time: when computed). Command:", "", "    dqa-mcu " + shlex.join(args.argv)]
+    provenance = report.Provenance(args.dataset or Path(args.data).name, "dqa-mcu " + shlex.join(args.argv),
+                                   len(test_x), len(calib_x), len(data.rank_images[0]))
+    header, ablation_header = report.headers(provenance, names, base, args.paper_importance, ablation)
     for f in report.write_report(args.output, results, args.bits_list, header, ablation, ablation_header):
         print(f"wrote {f}")
+    return 0
+
+
+def cmd_recommend(args) -> int:
+    limit = _budget(args)
+    calib_x, calib_y = subsample(args.calib_count, *load_images(args.calib))
+    graph = load_graph(args.model, args.arch, args.trust_pickle, calib_x.shape[1:], _normalization_override(args))
+    calib = calibrate(graph, calib_x)
+    best = _recommend(args, limit, _config(args), graph, calib, calib_x, calib_y)
+    if args.data:
+        test_x, test_y = load_images(args.data, calib_x.shape[1:])
+        test_x, test_y = subsample(args.test_count, test_x, test_y)
+        if test_y is None:
+            raise DataError(f"{args.data}: the test accuracy needs labels (an array 'y')")
+        rows = [evaluate.EvalRow("FP32", evaluate.top1(evaluate.float_logits(graph, test_x), test_y), None),
+                evaluate.eval_quantized(f"{best.label} (recommended)", best.model, test_x, test_y)]
+        print(f"\n{len(test_x)} test images:")
+        print(evaluate.format_table(rows, evaluate.memory(best.model).activations * 4))
+    if args.output:
+        best.model.save(args.output)
+        print(f"wrote {args.output}: dqa-mcu export {args.output} --target TARGET")
     return 0
 
 
@@ -341,9 +391,10 @@ def cmd_export(args) -> int:
         return _build_export(out, target, args.no_build)
     config = _config(args)
     calib_x = None
-    if args.memory_budget is not None and (args.memory_budget <= 0 or args.model.endswith(".npz")):
-        raise DataError(f"--memory-budget {args.memory_budget}: give a positive byte count and a model to "
-                        "quantize (a .dqa.npz file is already quantized)")
+    limit = _budget(args)
+    if limit is not None and args.model.endswith(".npz"):
+        raise DataError(f"{limit.flag}: {args.model} is already quantized; a memory budget needs a model to "
+                        "quantize (PyTorch, Keras or float TFLite)")
     if args.model.endswith(".npz"):
         model = QModel.load(args.model)
     else:
@@ -354,10 +405,10 @@ def cmd_export(args) -> int:
         graph = load_graph(args.model, args.arch, args.trust_pickle, calib_x.shape[1:],
                            _normalization_override(args))
         calib = calibrate(graph, calib_x)
-        rankings = _rankings(args, config, graph, calib, calib_x, calib_y) if config.uses_dqa else None
-        if args.memory_budget is not None:
-            model = budget.fit_arena(graph, calib, config, calib_x, args.memory_budget, rankings)
+        if limit is not None:
+            model = _fit_budget(args, limit, graph, calib, calib_x, calib_y)
         else:
+            rankings = _rankings(args, config, graph, calib, calib_x, calib_y) if config.uses_dqa else None
             model = quantize(graph, calib, config, calib_x, rankings)
     images = _harness_images(args, model, calib_x)
     out = Path(args.output)
@@ -470,8 +521,8 @@ def _model_args(p, many: bool = False) -> None:
     p.add_argument("--calib-count", type=int, default=DEFAULT_CALIB_IMAGES, help="calibration images to use (evenly spaced)")
 
 
-def _quant_args(p, bits_default: int = 4) -> None:
-    p.add_argument("--bits", type=int, default=bits_default, help="activation bits n (2..8)")
+def _quant_args(p) -> None:
+    p.add_argument("--bits", type=int, help=f"activation bits n (2..8; default {QuantConfig.bits})")
     _dqa_args(p)
     p.add_argument("--rankings", metavar="FILE",
                    help="reuse a greedy/taylor ranking saved with --save-rankings (checked against the model)")
@@ -490,6 +541,18 @@ def _dqa_args(p) -> None:
     p.add_argument("--rank-images", type=int, metavar="N",
                    help="calibration images a greedy/taylor ranking is computed on (default: all of --calib-count)")
     p.add_argument("--seed", type=int, default=0)
+
+
+def _budget_args(p, required: bool) -> None:
+    group = p.add_mutually_exclusive_group(required=required)
+    group.add_argument("--memory-budget", type=int, metavar="BYTES",
+                       help="fit the activation arena (SRAM) in BYTES: important channels leave the tensors "
+                            "alive at the peak and fill the rest; without --bits, n and m are searched too")
+    group.add_argument("--bits-budget", type=float, metavar="BITS",
+                       help="at most BITS average stored bits per activation: important channels allocated "
+                            "network-wide by whole-network score; without --bits, n and m are searched too")
+    p.add_argument("--score-images", type=int, default=1000, metavar="N",
+                   help="calibration images that score the candidates when n and m are searched")
 
 
 def _eval_args(p) -> None:
@@ -539,11 +602,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-n", "--count", type=int, default=20, help="harness images")
     p.add_argument("--ram-bytes", type=int, help="the device's RAM, to check the arena fits")
     p.add_argument("--flash-bytes", type=int, help="the device's flash, to check the weights fit")
-    p.add_argument("--memory-budget", type=int, metavar="BYTES",
-                   help="fit the activation arena in BYTES: important ratios are lowered on the tensors alive "
-                        "at the peak and raised (up to all channels) where memory is free")
+    _budget_args(p, required=False)
     p.add_argument("--no-build", action="store_true")
     p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("recommend", help="the configuration (n, m, important channels) that wins at a memory "
+                                         "budget: every candidate fitted and scored on calibration images")
+    _model_args(p)
+    p.add_argument("--calib", required=True, help="calibration images (.npz with x and, best, y; or a folder)")
+    _budget_args(p, required=True)
+    p.add_argument("--clip", choices=CLIP_METHODS, default="mse", help="activation clipping range")
+    p.add_argument("--rank", choices=GLOBAL_RANKINGS, default="taylor",
+                   help="whole-network channel scores: taylor (seconds per candidate) or greedy (minutes each)")
+    p.add_argument("--rankings", metavar="FILE", help="reuse one saved ranking for every candidate")
+    p.add_argument("--extra-bits-list", type=int, nargs="+", default=list(recommend.EXTRA_BITS), metavar="M",
+                   help="DQA extra bits m to try")
+    p.add_argument("--rank-images", type=int, metavar="N",
+                   help="calibration images the rankings are computed on (default: all of --calib-count)")
+    p.add_argument("--data", help="test images with labels: also print the winner's test top-1")
+    p.add_argument("--test-count", type=int, default=None, help="use N evenly spaced test images")
+    p.add_argument("-o", "--output", metavar="FILE.dqa.npz", help="write the recommended model (export takes it)")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=cmd_recommend, bits=None, extra_bits=QuantConfig.extra_bits,
+                   important_ratio=QuantConfig.important_ratio, save_rankings=None)
 
     p = sub.add_parser("run", help="build and run an exported project (QEMU for Cortex-M), compare bit for bit")
     p.add_argument("project")
