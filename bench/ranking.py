@@ -2,6 +2,7 @@
 ResNet-32, and the deployable accuracy (integer reference) each ranking gives.
 
     python bench/ranking.py [--greedy-images 1000|5000] [--rankings FILE] [--paper | --paper-only]
+                            [--model resnet20|resnet32] [--ranges dynamic static]
 
 Greedy on 1,000 calibration images (--greedy-images 5000 for the paper's count;
 goals: 6 min and 30 min on a 2-core machine), Taylor on the same images (goal
@@ -9,7 +10,8 @@ goals: 6 min and 30 min on a 2-core machine), Taylor on the same images (goal
 random rankings and direct 3-bit, quantized from the same calibration, on the
 5,000 test images: CIFAR-10 (JPEG q75). --rankings FILE reuses (or, if missing,
 writes) the greedy ranking. --paper adds the paper-mode float simulation table
-(block outputs only, FP32 weights, signed max-abs; dynamic and static ranges).
+(block outputs only, FP32 weights, signed max-abs; dynamic and/or static
+ranges), with the paper's greedy search at every n.
 Wall time depends on the machine's load: CPU time is printed too.
 """
 import argparse
@@ -41,19 +43,22 @@ def main():
     parser.add_argument("--paper", action="store_true", help="also the paper-mode simulation table")
     parser.add_argument("--paper-only", action="store_true", help="only the paper-mode simulation table")
     parser.add_argument("--test-count", type=int, default=None)
+    parser.add_argument("--model", choices=("resnet20", "resnet32"), default="resnet32")
+    parser.add_argument("--ranges", nargs="+", choices=("dynamic", "static"), default=["dynamic", "static"],
+                        help="paper mode: the paper's dynamic per-batch ranges, static calibrated ones, or both")
     args = parser.parse_args()
 
     test_x, test_y = load_images(SHARED / "data/cifar10_test.npz")
     test_x, test_y = subsample(args.test_count, test_x, test_y)
     calib_all, calib_y_all = load_images(SHARED / "data/cifar10_calib.npz")
     calib_x, calib_y = subsample(args.greedy_images, calib_all, calib_y_all)
-    module, norm = load_torch_model(SHARED / "models/resnet32_cifar10.th", arch="resnet32")
+    module, norm = load_torch_model(SHARED / f"models/{args.model}_cifar10.th", arch=args.model)
     if args.paper_only:
-        return paper_table(module, norm, test_x, test_y, calib_all, calib_y_all, len(calib_x))
+        return paper_table(module, norm, test_x, test_y, calib_all, calib_y_all, len(calib_x), args)
     graph = passes.optimize(import_module(module, (32, 32, 3), norm))
     calib = calibrate(graph, calib_x, show_progress=False)
     config = QuantConfig(bits=args.bits, extra_bits=3, important_ratio=0.4)
-    print(f"ResNet-32, CIFAR-10 (JPEG q75): rankings on {len(calib_x)} calibration images (with labels), "
+    print(f"{args.model}, CIFAR-10 (JPEG q75): rankings on {len(calib_x)} calibration images (with labels), "
           f"accuracy on {len(test_x)} test images; n = {config.bits}, m = 3, r = 0.4, clip {config.clip}")
 
     if args.rankings and Path(args.rankings).exists():
@@ -89,20 +94,19 @@ def main():
     print(evaluate.format_table(rows, rows[1].memory.activations * 4))
 
     if args.paper:
-        paper_table(module, norm, test_x, test_y, calib_all, calib_y_all, len(calib_x))
+        paper_table(module, norm, test_x, test_y, calib_all, calib_y_all, len(calib_x), args)
 
 
-def paper_table(module, norm, test_x, test_y, calib_all, calib_y_all, greedy_images):
+def paper_table(module, norm, test_x, test_y, calib_all, calib_y_all, greedy_images, args):
     from dqa_mcu.paper_sim import paper_accuracy, paper_greedy_rankings
     calib_x, calib_y = subsample(2000, calib_all, calib_y_all)
     gx, gy = subsample(greedy_images, calib_all, calib_y_all)
-    print(f"\nPaper mode (PyTorch float: 15 block outputs quantized, FP32 weights, signed per-channel max-abs), "
+    print(f"\nPaper mode, {args.model} (PyTorch float: block outputs quantized, FP32 weights, signed per-channel max-abs), "
           f"CIFAR-10 (JPEG q75), {len(test_x)} test images; static ranges from {len(calib_x)} calibration "
           f"images; greedy on {len(gx)}; FP32 {paper_accuracy(module, norm, test_x, test_y, 'fp32'):.2f} %")
     print("| ranges | method | n = 3 | n = 4 | n = 5 |")
     print("|---|---|---|---|---|")
-    for ranges in ("dynamic", "static"):
-        greedy = {}
+    for ranges in args.ranges:
         for label, method, kw in (("direct", "direct", {}), ("NoisyQuant", "noisyquant", {}),
                                   ("DQA r = 0.4, widest range", "dqa", {"importance": "range"}),
                                   ("DQA r = 0.4, random", "dqa", {"importance": "random"}),
@@ -110,14 +114,10 @@ def paper_table(module, norm, test_x, test_y, calib_all, calib_y_all, greedy_ima
             cells = []
             for bits in (3, 4, 5):
                 extra = dict(kw)
-                if extra.get("importance") == "greedy" and bits != 3:
-                    cells.append("")  # one greedy search per row: n = 3
-                    continue
                 if extra.get("importance") == "greedy":
                     t0 = time.perf_counter()
-                    greedy[bits] = paper_greedy_rankings(module, norm, gx, gy, bits, ranges=ranges,
-                                                         show_progress=False)
-                    extra = {"rankings": greedy[bits]}
+                    extra = {"rankings": paper_greedy_rankings(module, norm, gx, gy, bits, ranges=ranges,
+                                                               show_progress=False)}
                     label_t = f" ({time.perf_counter() - t0:.0f} s)"
                 else:
                     label_t = ""
