@@ -384,14 +384,18 @@ def cmd_recommend(args) -> int:
 def cmd_export(args) -> int:
     target = get_target(args.target)  # check the arguments before any slow work
     tgraph = None if args.model.endswith(".npz") else load_tflite_int8(args.model)
+    limit = _budget(args)
     if tgraph is not None:  # TFLite-exact int8 mode: the file's own quantization, no calibration
+        if limit is not None:
+            raise DataError(f"{limit.flag}: {args.model} is an int8 model that keeps its own 8-bit "
+                            "quantization; a memory budget needs a float model (.pt/.th, .h5/.keras, "
+                            "float .tflite)")
         out = Path(args.output)
         export_s8_project(tgraph, out, target.name, args.model, _s8_harness_images(args, tgraph),
                           args.ram_bytes, args.flash_bytes)
         return _build_export(out, target, args.no_build)
     config = _config(args)
     calib_x = None
-    limit = _budget(args)
     if limit is not None and args.model.endswith(".npz"):
         raise DataError(f"{limit.flag}: {args.model} is already quantized; a memory budget needs a model to "
                         "quantize (PyTorch, Keras or float TFLite)")

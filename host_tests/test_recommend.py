@@ -135,3 +135,7 @@ def test_cli_budget_errors_name_the_option(labelled_calib, capsys):
     assert main(["recommend", model_file, "--arch", "resnet20", "--calib", labelled_calib,
                  "--memory-budget", "-5"]) == 2
     assert "--memory-budget -5: give a positive byte count" in capsys.readouterr().err
+    int8 = str(shared_file("models/mlperf_tiny_ic_resnet8_int8.tflite"))
+    assert main(["export", int8, "--target", "host", "--no-build", "--bits-budget", "4"]) == 2
+    err = capsys.readouterr().err  # not silently exported at 8 bits
+    assert "--bits-budget 4: " in err and "keeps its own 8-bit quantization" in err
