@@ -540,7 +540,7 @@ def _dqa_args(p) -> None:
     p.add_argument("--rank", choices=sorted(RANKERS) + list(GLOBAL_RANKINGS),
                    help="channel ranking: per tensor, instant: noise (default: expected rounding-noise power), "
                         "range, random; whole network: greedy (the paper's search, one network evaluation "
-                        "per channel: minutes, about 6 min for ResNet-32 on 1,000 images), taylor (a gradient "
+                        "per channel: minutes, about 7 min for ResNet-32 on 1,000 images), taylor (a gradient "
                         "proxy for it: seconds)")
     p.add_argument("--rank-images", type=int, metavar="N",
                    help="calibration images a greedy/taylor ranking is computed on (default: all of --calib-count)")
