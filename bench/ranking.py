@@ -2,7 +2,7 @@
 ResNet-32, and the deployable accuracy (integer reference) each ranking gives.
 
     python bench/ranking.py [--greedy-images 1000|5000] [--rankings FILE] [--paper | --paper-only]
-                            [--model resnet20|resnet32] [--ranges dynamic static]
+                            [--model resnet20|resnet32] [--ranges dynamic static] [--paper-bits 3 4 5]
 
 Greedy on 1,000 calibration images (--greedy-images 5000 for the paper's count;
 goals: 6 min and 30 min on a 2-core machine), Taylor on the same images (goal
@@ -46,6 +46,7 @@ def main():
     parser.add_argument("--model", choices=("resnet20", "resnet32"), default="resnet32")
     parser.add_argument("--ranges", nargs="+", choices=("dynamic", "static"), default=["dynamic", "static"],
                         help="paper mode: the paper's dynamic per-batch ranges, static calibrated ones, or both")
+    parser.add_argument("--paper-bits", type=int, nargs="+", default=[3, 4, 5], help="paper mode: the n columns")
     args = parser.parse_args()
 
     test_x, test_y = load_images(SHARED / "data/cifar10_test.npz")
@@ -104,15 +105,15 @@ def paper_table(module, norm, test_x, test_y, calib_all, calib_y_all, greedy_ima
     print(f"\nPaper mode, {args.model} (PyTorch float: block outputs quantized, FP32 weights, signed per-channel max-abs), "
           f"CIFAR-10 (JPEG q75), {len(test_x)} test images; static ranges from {len(calib_x)} calibration "
           f"images; greedy on {len(gx)}; FP32 {paper_accuracy(module, norm, test_x, test_y, 'fp32'):.2f} %")
-    print("| ranges | method | n = 3 | n = 4 | n = 5 |")
-    print("|---|---|---|---|---|")
+    print("| ranges | method | " + " | ".join(f"n = {n}" for n in args.paper_bits) + " |")
+    print("|---|---|" + "---|" * len(args.paper_bits))
     for ranges in args.ranges:
         for label, method, kw in (("direct", "direct", {}), ("NoisyQuant", "noisyquant", {}),
                                   ("DQA r = 0.4, widest range", "dqa", {"importance": "range"}),
                                   ("DQA r = 0.4, random", "dqa", {"importance": "random"}),
                                   ("DQA r = 0.4, greedy", "dqa", {"importance": "greedy"})):
             cells = []
-            for bits in (3, 4, 5):
+            for bits in args.paper_bits:
                 extra = dict(kw)
                 if extra.get("importance") == "greedy":
                     t0 = time.perf_counter()

@@ -46,7 +46,7 @@ class Budget:
             raise QuantizationError("give one budget: --memory-budget BYTES or --bits-budget BITS")
         if self.arena_bytes is not None and self.arena_bytes <= 0:
             raise QuantizationError(f"--memory-budget {self.arena_bytes}: give a positive byte count")
-        if self.bits is not None and not MIN_BITS <= self.bits:
+        if self.bits is not None and self.bits < MIN_BITS:
             raise QuantizationError(f"--bits-budget {self.bits:g}: activations take at least {MIN_BITS} bits")
 
     @property
