@@ -137,7 +137,7 @@ def _ranking_result(args, config: QuantConfig, graph, calib, calib_x, calib_y, s
     from .greedy import rankings_for
     images, labels = subsample(args.rank_images, calib_x, calib_y)
     result = rankings_for(config, graph, calib, images, labels, path=args.rankings,
-                          save=getattr(args, "save_rankings", None), show_progress=show_progress)
+                          save=args.save_rankings, show_progress=show_progress)
     if result is not None and args.rankings and result.meta.get("bits") not in (None, config.bits):
         print(f"note: {args.rankings} was computed for n = {result.meta['bits']}, used here for n = {config.bits}")
     return result
@@ -172,7 +172,7 @@ def _recommend(args, limit: recommend.Budget, base: QuantConfig, graph, calib, c
 
     score_x, score_y = subsample(args.score_images, calib_x, calib_y)
     best, found = recommend.recommend(graph, calib, base, calib_x, limit, rank, score_x, score_y,
-                                      getattr(args, "extra_bits_list", recommend.EXTRA_BITS))
+                                      args.extra_bits_list)
     print(f"\ncandidates for {limit} ({len(score_x)} calibration images score them; the least KL divergence "
           f"from FP32 wins):")
     print(recommend.format_candidates(found, best, score_y is not None))
@@ -557,6 +557,8 @@ def _budget_args(p, required: bool) -> None:
                             "network-wide by whole-network score; without --bits, n and m are searched too")
     p.add_argument("--score-images", type=int, default=1000, metavar="N",
                    help="calibration images that score the candidates when n and m are searched")
+    p.add_argument("--extra-bits-list", type=int, nargs="+", default=list(recommend.EXTRA_BITS), metavar="M",
+                   help="DQA extra bits m to try when n and m are searched")
 
 
 def _eval_args(p) -> None:
@@ -619,8 +621,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rank", choices=GLOBAL_RANKINGS, default="taylor",
                    help="whole-network channel scores: taylor (seconds per candidate) or greedy (minutes each)")
     p.add_argument("--rankings", metavar="FILE", help="reuse one saved ranking for every candidate")
-    p.add_argument("--extra-bits-list", type=int, nargs="+", default=list(recommend.EXTRA_BITS), metavar="M",
-                   help="DQA extra bits m to try")
     p.add_argument("--rank-images", type=int, metavar="N",
                    help="calibration images the rankings are computed on (default: all of --calib-count)")
     p.add_argument("--data", help="test images with labels: also print the winner's test top-1")
