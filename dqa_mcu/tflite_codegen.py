@@ -7,9 +7,10 @@ multipliers, shifts, clamps and geometry drive both), so the firmware's
 outputs equal the reference's, and LiteRT's reference kernels', bit for bit
 (``docs/spec_tflite.md``).
 
-Tensors are int8 NHWC arrays in one static arena placed by
-``planner.place`` from their lifetimes (op steps); a RESHAPE is an alias of
-its input (same bytes). None of the s8 kernels needs scratch memory. The
+Tensors are int8 arrays, NHWC ``[1, H, W, C]`` or vectors ``[1, N]`` (any
+other shape is refused at export, naming the op), in one static arena placed
+by ``planner.place`` from their lifetimes (op steps); a RESHAPE is an alias
+of its input (same bytes). None of the s8 kernels needs scratch memory. The
 project keeps the harness and API of the DQA mode (``main.c``,
 ``dqa_model_input()`` takes the int8 input bytes, ``dqa_model_output()``
 returns the int8 output widened to int16), so ``build`` and ``run`` serve
@@ -27,7 +28,7 @@ from . import __version__
 from .codegen import CArray, _body, c_ident, write_project
 from .ir import unique_name
 from .planner import Block, MemoryPlan, place
-from .tflite_import import TFLiteGraph, TOp, UnsupportedTFLiteOpError, layer_name
+from .tflite_import import TFLiteGraph, TOp, UnsupportedTFLiteOpError, layer_name, refuse_activation_shapes
 from .tflite_reference import TFLiteReference, geometry
 
 __all__ = ["S8Plan", "plan_s8", "generate_s8", "fc_scale_parts"]
@@ -77,6 +78,11 @@ def fc_scale_parts(scale: float) -> tuple[int, int]:
     """(mantissa, exponent) with scale == mantissa * 2**exponent exactly, mantissa in [2^52, 2^53)."""
     f, e = math.frexp(float(scale))
     return int(f * (1 << 53)), e - 53
+
+
+def _is_c_layout(shape: tuple[int, ...]) -> bool:
+    """A [1, N] vector or a [1, H, W, C] NHWC tensor: the layouts the s8 kernels are written and tested for."""
+    return len(shape) in (2, 4) and shape[0] == 1
 
 
 class _Emitter:
@@ -213,10 +219,9 @@ def generate_s8(g: TFLiteGraph, plan: S8Plan, out_dir: str | Path, target: str, 
     """Write the C project for an int8 TFLite graph and its ``plan_s8``; ``images`` are int8 harness inputs."""
     if not g.quantized:
         raise ValueError("generate_s8 needs an int8 model")
+    refuse_activation_shapes(g, _is_c_layout, "the C backend handles [1, N] vectors and [1, H, W, C] "
+                                              "NHWC tensors only")
     x, y = g.input, g.output
-    if len(x.shape) != 4:
-        raise UnsupportedTFLiteOpError(f"{Path(g.source).name}: the C backend needs an NHWC input, "
-                                       f"got shape {list(x.shape)}")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     emitter = _Emitter(g, plan)

@@ -32,13 +32,14 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
 from . import ir
 
 __all__ = ["TFLiteGraph", "TTensor", "TOp", "TFLiteFormatError", "UnsupportedTFLiteOpError",
-           "load_tflite", "parse_tflite", "layer_name", "SUPPORTED_OPS"]
+           "load_tflite", "parse_tflite", "layer_name", "refuse_activation_shapes", "SUPPORTED_OPS"]
 
 SUPPORTED_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "ADD", "AVERAGE_POOL_2D",
                  "MAX_POOL_2D", "MEAN", "RESHAPE", "SOFTMAX", "PAD", "CONCATENATION")
@@ -117,6 +118,19 @@ def layer_name(t: TTensor) -> str:
     (``model/activation_1/Relu;model/conv2d_1/BiasAdd`` -> ``activation_1``)."""
     path = t.name.split(";")[0].split("/")
     return path[-2] if len(path) > 1 else path[0]
+
+
+def refuse_activation_shapes(g: TFLiteGraph, accepted: Callable[[tuple[int, ...]], bool], limit: str) -> None:
+    """Raise ``UnsupportedTFLiteOpError`` for the first activation tensor whose shape is not ``accepted``,
+    in one line naming the op that reads or writes it and ``limit`` (what a backend takes)."""
+    for op in g.ops:
+        for i in op.inputs + op.outputs:
+            t = g.tensors[i] if i >= 0 else None
+            if t is not None and not t.is_const and not accepted(t.shape):
+                role = "reads" if i in op.inputs else "writes"
+                raise UnsupportedTFLiteOpError(
+                    f"{Path(g.source).name}: operator {op.op} at index {op.index} {role} tensor {i} {t.name!r} "
+                    f"of shape {list(t.shape)}; {limit}")
 
 
 # --------------------------------------------------------------------------- schema

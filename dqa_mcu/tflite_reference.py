@@ -33,7 +33,7 @@ from typing import Callable
 import numpy as np
 
 from .npconv import conv2d, windows
-from .tflite_import import TFLiteGraph, TOp, UnsupportedTFLiteOpError, load_tflite
+from .tflite_import import TFLiteGraph, TOp, UnsupportedTFLiteOpError, load_tflite, refuse_activation_shapes
 
 __all__ = ["TFLiteReference", "run_tflite_reference", "run_litert_interpreter",
            "quantize_multiplier", "multiply_by_quantized_multiplier", "saturating_rounding_doubling_high_mul",
@@ -386,6 +386,10 @@ class TFLiteReference:
     def __init__(self, graph: TFLiteGraph | str):
         if not isinstance(graph, TFLiteGraph):
             graph = load_tflite(graph)
+        # the executor runs a batch of inputs along the leading axis: a FULLY_CONNECTED that views
+        # a vector as several rows ([10, 64]) has no batch axis of its own
+        refuse_activation_shapes(graph, lambda shape: len(shape) >= 2 and shape[0] == 1,
+                                 "activations must be [1, ...] (a batch of 1, then at least one axis)")
         self.graph = graph
         self.params = [_prepare(graph, op) for op in graph.ops]
 
