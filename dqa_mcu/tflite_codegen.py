@@ -29,7 +29,7 @@ from .codegen import CArray, _body, c_ident, write_project
 from .ir import unique_name
 from .planner import Block, MemoryPlan, place
 from .tflite_import import TFLiteGraph, TOp, UnsupportedTFLiteOpError, layer_name, refuse_activation_shapes
-from .tflite_reference import TFLiteReference, geometry
+from .tflite_reference import TFLiteReference, geometry, wrap32
 
 __all__ = ["S8Plan", "plan_s8", "generate_s8", "fc_scale_parts"]
 
@@ -142,14 +142,17 @@ class _Emitter:
         elif op.op == "FULLY_CONNECTED":
             wt = p["weight"]
             parts = [fc_scale_parts(s) for s in p["effective_scale"]]
+            # sum w * (x + offset) + b == sum w * x + (b + offset * sum w) modulo 2^32: the same int32 acc
+            folded_bias = wrap32(p["bias"] + p["input_offset"] * wt.sum(axis=1))
             layer["params_type"] = "dqa_fully_connected_s8_params_t"
             layer["params"] = [
                 ("rows", int(np.prod(self.shape(x))) // wt.shape[1]), ("in_depth", wt.shape[1]),
-                ("out_depth", wt.shape[0]), ("input_offset", p["input_offset"]),
-                ("output_offset", p["output_offset"]), ("act_min", p["act_min"]), ("act_max", p["act_max"]),
+                ("out_depth", wt.shape[0]), ("output_offset", p["output_offset"]), ("act_min", p["act_min"]),
+                ("act_max", p["act_max"]),
                 ("weights", self.array(f"{ident}_weights", "int8_t", wt,
                                        f"{ident}: int8 weights {wt.shape[0]}x{wt.shape[1]}")),
-                ("bias", self.array(f"{ident}_bias", "int32_t", p["bias"], f"{ident}: int32 biases")),
+                ("folded_bias", self.array(f"{ident}_folded_bias", "int32_t", folded_bias,
+                                           f"{ident}: int32 biases + input offset x the weights' row sums")),
                 ("scale_mantissa", self.array(f"{ident}_scale_mantissa", "uint64_t", [m for m, _ in parts],
                                               f"{ident}: output scale (double) = mantissa * 2^exponent")),
                 ("scale_exponent", self.array(f"{ident}_scale_exponent", "int16_t", [e for _, e in parts],

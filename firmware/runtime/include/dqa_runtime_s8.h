@@ -30,13 +30,14 @@ typedef struct {
 } dqa_conv_s8_params_t;
 
 /* FULLY_CONNECTED, rescaled as round((double) acc * scale) (spec 3.3) without
- * floating point: scale[o] = mantissa[o] * 2^exponent[o] exactly. */
+ * floating point: scale[o] = mantissa[o] * 2^exponent[o] exactly. The input
+ * offset is folded into the bias offline (spec 5), so the inner loop is w * x. */
 typedef struct {
     uint32_t rows;
     uint16_t in_depth, out_depth;
-    int32_t input_offset, output_offset, act_min, act_max;
+    int32_t output_offset, act_min, act_max;
     const int8_t *weights;         /* out_depth x in_depth */
-    const int32_t *bias;           /* out_depth */
+    const int32_t *folded_bias;    /* out_depth: bias[o] + input_offset * sum_i weights[o][i], wrapped */
     const uint64_t *scale_mantissa; /* out_depth, < 2^53 */
     const int16_t *scale_exponent;  /* out_depth */
 } dqa_fully_connected_s8_params_t;
