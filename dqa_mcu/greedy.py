@@ -78,10 +78,12 @@ from tqdm import tqdm
 
 from . import ir
 from .ranking import GLOBAL_RANKINGS, rank_by_noise
-from .torch_exec import TorchExec, default_workers, parallel_map, quant_params, stored_tensors
+from .quantize import activation_tensors
+from .torch_exec import TensorQuant, TorchExec, default_workers, parallel_map, stored_tensors
 
 __all__ = ["greedy_rankings", "greedy_search", "taylor_rankings", "RankingResult", "save_rankings",
-           "load_rankings", "SEARCHES", "compute_rankings", "RankingError", "taylor_search", "rankings_for"]
+           "load_rankings", "SEARCHES", "compute_rankings", "RankingError", "taylor_search", "rankings_for",
+           "QuantParams", "quant_params"]
 
 RANKING_FORMAT = "dqa-mcu-rankings"
 
@@ -95,6 +97,48 @@ class RankingResult:
     rankings: dict[str, np.ndarray]  # tensor -> channels, most important first
     scores: dict[str, np.ndarray] = field(default_factory=dict)  # tensor -> per-channel score
     meta: dict = field(default_factory=dict)
+
+
+# -- the quantizers a search chooses between ----------------------------------------
+
+@dataclass
+class QuantParams:
+    """Both candidate quantizers of one stored tensor: direct n-bit and important (n + m)-bit."""
+    coarse: TensorQuant
+    fine: TensorQuant
+    signed: bool
+
+    def with_important(self, important: np.ndarray) -> TensorQuant:
+        return self.coarse.mix(self.fine, important)
+
+
+def _ranges(t, act: str) -> tuple[np.ndarray, np.ndarray]:
+    """Storage range per channel of QTensor `t` after `act` (quantize._out_range, spec 4)."""
+    lo, hi = t.range_of(t.storage_bits)
+    lo, hi = lo.astype(np.float64), hi.astype(np.float64)
+    if act in ("relu", "relu6"):
+        lo = np.maximum(lo, 0)
+    if act == "relu6":
+        hi = np.minimum(hi, np.rint(6.0 / t.storage_step))
+    return lo, hi
+
+
+def quant_params(graph: ir.Graph, calib, config) -> dict[str, QuantParams]:
+    """Per stored tensor: the direct n-bit quantizer and the all-important (n + m)-bit one
+    that quantize() would choose for `config` (same clipping method and percentile)."""
+    direct = activation_tensors(graph, calib, replace(config, extra_bits=0))
+    if config.extra_bits > 0:
+        every = activation_tensors(graph, calib, replace(config, important_ratio=1.0))
+    else:
+        every = direct
+    out = {}
+    for name in stored_tensors(graph):
+        act = graph.producer(name).attrs.get("act", "none")
+        d, e = direct[name], every[name]
+        out[name] = QuantParams(TensorQuant(d.storage_step.copy(), *_ranges(d, act)),
+                                TensorQuant(e.storage_step.copy(), *_ranges(e, act)), bool(d.signed))
+    return out
+
 
 
 # -- shared helpers ----------------------------------------------------------------

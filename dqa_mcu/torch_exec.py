@@ -27,7 +27,7 @@ and one Python thread per core for the best throughput on a busy machine
 ``parallel_map``.
 
 Building a plan: ``plan_from_qmodel(qmodel)``, or without running quantize()
-(no Huffman fitting): ``quant_params(graph, calib, config)`` gives, per stored
+(no Huffman fitting): ``greedy.quant_params(graph, calib, config)`` gives, per stored
 tensor, both the direct n-bit and the all-important (n + m)-bit parameters and
 ``TensorQuant.mix(important)`` selects per channel.
 """
@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import contextlib
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Callable, Iterable
 
 import numpy as np
@@ -43,10 +43,8 @@ import torch
 import torch.nn.functional as F
 
 from . import ir
-from .quantize import activation_tensors
 
-__all__ = ["TensorQuant", "QuantParams", "TorchExec", "plan_from_qmodel", "quant_params",
-           "stored_tensors", "parallel_map", "single_thread"]
+__all__ = ["TensorQuant", "TorchExec", "plan_from_qmodel", "stored_tensors", "parallel_map", "single_thread"]
 
 COPY_OPS = ("maxpool", "concat", "upsample_nearest", "slice", "flatten")
 LINEAR_OPS = ("conv2d", "linear", "add", "avgpool", "global_avgpool")
@@ -67,50 +65,11 @@ class TensorQuant:
                            np.where(w, other.hi, self.hi))
 
 
-@dataclass
-class QuantParams:
-    """Both candidate quantizers of one stored tensor: direct n-bit and important (n + m)-bit."""
-    coarse: TensorQuant
-    fine: TensorQuant
-    signed: bool
-
-    def with_important(self, important: np.ndarray) -> TensorQuant:
-        return self.coarse.mix(self.fine, important)
-
-
-def _ranges(t, act: str) -> tuple[np.ndarray, np.ndarray]:
-    """Storage range per channel of QTensor `t` after `act` (quantize._out_range, spec 4)."""
-    lo, hi = t.range_of(t.storage_bits)
-    lo, hi = lo.astype(np.float64), hi.astype(np.float64)
-    if act in ("relu", "relu6"):
-        lo = np.maximum(lo, 0)
-    if act == "relu6":
-        hi = np.minimum(hi, np.rint(6.0 / t.storage_step))
-    return lo, hi
-
-
 def stored_tensors(graph: ir.Graph) -> list[str]:
     """The tensors quantize() gives their own n-bit quantizer (the DQA quantization
     points), in graph order: conv/linear/add/pool outputs except the graph output."""
     return [n.output for n in graph.nodes
             if n.op in LINEAR_OPS and n.output != graph.output]
-
-
-def quant_params(graph: ir.Graph, calib, config) -> dict[str, QuantParams]:
-    """Per stored tensor: the direct n-bit quantizer and the all-important (n + m)-bit one
-    that quantize() would choose for `config` (same clipping method and percentile)."""
-    direct = activation_tensors(graph, calib, replace(config, extra_bits=0))
-    if config.extra_bits > 0:
-        every = activation_tensors(graph, calib, replace(config, important_ratio=1.0))
-    else:
-        every = direct
-    out = {}
-    for name in stored_tensors(graph):
-        act = graph.producer(name).attrs.get("act", "none")
-        d, e = direct[name], every[name]
-        out[name] = QuantParams(TensorQuant(d.storage_step.copy(), *_ranges(d, act)),
-                                TensorQuant(e.storage_step.copy(), *_ranges(e, act)), bool(d.signed))
-    return out
 
 
 def plan_from_qmodel(qmodel) -> dict[str, TensorQuant]:
@@ -439,9 +398,17 @@ class TorchExec:
                     env.pop(t, None)
         return env
 
-    def forward_batch(self, pixels) -> torch.Tensor:
+    def forward_batch(self, pixels, collect: Callable[[str, torch.Tensor], None] | None = None) -> torch.Tensor:
+        """One batch through the graph; `collect(name, values)` sees every tensor as it is produced
+        (NCHW, in units: real values for the float model). Do not modify what it is given."""
         env = {self.graph.input: self.input(pixels)}
-        self.run(env, self.graph.nodes[1:])
+        if collect is None:
+            self.run(env, self.graph.nodes[1:])
+        else:
+            collect(self.graph.input, env[self.graph.input])
+            for n in self.graph.nodes[1:]:
+                self.run(env, [n])
+                collect(n.output, env[n.output])
         out = self.to_real(self.graph.output, env[self.graph.output])
         return out.reshape(out.shape[0], -1) if out.shape[2:] == (1, 1) else out
 

@@ -9,12 +9,12 @@ from dqa_mcu.calibrate import calibrate
 from dqa_mcu.cli import QMODEL_FILE, main
 from dqa_mcu.evaluate import top1
 from dqa_mcu.float_exec import run_float
-from dqa_mcu.greedy import (RankingError, RankingResult, greedy_search, load_rankings, save_rankings,
-                            taylor_search)
+from dqa_mcu.greedy import (RankingError, RankingResult, greedy_search, load_rankings, quant_params,
+                            save_rankings, taylor_search)
 from dqa_mcu.qmodel import QModel
 from dqa_mcu.quantize import QuantConfig, QuantizationError, quantize
 from dqa_mcu.ranking import RANKERS
-from dqa_mcu.torch_exec import TorchExec, quant_params, stored_tensors
+from dqa_mcu.torch_exec import TorchExec, stored_tensors
 
 from conftest import load_resnet, shared_file
 
