@@ -39,7 +39,11 @@ OPS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "flatten": ((), ()),  # HWC-order flatten to (1, 1, H*W*C)
     "linear": (("act",), ("weight", "bias")),
     "concat": ((), ()),  # along channels
-    "upsample_nearest": (("scale",), ()),
+    "upsample_nearest": (("scale",), ()),  # scale: (s_h, s_w) integer factors
+    # PyTorch's bilinear interpolate with align_corners=False, integer factors (s_h, s_w)
+    "upsample_bilinear": (("scale",), ()),
+    # PyTorch's pixel_shuffle: out[h*r + i, w*r + j, c] = in[h, w, c*r*r + i*r + j]
+    "depth_to_space": (("block",), ()),
     # x[:, start_h::step_h, start_w::step_w, :]
     "slice": (("start", "step"), ()),
     # zero channels before / after

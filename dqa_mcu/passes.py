@@ -55,7 +55,8 @@ def _n_uses(graph: ir.Graph, tensor: str) -> int:
 
 
 def fold_batchnorm(graph: ir.Graph) -> ir.Graph:
-    """Fold each BatchNorm into the conv2d (or linear) that produces its input.
+    """Fold each BatchNorm into the conv2d (or linear) that produces its input (through a
+    depth_to_space, as after a lowered transposed convolution).
 
     Why: inference BatchNorm is a per-channel affine map, so
     ``bn(conv(x)) = conv'(x)`` with ``w' = w * g`` and ``b' = (b - mean) * g + beta``,
@@ -67,6 +68,13 @@ def fold_batchnorm(graph: ir.Graph) -> ir.Graph:
     g = _copy(graph)
     for bn in [n for n in g.nodes if n.op == "batchnorm"]:
         prod = _producer(g, bn.inputs[0])
+        block = 1  # a depth_to_space between: output channel c is conv channels c*r*r .. c*r*r + r*r - 1
+        if prod is not None and prod.op == "depth_to_space" and _n_uses(g, prod.output) == 1:
+            block = prod.attrs["block"]
+            shuffle, prod = prod, _producer(g, prod.inputs[0])
+            if prod is not None and _n_uses(g, prod.output) != 1:
+                raise ir.GraphError(f"batchnorm {bn.name!r} cannot be folded: the output of {prod.op} "
+                                    f"{prod.name!r} (before depth_to_space {shuffle.name!r}) has other consumers")
         why = None
         if prod is None or prod.op not in ("conv2d", "linear"):
             why = f"its input is produced by {prod.op if prod else '?'} {prod.name if prod else ''!r}"
@@ -78,18 +86,19 @@ def fold_batchnorm(graph: ir.Graph) -> ir.Graph:
             raise ir.GraphError(f"batchnorm {bn.name!r} cannot be folded: {why}")
         p = bn.params
         scale = (p["gamma"].astype(np.float64) / np.sqrt(p["var"].astype(np.float64) + bn.attrs["eps"]))
+        scale, mean, beta = (np.repeat(np.asarray(a, np.float64), block * block) for a in (scale, p["mean"], p["beta"]))
         w = prod.params["weight"].astype(np.float64)
         w = w * scale.reshape((-1,) + (1,) * (w.ndim - 1))
-        b = (prod.params["bias"].astype(np.float64) - p["mean"]) * scale + p["beta"]
+        b = (prod.params["bias"].astype(np.float64) - mean) * scale + beta
         prod.params = dict(prod.params, weight=w.astype(np.float32), bias=b.astype(np.float32))
-        _remove(g, bn, prod.output)
+        _remove(g, bn, bn.inputs[0])
     return g
 
 
 # ops f with relu(f(x)) == f(relu(x)) (and the same for relu6); maxpool pads with -inf
-_MONOTONE = ("maxpool", "slice", "upsample_nearest", "flatten", "pad_channels")
+_MONOTONE = ("maxpool", "slice", "upsample_nearest", "flatten", "pad_channels", "depth_to_space")
 _NONNEG_PASSTHROUGH = ("maxpool", "avgpool", "global_avgpool", "flatten", "slice", "pad_channels",
-                       "upsample_nearest")
+                       "upsample_nearest", "depth_to_space", "upsample_bilinear")
 
 
 def _nonneg_tensors(g: ir.Graph) -> set[str]:

@@ -12,11 +12,11 @@
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 
-from . import npconv, reference
+from . import reference
 from .calibrate import HIST_BINS, Calibration, ChannelStats
 from .huffman import HuffmanCode
 from .ir import Graph, Node
@@ -27,8 +27,15 @@ OUTPUT_BITS = 16
 WEIGHT_MAX = 127
 INPUT_LUT_MAX = 127
 MAX_SHIFT = 62
+BIAS_LIMIT = 2 ** 30  # |B| <= 2^30 and |acc| < 2^31 keep (acc + B) * M inside int64 (spec 3.1)
+ACCUMULATOR_LIMIT = 2 ** 31
+ACCUMULATOR_FIT_STEPS = 8  # weight-scale raises tried; each lands within 2^-10 of the limit
+CLIP_FLOOR_RATIO = 2.0 ** -16  # a dead channel's range, relative to its tensor's widest (spec 4.1)
+MIN_CLIP = 1e-8  # a tensor that is zero on every calibration image
 CLIP_METHODS = ("max", "percentile", "mse")
 COPY_OPS = ("maxpool", "concat", "upsample_nearest")  # output keeps the input's quantization
+REQUANTIZING_OPS = ("conv2d", "linear", "add", "avgpool", "global_avgpool", "upsample_bilinear")
+IMAGE_BITS = 8  # a resampled copy of the input image (spec 5.6.1)
 HUFFMAN_CALIB_IMAGES = 1000
 
 
@@ -98,7 +105,9 @@ def _clip(stats: ChannelStats, bits, signed: bool, config: QuantConfig) -> np.nd
     else:
         levels = np.broadcast_to(_levels(bits, signed), stats.amax.shape)
         clip = _mse_clip(stats, levels)
-    return np.maximum(clip, 1e-8)  # a dead channel still needs a positive step
+    # a dead or constant channel still needs a positive step, and one that keeps its
+    # requantization multipliers in range: a floor relative to the tensor's widest channel
+    return np.maximum(clip, max(MIN_CLIP, CLIP_FLOOR_RATIO * float(clip.max(initial=0.0))))
 
 
 def _activation_tensor(name: str, shape, stats: ChannelStats, signed: bool, act: str,
@@ -181,7 +190,11 @@ def _residual_steps(out: QTensor, src: QTensor, offset: int) -> np.ndarray:
     return steps
 
 
-def _weights(node: Node, in_step: np.ndarray, op: str):
+def _weights(node: Node, x: QTensor, op: str):
+    """int8 weights, int32 biases and the real value of one accumulator step per output channel
+    (spec 3.1): the weight scale is the smallest that keeps |W| <= 127, |B| <= BIAS_LIMIT and
+    the accumulator below 2^31, so no valid model is refused for a dead channel or a huge bias."""
+    in_step = x.fine_step
     w = np.asarray(node.params["weight"], dtype=np.float64)
     if op == "linear":
         folded = w * in_step[None, :]
@@ -191,20 +204,21 @@ def _weights(node: Node, in_step: np.ndarray, op: str):
         group_of_out = np.arange(cout) // (cout // groups)
         in_index = group_of_out[:, None] * cin_g + np.arange(cin_g)[None, :]
         folded = w * in_step[in_index][:, None, None, :]
+    bias_real = np.asarray(node.params["bias"], dtype=np.float64)
     amax = np.abs(folded.reshape(len(folded), -1)).max(axis=1)
-    w_scale = np.where(amax > 0, amax / WEIGHT_MAX, 1.0)
+    w_scale = np.maximum(amax / WEIGHT_MAX, np.abs(bias_real) / BIAS_LIMIT)
+    w_scale = np.where(w_scale > 0, w_scale, 1.0)  # an all-zero channel: any scale gives zeros
     shape = (-1,) + (1,) * (folded.ndim - 1)
-    w_int = np.clip(np.rint(folded / w_scale.reshape(shape)), -WEIGHT_MAX, WEIGHT_MAX).astype(np.int8)
-    bias = np.rint(np.asarray(node.params["bias"], dtype=np.float64) / w_scale)
-    if np.any(np.abs(bias) >= 2 ** 31 - 1):
-        raise QuantizationError(f"node {node.name!r}: a bias does not fit int32 after scaling")
-    return w_int, bias.astype(np.int64), w_scale
-
-
-def _check_accumulator(node: Node, w_int: np.ndarray, x: QTensor) -> None:
-    bound = npconv.accumulator_bound(reference.fine_max_abs(x), w_int)
-    if bound >= 2 ** 31:
-        raise QuantizationError(f"node {node.name!r}: int32 accumulator could overflow (bound {bound}); use fewer bits")
+    fine_max = reference.fine_max_abs(x)
+    for _ in range(ACCUMULATOR_FIT_STEPS):
+        w_int = np.clip(np.rint(folded / w_scale.reshape(shape)), -WEIGHT_MAX, WEIGHT_MAX).astype(np.int8)
+        bound = fine_max * np.abs(w_int.astype(np.int64)).reshape(len(w_int), -1).sum(axis=1)
+        over = bound >= ACCUMULATOR_LIMIT
+        if not over.any():
+            return w_int, np.rint(bias_real / w_scale).astype(np.int64), w_scale
+        w_scale = np.where(over, w_scale * (bound / (ACCUMULATOR_LIMIT - 1)) * (1 + 2.0 ** -10), w_scale)
+    raise QuantizationError(f"node {node.name!r}: the int32 accumulator cannot hold this layer's sums "
+                            f"(fan-in {folded[0].size} at {x.bits + x.extra_bits} fine bits); use fewer bits")
 
 
 def _qnode(node: Node, tensors: dict[str, QTensor]) -> QNode:
@@ -214,8 +228,7 @@ def _qnode(node: Node, tensors: dict[str, QTensor]) -> QNode:
     arrays: dict[str, np.ndarray] = {}
     act = at.get("act", "none")
     if node.op in ("conv2d", "linear"):
-        w_int, bias, w_scale = _weights(node, ins[0].fine_step, node.op)
-        _check_accumulator(node, w_int, ins[0])
+        w_int, bias, w_scale = _weights(node, ins[0], node.op)
         arrays.update(weight=w_int, bias=bias)
         reals = [w_scale / out.storage_step]
         if len(ins) == 2:
@@ -233,8 +246,11 @@ def _qnode(node: Node, tensors: dict[str, QTensor]) -> QNode:
             _residual_steps(out, ins[0], 0) / out.storage_step,
             _residual_steps(out, ins[1], at["b_channel_offset"]) / out.storage_step)
         arrays.update(multiplier=ma, residual_multiplier=mb)
-    elif node.op in ("avgpool", "global_avgpool"):
-        h, w = (ins[0].shape[0], ins[0].shape[1]) if node.op == "global_avgpool" else at["kernel"]
+    elif node.op in ("avgpool", "global_avgpool", "upsample_bilinear"):
+        if node.op == "upsample_bilinear":
+            h, w = (2 * s for s in at["scale"])  # weights in units of 1 / (2 s) per axis (spec 5.6.1)
+        else:
+            h, w = (ins[0].shape[0], ins[0].shape[1]) if node.op == "global_avgpool" else at["kernel"]
         (mult,), shift = fixed_point(ins[0].fine_step / (out.storage_step * h * w))
         arrays["multiplier"] = mult
     else:
@@ -268,6 +284,7 @@ def _activation_tensors(graph: Graph, calib: Calibration, config: QuantConfig,
     rng = np.random.default_rng(config.seed)
     tensors: dict[str, QTensor] = {}
     orders: dict[str, np.ndarray] = {}
+    stored_signed = _stored_signed(graph)
     for node in graph.nodes:
         name, shape = node.output, graph.shapes[node.output]
         if node.op == "input":
@@ -278,21 +295,30 @@ def _activation_tensors(graph: Graph, calib: Calibration, config: QuantConfig,
             tensors[name] = QTensor(name, tuple(shape), src.bits, src.signed, src.extra_bits,
                                     np.tile(src.scale, tiles), np.tile(src.important, tiles),
                                     alias_of=src.alias_of or src.name)
-        elif node.op in COPY_OPS:
+        elif node.op in COPY_OPS + ("depth_to_space",):
             if name == graph.output:
                 raise QuantizationError(f"graph output {name!r} is produced by {node.op}: end the model with a "
                                         "conv, linear, add or pooling layer")
-            tensors[name] = _inherit(name, shape, [tensors[i] for i in node.inputs])
+            if node.op == "depth_to_space":
+                tensors[name] = _shuffled(node, shape, tensors[node.inputs[0]])
+            else:
+                tensors[name] = _inherit(name, shape, [tensors[i] for i in node.inputs])
         elif name == graph.output:
             amax = float(calib.tensors[name].amax.max())
             step = max(amax, 1e-8) / (2 ** (OUTPUT_BITS - 1) - 1)
             tensors[name] = QTensor(name, tuple(shape), OUTPUT_BITS, True, 0,
                                     np.full(shape[2], step), np.zeros(shape[2], dtype=bool))
-        elif node.op in ("conv2d", "linear", "add", "avgpool", "global_avgpool"):
+        elif node.op in REQUANTIZING_OPS:
             act = node.attrs.get("act", "none")
-            signed = act == "none" and not _non_negative(node, tensors)
-            tensors[name], order = _activation_tensor(name, shape, calib.tensors[name], signed, act, config,
+            signed = stored_signed[name]
+            stored_as = config
+            if node.op == "upsample_bilinear" and node.inputs[0] == graph.input:
+                stored_as = replace(config, bits=IMAGE_BITS, extra_bits=0)
+            tensors[name], order = _activation_tensor(name, shape, calib.tensors[name], signed, act, stored_as,
                                                       rng, rankings.get(name), important_counts.get(name))
+            block = _shuffle_block(graph, name)
+            if block > 1:
+                tensors[name] = _tie_blocks(tensors[name], block)
             if order is not None:
                 orders[name] = order
         else:
@@ -321,9 +347,66 @@ def quantize(graph: Graph, calib: Calibration, config: QuantConfig, calib_images
     return model
 
 
-def _non_negative(node: Node, tensors: dict[str, QTensor]) -> bool:
-    """Pooling keeps the sign of its input: pooled unsigned data stays unsigned."""
-    return node.op in ("avgpool", "global_avgpool") and not tensors[node.inputs[0]].signed
+def _stored_signed(graph: Graph) -> dict[str, bool]:
+    """Per tensor, whether it is stored signed (spec 4). After relu / relu6: unsigned; pooling and
+    bilinear resampling keep their input's sign (the input stage's values are signed, whatever
+    the pixels); copy ops keep their inputs'. Inputs of a concat share signedness (spec 5.6):
+    when one is signed, the producers of the others are stored signed too, until none differ."""
+    forced: set[str] = set()
+    while True:
+        signed: dict[str, bool] = {}
+        for node in graph.nodes:
+            if node.op == "input":
+                signed[node.output] = True
+            elif node.op in REQUANTIZING_OPS:
+                keeps_sign = node.op in ("avgpool", "global_avgpool", "upsample_bilinear")
+                signed[node.output] = node.output in forced or (
+                    node.attrs.get("act", "none") == "none" and (not keeps_sign or signed[node.inputs[0]]))
+            else:
+                signed[node.output] = any(signed[t] for t in node.inputs)
+        resign = {source for node in graph.nodes if node.op == "concat"
+                  and len({signed[t] for t in node.inputs}) > 1
+                  for t in node.inputs if not signed[t] for source in _requantized_sources(graph, t)}
+        if resign <= forced:
+            return signed
+        forced |= resign
+
+
+def _requantized_sources(graph: Graph, tensor: str) -> set[str]:
+    """The tensors of requantizing ops that `tensor` copies (itself, if it is one)."""
+    node = graph.producer(tensor)
+    if node.op in REQUANTIZING_OPS:
+        return {tensor}
+    if node.op == "input":
+        return set()
+    return {s for t in node.inputs for s in _requantized_sources(graph, t)}
+
+
+def _shuffle_block(graph: Graph, name: str) -> int:
+    """The block size of the depth_to_space ops reading `name` (1 when none does)."""
+    blocks = {c.attrs["block"] for c in graph.consumers(name) if c.op == "depth_to_space"}
+    if len(blocks) > 1:
+        raise QuantizationError(f"tensor {name!r} feeds depth_to_space with different blocks {sorted(blocks)}")
+    return blocks.pop() if blocks else 1
+
+
+def _tie_blocks(t: QTensor, block: int) -> QTensor:
+    """One scale and one importance per group of block^2 channels (spec 5.6): the widest
+    scale of the group, important when any of them is, so depth_to_space copies exactly."""
+    group = block * block
+    scale = t.scale.reshape(-1, group).max(axis=1).repeat(group)
+    important = t.important.reshape(-1, group).any(axis=1).repeat(group)
+    return replace(t, scale=scale, important=important)
+
+
+def _shuffled(node: Node, shape, src: QTensor) -> QTensor:
+    group = node.attrs["block"] ** 2
+    if src.lut is not None or not np.array_equal(src.scale.reshape(-1, group).min(axis=1),
+                                                 src.scale.reshape(-1, group).max(axis=1)):
+        raise QuantizationError(f"node {node.name!r}: depth_to_space must read a tensor produced by a "
+                                f"conv, linear, add, pooling or bilinear layer (spec 5.6), not {src.name!r}")
+    return QTensor(node.output, tuple(shape), src.bits, src.signed, src.extra_bits,
+                   src.scale[::group].copy(), src.important[::group].copy())
 
 
 def _fit_error_streams(model: QModel, images: np.ndarray, config: QuantConfig) -> None:

@@ -124,6 +124,28 @@ def _conv(node: QNode, v: np.ndarray, x: QTensor) -> np.ndarray:
     return acc.astype(np.int64)  # exact: every partial sum is an integer within the dtype's range
 
 
+def depth_to_space(v: np.ndarray, r: int) -> np.ndarray:
+    """(N, H, W, C*r*r) -> (N, H*r, W*r, C): element (h*r + i, w*r + j, c) is (h, w, c*r*r + i*r + j)."""
+    n, h, w, c = v.shape
+    return v.reshape(n, h, w, c // (r * r), r, r).transpose(0, 1, 4, 2, 5, 3).reshape(n, h * r, w * r, -1)
+
+
+def bilinear_taps(size: int, scale: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Per output index along one axis: (i0, i1, weight of i0, weight of i1), weights in units of
+    1 / (2 * scale) (spec 5.6.1: PyTorch's align_corners=False, source index clamped at 0)."""
+    n = np.maximum(2 * np.arange(size * scale) + 1 - scale, 0)
+    i0, f = n // (2 * scale), n % (2 * scale)
+    return i0, np.minimum(i0 + 1, size - 1), 2 * scale - f, f
+
+
+def bilinear_sum(v: np.ndarray, sh: int, sw: int) -> np.ndarray:
+    """S of spec 5.6.1 for every output element (int64, exact)."""
+    y0, y1, wy0, wy1 = bilinear_taps(v.shape[1], sh)
+    x0, x1, wx0, wx1 = bilinear_taps(v.shape[2], sw)
+    rows = v[:, y0] * wy0[None, :, None, None] + v[:, y1] * wy1[None, :, None, None]
+    return rows[:, :, x0] * wx0[None, None, :, None] + rows[:, :, x1] * wx1[None, None, :, None]
+
+
 def _run_node(node: QNode, model: QModel, values: dict, stats: dict, overflow: np.ndarray,
               per_image: bool) -> None:
     out_t = model.tensors[node.output]
@@ -168,12 +190,16 @@ def _run_node(node: QNode, model: QModel, values: dict, stats: dict, overflow: n
     elif node.op == "flatten":
         values[node.output] = ins[0].reshape(len(ins[0]), 1, 1, -1)
         return
-    elif node.op in ("concat", "upsample_nearest"):
+    elif node.op == "upsample_bilinear":
+        u = _requantize(bilinear_sum(ins[0], *at["scale"]) * a["multiplier"], node)
+    elif node.op in ("concat", "upsample_nearest", "depth_to_space"):
         if node.op == "concat":
             v = np.concatenate(ins, axis=3)
-        else:
+        elif node.op == "upsample_nearest":
             sh, sw = at["scale"]
             v = ins[0].repeat(sh, axis=1).repeat(sw, axis=2)
+        else:
+            v = depth_to_space(ins[0], at["block"])
         u = np.where(out_t.important, v, v >> out_t.extra_bits)
     else:
         raise ValueError(f"node {node.name!r}: the reference has no op {node.op!r}")

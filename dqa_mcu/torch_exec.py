@@ -46,8 +46,8 @@ from . import ir
 
 __all__ = ["TensorQuant", "TorchExec", "plan_from_qmodel", "stored_tensors", "parallel_map", "single_thread"]
 
-COPY_OPS = ("maxpool", "concat", "upsample_nearest", "slice", "flatten")
-LINEAR_OPS = ("conv2d", "linear", "add", "avgpool", "global_avgpool")
+COPY_OPS = ("maxpool", "concat", "upsample_nearest", "slice", "flatten", "depth_to_space")
+LINEAR_OPS = ("conv2d", "linear", "add", "avgpool", "global_avgpool", "upsample_bilinear")
 CL = torch.channels_last
 
 
@@ -147,6 +147,8 @@ class TorchExec:
                 self.units[n.output] = self.units[n.inputs[0]]
             elif n.op == "concat":
                 self.units[n.output] = np.concatenate([self.units[i] for i in n.inputs])
+            elif n.op == "depth_to_space":  # the quantizer gives each block of channels one step
+                self.units[n.output] = self.units[n.inputs[0]][::n.attrs["block"] ** 2]
             elif n.op == "flatten":
                 h, w, _ = graph.shapes[n.inputs[0]]
                 self.units[n.output] = np.tile(self.units[n.inputs[0]], h * w)
@@ -223,7 +225,7 @@ class TorchExec:
         elif n.op == "add":
             p["a_ratio"] = self._ratio(n.output, n.inputs[0], 0)
             p["res_ratio"] = self._ratio(n.output, n.inputs[1], a.get("b_channel_offset", 0))
-        elif n.op in ("avgpool", "global_avgpool"):
+        elif n.op in ("avgpool", "global_avgpool", "upsample_bilinear"):
             p["ratio"] = self._ratio(n.output, n.inputs[0], 0)
         elif n.op == "batchnorm":
             q = n.params
@@ -316,6 +318,9 @@ class TorchExec:
                 x = F.pad(x, (pl, pr, pt, pb))
             y = F.avg_pool2d(x, (kh, kw), a["stride"])
             return self._half(n, y * p["ratio"] if p["ratio"] is not None else y)
+        if op == "upsample_bilinear":
+            y = F.interpolate(x, scale_factor=a["scale"], mode="bilinear", align_corners=False)
+            return self._half(n, y * p["ratio"] if p["ratio"] is not None else y)
         if op == "batchnorm":
             return x * p["scale"] + p["shift"]
         raise ir.GraphError(f"node {n.name!r}: op {op!r} has no pre-activation form")
@@ -355,7 +360,7 @@ class TorchExec:
     def run_node(self, n: ir.Node, env: dict[str, torch.Tensor]) -> torch.Tensor:
         xs = [env[t] for t in n.inputs]
         op, a = n.op, n.attrs
-        if op in ("conv2d", "linear", "add", "avgpool", "global_avgpool", "batchnorm"):
+        if op in LINEAR_OPS + ("batchnorm",):
             return self.finish(n, self.preact(n, xs))
         x = xs[0]
         if op == "relu":
@@ -376,6 +381,8 @@ class TorchExec:
             s = a["scale"]
             sh, sw = (s, s) if np.isscalar(s) else s
             return x.repeat_interleave(sh, dim=2).repeat_interleave(sw, dim=3)
+        if op == "depth_to_space":
+            return F.pixel_shuffle(x, a["block"]).contiguous(memory_format=CL)
         if op == "slice":
             (h0, w0), (sh, sw) = a["start"], a["step"]
             return x[:, :, h0::sh, w0::sw]

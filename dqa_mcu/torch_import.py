@@ -207,6 +207,8 @@ _AVGPOOL_FNS = {F.avg_pool2d, torch._C._nn.avg_pool2d}
 _ADAPTIVE_FNS = {F.adaptive_avg_pool2d, torch._C._nn.adaptive_avg_pool2d}
 _CAT_FNS = {torch.cat, torch.concat, torch.concatenate}
 _INTERP_FNS = {F.interpolate, F.upsample, F.upsample_nearest}
+_PIXEL_SHUFFLE_FNS = {F.pixel_shuffle, torch.pixel_shuffle}
+_CONV_TRANSPOSE_FNS = {F.conv_transpose2d, torch.conv_transpose2d}
 _PAD_FNS = {F.pad, torch.constant_pad_nd}
 _IDENTITY_FNS = {F.dropout, F.dropout2d, torch.clone}
 _RESHAPE_FNS = {torch.flatten, torch.reshape}
@@ -234,8 +236,11 @@ _SPECS = {
     "mean": (("input", "dim", "keepdim"), {"dim": None, "keepdim": False}),
     "linear": (("input", "weight", "bias"), {"bias": None}),
     "cat": (("tensors", "dim"), {"dim": 0}),
-    "interp": (("input", "size", "scale_factor", "mode"), {"size": None, "scale_factor": None,
-                                                           "mode": "nearest"}),
+    "interp": (("input", "size", "scale_factor", "mode", "align_corners"),
+               {"size": None, "scale_factor": None, "mode": "nearest", "align_corners": None}),
+    "pixel_shuffle": (("input", "upscale_factor"), {}),
+    "conv_transpose": (("input", "weight", "bias", "stride", "padding", "output_padding", "groups", "dilation"),
+                       {"bias": None, "stride": 1, "padding": 0, "output_padding": 0, "groups": 1, "dilation": 1}),
     "pad": (("input", "pad", "mode", "value"), {"mode": "constant", "value": None}),
     "unary": (("input",), {}),
     "getitem": (("input", "idx"), {}),
@@ -260,6 +265,8 @@ _ATEN = {
     "mean": "mean", "view": "reshape", "reshape": "reshape", "_unsafe_view": "reshape",
     "flatten": "reshape", "linear": "linear", "cat": "cat", "concat": "cat",
     "upsample_nearest2d": "upsample", "_upsample_nearest_exact2d": "upsample_bad",
+    "upsample_bilinear2d": "upsample_bilinear", "pixel_shuffle": "pixel_shuffle",
+    "conv_transpose2d": "conv_transpose",
     "slice": "slice", "pad": "pad", "constant_pad_nd": "pad",
     "dropout": "identity", "clone": "identity", "contiguous": "identity", "detach": "identity",
     "alias": "identity", "_to_copy": "identity", "to": "identity", "lift_fresh_copy": "identity",
@@ -302,7 +309,13 @@ def _classify(node: torch.fx.Node, gm) -> tuple[str | None, dict, bool]:
         if isinstance(m, nn.Linear):
             return "linear", dict(input=x, weight=m.weight, bias=m.bias), False
         if isinstance(m, nn.Upsample):
-            return "interp", dict(input=x, mode=m.mode), False
+            return "interp", dict(input=x, mode=m.mode, align_corners=m.align_corners), False
+        if isinstance(m, nn.PixelShuffle):
+            return "pixel_shuffle", dict(input=x, upscale_factor=m.upscale_factor), False
+        if isinstance(m, nn.ConvTranspose2d):
+            return "conv_transpose", dict(input=x, weight=m.weight, bias=m.bias, stride=m.stride,
+                                          padding=m.padding, output_padding=m.output_padding, groups=m.groups,
+                                          dilation=m.dilation, padding_mode=m.padding_mode), False
         if isinstance(m, (nn.Identity, nn.Dropout, nn.Dropout2d)):
             return "identity", dict(input=x), False
         return None, {}, False
@@ -327,7 +340,7 @@ def _classify(node: torch.fx.Node, gm) -> tuple[str | None, dict, bool]:
         if "self" in d:
             d["input"] = d.pop("self")
         if kind == "conv" and d.get("transposed", False):
-            return None, {}, False
+            kind = "conv_transpose"
         if kind == "upsample":
             d["mode"] = "nearest"
         return kind, d, False
@@ -340,6 +353,7 @@ def _classify(node: torch.fx.Node, gm) -> tuple[str | None, dict, bool]:
         (_ADAPTIVE_FNS, "adaptive", "adaptive"), (_CAT_FNS, "cat", "cat"), (_INTERP_FNS, "interp", "interp"),
         (_PAD_FNS, "pad", "pad"), (_IDENTITY_FNS, "identity", "unary"), (_RESHAPE_FNS, "reshape", "unary"),
         ({F.linear}, "linear", "linear"), ({torch.mean}, "mean", "mean"),
+        (_PIXEL_SHUFFLE_FNS, "pixel_shuffle", "pixel_shuffle"), (_CONV_TRANSPOSE_FNS, "conv_transpose", "conv_transpose"),
         ({F.batch_norm}, "batchnorm", "bn_F"), ({torch.batch_norm}, "batchnorm", "bn_torch"),
     ]
     for fns, kind, spec in table:
@@ -693,17 +707,74 @@ class _Importer:
         return self.emit(node, d, "concat", xs)
 
     def op_interp(self, node, d):
-        if self.val(d.get("mode", "nearest")) != "nearest":
-            raise self.fail(node, f"interpolation mode {self.val(d.get('mode'))!r}; only 'nearest'")
+        mode = self.val(d.get("mode", "nearest"))
+        if mode == "bilinear":
+            return self.op_upsample_bilinear(node, d)
+        if mode != "nearest":
+            raise self.fail(node, f"interpolation mode {mode!r}; only 'nearest' and 'bilinear' "
+                                  "(align_corners=False)")
         return self.op_upsample(node, d)
 
-    def op_upsample(self, node, d):
+    def _integer_scale(self, node, d, what: str) -> tuple[int, int]:
         x = self.tensor(node, d["input"])
         h, w, c = self.shapes[x]
         oh, ow, oc = self.shape_of(node)
-        if oh % h or ow % w or oh // h != ow // w or oh // h < 1:
-            raise self.fail(node, f"nearest upsampling {h}x{w} -> {oh}x{ow}; only one integer scale")
-        return self.emit(node, d, "upsample_nearest", [x], attrs=dict(scale=oh // h))
+        if oh % h or ow % w or oh < h or ow < w or oc != c:
+            raise self.fail(node, f"{what} {h}x{w} -> {oh}x{ow}; only integer scale factors "
+                                  "(use a strided convolution or pooling to downsample)")
+        return oh // h, ow // w
+
+    def op_upsample(self, node, d):
+        scale = self._integer_scale(node, d, "nearest upsampling")
+        return self.emit(node, d, "upsample_nearest", [self.tensor(node, d["input"])], attrs=dict(scale=scale))
+
+    def op_upsample_bilinear(self, node, d):
+        if self.val(d.get("align_corners")):
+            raise self.fail(node, "bilinear upsampling with align_corners=True; only align_corners=False "
+                                  "(PyTorch's default)")
+        if self.val(d.get("antialias", False)):
+            raise self.fail(node, "antialiased bilinear resampling")
+        scale = self._integer_scale(node, d, "bilinear upsampling")
+        return self.emit(node, d, "upsample_bilinear", [self.tensor(node, d["input"])], attrs=dict(scale=scale))
+
+    def op_pixel_shuffle(self, node, d):
+        x = self.tensor(node, d["input"])
+        r = int(self.val(d["upscale_factor"]))
+        if self.rank(d["input"]) != 4 or r < 1:
+            raise self.fail(node, "pixel_shuffle of an NCHW tensor by a positive factor")
+        return x if r == 1 else self.emit(node, d, "depth_to_space", [x], attrs=dict(block=r))
+
+    def op_conv_transpose(self, node, d):
+        """A transposed convolution whose kernel equals its stride (the usual U-Net decoder step):
+        each input pixel writes its own k x k output block, which is a 1x1 convolution to
+        C_out * k * k channels followed by pixel_shuffle(k)."""
+        x = self.tensor(node, d["input"])
+        w = self.param(node, d["weight"], "weight")  # (C_in, C_out / groups, kh, kw)
+        k, s = _pair(w.shape[2:]), _pair(self.val(d.get("stride", 1)))
+        pad, out_pad = _pair(self.val(d.get("padding", 0))), _pair(self.val(d.get("output_padding", 0)))
+        groups, dil = int(self.val(d.get("groups", 1))), _pair(self.val(d.get("dilation", 1)))
+        if (k != s or k[0] != k[1] or pad != (0, 0) or out_pad != (0, 0) or groups != 1 or dil != (1, 1)
+                or self.val(d.get("padding_mode", "zeros")) != "zeros"):
+            raise self.fail(node, f"transposed convolution with kernel {k}, stride {s}, padding {pad}, "
+                                  f"output_padding {out_pad}, groups {groups}, dilation {dil}; only kernel == "
+                                  "stride (square), no padding, groups 1 (else use nn.Upsample + Conv2d)")
+        r = k[0]
+        cin, cout = w.shape[0], w.shape[1]
+        b = self.param(node, d.get("bias"), "bias")
+        b = np.zeros(cout, np.float32) if b is None else b
+        # 1x1 conv channel o*r*r + i*r + j computes output channel o at block offset (i, j)
+        weight = w.transpose(1, 2, 3, 0).reshape(cout * r * r, 1, 1, cin)
+        name = self.name_for(node, d)
+        conv = ir.unique_name(name + "_blocks", self.used_names)
+        self.nodes.append(ir.Node(conv, "conv2d", [x], conv,
+                                  attrs=dict(stride=(1, 1), padding=(0, 0, 0, 0), dilation=(1, 1), groups=1,
+                                             act="none"),
+                                  params=dict(weight=np.ascontiguousarray(weight), bias=np.repeat(b, r * r))))
+        h, ww, _ = self.shapes[x]
+        self.shapes[conv] = (h, ww, cout * r * r)
+        self.nodes.append(ir.Node(name, "depth_to_space", [conv], name, attrs=dict(block=r)))
+        self.shapes[name] = self.shape_of(node)
+        return name
 
     def op_getitem(self, node, d):
         src, idx = d["input"], self.val(d["idx"])
