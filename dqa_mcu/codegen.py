@@ -174,6 +174,17 @@ class _Emitter:
             sh, sw = at["scale"]
             layer["call"] = f"dqa_upsample_nearest({sh}, {sw}, {ref(ins[0])}, {ref(out)}, {scratch}, status);"
             layer["scratch_call"] = f"dqa_upsample_nearest_get_buffer_size({info(ins[0])}, {info(out)})"
+        elif node.op == "depth_to_space":
+            layer["call"] = (f"dqa_depth_to_space({at['block']}, {ref(ins[0])}, {ref(out)}, {scratch}, "
+                             "status);")
+            layer["scratch_call"] = f"dqa_depth_to_space_get_buffer_size({info(ins[0])}, {info(out)})"
+        elif node.op == "upsample_bilinear":
+            sh, sw = at["scale"]
+            layer["params_type"] = "dqa_upsample_params_t"
+            layer["params"] = [("scale_h", sh), ("scale_w", sw), ("requant", self.requant(ident, node))]
+            layer["call"] = f"dqa_upsample_bilinear(&{ident}_params, {ref(ins[0])}, {ref(out)}, {scratch}, status);"
+            layer["scratch_call"] = (f"dqa_upsample_bilinear_get_buffer_size(&{ident}_params, {info(ins[0])}, "
+                                     f"{info(out)})")
         elif node.op == "flatten":
             layer["call"] = (f"dqa_tensors[{out['enum']}].n_coded = dqa_tensors[{ins[0]['enum']}].n_coded; "
                              "/* same bytes, HWC order */")

@@ -78,6 +78,11 @@ def scratch_bytes(node: QNode, model: QModel) -> int:
         return _align(acc + LINE_BUFFER_ELEMENT_BYTES * ins[0].channels * ring)
     if node.op == "upsample_nearest":
         return _align(acc + LINE_BUFFER_ELEMENT_BYTES * ins[0].channels)
+    if node.op == "depth_to_space":  # one input row
+        return _align(acc + LINE_BUFFER_ELEMENT_BYTES * ins[0].shape[1] * ins[0].channels)
+    if node.op == "upsample_bilinear":  # a ring of two input rows
+        h, w, c = ins[0].shape
+        return _align(acc + LINE_BUFFER_ELEMENT_BYTES * min(h, 2) * w * c)
     return 0  # input, flatten: no kernel
 
 

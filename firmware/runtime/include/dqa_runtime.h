@@ -142,6 +142,24 @@ size_t dqa_upsample_nearest_get_buffer_size(const dqa_tensor_info_t *input, cons
 void dqa_upsample_nearest(uint16_t scale_h, uint16_t scale_w, const dqa_tensor_t *input, dqa_tensor_t *output,
                           void *scratch, dqa_status_t *status);
 
+/* depth_to_space (PyTorch's pixel_shuffle, spec 5.6): (H, W, C*r*r) -> (H*r, W*r, C), output
+ * (h*r + i, w*r + j, c) = input (h, w, c*r*r + i*r + j), u copied. Buffers one input row. */
+size_t dqa_depth_to_space_get_buffer_size(const dqa_tensor_info_t *input, const dqa_tensor_info_t *output);
+void dqa_depth_to_space(uint16_t block, const dqa_tensor_t *input, dqa_tensor_t *output, void *scratch,
+                        dqa_status_t *status);
+
+/* Bilinear upsampling by integer factors, align_corners=False (spec 5.6.1): (H, W, C) ->
+ * (H*scale_h, W*scale_w, C), requantized like avgpool. Buffers two input rows. */
+typedef struct {
+    uint16_t scale_h, scale_w;
+    dqa_requant_t requant; /* multiplier, shift, out_min, out_max (no residual) */
+} dqa_upsample_params_t;
+
+size_t dqa_upsample_bilinear_get_buffer_size(const dqa_upsample_params_t *params, const dqa_tensor_info_t *input,
+                                             const dqa_tensor_info_t *output);
+void dqa_upsample_bilinear(const dqa_upsample_params_t *params, const dqa_tensor_t *input, dqa_tensor_t *output,
+                           void *scratch, dqa_status_t *status);
+
 #ifdef __cplusplus
 }
 #endif
