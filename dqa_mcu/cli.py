@@ -245,11 +245,21 @@ def _expected(out: Path, images: np.ndarray):
         outputs = TFLiteReference(tgraph).run(images)
         return outputs.reshape(len(images), -1).astype(np.int64), np.zeros(len(images), np.int64)
     expected = reference.run(QModel.load(out / QMODEL_FILE), images)
-    return expected.output, expected.overflowed_tensors
+    return expected.output.reshape(len(images), -1), expected.overflowed_tensors  # as the harness prints them
+
+
+def _output_scale(out: Path) -> float:
+    """Real value of one step of an export's output (1 for an int8 .tflite: only its argmax is scored)."""
+    if _export_tflite(out) is not None:
+        return 1.0
+    model = QModel.load(out / QMODEL_FILE)
+    return float(model.tensors[model.output].scale[0])
 
 
 def run_project(out: Path, images: np.ndarray | None, labels: np.ndarray | None, target_name: str | None,
-                timeout: float, sanitize: bool = False, log=print) -> dict:
+                timeout: float, sanitize: bool = False, log=print, task: evaluate.Task = evaluate.CLASSIFY) -> dict:
+    """Build and run an export on `images` (model inputs), compare with the reference bit for bit, and
+    score the outputs against `labels` (the task's targets) when given."""
     info = json.loads((out / EXPORT_INFO_FILE).read_text())
     target = get_target(target_name or info["target"])
     if images is None:
@@ -272,14 +282,14 @@ def run_project(out: Path, images: np.ndarray | None, labels: np.ndarray | None,
         report.update(fw.sizes(exe))
         report.pop("sections", None)
     if labels is not None:
-        report["accuracy"] = evaluate.top1(result.outputs, labels)
+        report[task.report_key] = task.score(result.outputs * _output_scale(out), labels)
     log(f"{target.name} ({result.board}): {len(images)} images, "
         f"{'bit-exact with the reference' if exact else 'MISMATCH with the reference on images ' + str(report['mismatched_images'][:10])}")
     if target.qemu_machine:
         log(f"  instructions per inference {report['instructions_per_inference']:.0f}, "
             f"RAM (.data + .bss) {report['ram']} bytes, flash (.text + .rodata + .data) {report['flash']} bytes")
     if labels is not None:
-        log(f"  top-1 on these images: {report['accuracy']:.2f} %")
+        log(f"  {task.metric} on these images: {report[task.report_key]:.2f}")
     if report["overflowed_tensors"]:
         log(f"  error-stream overflows (handled, spec 2.3): {report['overflowed_tensors']}")
     return report
@@ -287,22 +297,26 @@ def run_project(out: Path, images: np.ndarray | None, labels: np.ndarray | None,
 
 # -- commands --------------------------------------------------------------------
 
-def _eval_data(args):
-    """Labelled test images and calibration images (labels if the file has them), subsampled."""
+def _eval_data(args, task: evaluate.Task):
+    """Test inputs and targets (labels, or for --task sr the full-size images) and calibration
+    inputs (with labels if the file has them), subsampled."""
     test_x, test_y = load_images(args.data)
-    if test_y is None:
+    if test_y is None and task.name == "classify":
         raise DataError(f"{args.data}: evaluation needs labels (an array 'y')")
     calib_x, calib_y = load_images(args.calib, test_x.shape[1:])
-    return subsample(args.test_count, test_x, test_y) + subsample(args.calib_count, calib_x, calib_y)
+    test_x, test_y = task.pairs(*subsample(args.test_count, test_x, test_y))
+    calib_x, calib_y = subsample(args.calib_count, calib_x, calib_y)
+    return test_x, test_y, task.inputs(calib_x), calib_y
 
 
 def cmd_eval(args) -> int:
     if args.save_rankings and len(args.bits_list) > 1:
         raise DataError("--save-rankings writes one ranking: give one n with --bits-list")
-    test_x, test_y, calib_x, calib_y = _eval_data(args)
+    task = evaluate.task(args.task, args.scale)
+    test_x, test_y, calib_x, calib_y = _eval_data(args, task)
     graph = load_graph(args.model, args.arch, args.trust_pickle, test_x.shape[1:], _normalization_override(args))
     calib = calibrate(graph, calib_x)
-    rows = [evaluate.EvalRow("FP32", evaluate.top1(evaluate.float_logits(graph, test_x), test_y), None)]
+    rows = [evaluate.EvalRow("FP32", task.score(evaluate.float_logits(graph, test_x), test_y), None)]
     configs = [("int8 (all activations 8 bits)", _config(args, bits=8, extra_bits=0), None)]
     for n in args.bits_list:
         dqa = _config(args, bits=n)
@@ -311,11 +325,11 @@ def cmd_eval(args) -> int:
                         _rankings(args, dqa, graph, calib, calib_x, calib_y) if dqa.uses_dqa else None))
     for label, config, rankings in configs:
         rows.append(evaluate.eval_quantized(label, quantize(graph, calib, config, calib_x, rankings), test_x,
-                                            test_y))
+                                            test_y, task=task))
     fp32_bytes = rows[1].memory.activations * 4
     print(f"{Path(args.model).name}: {len(test_x)} test images, {len(calib_x)} calibration images, "
           f"clip {args.clip}")
-    print(evaluate.format_table(rows, fp32_bytes))
+    print(evaluate.format_table(rows, fp32_bytes, task.metric))
     if args.tensor_report:
         for row in rows[1:]:
             if row.huffman_bits is not None:
@@ -406,6 +420,7 @@ def cmd_export(args) -> int:
             raise DataError("export needs calibration images: --calib FILE (.npz with x, or a folder)")
         calib_x, calib_y = load_images(args.calib)
         calib_x, calib_y = subsample(args.calib_count, calib_x, calib_y)
+        calib_x = evaluate.task(args.task, args.scale).inputs(calib_x)
         graph = load_graph(args.model, args.arch, args.trust_pickle, calib_x.shape[1:],
                            _normalization_override(args))
         calib = calibrate(graph, calib_x)
@@ -438,21 +453,39 @@ def _build_export(out: Path, target, no_build: bool) -> int:
 def _harness_images(args, model: QModel, calib_x):
     shape = model.tensors[model.input].shape
     if getattr(args, "data", None):
-        x, _ = load_images(args.data, shape)
-        return subsample(args.count, x)[0]
+        task = evaluate.task(args.task, args.scale)
+        x, _ = load_images(args.data, None if task.name == "sr" else shape)
+        return task.inputs(subsample(args.count, x)[0])
     if calib_x is not None:
         return subsample(min(args.count, 4), calib_x)[0]
     return np.zeros((1,) + tuple(shape), dtype=np.uint8)
 
 
+def _s8_inputs(path: str, graph):
+    """(int8 model inputs, labels or None) for an int8 .tflite: uint8 NHWC pixels for an image model; for a
+    vector model ([1, N] input) an .npz whose x is (count, N), real values or already-quantized int8."""
+    from .tflite_reference import quantize_input
+    shape = tuple(graph.input.shape[1:])
+    if len(shape) != 1:
+        x, y = load_images(path, shape)
+        return quantize_input(graph, x), y
+    try:
+        data = np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as exc:
+        raise DataError(f"{path}: a vector model reads an .npz with x of shape (count, {shape[0]}) ({exc})") from None
+    if "x" not in data or data["x"].ndim != 2 or data["x"].shape[1] != shape[0]:
+        raise DataError(f"{path}: a vector model needs x of shape (count, {shape[0]})")
+    x = data["x"]
+    return (x if x.dtype == np.int8 else quantize_input(graph, x)), (data["y"] if "y" in data else None)
+
+
 def _s8_harness_images(args, graph):
     """int8 inputs for an int8 .tflite's harness: --data (or --calib) pixels quantized as the model's
     input says, else one image of the input zero point."""
-    from .tflite_reference import quantize_input
     path = getattr(args, "data", None) or getattr(args, "calib", None)
     if path:
-        x, _ = load_images(path, tuple(graph.input.shape[1:]))
-        return quantize_input(graph, subsample(args.count if args.data else min(args.count, 4), x)[0])
+        x, _ = _s8_inputs(path, graph)
+        return subsample(args.count if args.data else min(args.count, 4), x)[0]
     return np.full((1,) + tuple(graph.input.shape[1:]), int(graph.input.zero_point[0]), np.int8)
 
 
@@ -461,17 +494,16 @@ def cmd_run(args) -> int:
     if not (out / EXPORT_INFO_FILE).exists():
         raise DataError(f"{out}: not a dqa-mcu export (no {EXPORT_INFO_FILE}); run dqa-mcu export first")
     images = labels = None
+    task = evaluate.task(args.task, args.scale)
     if args.data:
         tgraph = _export_tflite(out)
         if tgraph is None:
             model = QModel.load(out / QMODEL_FILE)
-            images, labels = load_images(args.data, model.tensors[model.input].shape)
+            images, labels = load_images(args.data, None if task.name == "sr" else model.tensors[model.input].shape)
+            images, labels = task.pairs(*subsample(args.count, images, labels))
         else:
-            from .tflite_reference import quantize_input
-            images, labels = load_images(args.data, tuple(tgraph.input.shape[1:]))
-            images = quantize_input(tgraph, images)  # an int8 .tflite takes its input quantized
-        images, labels = subsample(args.count, images, labels)
-    report = run_project(out, images, labels, args.target, args.timeout, args.sanitize)
+            images, labels = subsample(args.count, *_s8_inputs(args.data, tgraph))
+    report = run_project(out, images, labels, args.target, args.timeout, args.sanitize, task=task)
     if args.layers and report["layers"]:
         total = sum(count for _, count in report["layers"])
         print("instructions per layer (image 0):")
@@ -561,6 +593,13 @@ def _budget_args(p, required: bool) -> None:
                    help="DQA extra bits m to try when n and m are searched")
 
 
+def _task_args(p) -> None:
+    p.add_argument("--task", choices=evaluate.TASKS, default="classify",
+                   help="what the output is: classify (logits, top-1) or sr (an image in [0, 1], PSNR against "
+                        "the image; the input is the image downscaled by --scale, 2x2 block means)")
+    p.add_argument("--scale", type=int, default=2, help="--task sr: the upscaling factor")
+
+
 def _eval_args(p) -> None:
     p.add_argument("--data", required=True, help="test images with labels (.npz with x, y)")
     p.add_argument("--calib", required=True, help="calibration images (.npz with x, or a folder)")
@@ -576,6 +615,7 @@ def build_parser() -> argparse.ArgumentParser:
     _model_args(p)
     _quant_args(p)
     _eval_args(p)
+    _task_args(p)
     p.add_argument("--tensor-report", action="store_true",
                    help="also print, per DQA configuration, each tensor's Huffman compression and bytes")
     p.set_defaults(func=cmd_eval)
@@ -606,6 +646,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", default="dqa_out", help="output directory")
     p.add_argument("--data", help="images for the test harness (default: a few calibration images)")
     p.add_argument("-n", "--count", type=int, default=20, help="harness images")
+    _task_args(p)
     p.add_argument("--ram-bytes", type=int, help="the device's RAM, to check the arena fits")
     p.add_argument("--flash-bytes", type=int, help="the device's flash, to check the weights fit")
     _budget_args(p, required=False)
@@ -637,6 +678,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--target", help="override the export's target")
     p.add_argument("--timeout", type=float, default=fw.DEFAULT_TIMEOUT_S, help="seconds before the run is stopped")
     p.add_argument("--sanitize", action="store_true", help="host target: build with ASan + UBSan")
+    _task_args(p)
     p.add_argument("--layers", action="store_true", help="print instructions per layer")
     p.add_argument("--json", help="also write the report to this file")
     p.set_defaults(func=cmd_run)

@@ -40,6 +40,58 @@ def top1(logits: np.ndarray, labels: np.ndarray) -> float:
     return float((np.argmax(logits, axis=1) == labels).mean() * 100.0)
 
 
+def psnr(outputs: np.ndarray, targets: np.ndarray) -> float:
+    """Mean PSNR (dB, on 0..255) of image outputs in [0, 1] (clipped) against uint8 targets."""
+    out = np.clip(np.asarray(outputs, dtype=np.float64).reshape(targets.shape), 0.0, 1.0) * 255.0
+    mse = ((out - targets.astype(np.float64)) ** 2).reshape(len(targets), -1).mean(axis=1)
+    return float(np.mean(10.0 * np.log10(255.0 ** 2 / np.maximum(mse, 1e-12))))
+
+
+def downscale(images: np.ndarray, factor: int) -> np.ndarray:
+    """Each factor x factor block of uint8 pixels averaged, rounded half up: the low-resolution
+    input of a super-resolution task (a device takes uint8 pixels, so the mean is rounded)."""
+    n, h, w, c = images.shape
+    if h % factor or w % factor:
+        raise ValueError(f"images of {h}x{w} pixels do not divide into {factor}x{factor} blocks")
+    blocks = images.reshape(n, h // factor, factor, w // factor, factor, c).astype(np.int64).sum(axis=(2, 4))
+    return ((2 * blocks + factor * factor) // (2 * factor * factor)).astype(np.uint8)
+
+
+@dataclass(frozen=True)
+class Task:
+    """What a model's output means: how test images become inputs and targets, and the score."""
+    name: str
+    metric: str
+    report_key: str  # its entry in a run report
+    scale: int = 1
+
+    def pairs(self, images: np.ndarray, labels: np.ndarray | None) -> tuple[np.ndarray, np.ndarray | None]:
+        """(model inputs, targets): the images and their labels, or for "sr" the images downscaled
+        by `scale` and the images themselves."""
+        if self.name == "sr":
+            return downscale(images, self.scale), images
+        return images, labels
+
+    def inputs(self, images: np.ndarray) -> np.ndarray:
+        return self.pairs(images, None)[0]
+
+    def score(self, outputs: np.ndarray, targets: np.ndarray) -> float:
+        """top-1 % of logits, or PSNR (dB) of images in [0, 1]; `outputs` in real units."""
+        return psnr(outputs, targets) if self.name == "sr" else top1(outputs, targets)
+
+
+TASKS = ("classify", "sr")
+CLASSIFY = Task("classify", "top-1 %", "accuracy")
+
+
+def task(name: str = "classify", scale: int = 2) -> Task:
+    if name == "sr":
+        return Task("sr", "PSNR dB", "psnr_db", scale)
+    if name != "classify":
+        raise ValueError(f"unknown task {name!r}; choose from {', '.join(TASKS)}")
+    return CLASSIFY
+
+
 def float_logits(graph, images: np.ndarray, batch: int = 250, show_progress: bool = True) -> np.ndarray:
     starts = range(0, len(images), batch)
     return np.concatenate([run_float(graph, images[s:s + batch])
@@ -49,7 +101,7 @@ def float_logits(graph, images: np.ndarray, batch: int = 250, show_progress: boo
 @dataclass
 class EvalRow:
     label: str
-    accuracy: float
+    accuracy: float  # the task's score: top-1 %, or PSNR dB
     memory: MemoryReport | None  # None for FP32
     overflow_rate: float = 0.0  # share of images with any error-stream overflow
     huffman_bits: float | None = None  # mean coded bits per error symbol on the test images
@@ -57,7 +109,8 @@ class EvalRow:
 
 
 def eval_quantized(label: str, model: QModel, images: np.ndarray, labels: np.ndarray,
-                   show_progress: bool = True) -> EvalRow:
+                   show_progress: bool = True, task: Task = CLASSIFY) -> EvalRow:
+    """`images` are model inputs and `labels` the task's targets (Task.pairs)."""
     progress = (lambda it: tqdm(it, desc=label, leave=False)) if show_progress else None
     result = reference.run(model, images, progress=progress)
     coded = symbols = 0
@@ -67,7 +120,8 @@ def eval_quantized(label: str, model: QModel, images: np.ndarray, labels: np.nda
             counts = s.symbol_counts
             coded += float((counts * np.asarray(t.huffman.lengths)).sum())
             symbols += int(counts.sum())
-    return EvalRow(label, top1(result.output, labels), memory(model),
+    real = result.output * model.tensors[model.output].scale[0]
+    return EvalRow(label, task.score(real, labels), memory(model),
                    float((result.overflowed_tensors > 0).mean()),
                    coded / symbols if symbols else None, tensor_report(model, result.stats))
 
@@ -88,8 +142,8 @@ def tensor_report(model: QModel, stats: dict[str, "reference.TensorStats"]) -> s
     return "\n".join(lines)
 
 
-def format_table(rows: list[EvalRow], fp32_bytes: int) -> str:
-    lines = ["| configuration | top-1 % | bits / activation | activation bytes | vs fp32 bytes | "
+def format_table(rows: list[EvalRow], fp32_bytes: int, metric: str = CLASSIFY.metric) -> str:
+    lines = [f"| configuration | {metric} | bits / activation | activation bytes | vs fp32 bytes | "
              "Huffman bits / error | images with overflow |",
              "|---|---|---|---|---|---|---|"]
     for r in rows:
