@@ -1,0 +1,234 @@
+"""The networks users bring (issue 10): MobileNetV2 and the x2 SR network of ../shared, a U-Net
+defined here, and dead channels, from the model file to C that matches the reference bit for bit."""
+import re
+
+import numpy as np
+import pytest
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from dqa_mcu import cli, evaluate, ir, passes, quantize as quantize_module, reference
+from dqa_mcu.calibrate import calibrate
+from dqa_mcu.float_exec import run_float
+from dqa_mcu.torch_import import import_module
+from dqa_mcu.quantize import QuantConfig, quantize
+from dqa_mcu.zoo import Normalization
+
+from conftest import shared_file
+from test_backend import export_and_run, require_arm
+
+MOBILENET_NORMALIZATION = Normalization(1 / 255, (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616))
+DQA4 = QuantConfig(bits=4, extra_bits=3)
+
+
+def _nchw(x: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(x).permute(0, 3, 1, 2).float() / 255
+
+
+def _module_outputs(module, x: np.ndarray) -> np.ndarray:
+    """NHWC outputs of a batch-1 module (exported programs fix the batch), image by image."""
+    with torch.no_grad():
+        return np.concatenate([module(_nchw(x[i:i + 1])).permute(0, 2, 3, 1).numpy() for i in range(len(x))])
+
+
+# -- MobileNetV2 (../shared): ReLU6, linear bottlenecks and their signed residual adds, depthwise ------
+
+@pytest.fixture(scope="module")
+def mobilenet(cifar_calib):
+    graph = cli.load_graph(str(shared_file("models/mobilenetv2_cifar10.pt2")), None, False, (32, 32, 3),
+                           MOBILENET_NORMALIZATION)
+    calib_x = cifar_calib[::2]
+    return quantize(graph, calibrate(graph, calib_x, show_progress=False), DQA4, calib_x)
+
+
+def test_mobilenetv2_keeps_its_linear_bottlenecks_signed(mobilenet):
+    signed = [t for t in mobilenet.tensors.values() if t.signed and t.name != mobilenet.output]
+    relu6 = [n for n in mobilenet.nodes if n.attrs.get("act") == "relu6"]
+    assert len(signed) >= 17 and len(relu6) == 35  # every block's projection, and each ReLU6 fused
+
+
+@pytest.mark.slow
+def test_mobilenetv2_dqa4_is_bit_exact_on_cortex_m7(mobilenet, cifar_test, tmp_path):
+    require_arm()
+    report = export_and_run(mobilenet, cifar_test[0][::250], "cortex-m7", tmp_path / "m7")
+    assert report["bit_exact"], report["mismatched_images"]
+
+
+def test_mobilenetv2_dqa4_is_bit_exact_on_the_host_with_sanitizers(mobilenet, cifar_test, tmp_path):
+    report = export_and_run(mobilenet, cifar_test[0][::500], "host", tmp_path / "host", sanitize=True)
+    assert report["bit_exact"], report["mismatched_images"]
+
+
+# -- SR x2 (../shared): PixelShuffle, a long skip, a bilinear global residual, an image output ---------
+
+@pytest.fixture(scope="module")
+def sr(cifar_calib):
+    module = torch.export.load(str(shared_file("models/sr_x2_cifar.pt2"))).module()
+    graph = passes.optimize(import_module(module, (16, 16, 3)))
+    task = evaluate.task("sr", 2)
+    calib_x = task.inputs(cifar_calib[::2])
+    calib = calibrate(graph, calib_x, show_progress=False)
+    return module, graph, calib, calib_x, task
+
+
+def test_sr_graph_matches_torch(sr, cifar_test):
+    module, graph, _, _, task = sr
+    x = task.inputs(cifar_test[0][:8])
+    assert {"depth_to_space", "upsample_bilinear"} <= {n.op for n in graph.nodes}
+    np.testing.assert_allclose(run_float(graph, x), _module_outputs(module, x), rtol=1e-4, atol=1e-5)
+
+
+def test_sr_psnr_int8_matches_fp32_and_dqa4_beats_bilinear(sr, cifar_test):
+    _, graph, calib, calib_x, task = sr
+    x, target = task.pairs(cifar_test[0][::5], None)
+    fp32 = task.score(run_float(graph, x), target)
+    int8, dqa4 = (evaluate.eval_quantized(label, quantize(graph, calib, config, calib_x), x, target,
+                                          show_progress=False, task=task).accuracy
+                  for label, config in (("int8", QuantConfig(bits=8, extra_bits=0)), ("dqa4", DQA4)))
+    bilinear = evaluate.psnr(F.interpolate(_nchw(x), scale_factor=2, mode="bilinear").permute(0, 2, 3, 1).numpy(),
+                             target)
+    assert fp32 > 27.5 and abs(int8 - fp32) < 0.2
+    assert dqa4 > bilinear + 1.0  # the residual branch still adds detail at 4 bits
+
+
+@pytest.mark.slow
+def test_sr_dqa4_is_bit_exact_on_cortex_m7(sr, cifar_test, tmp_path):
+    require_arm()
+    _, graph, calib, calib_x, task = sr
+    report = export_and_run(quantize(graph, calib, DQA4, calib_x), task.inputs(cifar_test[0][::250]), "cortex-m7",
+                            tmp_path / "m7")
+    assert report["bit_exact"], report["mismatched_images"]
+
+
+def test_sr_dqa4_is_bit_exact_on_the_host_with_sanitizers(sr, cifar_test, tmp_path):
+    _, graph, calib, calib_x, task = sr
+    report = export_and_run(quantize(graph, calib, DQA4, calib_x), task.inputs(cifar_test[0][::500]), "host",
+                            tmp_path / "host", sanitize=True)
+    assert report["bit_exact"], report["mismatched_images"]
+
+
+def test_sr_cli_reports_psnr(sr, tmp_path):
+    _, graph, calib, calib_x, task = sr
+    x = np.load(shared_file("data/cifar10_test.npz"))["x"][:2]
+    report = cli.run_project(*_exported(quantize(graph, calib, DQA4, calib_x), task.inputs(x), tmp_path),
+                             x, "host", 600, log=lambda *a: None, task=task)
+    assert report["bit_exact"] and 20.0 < report["psnr_db"] < 40.0
+
+
+def _exported(model, images, tmp_path):
+    out = tmp_path / "sr"
+    cli.export_project(model, out, "host", "sr", images, None, None, log=lambda *a: None)
+    return out, images
+
+
+# -- a U-Net: max-pool downsampling, transposed convolution, nearest upsampling, concat skips ------------
+
+def _block(cin, cout):
+    return nn.Sequential(nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
+
+
+class UNet(nn.Module):
+    def __init__(self, classes=4):
+        super().__init__()
+        self.enc1, self.enc2, self.mid = _block(3, 8), _block(8, 16), _block(16, 32)
+        self.up2 = nn.ConvTranspose2d(32, 16, 2, stride=2)  # signed, concatenated with a ReLU tensor
+        self.dec2 = _block(32, 16)
+        self.dec1 = _block(16 + 8, 8)
+        self.head = nn.Conv2d(8, classes, 1)  # a per-pixel class map
+
+    def forward(self, x):
+        e1 = self.enc1(x)
+        e2 = self.enc2(F.max_pool2d(e1, 2))
+        m = self.mid(F.max_pool2d(e2, 2))
+        d2 = self.dec2(torch.cat([self.up2(m), e2], dim=1))
+        d1 = self.dec1(torch.cat([F.interpolate(d2, scale_factor=2, mode="nearest"), e1], dim=1))
+        return self.head(d1)
+
+
+def _with_dead_channels(net: nn.Module) -> nn.Module:
+    """BatchNorm statistics as in trained nets, plus dead channels (gamma ~ 0, negative beta: ReLU
+    makes them 0) and constant ones (gamma ~ 0, large beta: a bias huge against the weights)."""
+    torch.manual_seed(0)
+    for m in net.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.2, 0.2)
+            m.running_var.uniform_(0.5, 1.5)
+            m.weight.data.uniform_(0.5, 1.5)
+            m.bias.data.uniform_(-0.1, 0.3)
+            m.weight.data[:2], m.bias.data[:2] = 1e-7, -3.0
+            m.weight.data[2], m.bias.data[2] = 1e-9, 4.0
+    return net.eval()
+
+
+@pytest.fixture(scope="module")
+def unet():
+    torch.manual_seed(1)
+    net = _with_dead_channels(UNet())
+    program = torch.export.export(net, (torch.rand(1, 3, 32, 32),))
+    graph = passes.optimize(import_module(program, (32, 32, 3)))
+    x = np.random.default_rng(0).integers(0, 256, (96, 32, 32, 3), dtype=np.uint8)
+    return program.module(), graph, x, quantize(graph, calibrate(graph, x, show_progress=False), DQA4, x)
+
+
+def test_unet_graph_matches_torch(unet):
+    module, graph, x, _ = unet
+    assert {"depth_to_space", "upsample_nearest", "concat", "maxpool"} <= {n.op for n in graph.nodes}
+    np.testing.assert_allclose(run_float(graph, x[:4]), _module_outputs(module, x[:4]), rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.slow
+def test_unet_dqa4_is_bit_exact_on_cortex_m7(unet, tmp_path):
+    require_arm()
+    _, _, x, model = unet
+    report = export_and_run(model, x[:3], "cortex-m7", tmp_path / "m7")
+    assert report["bit_exact"], report["mismatched_images"]
+
+
+def test_unet_dqa4_is_bit_exact_on_the_host_with_sanitizers(unet, tmp_path):
+    _, _, x, model = unet
+    report = export_and_run(model, x[:3], "host", tmp_path / "host", sanitize=True)
+    assert report["bit_exact"], report["mismatched_images"]
+
+
+# -- dead channels and huge biases: exported, never refused (spec 3.1, 4.1) ---------------------------
+
+def test_dead_channels_and_an_overflowing_bias_are_exported_bit_exact(tmp_path):
+    net = _with_dead_channels(nn.Sequential(_block(3, 8), _block(8, 8), nn.Conv2d(8, 4, 1)))
+    graph = passes.optimize(import_module(net, (16, 16, 3)))
+    x = np.random.default_rng(2).integers(0, 256, (64, 16, 16, 3), dtype=np.uint8)
+    model = quantize(graph, calibrate(graph, x, show_progress=False), DQA4, x)
+    conv = graph.nodes[2]  # the second block's conv: its channel 2 has a bias ~4 on weights ~1e-9
+    in_step = model.tensors[conv.inputs[0]].fine_step
+    folded = np.abs(conv.params["weight"] * in_step[None, None, None, :]).reshape(8, -1).max(axis=1)
+    naive = np.abs(conv.params["bias"]) / (folded / quantize_module.WEIGHT_MAX)
+    assert naive.max() >= 2 ** 31  # the rule of the old quantizer refused this layer
+    qconv = next(n for n in model.nodes if n.name == conv.name)
+    assert np.abs(qconv.arrays["bias"]).max() <= quantize_module.BIAS_LIMIT
+    assert np.all(qconv.arrays["multiplier"] < 2 ** 31)
+    report = export_and_run(model, x[:4], "host", tmp_path / "host", sanitize=True)
+    assert report["bit_exact"], report["mismatched_images"]
+    # the live channels still compute: the quantized model follows the float one
+    out = reference.run(model, x[:16]).output * model.tensors[model.output].scale[0]
+    fp32 = run_float(graph, x[:16])
+    assert np.abs(out - fp32).mean() < 0.05 * np.abs(fp32).mean()
+
+
+# -- what is refused, in one line naming the layer and the alternative -------------------------------
+
+@pytest.mark.parametrize("layer, words", [
+    (nn.ConvTranspose2d(3, 4, 3, stride=2, padding=1, output_padding=1), "nn.Upsample + Conv2d"),
+    (nn.Upsample(scale_factor=2, mode="bilinear", align_corners=True), "align_corners=False"),
+    (nn.Upsample(scale_factor=1.5, mode="nearest"), "integer scale"),
+])
+def test_unsupported_resampling_is_refused_naming_the_alternative(layer, words):
+    with pytest.raises(ir.GraphError, match=re.escape(words)):
+        import_module(nn.Sequential(nn.Conv2d(3, 3, 1), layer), (8, 8, 3))
+
+
+def test_downscale_rounds_block_means_half_up():
+    x = np.array([[1, 2], [2, 2]], np.uint8).reshape(1, 2, 2, 1)  # mean 1.75 -> 2
+    y = np.array([[1, 1], [1, 2]], np.uint8).reshape(1, 2, 2, 1)  # mean 1.25 -> 1; 1.5 would give 2
+    z = np.array([[1, 1], [2, 2]], np.uint8).reshape(1, 2, 2, 1)
+    assert [int(evaluate.downscale(a, 2)[0, 0, 0, 0]) for a in (x, y, z)] == [2, 1, 2]
+    assert evaluate.psnr(x / 255.0, x) > 100 and abs(evaluate.psnr(np.zeros((1, 4)), np.full((1, 4), 255)) - 0) < 1e-9
