@@ -366,6 +366,20 @@ def _classify(node: torch.fx.Node, gm) -> tuple[str | None, dict, bool]:
     return None, {}, False
 
 
+# (words in an unsupported op's name, the nearest supported alternative), for the refusal message
+_ALTERNATIVES = (
+    (("sigmoid", "silu", "swish", "gelu", "tanh", "softplus", "mish"),
+     "smooth activations have no integer kernel yet; the nearest supported are ReLU and ReLU6 / hardtanh(0, 6)"),
+    (("leaky_relu", "prelu", "elu", "selu"), "no integer kernel for it yet; the nearest supported is ReLU"),
+    (("mul", "div"), "element-wise multiply (e.g. squeeze-excite) has no integer kernel yet; remove the branch "
+                     "or fold a constant scale into the convolution before it"),
+    (("sub", "neg"), "subtraction has no integer kernel yet; fold the sign into the producing convolution's "
+                     "weights and use add"),
+    (("upsample", "interpolate"), "only nearest and bilinear (align_corners=False) upsampling by integer factors"),
+    (("softmax",), "end the model with the logits (argmax, top-1 and KL work on them)"),
+)
+
+
 # --------------------------------------------------------------------------- importer
 
 class _Importer:
@@ -509,7 +523,9 @@ class _Importer:
     def do_node(self, node):
         kind, d, inplace = _classify(node, self.gm)
         if kind is None:
-            raise self.fail(node)
+            target = _target_name(node, self.gm).lower()
+            raise self.fail(node, next((alt for words, alt in _ALTERNATIVES if any(w in target for w in words)),
+                                       "no integer kernel for it yet"))
         handler = getattr(self, "op_" + kind)
         out = handler(node, d)
         if out is None:

@@ -220,6 +220,8 @@ def test_dead_channels_and_an_overflowing_bias_are_exported_bit_exact(tmp_path):
     (nn.ConvTranspose2d(3, 4, 3, stride=2, padding=1, output_padding=1), "nn.Upsample + Conv2d"),
     (nn.Upsample(scale_factor=2, mode="bilinear", align_corners=True), "align_corners=False"),
     (nn.Upsample(scale_factor=1.5, mode="nearest"), "integer scale"),
+    (nn.Sigmoid(), "the nearest supported are ReLU and ReLU6"),
+    (nn.LeakyReLU(), "the nearest supported is ReLU"),
 ])
 def test_unsupported_resampling_is_refused_naming_the_alternative(layer, words):
     with pytest.raises(ir.GraphError, match=re.escape(words)):
