@@ -249,6 +249,9 @@ def _qnode(node: Node, tensors: dict[str, QTensor]) -> QNode:
     elif node.op in ("avgpool", "global_avgpool", "upsample_bilinear"):
         if node.op == "upsample_bilinear":
             h, w = (2 * s for s in at["scale"])  # weights in units of 1 / (2 s) per axis (spec 5.6.1)
+            if h * w * reference.fine_max_abs(ins[0]) >= ACCUMULATOR_LIMIT:
+                raise QuantizationError(f"node {node.name!r}: bilinear factors {at['scale']} are too large for "
+                                        "an int32 sum (spec 5.6.1)")
         else:
             h, w = (ins[0].shape[0], ins[0].shape[1]) if node.op == "global_avgpool" else at["kernel"]
         (mult,), shift = fixed_point(ins[0].fine_step / (out.storage_step * h * w))

@@ -41,3 +41,18 @@ def resnet20():
     graph = load_resnet("resnet20")
     data = np.load(shared_file("data/cifar10_calib.npz"))["x"][::10]
     return graph, calibrate(graph, data, show_progress=False)
+
+
+def tflite_int8(tf, model, samples: np.ndarray) -> bytes:
+    """A Keras model converted to full-int8 TFLite (int8 input and output), calibrated on `samples`."""
+    def representative():
+        for i in range(len(samples)):
+            yield [samples[i:i + 1]]
+
+    conv = tf.lite.TFLiteConverter.from_keras_model(model)
+    conv.optimizations = [tf.lite.Optimize.DEFAULT]
+    conv.representative_dataset = representative
+    conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    conv.inference_input_type = tf.int8
+    conv.inference_output_type = tf.int8
+    return conv.convert()

@@ -17,6 +17,7 @@ import pytest
 from dqa_mcu import ir, passes
 from dqa_mcu import tflite_reference as R
 from dqa_mcu.float_exec import run_float
+from conftest import tflite_int8
 from dqa_mcu.tflite_import import (SUPPORTED_OPS, TFLiteFormatError, UnsupportedTFLiteOpError, load_tflite,
                                    parse_tflite)
 
@@ -233,20 +234,8 @@ def _synthetic_models(tf, out_dir: Path) -> dict[str, Path]:
     paths = {}
     for name, model in (("a", model_a), ("b", model_b), ("c", model_c)):
         shape = model.input_shape[1:]
-        rep = rng.uniform(0, 255, (48,) + shape).astype(np.float32)
-
-        def gen(rep=rep):
-            for i in range(len(rep)):
-                yield [rep[i:i + 1]]
-
-        conv = tf.lite.TFLiteConverter.from_keras_model(model)
-        conv.optimizations = [tf.lite.Optimize.DEFAULT]
-        conv.representative_dataset = gen
-        conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-        conv.inference_input_type = tf.int8
-        conv.inference_output_type = tf.int8
         paths[name] = out_dir / f"synthetic_{name}.tflite"
-        paths[name].write_bytes(conv.convert())
+        paths[name].write_bytes(tflite_int8(tf, model, rng.uniform(0, 255, (48,) + shape).astype(np.float32)))
         if name == "a":
             paths["a.keras"] = out_dir / "synthetic_a.keras"
             model.save(str(paths["a.keras"]))

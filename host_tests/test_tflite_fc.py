@@ -22,6 +22,7 @@ import pytest
 from dqa_mcu import cli
 from dqa_mcu import tflite_reference as R
 from dqa_mcu.tflite_import import UnsupportedTFLiteOpError, load_tflite
+from conftest import tflite_int8
 from test_tflite import assert_bit_exact, tf  # noqa: F401  (tf is a fixture)
 from test_tflite_backend import _firmware_outputs
 
@@ -31,19 +32,7 @@ BOTTLENECK = 2                                      # the linear layer of width 
 
 
 def _convert_int8(tf, model, rng) -> bytes:
-    rep = rng.normal(0, 1, (64, FEATURES)).astype(np.float32)
-
-    def representative():
-        for i in range(len(rep)):
-            yield [rep[i:i + 1]]
-
-    conv = tf.lite.TFLiteConverter.from_keras_model(model)
-    conv.optimizations = [tf.lite.Optimize.DEFAULT]
-    conv.representative_dataset = representative
-    conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-    conv.inference_input_type = tf.int8
-    conv.inference_output_type = tf.int8
-    return conv.convert()
+    return tflite_int8(tf, model, rng.normal(0, 1, (64, FEATURES)).astype(np.float32))
 
 
 def _autoencoder(tf, rng):
