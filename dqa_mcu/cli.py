@@ -297,7 +297,7 @@ def run_project(out: Path, images: np.ndarray | None, labels: np.ndarray | None,
 
 # -- commands --------------------------------------------------------------------
 
-def _eval_data(args, task: evaluate.Task):
+def _eval_data(args, task: evaluate.Task = evaluate.CLASSIFY):
     """Test inputs and targets (labels, or for --task sr the full-size images) and calibration
     inputs (with labels if the file has them), subsampled."""
     test_x, test_y = load_images(args.data)
