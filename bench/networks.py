@@ -1,6 +1,6 @@
 """The networks beyond the CIFAR ResNets (issue 10): MobileNetV2 and the x2 SR network of ../shared.
 
-    python bench/networks.py [--test-count N] [--skip-recommend] [--networks mobilenetv2 sr]
+    python bench/networks.py [--test-count N] [--skip-recommend | --recommend-only] [--networks mobilenetv2 sr]
 
 Every row is the NumPy integer reference (which the C matches bit for bit)
 on the CIFAR-10 (JPEG q75) test images: MobileNetV2 top-1 for FP32, int8,
@@ -58,6 +58,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--test-count", type=int, default=None)
     parser.add_argument("--skip-recommend", action="store_true")
+    parser.add_argument("--recommend-only", action="store_true", help="MobileNetV2: FP32 and the recommendation")
     parser.add_argument("--networks", nargs="+", choices=("mobilenetv2", "sr"), default=["mobilenetv2", "sr"])
     args = parser.parse_args()
     test_x, test_y = subsample(args.test_count, *load_images(SHARED / "data/cifar10_test.npz"))
@@ -75,17 +76,21 @@ def mobilenetv2(args, test_x, test_y, calib_x, calib_y):
     print("MobileNetV2 (mobilenetv2_cifar10.pt2)")
     graph = cli.load_graph(str(SHARED / "models/mobilenetv2_cifar10.pt2"), None, False, (32, 32, 3),
                            MOBILENET_NORMALIZATION)
-    calib = table(graph, evaluate.CLASSIFY, calib_x, test_x, test_y, configs((3, 4, 5)))
+    rows = [] if args.recommend_only else configs((3, 4, 5))
+    calib = table(graph, evaluate.CLASSIFY, calib_x, test_x, test_y, rows)
     if not args.skip_recommend:
         arena8 = planner.plan(quantize(graph, calib, QuantConfig(bits=8, extra_bits=0), calib_x)).arena_bytes
         rank_x, rank_y = subsample(1000, calib_x, calib_y)
         t0 = time.perf_counter()
-        best, _ = recommend(graph, calib, QuantConfig(rank="taylor"), calib_x, Budget(arena_bytes=arena8 // 2),
+        best, found = recommend(graph, calib, QuantConfig(rank="taylor"), calib_x, Budget(arena_bytes=arena8 // 2),
                             lambda c: rankings_for(c, graph, calib, rank_x, rank_y, show_progress=False),
                             rank_x, rank_y, log=lambda *a: None)
         row = evaluate.eval_quantized("recommend", best.model, test_x, test_y, show_progress=False)
         print(f"| recommend at half the int8 arena ({arena8 // 2} B): {best.label} | {row.accuracy:.2f} | "
               f"{row.memory.bits_per_activation:.2f} | {best.arena_bytes} |  (search {time.perf_counter() - t0:.0f} s)")
+        for c in found:
+            print(f"  candidate {c.label}: " + ("does not fit" if c.model is None else
+                                             f"KL {c.divergence:.4f}, {c.bits:.2f} bits, arena {c.arena_bytes} B"))
 
 
 def super_resolution(test_x, calib_x):

@@ -97,16 +97,16 @@ class _Emitter:
 
     def requant(self, ident: str, node: QNode) -> str:
         a = node.arrays
-        mult = self.array(f"{ident}_multiplier", "int32_t", a["multiplier"], f"{node.name}: requant multipliers")
-        res = "NULL"
-        if "residual_multiplier" in a:
-            res = self.array(f"{ident}_residual_multiplier", "int32_t", a["residual_multiplier"],
-                             f"{node.name}: second-input multipliers")
+        descriptions = {"multiplier": "requant multipliers", "residual_multiplier": "second-input multipliers",
+                        "negative_multiplier": "leaky_relu: multipliers of a negative sum",
+                        "negative_residual_multiplier": "leaky_relu: second-input multipliers of a negative sum"}
+        fields = {name: self.array(f"{ident}_{name}", "int32_t", a[name], f"{node.name}: {what}")
+                  if name in a else "NULL" for name, what in descriptions.items()}
         shift = self.array(f"{ident}_shift", "uint8_t", a["shift"], f"{node.name}: requant shifts")
         lo = self.array(f"{ident}_out_min", "int32_t", a["out_min"], f"{node.name}: output clamp, low")
         hi = self.array(f"{ident}_out_max", "int32_t", a["out_max"], f"{node.name}: output clamp, high")
-        return (f"{{ .multiplier = {mult}, .residual_multiplier = {res}, .shift = {shift}, "
-                f".out_min = {lo}, .out_max = {hi} }}")
+        return ("{ " + ", ".join(f".{name} = {value}" for name, value in fields.items())
+                + f", .shift = {shift}, .out_min = {lo}, .out_max = {hi} }}")
 
     def layer(self, index: int, node: QNode, tensors: dict[str, dict]) -> dict:
         ident = c_ident(node.name)

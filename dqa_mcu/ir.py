@@ -11,7 +11,8 @@ Conventions
 * Linear weights are ``(C_out, C_in)`` with C_in in HWC order.
 * Padding is ``(top, bottom, left, right)``.
 * ``act`` on conv2d / linear / add is one of ``ACTIVATIONS``; it is applied
-  after the bias (and after the residual sum for a fused residual).
+  after the bias (and after the residual sum for a fused residual);
+  ``leaky_relu`` comes with the attr ``negative_slope``.
 """
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-ACTIVATIONS = ("none", "relu", "relu6")
+ACTIVATIONS = ("none", "relu", "relu6", "leaky_relu")  # leaky_relu: attr negative_slope
 
 # op name -> (required attrs, required params). Checked by Graph.validate().
 OPS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
@@ -30,6 +31,7 @@ OPS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "batchnorm": (("eps",), ("gamma", "beta", "mean", "var")),
     "relu": ((), ()),
     "relu6": ((), ()),
+    "leaky_relu": (("negative_slope",), ()),
     # out = act(a + b); attrs b_stride / b_channel_offset describe a fused
     # option-A shortcut view of b (subsample, then zero-pad channels).
     "add": (("act",), ()),
@@ -115,6 +117,8 @@ class Graph:
                     raise GraphError(f"node {node.name!r} ({node.op}): missing param {p!r}")
             if node.attrs.get("act", "none") not in ACTIVATIONS:
                 raise GraphError(f"node {node.name!r}: unknown activation {node.attrs['act']!r}")
+            if node.attrs.get("act") == "leaky_relu" and "negative_slope" not in node.attrs:
+                raise GraphError(f"node {node.name!r}: leaky_relu without its negative_slope")
             for t in node.inputs:
                 if t not in seen:
                     raise GraphError(f"node {node.name!r}: input {t!r} is not produced before it")

@@ -105,7 +105,7 @@ def _nonneg_tensors(g: ir.Graph) -> set[str]:
     """Tensors known to be >= 0 (after a ReLU, or shape/pool ops of such tensors)."""
     nonneg: set[str] = set()
     for n in g.nodes:
-        if n.op in ("relu", "relu6") or n.attrs.get("act", "none") != "none":
+        if n.op in ("relu", "relu6") or n.attrs.get("act", "none") in ("relu", "relu6"):
             nonneg.add(n.output)
         elif n.op in _NONNEG_PASSTHROUGH and n.inputs[0] in nonneg:
             nonneg.add(n.output)
@@ -115,7 +115,7 @@ def _nonneg_tensors(g: ir.Graph) -> set[str]:
 
 
 def fuse_activations(graph: ir.Graph) -> ir.Graph:
-    """Fold ReLU / ReLU6 nodes into the conv2d, linear or add that produces their input.
+    """Fold ReLU / ReLU6 / LeakyReLU nodes into the conv2d, linear or add that produces their input.
 
     Why: the integer kernels apply the activation as the output clamp of the
     requantization, for free, and a separate activation would store an extra
@@ -126,17 +126,17 @@ def fuse_activations(graph: ir.Graph) -> ir.Graph:
     other standalone activation is an error naming it (no integer kernel).
     """
     g = _copy(graph)
-    for act in [n for n in g.nodes if n.op in ("relu", "relu6")]:
+    for act in [n for n in g.nodes if n.op in ("relu", "relu6", "leaky_relu")]:
         src = act.inputs[0]
         prod = _producer(g, src)
-        if act.op == "relu" and src in _nonneg_tensors(g):
+        if act.op in ("relu", "leaky_relu") and src in _nonneg_tensors(g):
             _remove(g, act, src)
             continue
         base = prod
         while base is not None and base.op in _MONOTONE:
             base = _producer(g, base.inputs[0])
         if base is not None and base.attrs.get("act", "none") == "relu6":
-            _remove(g, act, src)  # already in [0, 6]: relu and relu6 are the identity
+            _remove(g, act, src)  # already in [0, 6]: relu, relu6 and leaky_relu are the identity
             continue
         # walk back through single-use monotone ops (they commute with relu / relu6)
         base, t = prod, src
@@ -147,6 +147,8 @@ def fuse_activations(graph: ir.Graph) -> ir.Graph:
             cur = base.attrs.get("act", "none")
             if cur == "none" or (cur == "relu" and act.op == "relu6"):
                 base.attrs["act"] = act.op
+                if act.op == "leaky_relu":
+                    base.attrs["negative_slope"] = act.attrs["negative_slope"]
                 _remove(g, act, src)
                 continue
         where = f"{prod.op} {prod.name!r}" if prod is not None else repr(src)
@@ -238,6 +240,8 @@ def fuse_residual(graph: ir.Graph) -> ir.Graph:
         conv.inputs = [conv.inputs[0], residual]
         conv.attrs.update(residual_stride=int(r_stride), residual_channel_offset=int(r_offset),
                           act=add.attrs.get("act", "none"))
+        if "negative_slope" in add.attrs:
+            conv.attrs["negative_slope"] = add.attrs["negative_slope"]
         rprod = _producer(g, residual)
         order = {n.name: i for i, n in enumerate(g.nodes)}
         if rprod is not None and order[rprod.name] > order[conv.name]:  # move the conv to the add's place

@@ -221,6 +221,19 @@ def _weights(node: Node, x: QTensor, op: str):
                             f"(fan-in {folded[0].size} at {x.bits + x.extra_bits} fine bits); use fewer bits")
 
 
+def _multipliers(reals: dict[str, np.ndarray], attrs: dict, arrays: dict) -> np.ndarray:
+    """Fixed-point multipliers sharing one shift per channel into `arrays`; with leaky_relu also
+    their negative-side twins ("negative_" + name, spec 4). Returns the shift."""
+    names = list(reals)
+    values = list(reals.values())
+    if attrs.get("act") == "leaky_relu":
+        names += [f"negative_{name}" for name in reals]
+        values += [attrs["negative_slope"] * v for v in reals.values()]
+    mults, shift = fixed_point(*values)
+    arrays.update(zip(names, mults))
+    return shift
+
+
 def _qnode(node: Node, tensors: dict[str, QTensor]) -> QNode:
     out = tensors[node.output]
     ins = [tensors[i] for i in node.inputs]
@@ -230,22 +243,20 @@ def _qnode(node: Node, tensors: dict[str, QTensor]) -> QNode:
     if node.op in ("conv2d", "linear"):
         w_int, bias, w_scale = _weights(node, ins[0], node.op)
         arrays.update(weight=w_int, bias=bias)
-        reals = [w_scale / out.storage_step]
+        reals = {"multiplier": w_scale / out.storage_step}
         if len(ins) == 2:
             at.setdefault("residual_stride", 1)
             at.setdefault("residual_channel_offset", 0)
-            reals.append(_residual_steps(out, ins[1], at["residual_channel_offset"]) / out.storage_step)
-        mults, shift = fixed_point(*reals)
-        arrays["multiplier"] = mults[0]
-        if len(ins) == 2:
-            arrays["residual_multiplier"] = mults[1]
+            reals["residual_multiplier"] = (_residual_steps(out, ins[1], at["residual_channel_offset"])
+                                            / out.storage_step)
+        shift = _multipliers(reals, at, arrays)
     elif node.op == "add":
         at.setdefault("b_stride", 1)
         at.setdefault("b_channel_offset", 0)
-        (ma, mb), shift = fixed_point(
-            _residual_steps(out, ins[0], 0) / out.storage_step,
-            _residual_steps(out, ins[1], at["b_channel_offset"]) / out.storage_step)
-        arrays.update(multiplier=ma, residual_multiplier=mb)
+        shift = _multipliers({
+            "multiplier": _residual_steps(out, ins[0], 0) / out.storage_step,
+            "residual_multiplier": _residual_steps(out, ins[1], at["b_channel_offset"]) / out.storage_step},
+            at, arrays)
     elif node.op in ("avgpool", "global_avgpool", "upsample_bilinear"):
         if node.op == "upsample_bilinear":
             h, w = (2 * s for s in at["scale"])  # weights in units of 1 / (2 s) per axis (spec 5.6.1)
@@ -364,7 +375,8 @@ def _stored_signed(graph: Graph) -> dict[str, bool]:
             elif node.op in REQUANTIZING_OPS:
                 keeps_sign = node.op in ("avgpool", "global_avgpool", "upsample_bilinear")
                 signed[node.output] = node.output in forced or (
-                    node.attrs.get("act", "none") == "none" and (not keeps_sign or signed[node.inputs[0]]))
+                    node.attrs.get("act", "none") not in ("relu", "relu6")
+                    and (not keeps_sign or signed[node.inputs[0]]))
             else:
                 signed[node.output] = any(signed[t] for t in node.inputs)
         resign = {source for node in graph.nodes if node.op == "concat"

@@ -99,6 +99,17 @@ def _view(v: np.ndarray, stride: int, channel_offset: int, channels: int) -> np.
     return out
 
 
+def _sum(arrays: dict, x: np.ndarray, second: np.ndarray | None, prefix: str = "") -> np.ndarray:
+    """t = x * M (+ second * R), int64; with leaky_relu, negative t use the negative-side
+    multipliers instead (spec 4)."""
+    t = x * arrays[prefix + "multiplier"]
+    if second is not None:
+        t += second * arrays[prefix + "residual_multiplier"]
+    if not prefix and "negative_multiplier" in arrays:
+        t = np.where(t < 0, _sum(arrays, x, second, "negative_"), t)
+    return t
+
+
 def _requantize(terms: np.ndarray, node: QNode) -> np.ndarray:
     """Spec section 3, in place on the int64 `terms`."""
     a = node.arrays
@@ -167,15 +178,12 @@ def _run_node(node: QNode, model: QModel, values: dict, stats: dict, overflow: n
         else:
             acc = _conv(node, ins[0], x_t)
         acc += a["bias"]
-        acc *= a["multiplier"]
-        terms = acc
-        if len(ins) == 2:
-            terms += _view(ins[1], at["residual_stride"], at["residual_channel_offset"],
-                                  out_t.channels) * a["residual_multiplier"]
-        u = _requantize(terms, node)
+        residual = (_view(ins[1], at["residual_stride"], at["residual_channel_offset"], out_t.channels)
+                    if len(ins) == 2 else None)
+        u = _requantize(_sum(a, acc, residual), node)
     elif node.op == "add":
         vb = _view(ins[1], at["b_stride"], at["b_channel_offset"], out_t.channels)
-        u = _requantize(ins[0] * a["multiplier"] + vb * a["residual_multiplier"], node)
+        u = _requantize(_sum(a, ins[0], vb), node)
     elif node.op == "maxpool":
         kh, kw = at["kernel"]
         lowest = np.iinfo(ins[0].dtype).min  # never wins: windows always hold an input pixel

@@ -233,7 +233,7 @@ class TorchExec:
             u_in = self.units[n.inputs[0]]
             p["scale"] = _t(scale * u_in / u_out, (1, -1, 1, 1))
             p["shift"] = _t((q["beta"] - q["mean"] * scale) / u_out, (1, -1, 1, 1))
-        elif n.op in ("relu", "relu6"):
+        elif n.op in ("relu", "relu6", "leaky_relu"):
             if not np.allclose(self.units[n.inputs[0]], 1.0):
                 raise ir.GraphError(f"node {n.name!r}: a separate {n.op} after a quantized tensor "
                                     "(run the graph passes first)")
@@ -333,6 +333,9 @@ class TorchExec:
         """Activation and storage quantization of a pre-activation (in place when possible)."""
         q = self._quant.get(n.output)
         act = n.attrs.get("act", "none")
+        if act == "leaky_relu":  # positively homogeneous: units and steps commute with it
+            half = 0.5 if q is not None and q["simple"] else 0.0  # round half up's 1/2 is in the bias
+            y = F.leaky_relu(y.sub_(half), n.attrs["negative_slope"]).add_(half)
         if q is None:
             if act == "relu":
                 y.clamp_(min=0)
@@ -367,6 +370,8 @@ class TorchExec:
             return torch.relu(x)
         if op == "relu6":
             return x.clamp(0, 6)
+        if op == "leaky_relu":
+            return F.leaky_relu(x, a["negative_slope"])
         if op == "maxpool":
             kh, kw = a["kernel"]
             pt, pb, pl, pr = a["padding"]

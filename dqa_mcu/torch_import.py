@@ -199,6 +199,7 @@ def _bind_aten(target, args, kwargs) -> dict:
 _CONV_FNS = {F.conv2d, torch.conv2d}
 _RELU_FNS = {F.relu, torch.relu, F.relu_, torch.relu_}
 _RELU6_FNS = {F.relu6}
+_LEAKY_FNS = {F.leaky_relu, F.leaky_relu_, torch._C._nn.leaky_relu, torch._C._nn.leaky_relu_}
 _HARDTANH_FNS = {F.hardtanh, F.hardtanh_}
 _CLAMP_FNS = {torch.clamp, torch.clip, torch.clamp_min}
 _ADD_FNS = {operator.add, operator.iadd, torch.add}
@@ -212,7 +213,7 @@ _CONV_TRANSPOSE_FNS = {F.conv_transpose2d, torch.conv_transpose2d}
 _PAD_FNS = {F.pad, torch.constant_pad_nd}
 _IDENTITY_FNS = {F.dropout, F.dropout2d, torch.clone}
 _RESHAPE_FNS = {torch.flatten, torch.reshape}
-_INPLACE_FNS = {F.relu_, torch.relu_, F.hardtanh_, operator.iadd}
+_INPLACE_FNS = {F.relu_, torch.relu_, F.hardtanh_, F.leaky_relu_, torch._C._nn.leaky_relu_, operator.iadd}
 
 # spec: positional names and defaults for torch-level functions / tensor methods
 _SPECS = {
@@ -224,6 +225,7 @@ _SPECS = {
                  {"training": False, "eps": 1e-5}),
     "hardtanh": (("input", "min_val", "max_val", "inplace"), {"min_val": -1.0, "max_val": 1.0}),
     "act": (("input", "inplace"), {"inplace": False}),
+    "leaky": (("input", "negative_slope", "inplace"), {"negative_slope": 0.01, "inplace": False}),
     "clamp": (("input", "min", "max"), {"min": None, "max": None}),
     "add": (("input", "other", "alpha"), {"alpha": 1}),
     "maxpool": (("input", "kernel_size", "stride", "padding", "dilation", "ceil_mode", "return_indices"),
@@ -258,6 +260,7 @@ _ATEN = {
     "conv2d": "conv", "convolution": "conv", "_convolution": "conv",
     "batch_norm": "batchnorm", "_native_batch_norm_legit_no_training": "batchnorm",
     "relu": "relu", "relu_": "relu", "relu6": "relu6", "hardtanh": "hardtanh", "hardtanh_": "hardtanh",
+    "leaky_relu": "leaky_relu", "leaky_relu_": "leaky_relu",
     "clamp": "clamp", "clamp_min": "clamp", "clip": "clamp",
     "add": "add", "add_": "add",
     "max_pool2d": "maxpool", "max_pool2d_with_indices": "maxpool",
@@ -292,6 +295,8 @@ def _classify(node: torch.fx.Node, gm) -> tuple[str | None, dict, bool]:
                                      running_var=m.running_var, eps=m.eps), False
         if isinstance(m, nn.ReLU):
             return "relu", dict(input=x), inplace
+        if isinstance(m, nn.LeakyReLU):
+            return "leaky_relu", dict(input=x, negative_slope=m.negative_slope), inplace
         if isinstance(m, nn.Hardtanh):  # includes ReLU6
             return "hardtanh", dict(input=x, min_val=m.min_val, max_val=m.max_val), inplace
         if isinstance(m, nn.MaxPool2d):
@@ -347,7 +352,7 @@ def _classify(node: torch.fx.Node, gm) -> tuple[str | None, dict, bool]:
     if t is operator.getitem:
         return "getitem", _bind(*_SPECS["getitem"], args, kwargs), False
     table = [
-        (_CONV_FNS, "conv", "conv"), (_RELU_FNS, "relu", "act"), (_RELU6_FNS, "relu6", "act"),
+        (_CONV_FNS, "conv", "conv"), (_RELU_FNS, "relu", "act"), (_RELU6_FNS, "relu6", "act"), (_LEAKY_FNS, "leaky_relu", "leaky"),
         (_HARDTANH_FNS, "hardtanh", "hardtanh"), (_CLAMP_FNS, "clamp", "clamp"), (_ADD_FNS, "add", "add"),
         (_MAXPOOL_FNS, "maxpool", "maxpool"), (_AVGPOOL_FNS, "avgpool", "avgpool"),
         (_ADAPTIVE_FNS, "adaptive", "adaptive"), (_CAT_FNS, "cat", "cat"), (_INTERP_FNS, "interp", "interp"),
@@ -370,7 +375,7 @@ def _classify(node: torch.fx.Node, gm) -> tuple[str | None, dict, bool]:
 _ALTERNATIVES = (
     (("sigmoid", "silu", "swish", "gelu", "tanh", "softplus", "mish"),
      "smooth activations have no integer kernel yet; the nearest supported are ReLU and ReLU6 / hardtanh(0, 6)"),
-    (("leaky_relu", "prelu", "elu", "selu"), "no integer kernel for it yet; the nearest supported is ReLU"),
+    (("prelu", "elu", "selu"), "no integer kernel for it yet; the nearest supported are ReLU and LeakyReLU"),
     (("mul", "div"), "element-wise multiply (e.g. squeeze-excite) has no integer kernel yet; remove the branch "
                      "or fold a constant scale into the convolution before it"),
     (("sub", "neg"), "subtraction has no integer kernel yet; fold the sign into the producing convolution's "
@@ -589,6 +594,14 @@ class _Importer:
 
     def op_relu(self, node, d):
         return self.emit(node, d, "relu", [self.tensor(node, d["input"])])
+
+    def op_leaky_relu(self, node, d):
+        slope = float(self.val(d.get("negative_slope", 0.01)))
+        if slope == 0.0:
+            return self.op_relu(node, d)
+        if not 0.0 < slope < 1.0:
+            raise self.fail(node, f"leaky_relu with negative_slope {slope}; only 0 <= slope < 1")
+        return self.emit(node, d, "leaky_relu", [self.tensor(node, d["input"])], attrs=dict(negative_slope=slope))
 
     def op_relu6(self, node, d):
         return self.emit(node, d, "relu6", [self.tensor(node, d["input"])])

@@ -221,7 +221,7 @@ def test_dead_channels_and_an_overflowing_bias_are_exported_bit_exact(tmp_path):
     (nn.Upsample(scale_factor=2, mode="bilinear", align_corners=True), "align_corners=False"),
     (nn.Upsample(scale_factor=1.5, mode="nearest"), "integer scale"),
     (nn.Sigmoid(), "the nearest supported are ReLU and ReLU6"),
-    (nn.LeakyReLU(), "the nearest supported is ReLU"),
+    (nn.PReLU(), "the nearest supported are ReLU and LeakyReLU"),
 ])
 def test_unsupported_resampling_is_refused_naming_the_alternative(layer, words):
     with pytest.raises(ir.GraphError, match=re.escape(words)):
@@ -234,3 +234,52 @@ def test_downscale_rounds_block_means_half_up():
     z = np.array([[1, 1], [2, 2]], np.uint8).reshape(1, 2, 2, 1)
     assert [int(evaluate.downscale(a, 2)[0, 0, 0, 0]) for a in (x, y, z)] == [2, 1, 2]
     assert evaluate.psnr(x / 255.0, x) > 100 and abs(evaluate.psnr(np.zeros((1, 4)), np.full((1, 4), 255)) - 0) < 1e-9
+
+
+# -- LeakyReLU: a second set of multipliers for negative sums (spec 4) ---------------------------------
+
+class LeakyNet(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.c1, self.c2, self.c3 = nn.Conv2d(3, 8, 3, padding=1), nn.Conv2d(8, 8, 3, padding=1), nn.Conv2d(8, 8, 1)
+        self.fc = nn.Linear(8, 5)
+
+    def forward(self, x):
+        a = F.leaky_relu(self.c1(x), 0.1)
+        b = F.leaky_relu(self.c2(a) + a, 0.2)  # fused into the conv with its residual
+        c = nn.LeakyReLU(0.05)(F.max_pool2d(self.c3(b), 2))  # moved before the pooling, then fused
+        return self.fc(c.mean((2, 3)))
+
+
+@pytest.fixture(scope="module")
+def leaky():
+    torch.manual_seed(0)
+    net = LeakyNet().eval()
+    graph = passes.optimize(import_module(net, (12, 12, 3)))
+    x = np.random.default_rng(3).integers(0, 256, (64, 12, 12, 3), dtype=np.uint8)
+    model = quantize(graph, calibrate(graph, x, show_progress=False), QuantConfig(bits=6, extra_bits=2), x)
+    return net, graph, x, model
+
+
+def test_leaky_relu_is_fused_and_follows_torch(leaky):
+    net, graph, x, model = leaky
+    assert [n.attrs.get("negative_slope") for n in graph.nodes if n.attrs.get("act") == "leaky_relu"] == [
+        0.1, 0.2, 0.05]
+    with torch.no_grad():
+        ref = net(_nchw(x)).numpy()
+    np.testing.assert_allclose(run_float(graph, x), ref, rtol=1e-4, atol=1e-5)
+    out = reference.run(model, x).output * model.tensors[model.output].scale[0]
+    assert np.abs(out - ref).mean() < 0.02 * np.abs(ref).mean()
+    assert all(model.tensors[n.output].signed for n in model.nodes if n.attrs.get("act") == "leaky_relu")
+
+
+def test_leaky_relu_is_bit_exact_on_the_host_with_sanitizers(leaky, tmp_path):
+    report = export_and_run(leaky[3], leaky[2][:4], "host", tmp_path / "host", sanitize=True)
+    assert report["bit_exact"], report["mismatched_images"]
+
+
+@pytest.mark.slow
+def test_leaky_relu_is_bit_exact_on_cortex_m7(leaky, tmp_path):
+    require_arm()
+    report = export_and_run(leaky[3], leaky[2][:3], "cortex-m7", tmp_path / "m7")
+    assert report["bit_exact"], report["mismatched_images"]

@@ -86,6 +86,9 @@ typedef struct {
     const uint8_t *shift;
     const int32_t *out_min;
     const int32_t *out_max;
+    /* leaky_relu (spec 4): the multipliers of a negative sum; NULL otherwise */
+    const int32_t *negative_multiplier;
+    const int32_t *negative_residual_multiplier;
 } dqa_requant_t;
 
 /* conv2d (generic, 1x1, depthwise, grouped) and linear (1x1 on a 1x1 input). */

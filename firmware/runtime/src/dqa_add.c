@@ -43,11 +43,9 @@ void dqa_add(const dqa_add_params_t *params, const dqa_tensor_t *a, const dqa_te
             b_pos = target + 1u;
             for (o = 0; o < c_out; o++) {
                 int32_t k = (int32_t)o - offset;
-                int64_t x = (int64_t)(o < c_a ? va[o] : 0) * rq->multiplier[o];
-                if (k >= 0 && k < (int32_t)c_b) {
-                    x += (int64_t)vb[k] * rq->residual_multiplier[o];
-                }
-                u[o] = dqa__requant(x, rq->shift[o], rq->out_min[o], rq->out_max[o]);
+                int32_t b = (k >= 0 && k < (int32_t)c_b) ? vb[k] : 0;
+                u[o] = dqa__requant(dqa__sum(rq, o, o < c_a ? va[o] : 0, b), rq->shift[o], rq->out_min[o],
+                                    rq->out_max[o]);
             }
             dqa_write_pixel(&writer, u);
         }

@@ -127,14 +127,15 @@ void dqa_conv2d(const dqa_conv_params_t *params, const dqa_tensor_t *input, cons
                 res_pos = target + 1u;
             }
             for (o = 0; o < c_out; o++) {
-                int64_t x = ((int64_t)acc[o] + (params->bias ? params->bias[o] : 0)) * rq->multiplier[o];
+                int64_t x = (int64_t)acc[o] + (params->bias ? params->bias[o] : 0);
+                int32_t r = 0;
                 if (residual != NULL && rq->residual_multiplier != NULL) {
                     int32_t k = (int32_t)o - res_off;
                     if (k >= 0 && k < (int32_t)c_res) {
-                        x += (int64_t)res[k] * rq->residual_multiplier[o];
+                        r = res[k];
                     }
                 }
-                acc[o] = dqa__requant(x, rq->shift[o], rq->out_min[o], rq->out_max[o]);
+                acc[o] = dqa__requant(dqa__sum(rq, o, x, r), rq->shift[o], rq->out_min[o], rq->out_max[o]);
             }
             dqa_write_pixel(&writer, acc);
         }

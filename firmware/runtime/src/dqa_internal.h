@@ -26,6 +26,23 @@ static inline int32_t dqa__requant(int64_t x, uint8_t shift, int32_t lo, int32_t
     return x < lo ? lo : (x > hi ? hi : (int32_t)x);
 }
 
+/* Spec 4-5: t = x * M[o] + second * R[o] in 64 bits (second = 0 without a second input);
+ * with leaky_relu, a negative t is the same sum with the negative-side multipliers. */
+static inline int64_t dqa__sum(const dqa_requant_t *rq, uint32_t o, int64_t x, int32_t second)
+{
+    int64_t t = x * rq->multiplier[o];
+    if (second != 0) {
+        t += (int64_t)second * rq->residual_multiplier[o];
+    }
+    if (t < 0 && rq->negative_multiplier != NULL) {
+        t = x * rq->negative_multiplier[o];
+        if (second != 0) {
+            t += (int64_t)second * rq->negative_residual_multiplier[o];
+        }
+    }
+    return t;
+}
+
 /* Copy ops (maxpool, concat, upsample): storage value of fine value v for
  * output channel c (spec 5.5, 5.6). */
 static inline int32_t dqa__fine_to_storage(const dqa_tensor_info_t *out, uint16_t c, int32_t v)

@@ -94,6 +94,8 @@ static dqa_requant_t read_requant(uint32_t c, int with_residual)
     rq.shift = read_array(c, 1, 0);
     rq.out_min = read_array(c, 4, 1);
     rq.out_max = read_array(c, 4, 1);
+    rq.negative_multiplier = NULL; /* leaky_relu is covered by the generated-model tests */
+    rq.negative_residual_multiplier = NULL;
     return rq;
 }
 
