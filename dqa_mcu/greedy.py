@@ -78,7 +78,7 @@ from tqdm import tqdm
 
 from . import ir
 from .ranking import GLOBAL_RANKINGS, rank_by_noise
-from .quantize import activation_tensors
+from .quantize import activation_tensors, out_range
 from .torch_exec import TensorQuant, TorchExec, default_workers, parallel_map, stored_tensors
 
 __all__ = ["greedy_rankings", "greedy_search", "taylor_rankings", "RankingResult", "save_rankings",
@@ -112,15 +112,9 @@ class QuantParams:
         return self.coarse.mix(self.fine, important)
 
 
-def _ranges(t, act: str) -> tuple[np.ndarray, np.ndarray]:
-    """Storage range per channel of QTensor `t` after `act` (quantize._out_range, spec 4)."""
-    lo, hi = t.range_of(t.storage_bits)
-    lo, hi = lo.astype(np.float64), hi.astype(np.float64)
-    if act in ("relu", "relu6"):
-        lo = np.maximum(lo, 0)
-    if act == "relu6":
-        hi = np.minimum(hi, np.rint(6.0 / t.storage_step))
-    return lo, hi
+def _quantizer(t, act: str) -> TensorQuant:
+    lo, hi = out_range(t, act)
+    return TensorQuant(t.storage_step.copy(), lo.astype(np.float64), hi.astype(np.float64))
 
 
 def quant_params(graph: ir.Graph, calib, config) -> dict[str, QuantParams]:
@@ -135,8 +129,7 @@ def quant_params(graph: ir.Graph, calib, config) -> dict[str, QuantParams]:
     for name in stored_tensors(graph):
         act = graph.producer(name).attrs.get("act", "none")
         d, e = direct[name], every[name]
-        out[name] = QuantParams(TensorQuant(d.storage_step.copy(), *_ranges(d, act)),
-                                TensorQuant(e.storage_step.copy(), *_ranges(e, act)), bool(d.signed))
+        out[name] = QuantParams(_quantizer(d, act), _quantizer(e, act), bool(d.signed))
     return out
 
 

@@ -174,7 +174,8 @@ def fixed_point(*reals: np.ndarray) -> tuple[list[np.ndarray], np.ndarray]:
     return [np.rint(r * 2.0 ** shift).astype(np.int64) for r in reals], shift
 
 
-def _out_range(t: QTensor, act: str) -> tuple[np.ndarray, np.ndarray]:
+def out_range(t: QTensor, act: str) -> tuple[np.ndarray, np.ndarray]:
+    """Storage range per channel of `t` after the producer's activation (spec 4)."""
     lo, hi = t.range_of(t.storage_bits)
     if act in ("relu", "relu6"):
         lo = np.maximum(lo, 0)
@@ -269,7 +270,7 @@ def _qnode(node: Node, tensors: dict[str, QTensor]) -> QNode:
         arrays["multiplier"] = mult
     else:
         return QNode(node.name, node.op, list(node.inputs), node.output, at, arrays)
-    lo, hi = _out_range(out, act)
+    lo, hi = out_range(out, act)
     arrays.update(shift=shift, out_min=lo, out_max=hi)
     return QNode(node.name, node.op, list(node.inputs), node.output, at, arrays)
 

@@ -25,7 +25,7 @@ import numpy as np
 from dqa_mcu import bitpack, npconv, reference
 from dqa_mcu.huffman import HuffmanCode
 from dqa_mcu.qmodel import QModel, QNode, QTensor
-from dqa_mcu.quantize import _out_range, fixed_point
+from dqa_mcu.quantize import fixed_point, out_range
 
 ROOT = Path(__file__).resolve().parents[1]
 RUNTIME = ROOT / "firmware" / "runtime"
@@ -300,7 +300,7 @@ class ModelBuilder:
 
     def _finish(self, node: QNode, out: QTensor, act: str, capacity: str | None) -> str:
         if act is not None:
-            lo, hi = _out_range(out, act)
+            lo, hi = out_range(out, act)
             node.arrays.update(out_min=lo.astype(np.int64), out_max=hi.astype(np.int64))
         self.model.tensors[out.name] = out
         self.model.nodes.append(node)
