@@ -246,6 +246,46 @@ class _Importer:
                          dict(stride=(sh, sw), padding=pad, dilation=(dh, dw), groups=groups, act=act),
                          dict(weight=np.ascontiguousarray(wt), bias=bias))
 
+    def do_conv_transpose(self, layer, cfg, x):
+        """Kernel == stride (the U-Net decoder step): a 1x1 conv to C_out * k * k channels, then
+        depth_to_space (as the torch importer lowers ConvTranspose2d)."""
+        x = self.plain(layer, x)
+        h, w, cin = self.shape(x)
+        k, s = _pair(cfg["kernel_size"]), _pair(cfg.get("strides", 1))
+        if (k != s or k[0] != k[1] or _pair(cfg.get("dilation_rate", 1)) != (1, 1)
+                or cfg.get("output_padding") not in (None, 0, (0, 0), [0, 0])
+                or cfg.get("data_format", "channels_last") != "channels_last"):
+            raise self.fail(layer, f"transposed convolution with kernel {k}, strides {s}; only kernel == "
+                                   "strides (square), channels_last (else use UpSampling2D + Conv2D)")
+        r = k[0]
+        weights = layer.get_weights()
+        kernel = np.asarray(weights[0], np.float32)  # (kh, kw, C_out, C_in)
+        cout = kernel.shape[2]
+        bias = np.asarray(weights[1], np.float32) if cfg.get("use_bias", True) and len(weights) > 1 \
+            else np.zeros(cout, np.float32)
+        act = self.act_of(layer, cfg)
+        if act == "softmax":
+            raise self.fail(layer, "softmax activation on a transposed convolution")
+        # 1x1 conv channel o*r*r + i*r + j computes output channel o at block offset (i, j)
+        blocks = self.emit(layer, "conv2d", [x], (h, w, cout * r * r),
+                           dict(stride=(1, 1), padding=(0, 0, 0, 0), dilation=(1, 1), groups=1, act="none"),
+                           dict(weight=np.ascontiguousarray(kernel.transpose(2, 0, 1, 3).reshape(cout * r * r, 1, 1, cin)),
+                                bias=np.repeat(bias, r * r)), suffix="_blocks")
+        out = self.emit(layer, "depth_to_space", [blocks], (h * r, w * r, cout), dict(block=r))
+        return out if act == "none" else self.emit(layer, act, [out], (h * r, w * r, cout), suffix="_act")
+
+    def do_upsampling(self, layer, cfg, x):
+        x = self.plain(layer, x)
+        h, w, c = self.shape(x)
+        sh, sw = _pair(cfg.get("size", 2))
+        interpolation = cfg.get("interpolation", "nearest")
+        if interpolation not in ("nearest", "bilinear") or cfg.get("data_format", "channels_last") != "channels_last":
+            raise self.fail(layer, f"interpolation {interpolation!r}; only nearest and bilinear, channels_last")
+        if (sh, sw) == (1, 1):
+            return x
+        op = "upsample_nearest" if interpolation == "nearest" else "upsample_bilinear"
+        return self.emit(layer, op, [x], (h * sh, w * sw, c), dict(scale=(sh, sw)))
+
     def do_dense(self, layer, cfg, x):
         x = self.plain(layer, x)
         h, w, c = self.shape(x)
@@ -285,10 +325,16 @@ class _Importer:
     def do_activation(self, layer, cfg, x):
         x = self.plain(layer, x)
         cls = type(layer).__name__
-        if cls == "ReLU":
+        slope = float(cfg.get("negative_slope", cfg.get("alpha", 0.3)) or 0) if cls == "LeakyReLU" else \
+            float(cfg.get("negative_slope", 0) or 0)
+        if slope and cls in ("ReLU", "LeakyReLU"):
+            if cfg.get("max_value") is not None or float(cfg.get("threshold", 0) or 0) != 0 or not 0 < slope < 1:
+                raise self.fail(layer, "a leaky ReLU with a maximum, a threshold or a slope outside (0, 1)")
+            return self.emit(layer, "leaky_relu", [x], self.shape(x), dict(negative_slope=slope))
+        if cls in ("ReLU", "LeakyReLU"):
             mx = cfg.get("max_value")
-            if float(cfg.get("negative_slope", 0) or 0) != 0 or float(cfg.get("threshold", 0) or 0) != 0:
-                raise self.fail(layer, "leaky / thresholded ReLU")
+            if float(cfg.get("threshold", 0) or 0) != 0:
+                raise self.fail(layer, "thresholded ReLU")
             act = "relu" if mx is None else ("relu6" if float(mx) == 6.0 else None)
             if act is None:
                 raise self.fail(layer, f"ReLU with max_value {mx}")
@@ -389,9 +435,13 @@ class _Importer:
             return self.conv_like(layer, cfg, self.one(layer, ins), depthwise=True)
         if cls == "Dense":
             return self.do_dense(layer, cfg, self.one(layer, ins))
+        if cls in ("Conv2DTranspose", "Convolution2DTranspose"):
+            return self.do_conv_transpose(layer, cfg, self.one(layer, ins))
+        if cls == "UpSampling2D":
+            return self.do_upsampling(layer, cfg, self.one(layer, ins))
         if cls == "BatchNormalization":
             return self.do_bn(layer, cfg, self.one(layer, ins))
-        if cls in ("Activation", "ReLU", "Softmax"):
+        if cls in ("Activation", "ReLU", "LeakyReLU", "Softmax"):
             return self.do_activation(layer, cfg, self.one(layer, ins))
         if cls == "Add":
             return self.do_add(layer, ins)

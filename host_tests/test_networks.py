@@ -17,6 +17,7 @@ from dqa_mcu.zoo import Normalization
 
 from conftest import shared_file
 from test_backend import export_and_run, require_arm
+from test_tflite import tf  # noqa: F401  (a fixture)
 
 MOBILENET_NORMALIZATION = Normalization(1 / 255, (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616))
 DQA4 = QuantConfig(bits=4, extra_bits=3)
@@ -283,3 +284,37 @@ def test_leaky_relu_is_bit_exact_on_cortex_m7(leaky, tmp_path):
     require_arm()
     report = export_and_run(leaky[3], leaky[2][:3], "cortex-m7", tmp_path / "m7")
     assert report["bit_exact"], report["mismatched_images"]
+
+
+# -- the same layers from Keras: Conv2DTranspose, UpSampling2D (nearest, bilinear), LeakyReLU ----------
+
+def test_keras_unet_layers_match_keras_and_are_bit_exact(tf, tmp_path):
+    from dqa_mcu.keras_import import load_keras
+    layers = tf.keras.layers
+    tf.keras.utils.set_random_seed(0)
+    inp = tf.keras.Input((16, 16, 3))
+    e1 = layers.LeakyReLU(0.1)(layers.Conv2D(8, 3, padding="same")(inp))
+    e2 = layers.Conv2D(16, 3, padding="same", activation="relu")(layers.MaxPooling2D()(e1))
+    up = layers.Conv2DTranspose(8, 2, strides=2, activation="relu")(e2)
+    d = layers.ReLU()(layers.BatchNormalization()(layers.Conv2D(8, 3, padding="same")(
+        layers.Concatenate()([up, e1]))))
+    d = layers.UpSampling2D(2, interpolation="bilinear")(layers.UpSampling2D(1)(d))
+    model = tf.keras.Model(inp, layers.Conv2D(3, 1)(d))
+    model.save(tmp_path / "unet.keras")
+    graph = passes.optimize(load_keras(tmp_path / "unet.keras", None))
+    assert {"depth_to_space", "upsample_bilinear", "concat"} <= {n.op for n in graph.nodes}
+    x = np.random.default_rng(4).integers(0, 256, (48, 16, 16, 3), dtype=np.uint8)
+    ref = model.predict(x[:8].astype(np.float32), verbose=0)
+    np.testing.assert_allclose(run_float(graph, x[:8]), ref, rtol=1e-4, atol=1e-3 * np.abs(ref).max())
+    quantized = quantize(graph, calibrate(graph, x, show_progress=False), DQA4, x)
+    report = export_and_run(quantized, x[:3], "host", tmp_path / "host", sanitize=True)
+    assert report["bit_exact"], report["mismatched_images"]
+
+
+def test_keras_transposed_conv_with_overlap_is_refused(tf, tmp_path):
+    from dqa_mcu.keras_import import load_keras
+    inp = tf.keras.Input((8, 8, 3))
+    model = tf.keras.Model(inp, tf.keras.layers.Conv2DTranspose(4, 3, strides=2, padding="same")(inp))
+    model.save(tmp_path / "t.keras")
+    with pytest.raises(ir.GraphError, match=re.escape("UpSampling2D + Conv2D")):
+        load_keras(tmp_path / "t.keras", None)
