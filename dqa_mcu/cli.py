@@ -301,8 +301,8 @@ def _eval_data(args, task: evaluate.Task = evaluate.CLASSIFY):
     """Test inputs and targets (labels, or for --task sr the full-size images) and calibration
     inputs (with labels if the file has them), subsampled."""
     test_x, test_y = load_images(args.data)
-    if test_y is None and task.name == "classify":
-        raise DataError(f"{args.data}: evaluation needs labels (an array 'y')")
+    if test_y is None and task.needs_labels:
+        raise DataError(f"{args.data}: evaluation needs labels (an array 'y': classes, or masks for --task seg)")
     calib_x, calib_y = load_images(args.calib, test_x.shape[1:])
     test_x, test_y = task.pairs(*subsample(args.test_count, test_x, test_y))
     calib_x, calib_y = subsample(args.calib_count, calib_x, calib_y)
@@ -595,8 +595,9 @@ def _budget_args(p, required: bool) -> None:
 
 def _task_args(p) -> None:
     p.add_argument("--task", choices=evaluate.TASKS, default="classify",
-                   help="what the output is: classify (logits, top-1) or sr (an image in [0, 1], PSNR against "
-                        "the image; the input is the image downscaled by --scale, 2x2 block means)")
+                   help="what the output is: classify (logits, top-1); sr (an image in [0, 1], PSNR against "
+                        "the image, whose --scale-fold downscale is the input); seg (per-pixel class scores, "
+                        "mean IoU against the masks in y); ae (an image in [0, 1], MSE against the input)")
     p.add_argument("--scale", type=int, default=2, help="--task sr: the upscaling factor")
 
 

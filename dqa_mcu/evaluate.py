@@ -1,7 +1,7 @@
 """Accuracy and memory of quantized models: the numbers behind `dqa-mcu eval`."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from tqdm import tqdm
@@ -47,6 +47,25 @@ def psnr(outputs: np.ndarray, targets: np.ndarray) -> float:
     return float(np.mean(10.0 * np.log10(255.0 ** 2 / np.maximum(mse, 1e-12))))
 
 
+def mean_iou(outputs: np.ndarray, masks: np.ndarray) -> float:
+    """Mean intersection over union (%) of per-pixel class maps (argmax over the last axis of
+    `outputs`, N x H x W x K or flat) against integer masks (N x H x W), over the classes that
+    occur in either."""
+    masks = np.asarray(masks).astype(np.int64)
+    predicted = np.asarray(outputs).reshape(masks.shape + (-1,)).argmax(axis=-1)
+    classes = max(int(predicted.max()), int(masks.max())) + 1
+    pairs = np.bincount((masks * classes + predicted).ravel(), minlength=classes * classes).reshape(classes, -1)
+    inter = np.diag(pairs)
+    union = pairs.sum(axis=0) + pairs.sum(axis=1) - inter
+    return float(100.0 * (inter[union > 0] / union[union > 0]).mean())
+
+
+def reconstruction_mse(outputs: np.ndarray, images: np.ndarray) -> float:
+    """Mean squared error (on 0..255) of image outputs in [0, 1] (clipped) against the input images."""
+    out = np.clip(np.asarray(outputs, dtype=np.float64).reshape(images.shape), 0.0, 1.0) * 255.0
+    return float(((out - images.astype(np.float64)) ** 2).mean())
+
+
 def downscale(images: np.ndarray, factor: int) -> np.ndarray:
     """Each factor x factor block of uint8 pixels averaged, rounded half up: the low-resolution
     input of a super-resolution task (a device takes uint8 pixels, so the mean is rounded)."""
@@ -66,30 +85,40 @@ class Task:
     scale: int = 1
 
     def pairs(self, images: np.ndarray, labels: np.ndarray | None) -> tuple[np.ndarray, np.ndarray | None]:
-        """(model inputs, targets): the images and their labels, or for "sr" the images downscaled
-        by `scale` and the images themselves."""
+        """(model inputs, targets): the images and their labels (class ids, or masks for "seg"); for
+        "sr" the images downscaled by `scale` and the images; for "ae" the images twice."""
         if self.name == "sr":
             return downscale(images, self.scale), images
+        if self.name == "ae":
+            return images, images
+        if self.name == "seg" and labels is not None and np.asarray(labels).shape != images.shape[:3]:
+            raise ValueError(f"segmentation needs one mask per image of shape {images.shape[1:3]} (y), "
+                             f"got y of shape {np.asarray(labels).shape}")
         return images, labels
+
+    @property
+    def needs_labels(self) -> bool:
+        return self.name in ("classify", "seg")
 
     def inputs(self, images: np.ndarray) -> np.ndarray:
         return self.pairs(images, None)[0]
 
     def score(self, outputs: np.ndarray, targets: np.ndarray) -> float:
-        """top-1 % of logits, or PSNR (dB) of images in [0, 1]; `outputs` in real units."""
-        return psnr(outputs, targets) if self.name == "sr" else top1(outputs, targets)
+        """`outputs` in real units: top-1 % of logits, PSNR (dB) of images in [0, 1], mean IoU (%) of
+        class maps, or the reconstruction MSE of images in [0, 1]."""
+        return {"sr": psnr, "seg": mean_iou, "ae": reconstruction_mse}.get(self.name, top1)(outputs, targets)
 
 
-TASKS = ("classify", "sr")
 CLASSIFY = Task("classify", "top-1 %", "accuracy")
+_TASKS = {"classify": CLASSIFY, "sr": Task("sr", "PSNR dB", "psnr_db"), "seg": Task("seg", "mean IoU %", "mean_iou"),
+          "ae": Task("ae", "reconstruction MSE", "reconstruction_mse")}
+TASKS = tuple(_TASKS)
 
 
 def task(name: str = "classify", scale: int = 2) -> Task:
-    if name == "sr":
-        return Task("sr", "PSNR dB", "psnr_db", scale)
-    if name != "classify":
+    if name not in _TASKS:
         raise ValueError(f"unknown task {name!r}; choose from {', '.join(TASKS)}")
-    return CLASSIFY
+    return replace(_TASKS[name], scale=scale) if name == "sr" else _TASKS[name]
 
 
 def float_logits(graph, images: np.ndarray, batch: int = 250, show_progress: bool = True) -> np.ndarray:

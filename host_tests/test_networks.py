@@ -318,3 +318,27 @@ def test_keras_transposed_conv_with_overlap_is_refused(tf, tmp_path):
     model.save(tmp_path / "t.keras")
     with pytest.raises(ir.GraphError, match=re.escape("UpSampling2D + Conv2D")):
         load_keras(tmp_path / "t.keras", None)
+
+
+def test_task_metrics_on_known_values():
+    masks = np.array([[[0, 0], [1, 2]]])  # one 2x2 mask
+    scores = np.zeros((1, 2, 2, 3))
+    scores[0, 0, 0, 0] = scores[0, 0, 1, 1] = scores[0, 1, 0, 1] = scores[0, 1, 1, 2] = 1.0  # predicts 0 1 / 1 2
+    # class 0: 1/2, class 1: 1/2, class 2: 1/1
+    assert evaluate.task("seg").score(scores.reshape(1, -1), masks) == pytest.approx(100 * (0.5 + 0.5 + 1) / 3)
+    with pytest.raises(ValueError, match="one mask per image"):
+        evaluate.task("seg").pairs(np.zeros((1, 2, 2, 3), np.uint8), np.zeros(1))
+    images = np.full((2, 2, 2, 1), 51, np.uint8)
+    assert evaluate.task("ae").score(np.full(8, 0.3), images) == pytest.approx((0.3 * 255 - 51) ** 2)
+    assert evaluate.task("ae").pairs(images, None)[1] is images
+    assert evaluate.task("sr", 3).scale == 3 and evaluate.task("classify").needs_labels
+
+
+def test_run_scores_a_segmentation_map_with_mean_iou(unet, tmp_path, capsys):
+    _, _, x, model = unet
+    out = tmp_path / "unet"
+    cli.export_project(model, out, "host", "unet", x[:2], None, None, log=lambda *a: None)
+    masks = np.random.default_rng(5).integers(0, 4, (2, 32, 32), dtype=np.int64)
+    np.savez(tmp_path / "seg.npz", x=x[:2], y=masks)
+    assert cli.main(["run", str(out), "--task", "seg", "--data", str(tmp_path / "seg.npz")]) == 0
+    assert "mean IoU % on these images" in capsys.readouterr().out
