@@ -22,6 +22,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 ACTIVATIONS = ("none", "relu", "relu6", "leaky_relu")  # leaky_relu: attr negative_slope
+TABLE_FUNCTIONS = ("sigmoid", "hardsigmoid", "hardswish", "tanh", "silu")  # the "activation" op
+NON_NEGATIVE_FUNCTIONS = ("sigmoid", "hardsigmoid")
 
 # op name -> (required attrs, required params). Checked by Graph.validate().
 OPS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
@@ -46,6 +48,10 @@ OPS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "upsample_bilinear": (("scale",), ()),
     # PyTorch's pixel_shuffle: out[h*r + i, w*r + j, c] = in[h, w, c*r*r + i*r + j]
     "depth_to_space": (("block",), ()),
+    # element-wise a * b; b has a's shape or is a (1, 1, C) vector broadcast over a's pixels
+    "mul": ((), ()),
+    # a smooth function of each element, one of TABLE_FUNCTIONS (a table in the integer model)
+    "activation": (("function",), ()),
     # x[:, start_h::step_h, start_w::step_w, :]
     "slice": (("start", "step"), ()),
     # zero channels before / after
@@ -117,6 +123,8 @@ class Graph:
                     raise GraphError(f"node {node.name!r} ({node.op}): missing param {p!r}")
             if node.attrs.get("act", "none") not in ACTIVATIONS:
                 raise GraphError(f"node {node.name!r}: unknown activation {node.attrs['act']!r}")
+            if node.op == "activation" and node.attrs["function"] not in TABLE_FUNCTIONS:
+                raise GraphError(f"node {node.name!r}: unknown function {node.attrs['function']!r}")
             if node.attrs.get("act") == "leaky_relu" and "negative_slope" not in node.attrs:
                 raise GraphError(f"node {node.name!r}: leaky_relu without its negative_slope")
             for t in node.inputs:

@@ -15,13 +15,15 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, replace
 
 import numpy as np
+import torch
 
 from . import reference
 from .calibrate import HIST_BINS, Calibration, ChannelStats
 from .huffman import HuffmanCode
-from .ir import Graph, Node
+from .ir import NON_NEGATIVE_FUNCTIONS, Graph, Node
 from .qmodel import QModel, QNode, QTensor
 from .ranking import GLOBAL_RANKINGS, RANKERS
+from .torch_exec import TABLE_FUNCTIONS
 
 OUTPUT_BITS = 16
 WEIGHT_MAX = 127
@@ -34,7 +36,7 @@ CLIP_FLOOR_RATIO = 2.0 ** -16  # a dead channel's range, relative to its tensor'
 MIN_CLIP = 1e-8  # a tensor that is zero on every calibration image
 CLIP_METHODS = ("max", "percentile", "mse")
 COPY_OPS = ("maxpool", "concat", "upsample_nearest")  # output keeps the input's quantization
-REQUANTIZING_OPS = ("conv2d", "linear", "add", "avgpool", "global_avgpool", "upsample_bilinear")
+REQUANTIZING_OPS = ("conv2d", "linear", "add", "avgpool", "global_avgpool", "upsample_bilinear", "mul")
 IMAGE_BITS = 8  # a resampled copy of the input image (spec 5.6.1)
 HUFFMAN_CALIB_IMAGES = 1000
 
@@ -112,12 +114,15 @@ def _clip(stats: ChannelStats, bits, signed: bool, config: QuantConfig) -> np.nd
 
 def _activation_tensor(name: str, shape, stats: ChannelStats, signed: bool, act: str,
                        config: QuantConfig, rng, order: np.ndarray | None,
-                       count: int | None) -> tuple[QTensor, np.ndarray | None]:
-    """The stored tensor, and its channel ranking (most important first; None when direct)."""
+                       count: int | None, one_scale: bool = False) -> tuple[QTensor, np.ndarray | None]:
+    """The stored tensor, and its channel ranking (most important first; None when direct).
+    `one_scale`: every channel gets the widest n-bit clip (a table activation reads it, spec 5.4.2)."""
     n, m = config.bits, config.extra_bits
     clip = _clip(stats, n, signed, config)
     if act == "relu6":
         clip = np.minimum(clip, 6.0)
+    if one_scale:
+        clip = np.full_like(clip, clip.max())
     important = np.zeros(len(clip), dtype=bool)
     if config.uses_dqa:
         if count is None:
@@ -130,7 +135,7 @@ def _activation_tensor(name: str, shape, stats: ChannelStats, signed: bool, act:
         order = np.asarray(order)
         important[order[:count]] = True
         # important channels are rounded at n + m bits: their best clip differs
-        if config.clip == "mse" and count:
+        if config.clip == "mse" and count and not one_scale:
             fine = _clip(stats, n + m, signed, config)
             clip = np.where(important, np.minimum(fine, 6.0) if act == "relu6" else fine, clip)
     scale = clip / _levels(n, signed)
@@ -258,6 +263,13 @@ def _qnode(node: Node, tensors: dict[str, QTensor]) -> QNode:
             "multiplier": _residual_steps(out, ins[0], 0) / out.storage_step,
             "residual_multiplier": _residual_steps(out, ins[1], at["b_channel_offset"]) / out.storage_step},
             at, arrays)
+    elif node.op == "mul":
+        x, vec = ins
+        (mult,), shift = fixed_point(x.fine_step * vec.fine_step / out.storage_step)
+        arrays["multiplier"] = mult
+    elif node.op == "activation":
+        at["input_min"], arrays["table"] = _table(node, ins[0], out)
+        return QNode(node.name, node.op, list(node.inputs), node.output, at, arrays)
     elif node.op in ("avgpool", "global_avgpool", "upsample_bilinear"):
         if node.op == "upsample_bilinear":
             h, w = (2 * s for s in at["scale"])  # weights in units of 1 / (2 s) per axis (spec 5.6.1)
@@ -318,6 +330,9 @@ def _activation_tensors(graph: Graph, calib: Calibration, config: QuantConfig,
                 tensors[name] = _shuffled(node, shape, tensors[node.inputs[0]])
             else:
                 tensors[name] = _inherit(name, shape, [tensors[i] for i in node.inputs])
+        elif node.op == "activation":
+            tensors[name] = _table_output(node, shape, calib.tensors[name], stored_signed[name], config,
+                                          name == graph.output)
         elif name == graph.output:
             amax = float(calib.tensors[name].amax.max())
             step = max(amax, 1e-8) / (2 ** (OUTPUT_BITS - 1) - 1)
@@ -329,8 +344,9 @@ def _activation_tensors(graph: Graph, calib: Calibration, config: QuantConfig,
             stored_as = config
             if node.op == "upsample_bilinear" and node.inputs[0] == graph.input:
                 stored_as = replace(config, bits=IMAGE_BITS, extra_bits=0)
+            one_scale = any(c.op == "activation" for c in graph.consumers(name))  # one table for every channel
             tensors[name], order = _activation_tensor(name, shape, calib.tensors[name], signed, act, stored_as,
-                                                      rng, rankings.get(name), important_counts.get(name))
+                                                      rng, rankings.get(name), important_counts.get(name), one_scale)
             block = _shuffle_block(graph, name)
             if block > 1:
                 tensors[name] = _tie_blocks(tensors[name], block)
@@ -373,11 +389,13 @@ def _stored_signed(graph: Graph) -> dict[str, bool]:
         for node in graph.nodes:
             if node.op == "input":
                 signed[node.output] = True
+            elif node.op == "activation":
+                signed[node.output] = node.attrs["function"] not in NON_NEGATIVE_FUNCTIONS
             elif node.op in REQUANTIZING_OPS:
-                keeps_sign = node.op in ("avgpool", "global_avgpool", "upsample_bilinear")
+                keeps_sign = node.op in ("avgpool", "global_avgpool", "upsample_bilinear", "mul")
                 signed[node.output] = node.output in forced or (
                     node.attrs.get("act", "none") not in ("relu", "relu6")
-                    and (not keeps_sign or signed[node.inputs[0]]))
+                    and (not keeps_sign or any(signed[t] for t in node.inputs)))
             else:
                 signed[node.output] = any(signed[t] for t in node.inputs)
         resign = {source for node in graph.nodes if node.op == "concat"
@@ -396,6 +414,30 @@ def _requantized_sources(graph: Graph, tensor: str) -> set[str]:
     if node.op == "input":
         return set()
     return {s for t in node.inputs for s in _requantized_sources(graph, t)}
+
+
+def _table_output(node: Node, shape, stats: ChannelStats, signed: bool, config: QuantConfig,
+                  is_output: bool) -> QTensor:
+    """The output of a table activation: one scale for every channel, no important channels
+    (spec 5.4.2); the graph output keeps its 16 bits."""
+    bits = OUTPUT_BITS if is_output else config.bits
+    signed = signed or is_output
+    clip = float(stats.amax.max()) if is_output else float(_clip(stats, bits, signed, config).max())
+    step = max(clip, MIN_CLIP) / _levels(bits, signed)
+    return QTensor(node.output, tuple(shape), bits, signed, 0, np.full(shape[2], step),
+                   np.zeros(shape[2], dtype=bool))
+
+
+def _table(node: Node, x: QTensor, out: QTensor) -> tuple[int, np.ndarray]:
+    """(v_min, TABLE) of a table activation (spec 5.4.2), from the function in float64."""
+    if x.lut is not None or np.ptp(x.fine_step) != 0:
+        raise QuantizationError(f"node {node.name!r}: a {node.attrs['function']} table must read a tensor produced "
+                                f"by a conv, linear, add, mul or pooling layer (spec 5.4.2), not {x.name!r}")
+    lo, hi = (int(r[0]) for r in x.range_of(np.array([x.bits + x.extra_bits])))
+    v = np.arange(lo, hi + 1, dtype=np.float64)
+    y = TABLE_FUNCTIONS[node.attrs["function"]](torch.from_numpy(v * x.fine_step[0])).numpy()
+    out_lo, out_hi = (int(r[0]) for r in out.range_of(np.array([out.bits])))
+    return lo, np.clip(np.floor(y / out.scale[0] + 0.5), out_lo, out_hi).astype(np.int16)
 
 
 def _shuffle_block(graph: Graph, name: str) -> int:

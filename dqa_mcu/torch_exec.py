@@ -47,7 +47,10 @@ from . import ir
 __all__ = ["TensorQuant", "TorchExec", "plan_from_qmodel", "stored_tensors", "parallel_map", "single_thread"]
 
 COPY_OPS = ("maxpool", "concat", "upsample_nearest", "slice", "flatten", "depth_to_space")
-LINEAR_OPS = ("conv2d", "linear", "add", "avgpool", "global_avgpool", "upsample_bilinear")
+LINEAR_OPS = ("conv2d", "linear", "add", "avgpool", "global_avgpool", "upsample_bilinear", "mul")
+# the "activation" op's functions (ir.TABLE_FUNCTIONS); also what quantize builds its tables from
+TABLE_FUNCTIONS = {"sigmoid": torch.sigmoid, "hardsigmoid": F.hardsigmoid, "hardswish": F.hardswish,
+                   "tanh": torch.tanh, "silu": F.silu}
 CL = torch.channels_last
 
 
@@ -227,6 +230,9 @@ class TorchExec:
             p["res_ratio"] = self._ratio(n.output, n.inputs[1], a.get("b_channel_offset", 0))
         elif n.op in ("avgpool", "global_avgpool", "upsample_bilinear"):
             p["ratio"] = self._ratio(n.output, n.inputs[0], 0)
+        elif n.op == "mul":
+            r = self.units[n.inputs[0]] * self.units[n.inputs[1]] / u_out
+            p["ratio"] = None if np.allclose(r, 1.0, rtol=0, atol=0) else _t(r, (1, -1, 1, 1))
         elif n.op == "batchnorm":
             q = n.params
             scale = q["gamma"] / np.sqrt(q["var"] + a["eps"])
@@ -318,6 +324,9 @@ class TorchExec:
                 x = F.pad(x, (pl, pr, pt, pb))
             y = F.avg_pool2d(x, (kh, kw), a["stride"])
             return self._half(n, y * p["ratio"] if p["ratio"] is not None else y)
+        if op == "mul":
+            y = x * xs[1]
+            return self._half(n, y * p["ratio"] if p["ratio"] is not None else y)
         if op == "upsample_bilinear":
             y = F.interpolate(x, scale_factor=a["scale"], mode="bilinear", align_corners=False)
             return self._half(n, y * p["ratio"] if p["ratio"] is not None else y)
@@ -372,6 +381,8 @@ class TorchExec:
             return x.clamp(0, 6)
         if op == "leaky_relu":
             return F.leaky_relu(x, a["negative_slope"])
+        if op == "activation":  # its output is never in a plan: real values (units 1)
+            return TABLE_FUNCTIONS[a["function"]](self.to_real(n.inputs[0], x))
         if op == "maxpool":
             kh, kw = a["kernel"]
             pt, pb, pl, pr = a["padding"]

@@ -199,6 +199,11 @@ def _bind_aten(target, args, kwargs) -> dict:
 _CONV_FNS = {F.conv2d, torch.conv2d}
 _RELU_FNS = {F.relu, torch.relu, F.relu_, torch.relu_}
 _RELU6_FNS = {F.relu6}
+_TABLE_FNS = {torch.sigmoid: "sigmoid", F.sigmoid: "sigmoid", F.hardsigmoid: "hardsigmoid", F.hardswish: "hardswish",
+              torch.tanh: "tanh", F.tanh: "tanh", F.silu: "silu"}
+_TABLE_MODULES = {nn.Sigmoid: "sigmoid", nn.Hardsigmoid: "hardsigmoid", nn.Hardswish: "hardswish", nn.Tanh: "tanh",
+                  nn.SiLU: "silu"}
+_MUL_FNS = {operator.mul, operator.imul, torch.mul}
 _LEAKY_FNS = {F.leaky_relu, F.leaky_relu_, torch._C._nn.leaky_relu, torch._C._nn.leaky_relu_}
 _HARDTANH_FNS = {F.hardtanh, F.hardtanh_}
 _CLAMP_FNS = {torch.clamp, torch.clip, torch.clamp_min}
@@ -228,6 +233,7 @@ _SPECS = {
     "leaky": (("input", "negative_slope", "inplace"), {"negative_slope": 0.01, "inplace": False}),
     "clamp": (("input", "min", "max"), {"min": None, "max": None}),
     "add": (("input", "other", "alpha"), {"alpha": 1}),
+    "mul": (("input", "other"), {}),
     "maxpool": (("input", "kernel_size", "stride", "padding", "dilation", "ceil_mode", "return_indices"),
                 {"stride": None, "padding": 0, "dilation": 1, "ceil_mode": False, "return_indices": False}),
     "avgpool": (("input", "kernel_size", "stride", "padding", "ceil_mode", "count_include_pad",
@@ -249,7 +255,8 @@ _SPECS = {
 }
 
 _METHODS = {
-    "relu": "relu", "relu_": "relu", "add": "add", "add_": "add", "view": "reshape",
+    "relu": "relu", "relu_": "relu", "add": "add", "add_": "add", "mul": "mul", "mul_": "mul", "view": "reshape",
+    "sigmoid": "table", "tanh": "table",
     "reshape": "reshape", "flatten": "reshape", "mean": "mean", "contiguous": "identity",
     "clone": "identity", "clamp": "clamp", "clamp_": "clamp", "clip": "clamp", "clamp_min": "clamp",
     "float": "identity", "detach": "identity",
@@ -260,7 +267,9 @@ _ATEN = {
     "conv2d": "conv", "convolution": "conv", "_convolution": "conv",
     "batch_norm": "batchnorm", "_native_batch_norm_legit_no_training": "batchnorm",
     "relu": "relu", "relu_": "relu", "relu6": "relu6", "hardtanh": "hardtanh", "hardtanh_": "hardtanh",
-    "leaky_relu": "leaky_relu", "leaky_relu_": "leaky_relu",
+    "leaky_relu": "leaky_relu", "leaky_relu_": "leaky_relu", "mul": "mul", "mul_": "mul",
+    "sigmoid": "table", "hardsigmoid": "table", "hardswish": "table", "tanh": "table", "silu": "table",
+    "hardswish_": "table", "hardsigmoid_": "table", "silu_": "table",
     "clamp": "clamp", "clamp_min": "clamp", "clip": "clamp",
     "add": "add", "add_": "add",
     "max_pool2d": "maxpool", "max_pool2d_with_indices": "maxpool",
@@ -295,6 +304,8 @@ def _classify(node: torch.fx.Node, gm) -> tuple[str | None, dict, bool]:
                                      running_var=m.running_var, eps=m.eps), False
         if isinstance(m, nn.ReLU):
             return "relu", dict(input=x), inplace
+        if type(m) in _TABLE_MODULES:
+            return "table", dict(input=x, function=_TABLE_MODULES[type(m)]), inplace
         if isinstance(m, nn.LeakyReLU):
             return "leaky_relu", dict(input=x, negative_slope=m.negative_slope), inplace
         if isinstance(m, nn.Hardtanh):  # includes ReLU6
@@ -329,9 +340,12 @@ def _classify(node: torch.fx.Node, gm) -> tuple[str | None, dict, bool]:
         kind = _METHODS.get(node.target)
         if kind is None:
             return None, {}, False
-        spec = {"relu": "unary", "identity": "unary", "reshape": "unary"}.get(kind, kind)
+        spec = {"relu": "unary", "identity": "unary", "reshape": "unary", "table": "unary"}.get(kind, kind)
         names, defaults = _SPECS[spec]
-        return kind, _bind(names, defaults, args, kwargs), node.target in _INPLACE_METHODS
+        d = _bind(names, defaults, args, kwargs)
+        if kind == "table":
+            d["function"] = node.target.rstrip("_")
+        return kind, d, node.target in _INPLACE_METHODS
 
     if node.op != "call_function":
         return None, {}, False
@@ -348,12 +362,18 @@ def _classify(node: torch.fx.Node, gm) -> tuple[str | None, dict, bool]:
             kind = "conv_transpose"
         if kind == "upsample":
             d["mode"] = "nearest"
+        if kind == "table":
+            d["function"] = base.rstrip("_")
+        if kind == "mul" and "other" not in d:
+            return None, {}, False
         return kind, d, False
     if t is operator.getitem:
         return "getitem", _bind(*_SPECS["getitem"], args, kwargs), False
+    if t in _TABLE_FNS:
+        return "table", dict(_bind(*_SPECS["unary"], args, kwargs), function=_TABLE_FNS[t]), False
     table = [
         (_CONV_FNS, "conv", "conv"), (_RELU_FNS, "relu", "act"), (_RELU6_FNS, "relu6", "act"), (_LEAKY_FNS, "leaky_relu", "leaky"),
-        (_HARDTANH_FNS, "hardtanh", "hardtanh"), (_CLAMP_FNS, "clamp", "clamp"), (_ADD_FNS, "add", "add"),
+        (_HARDTANH_FNS, "hardtanh", "hardtanh"), (_CLAMP_FNS, "clamp", "clamp"), (_ADD_FNS, "add", "add"), (_MUL_FNS, "mul", "mul"),
         (_MAXPOOL_FNS, "maxpool", "maxpool"), (_AVGPOOL_FNS, "avgpool", "avgpool"),
         (_ADAPTIVE_FNS, "adaptive", "adaptive"), (_CAT_FNS, "cat", "cat"), (_INTERP_FNS, "interp", "interp"),
         (_PAD_FNS, "pad", "pad"), (_IDENTITY_FNS, "identity", "unary"), (_RESHAPE_FNS, "reshape", "unary"),
@@ -373,11 +393,11 @@ def _classify(node: torch.fx.Node, gm) -> tuple[str | None, dict, bool]:
 
 # (words in an unsupported op's name, the nearest supported alternative), for the refusal message
 _ALTERNATIVES = (
-    (("sigmoid", "silu", "swish", "gelu", "tanh", "softplus", "mish"),
-     "smooth activations have no integer kernel yet; the nearest supported are ReLU and ReLU6 / hardtanh(0, 6)"),
+    (("gelu", "softplus", "mish", "softsign"),
+     "this smooth activation has no table yet; supported: sigmoid, hardsigmoid, hardswish, tanh, SiLU, ReLU, "
+     "ReLU6, LeakyReLU"),
     (("prelu", "elu", "selu"), "no integer kernel for it yet; the nearest supported are ReLU and LeakyReLU"),
-    (("mul", "div"), "element-wise multiply (e.g. squeeze-excite) has no integer kernel yet; remove the branch "
-                     "or fold a constant scale into the convolution before it"),
+    (("div",), "division has no integer kernel; fold a constant divisor into the convolution before it"),
     (("sub", "neg"), "subtraction has no integer kernel yet; fold the sign into the producing convolution's "
                      "weights and use add"),
     (("upsample", "interpolate"), "only nearest and bilinear (align_corners=False) upsampling by integer factors"),
@@ -594,6 +614,23 @@ class _Importer:
 
     def op_relu(self, node, d):
         return self.emit(node, d, "relu", [self.tensor(node, d["input"])])
+
+    def op_table(self, node, d):
+        return self.emit(node, d, "activation", [self.tensor(node, d["input"])], attrs=dict(function=d["function"]))
+
+    def op_mul(self, node, d):
+        a, b = d["input"], d["other"]
+        dynamic = [isinstance(v, torch.fx.Node) and v in self.dyn for v in (a, b)]
+        if not all(dynamic):
+            raise self.fail(node, "multiply by a constant: fold it into the convolution or BatchNorm before it")
+        ta, tb = self.tensor(node, a), self.tensor(node, b)
+        if self.shapes[ta][:2] == (1, 1) and self.shapes[tb][:2] != (1, 1):
+            ta, tb = tb, ta  # the vector second
+        sa, sb = self.shapes[ta], self.shapes[tb]
+        if sb != sa and sb != (1, 1, sa[2]):
+            raise self.fail(node, f"multiply of shapes {sa} and {sb}; only equal shapes or a per-channel "
+                                  "(N, C, 1, 1) vector (squeeze-excite)")
+        return self.emit(node, d, "mul", [ta, tb])
 
     def op_leaky_relu(self, node, d):
         slope = float(self.val(d.get("negative_slope", 0.01)))

@@ -221,7 +221,7 @@ def test_dead_channels_and_an_overflowing_bias_are_exported_bit_exact(tmp_path):
     (nn.ConvTranspose2d(3, 4, 3, stride=2, padding=1, output_padding=1), "nn.Upsample + Conv2d"),
     (nn.Upsample(scale_factor=2, mode="bilinear", align_corners=True), "align_corners=False"),
     (nn.Upsample(scale_factor=1.5, mode="nearest"), "integer scale"),
-    (nn.Sigmoid(), "the nearest supported are ReLU and ReLU6"),
+    (nn.GELU(), "has no table yet; supported: sigmoid"),
     (nn.PReLU(), "the nearest supported are ReLU and LeakyReLU"),
 ])
 def test_unsupported_resampling_is_refused_naming_the_alternative(layer, words):
@@ -342,3 +342,79 @@ def test_run_scores_a_segmentation_map_with_mean_iou(unet, tmp_path, capsys):
     np.savez(tmp_path / "seg.npz", x=x[:2], y=masks)
     assert cli.main(["run", str(out), "--task", "seg", "--data", str(tmp_path / "seg.npz")]) == 0
     assert "mean IoU % on these images" in capsys.readouterr().out
+
+
+# -- squeeze-excite and table activations: mul, hardswish, hardsigmoid, sigmoid, tanh, SiLU ----------
+
+class SqueezeExcite(nn.Module):
+    def __init__(self, channels):
+        super().__init__()
+        self.reduce, self.expand = nn.Conv2d(channels, channels // 2, 1), nn.Conv2d(channels // 2, channels, 1)
+
+    def forward(self, x):
+        return x * F.hardsigmoid(self.expand(F.relu(self.reduce(F.adaptive_avg_pool2d(x, 1)))))
+
+
+class MobileNetV3Block(nn.Module):
+    """A MobileNetV3-style stem and block: hard-swish, a depthwise conv, squeeze-excite, then the
+    other table functions on a linear projection."""
+
+    def __init__(self):
+        super().__init__()
+        self.stem, self.bn = nn.Conv2d(3, 16, 3, padding=1), nn.BatchNorm2d(16)
+        self.depthwise, self.se = nn.Conv2d(16, 16, 3, padding=1, groups=16), SqueezeExcite(16)
+        self.project, self.fc = nn.Conv2d(16, 8, 1), nn.Linear(8, 10)
+
+    def forward(self, x):
+        x = self.se(nn.Hardswish()(self.depthwise(F.hardswish(self.bn(self.stem(x))))))
+        x = self.project(x)
+        x = torch.tanh(x) + F.silu(x) * torch.sigmoid(x)
+        return self.fc(x.mean((2, 3)))
+
+
+@pytest.fixture(scope="module")
+def mobilenetv3_block():
+    torch.manual_seed(0)
+    net = _with_dead_channels(MobileNetV3Block())
+    graph = passes.optimize(import_module(net, (12, 12, 3)))
+    x = np.random.default_rng(6).integers(0, 256, (64, 12, 12, 3), dtype=np.uint8)
+    model = quantize(graph, calibrate(graph, x, show_progress=False), DQA4, x)
+    return net, graph, x, model
+
+
+def test_table_activations_and_mul_follow_torch(mobilenetv3_block):
+    net, graph, x, model = mobilenetv3_block
+    functions = sorted(n.attrs["function"] for n in graph.nodes if n.op == "activation")
+    assert functions == ["hardsigmoid", "hardswish", "hardswish", "sigmoid", "silu", "tanh"]
+    assert sum(n.op == "mul" for n in graph.nodes) == 2
+    with torch.no_grad():
+        ref = net(_nchw(x)).numpy()
+    np.testing.assert_allclose(run_float(graph, x), ref, rtol=1e-4, atol=1e-5)
+    int8 = quantize(graph, calibrate(graph, x, show_progress=False), QuantConfig(bits=8, extra_bits=0), x)
+    for quantized, bound in ((int8, 0.01), (model, 0.1)):  # the tables keep int8 within 1 % of FP32
+        out = reference.run(quantized, x).output * quantized.tensors[quantized.output].scale[0]
+        assert np.abs(out - ref).mean() < bound * np.abs(ref).mean()
+    for node in model.nodes:
+        if node.op == "activation":  # one scale per table input and output, no DQA on the output
+            assert np.ptp(model.tensors[node.inputs[0]].scale) == 0 and model.tensors[node.output].extra_bits == 0
+
+
+def test_table_activations_and_mul_are_bit_exact_on_the_host_with_sanitizers(mobilenetv3_block, tmp_path):
+    report = export_and_run(mobilenetv3_block[3], mobilenetv3_block[2][:4], "host", tmp_path / "host",
+                            sanitize=True)
+    assert report["bit_exact"], report["mismatched_images"]
+
+
+@pytest.mark.slow
+def test_table_activations_and_mul_are_bit_exact_on_cortex_m7(mobilenetv3_block, tmp_path):
+    require_arm()
+    report = export_and_run(mobilenetv3_block[3], mobilenetv3_block[2][:3], "cortex-m7", tmp_path / "m7")
+    assert report["bit_exact"], report["mismatched_images"]
+
+
+def test_multiply_by_a_constant_is_refused():
+    class Scaled(nn.Module):
+        def forward(self, x):
+            return x * 0.5
+    with pytest.raises(ir.GraphError, match="multiply by a constant"):
+        import_module(nn.Sequential(nn.Conv2d(3, 3, 1), Scaled()), (8, 8, 3))
