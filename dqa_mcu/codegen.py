@@ -185,6 +185,23 @@ class _Emitter:
             layer["call"] = f"dqa_upsample_bilinear(&{ident}_params, {ref(ins[0])}, {ref(out)}, {scratch}, status);"
             layer["scratch_call"] = (f"dqa_upsample_bilinear_get_buffer_size(&{ident}_params, {info(ins[0])}, "
                                      f"{info(out)})")
+        elif node.op == "mul":
+            layer["params_type"] = "dqa_mul_params_t"
+            layer["params"] = [("requant", self.requant(ident, node))]
+            layer["call"] = f"dqa_mul(&{ident}_params, {ref(ins[0])}, {ref(ins[1])}, {ref(out)}, {scratch}, status);"
+            layer["scratch_call"] = f"dqa_mul_get_buffer_size({info(ins[0])}, {info(ins[1])}, {info(out)})"
+        elif node.op == "activation":
+            fn, v_min = at["function"], int(at["input_min"])
+            table = np.asarray(a["table"])
+            if table.size < 1 or table.min() < -(1 << 15) or table.max() >= 1 << 15:
+                raise ValueError(f"node {node.name!r}: an activation table needs 1 or more int16 entries")
+            layer["comment"] += f", {fn} table"
+            name = self.array(f"{ident}_table", "int16_t", table,
+                              f"{node.name}: {fn} table, output value of input fine value {v_min} + index")
+            layer["params_type"] = "dqa_activation_params_t"
+            layer["params"] = [("table", name), ("table_length", f"{table.size}u"), ("input_min", v_min)]
+            layer["call"] = f"dqa_activation(&{ident}_params, {ref(ins[0])}, {ref(out)}, {scratch}, status);"
+            layer["scratch_call"] = f"dqa_activation_get_buffer_size({info(ins[0])}, {info(out)})"
         elif node.op == "flatten":
             layer["call"] = (f"dqa_tensors[{out['enum']}].n_coded = dqa_tensors[{ins[0]['enum']}].n_coded; "
                              "/* same bytes, HWC order */")

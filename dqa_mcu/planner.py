@@ -76,6 +76,10 @@ def scratch_bytes(node: QNode, model: QModel) -> int:
     if node.op in ("maxpool", "avgpool", "global_avgpool"):
         ring = 1 if out.shape[:2] == (1, 1) else ring_pixels(*ins[0].shape[:2], *node.attrs["kernel"])
         return _align(acc + LINE_BUFFER_ELEMENT_BYTES * ins[0].channels * ring)
+    if node.op == "mul":  # a pixel of x and one of s (a vector s: its only pixel, read once)
+        return _align(acc + LINE_BUFFER_ELEMENT_BYTES * (ins[0].channels + ins[1].channels))
+    if node.op == "activation":  # one input pixel
+        return _align(acc + LINE_BUFFER_ELEMENT_BYTES * ins[0].channels)
     if node.op == "upsample_nearest":
         return _align(acc + LINE_BUFFER_ELEMENT_BYTES * ins[0].channels)
     if node.op == "depth_to_space":  # one input row

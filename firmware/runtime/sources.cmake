@@ -15,6 +15,8 @@ set(DQA_RUNTIME_SOURCES
   "${DQA_RUNTIME_DIR}/src/dqa_upsample_nearest.c"
   "${DQA_RUNTIME_DIR}/src/dqa_upsample_bilinear.c"
   "${DQA_RUNTIME_DIR}/src/dqa_depth_to_space.c"
+  "${DQA_RUNTIME_DIR}/src/dqa_mul.c"
+  "${DQA_RUNTIME_DIR}/src/dqa_activation.c"
   # TFLite-exact int8 mode (dqa_runtime_s8.h)
   "${DQA_RUNTIME_DIR}/src/dqa_conv2d_s8.c"
   "${DQA_RUNTIME_DIR}/src/dqa_fully_connected_s8.c"

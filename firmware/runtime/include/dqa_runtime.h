@@ -163,6 +163,30 @@ size_t dqa_upsample_bilinear_get_buffer_size(const dqa_upsample_params_t *params
 void dqa_upsample_bilinear(const dqa_upsample_params_t *params, const dqa_tensor_t *input, dqa_tensor_t *output,
                            void *scratch, dqa_status_t *status);
 
+/* Element-wise multiply (spec 5.4.1, squeeze-excite): s has x's shape or is a (1, 1, C) vector
+ * broadcast over x's pixels; u = clamp(rshift_round(v_x * v_s * M, T)). A vector s is read once. */
+typedef struct {
+    dqa_requant_t requant; /* multiplier, shift, out_min, out_max (no second multiplier) */
+} dqa_mul_params_t;
+
+size_t dqa_mul_get_buffer_size(const dqa_tensor_info_t *x, const dqa_tensor_info_t *s,
+                               const dqa_tensor_info_t *output);
+void dqa_mul(const dqa_mul_params_t *params, const dqa_tensor_t *x, const dqa_tensor_t *s, dqa_tensor_t *output,
+             void *scratch, dqa_status_t *status);
+
+/* Table activation (spec 5.4.2: sigmoid, hard-sigmoid, hard-swish, tanh, SiLU): per element
+ * u = table[v - input_min] (v: the input's fine value), the output stored with m = 0. Input and
+ * output have the same shape. */
+typedef struct {
+    const int16_t *table;  /* output storage value per input fine value, from input_min up */
+    uint32_t table_length; /* v_max - input_min + 1, at least 1 */
+    int32_t input_min;     /* v_min: the input's smallest fine value */
+} dqa_activation_params_t;
+
+size_t dqa_activation_get_buffer_size(const dqa_tensor_info_t *input, const dqa_tensor_info_t *output);
+void dqa_activation(const dqa_activation_params_t *params, const dqa_tensor_t *input, dqa_tensor_t *output,
+                    void *scratch, dqa_status_t *status);
+
 #ifdef __cplusplus
 }
 #endif
