@@ -49,18 +49,6 @@ def test_mobilenetv2_keeps_its_linear_bottlenecks_signed(mobilenet):
     assert len(signed) >= 17 and len(relu6) == 35  # every block's projection, and each ReLU6 fused
 
 
-@pytest.mark.slow
-def test_mobilenetv2_dqa4_is_bit_exact_on_cortex_m7(mobilenet, cifar_test, tmp_path):
-    require_arm()
-    report = export_and_run(mobilenet, cifar_test[0][::250], "cortex-m7", tmp_path / "m7")
-    assert report["bit_exact"], report["mismatched_images"]
-
-
-def test_mobilenetv2_dqa4_is_bit_exact_on_the_host_with_sanitizers(mobilenet, cifar_test, tmp_path):
-    report = export_and_run(mobilenet, cifar_test[0][::500], "host", tmp_path / "host", sanitize=True)
-    assert report["bit_exact"], report["mismatched_images"]
-
-
 # -- SR x2 (../shared): PixelShuffle, a long skip, a bilinear global residual, an image output ---------
 
 @pytest.fixture(scope="module")
@@ -91,22 +79,6 @@ def test_sr_psnr_int8_matches_fp32_and_dqa4_beats_bilinear(sr, cifar_test):
                              target)
     assert fp32 > 27.5 and abs(int8 - fp32) < 0.2
     assert dqa4 > bilinear + 1.0  # the residual branch still adds detail at 4 bits
-
-
-@pytest.mark.slow
-def test_sr_dqa4_is_bit_exact_on_cortex_m7(sr, cifar_test, tmp_path):
-    require_arm()
-    _, graph, calib, calib_x, task = sr
-    report = export_and_run(quantize(graph, calib, DQA4, calib_x), task.inputs(cifar_test[0][::250]), "cortex-m7",
-                            tmp_path / "m7")
-    assert report["bit_exact"], report["mismatched_images"]
-
-
-def test_sr_dqa4_is_bit_exact_on_the_host_with_sanitizers(sr, cifar_test, tmp_path):
-    _, graph, calib, calib_x, task = sr
-    report = export_and_run(quantize(graph, calib, DQA4, calib_x), task.inputs(cifar_test[0][::500]), "host",
-                            tmp_path / "host", sanitize=True)
-    assert report["bit_exact"], report["mismatched_images"]
 
 
 def test_sr_cli_reports_psnr(sr, tmp_path):
@@ -176,20 +148,6 @@ def test_unet_graph_matches_torch(unet):
     module, graph, x, _ = unet
     assert {"depth_to_space", "upsample_nearest", "concat", "maxpool"} <= {n.op for n in graph.nodes}
     np.testing.assert_allclose(run_float(graph, x[:4]), _module_outputs(module, x[:4]), rtol=1e-4, atol=1e-5)
-
-
-@pytest.mark.slow
-def test_unet_dqa4_is_bit_exact_on_cortex_m7(unet, tmp_path):
-    require_arm()
-    _, _, x, model = unet
-    report = export_and_run(model, x[:3], "cortex-m7", tmp_path / "m7")
-    assert report["bit_exact"], report["mismatched_images"]
-
-
-def test_unet_dqa4_is_bit_exact_on_the_host_with_sanitizers(unet, tmp_path):
-    _, _, x, model = unet
-    report = export_and_run(model, x[:3], "host", tmp_path / "host", sanitize=True)
-    assert report["bit_exact"], report["mismatched_images"]
 
 
 # -- dead channels and huge biases: exported, never refused (spec 3.1, 4.1) ---------------------------
@@ -272,18 +230,6 @@ def test_leaky_relu_is_fused_and_follows_torch(leaky):
     out = reference.run(model, x).output * model.tensors[model.output].scale[0]
     assert np.abs(out - ref).mean() < 0.02 * np.abs(ref).mean()
     assert all(model.tensors[n.output].signed for n in model.nodes if n.attrs.get("act") == "leaky_relu")
-
-
-def test_leaky_relu_is_bit_exact_on_the_host_with_sanitizers(leaky, tmp_path):
-    report = export_and_run(leaky[3], leaky[2][:4], "host", tmp_path / "host", sanitize=True)
-    assert report["bit_exact"], report["mismatched_images"]
-
-
-@pytest.mark.slow
-def test_leaky_relu_is_bit_exact_on_cortex_m7(leaky, tmp_path):
-    require_arm()
-    report = export_and_run(leaky[3], leaky[2][:3], "cortex-m7", tmp_path / "m7")
-    assert report["bit_exact"], report["mismatched_images"]
 
 
 # -- the same layers from Keras: Conv2DTranspose, UpSampling2D (nearest, bilinear), LeakyReLU ----------
@@ -399,22 +345,44 @@ def test_table_activations_and_mul_follow_torch(mobilenetv3_block):
             assert np.ptp(model.tensors[node.inputs[0]].scale) == 0 and model.tensors[node.output].extra_bits == 0
 
 
-def test_table_activations_and_mul_are_bit_exact_on_the_host_with_sanitizers(mobilenetv3_block, tmp_path):
-    report = export_and_run(mobilenetv3_block[3], mobilenetv3_block[2][:4], "host", tmp_path / "host",
-                            sanitize=True)
-    assert report["bit_exact"], report["mismatched_images"]
-
-
-@pytest.mark.slow
-def test_table_activations_and_mul_are_bit_exact_on_cortex_m7(mobilenetv3_block, tmp_path):
-    require_arm()
-    report = export_and_run(mobilenetv3_block[3], mobilenetv3_block[2][:3], "cortex-m7", tmp_path / "m7")
-    assert report["bit_exact"], report["mismatched_images"]
-
-
 def test_multiply_by_a_constant_is_refused():
     class Scaled(nn.Module):
         def forward(self, x):
             return x * 0.5
     with pytest.raises(ir.GraphError, match="multiply by a constant"):
         import_module(nn.Sequential(nn.Conv2d(3, 3, 1), Scaled()), (8, 8, 3))
+
+
+# -- every network above in C: bit-exact under ASan + UBSan on the host and under QEMU cortex-m7 ------
+
+NETWORKS = ("mobilenetv2", "sr", "unet", "leaky_relu", "squeeze_excite")
+
+
+def _network_case(name: str, request) -> tuple:
+    """(quantized model, a few of its inputs) of one network above: DQA n = 4, m = 3 (the LeakyReLU
+    net: n = 6, m = 2)."""
+    test_x = request.getfixturevalue("cifar_test")[0][::400]
+    if name == "mobilenetv2":
+        return request.getfixturevalue("mobilenet"), test_x
+    if name == "sr":
+        _, graph, calib, calib_x, task = request.getfixturevalue("sr")
+        return quantize(graph, calib, DQA4, calib_x), task.inputs(test_x)
+    *_, x, model = request.getfixturevalue({"unet": "unet", "leaky_relu": "leaky",
+                                            "squeeze_excite": "mobilenetv3_block"}[name])
+    return model, x[:3]
+
+
+@pytest.mark.parametrize("name", NETWORKS)
+def test_network_is_bit_exact_on_the_host_with_sanitizers(name, request, tmp_path):
+    model, images = _network_case(name, request)
+    report = export_and_run(model, images, "host", tmp_path / "host", sanitize=True)
+    assert report["bit_exact"], report["mismatched_images"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", NETWORKS)
+def test_network_is_bit_exact_on_cortex_m7(name, request, tmp_path):
+    require_arm()
+    model, images = _network_case(name, request)
+    report = export_and_run(model, images, "cortex-m7", tmp_path / "m7")
+    assert report["bit_exact"], report["mismatched_images"]
