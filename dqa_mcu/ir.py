@@ -34,7 +34,7 @@ OPS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "relu": ((), ()),
     "relu6": ((), ()),
     "leaky_relu": (("negative_slope",), ()),
-    # out = act(a + b); attrs b_stride / b_channel_offset describe a fused
+    # out = act(a + b), or act(a - b) with attr b_sign = -1; attrs b_stride / b_channel_offset describe a fused
     # option-A shortcut view of b (subsample, then zero-pad channels).
     "add": (("act",), ()),
     "maxpool": (("kernel", "stride", "padding"), ()),

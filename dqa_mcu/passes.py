@@ -171,8 +171,8 @@ def lower_shortcuts(graph: ir.Graph) -> ir.Graph:
     for add in [n for n in g.nodes if n.op == "add"]:
         add.attrs.setdefault("b_stride", 1)
         add.attrs.setdefault("b_channel_offset", 0)
-        if add.attrs["b_stride"] != 1 or add.attrs["b_channel_offset"] != 0:
-            continue
+        if add.attrs["b_stride"] != 1 or add.attrs["b_channel_offset"] != 0 or add.attrs.get("b_sign", 1) != 1:
+            continue  # a subtraction's operands keep their order
         for idx in (1, 0):
             t = add.inputs[idx]
             if add.inputs.count(t) != 1:
@@ -217,7 +217,7 @@ def fuse_residual(graph: ir.Graph) -> ir.Graph:
     the conv, else at the add's place.
     """
     g = _copy(graph)
-    for add in [n for n in g.nodes if n.op == "add"]:
+    for add in [n for n in g.nodes if n.op == "add" and n.attrs.get("b_sign", 1) == 1]:  # not a subtraction
         stride = add.attrs.get("b_stride", 1)
         offset = add.attrs.get("b_channel_offset", 0)
         eligible = [0] if (stride != 1 or offset != 0) else [0, 1]

@@ -261,7 +261,8 @@ def _qnode(node: Node, tensors: dict[str, QTensor]) -> QNode:
         at.setdefault("b_channel_offset", 0)
         shift = _multipliers({
             "multiplier": _residual_steps(out, ins[0], 0) / out.storage_step,
-            "residual_multiplier": _residual_steps(out, ins[1], at["b_channel_offset"]) / out.storage_step},
+            "residual_multiplier": at.get("b_sign", 1) * _residual_steps(out, ins[1], at["b_channel_offset"])
+                                   / out.storage_step},
             at, arrays)
     elif node.op == "mul":
         x, vec = ins

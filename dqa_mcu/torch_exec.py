@@ -228,6 +228,10 @@ class TorchExec:
         elif n.op == "add":
             p["a_ratio"] = self._ratio(n.output, n.inputs[0], 0)
             p["res_ratio"] = self._ratio(n.output, n.inputs[1], a.get("b_channel_offset", 0))
+            if a.get("b_sign", 1) == -1:  # a - b
+                ratio = p["res_ratio"]
+                p["res_ratio"] = -ratio if ratio is not None else _t(-np.ones(self.graph.shapes[n.inputs[1]][2]),
+                                                                       (1, -1, 1, 1))
         elif n.op in ("avgpool", "global_avgpool", "upsample_bilinear"):
             p["ratio"] = self._ratio(n.output, n.inputs[0], 0)
         elif n.op == "mul":

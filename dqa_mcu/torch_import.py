@@ -208,6 +208,7 @@ _LEAKY_FNS = {F.leaky_relu, F.leaky_relu_, torch._C._nn.leaky_relu, torch._C._nn
 _HARDTANH_FNS = {F.hardtanh, F.hardtanh_}
 _CLAMP_FNS = {torch.clamp, torch.clip, torch.clamp_min}
 _ADD_FNS = {operator.add, operator.iadd, torch.add}
+_SUB_FNS = {operator.sub, operator.isub, torch.sub, torch.subtract}
 _MAXPOOL_FNS = {F.max_pool2d, torch.max_pool2d}
 _AVGPOOL_FNS = {F.avg_pool2d, torch._C._nn.avg_pool2d}
 _ADAPTIVE_FNS = {F.adaptive_avg_pool2d, torch._C._nn.adaptive_avg_pool2d}
@@ -255,7 +256,8 @@ _SPECS = {
 }
 
 _METHODS = {
-    "relu": "relu", "relu_": "relu", "add": "add", "add_": "add", "mul": "mul", "mul_": "mul", "view": "reshape",
+    "relu": "relu", "relu_": "relu", "add": "add", "add_": "add", "sub": "sub", "sub_": "sub", "mul": "mul", "mul_": "mul",
+    "view": "reshape",
     "sigmoid": "table", "tanh": "table",
     "reshape": "reshape", "flatten": "reshape", "mean": "mean", "contiguous": "identity",
     "clone": "identity", "clamp": "clamp", "clamp_": "clamp", "clip": "clamp", "clamp_min": "clamp",
@@ -271,7 +273,7 @@ _ATEN = {
     "sigmoid": "table", "hardsigmoid": "table", "hardswish": "table", "tanh": "table", "silu": "table",
     "hardswish_": "table", "hardsigmoid_": "table", "silu_": "table",
     "clamp": "clamp", "clamp_min": "clamp", "clip": "clamp",
-    "add": "add", "add_": "add",
+    "add": "add", "add_": "add", "sub": "sub", "sub_": "sub",
     "max_pool2d": "maxpool", "max_pool2d_with_indices": "maxpool",
     "avg_pool2d": "avgpool", "adaptive_avg_pool2d": "adaptive", "_adaptive_avg_pool2d": "adaptive",
     "mean": "mean", "view": "reshape", "reshape": "reshape", "_unsafe_view": "reshape",
@@ -373,7 +375,7 @@ def _classify(node: torch.fx.Node, gm) -> tuple[str | None, dict, bool]:
         return "table", dict(_bind(*_SPECS["unary"], args, kwargs), function=_TABLE_FNS[t]), False
     table = [
         (_CONV_FNS, "conv", "conv"), (_RELU_FNS, "relu", "act"), (_RELU6_FNS, "relu6", "act"), (_LEAKY_FNS, "leaky_relu", "leaky"),
-        (_HARDTANH_FNS, "hardtanh", "hardtanh"), (_CLAMP_FNS, "clamp", "clamp"), (_ADD_FNS, "add", "add"), (_MUL_FNS, "mul", "mul"),
+        (_HARDTANH_FNS, "hardtanh", "hardtanh"), (_CLAMP_FNS, "clamp", "clamp"), (_ADD_FNS, "add", "add"), (_SUB_FNS, "sub", "add"), (_MUL_FNS, "mul", "mul"),
         (_MAXPOOL_FNS, "maxpool", "maxpool"), (_AVGPOOL_FNS, "avgpool", "avgpool"),
         (_ADAPTIVE_FNS, "adaptive", "adaptive"), (_CAT_FNS, "cat", "cat"), (_INTERP_FNS, "interp", "interp"),
         (_PAD_FNS, "pad", "pad"), (_IDENTITY_FNS, "identity", "unary"), (_RESHAPE_FNS, "reshape", "unary"),
@@ -398,8 +400,7 @@ _ALTERNATIVES = (
      "ReLU6, LeakyReLU"),
     (("prelu", "elu", "selu"), "no integer kernel for it yet; the nearest supported are ReLU and LeakyReLU"),
     (("div",), "division has no integer kernel; fold a constant divisor into the convolution before it"),
-    (("sub", "neg"), "subtraction has no integer kernel yet; fold the sign into the producing convolution's "
-                     "weights and use add"),
+    (("neg",), "negation has no integer kernel; fold the sign into the producing convolution's weights"),
     (("upsample", "interpolate"), "only nearest and bilinear (align_corners=False) upsampling by integer factors"),
     (("softmax",), "end the model with the logits (argmax, top-1 and KL work on them)"),
 )
@@ -657,14 +658,21 @@ class _Importer:
     def op_clamp(self, node, d):
         return self._bounded(node, d, d.get("min"), d.get("max"))
 
-    def op_add(self, node, d):
+    def op_add(self, node, d, b_sign: int = 1):
+        what = "add" if b_sign == 1 else "subtract"
         if self.val(d.get("alpha", 1)) != 1:
-            raise self.fail(node, "add with alpha != 1")
+            raise self.fail(node, f"{what} with alpha != 1")
         a, b = d["input"], d["other"]
+        if not all(isinstance(v, torch.fx.Node) and v in self.dyn for v in (a, b)):
+            raise self.fail(node, f"{what} a constant: fold it into the bias of the convolution before it")
         ta, tb = self.tensor(node, a), self.tensor(node, b)
         if self.shapes[ta] != self.shapes[tb] or self.rank(a) != self.rank(b):
-            raise self.fail(node, f"add of different shapes {self.shapes[ta]} and {self.shapes[tb]} (broadcast)")
-        return self.emit(node, d, "add", [ta, tb], attrs=dict(act="none"))
+            raise self.fail(node, f"{what} of different shapes {self.shapes[ta]} and {self.shapes[tb]} (broadcast)")
+        attrs = dict(act="none") if b_sign == 1 else dict(act="none", b_sign=-1)
+        return self.emit(node, d, "add", [ta, tb], attrs=attrs)
+
+    def op_sub(self, node, d):
+        return self.op_add(node, d, b_sign=-1)
 
     def _pool_geometry(self, node, d, x):
         k = _pair(self.val(d["kernel_size"]))

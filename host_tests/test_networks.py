@@ -353,9 +353,41 @@ def test_multiply_by_a_constant_is_refused():
         import_module(nn.Sequential(nn.Conv2d(3, 3, 1), Scaled()), (8, 8, 3))
 
 
+# -- subtraction: an add with a negative second multiplier (spec 5.4) --------------------------------
+
+class DifferenceNet(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.a, self.b, self.c = nn.Conv2d(3, 8, 3, padding=1), nn.Conv2d(3, 8, 3, padding=1), nn.Conv2d(8, 8, 1)
+        self.fc = nn.Linear(8, 4)
+
+    def forward(self, x):
+        d = F.relu(self.a(x) - self.b(x))
+        return self.fc((d - self.c(d)).mean((2, 3)))
+
+
+@pytest.fixture(scope="module")
+def difference():
+    torch.manual_seed(0)
+    net = DifferenceNet().eval()
+    graph = passes.optimize(import_module(net, (10, 10, 3)))
+    x = np.random.default_rng(7).integers(0, 256, (48, 10, 10, 3), dtype=np.uint8)
+    return net, graph, x, quantize(graph, calibrate(graph, x, show_progress=False), DQA4, x)
+
+
+def test_subtraction_follows_torch(difference):
+    net, graph, x, model = difference
+    assert [n.attrs.get("b_sign", 1) for n in graph.nodes if n.op == "add"] == [-1, -1]
+    with torch.no_grad():
+        ref = net(_nchw(x)).numpy()
+    np.testing.assert_allclose(run_float(graph, x), ref, rtol=1e-4, atol=1e-5)
+    out = reference.run(model, x).output * model.tensors[model.output].scale[0]
+    assert np.abs(out - ref).mean() < 0.05 * np.abs(ref).mean()
+
+
 # -- every network above in C: bit-exact under ASan + UBSan on the host and under QEMU cortex-m7 ------
 
-NETWORKS = ("mobilenetv2", "sr", "unet", "leaky_relu", "squeeze_excite")
+NETWORKS = ("mobilenetv2", "sr", "unet", "leaky_relu", "squeeze_excite", "subtraction")
 
 
 def _network_case(name: str, request) -> tuple:
@@ -367,8 +399,8 @@ def _network_case(name: str, request) -> tuple:
     if name == "sr":
         _, graph, calib, calib_x, task = request.getfixturevalue("sr")
         return quantize(graph, calib, DQA4, calib_x), task.inputs(test_x)
-    *_, x, model = request.getfixturevalue({"unet": "unet", "leaky_relu": "leaky",
-                                            "squeeze_excite": "mobilenetv3_block"}[name])
+    *_, x, model = request.getfixturevalue({"unet": "unet", "leaky_relu": "leaky", "squeeze_excite": "mobilenetv3_block",
+                                            "subtraction": "difference"}[name])
     return model, x[:3]
 
 
