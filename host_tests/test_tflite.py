@@ -376,9 +376,9 @@ def test_keras_softmax_and_unsupported_layers(tf):
     assert import_keras_model(model).nodes[-1].op == "linear"
     with pytest.raises(ir.GraphError, match="softmax at the output"):
         import_keras_model(model, final_softmax="error")
-    leaky = keras.Model(inp, L.LeakyReLU(name="leaky")(L.Conv2D(2, 3)(inp)))
-    with pytest.raises(ir.GraphError, match=r"'leaky' \(LeakyReLU\)"):
-        import_keras_model(leaky)
+    prelu = keras.Model(inp, L.PReLU(name="prelu")(L.Conv2D(2, 3)(inp)))  # LeakyReLU is supported, PReLU not
+    with pytest.raises(ir.GraphError, match=r"'prelu' \(PReLU\)"):
+        import_keras_model(prelu)
     inner = keras.Model(inp, L.Dense(3)(L.Flatten()(L.Activation("softmax")(L.Conv2D(2, 3)(inp)))))
     with pytest.raises(ir.GraphError, match="is not the last layer"):
         import_keras_model(inner)
