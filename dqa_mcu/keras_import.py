@@ -10,8 +10,11 @@ padding (top, bottom, left, right)). ``load_keras(path)`` does both.
 Layers
 ------
 InputLayer, Conv2D (groups, dilation), DepthwiseConv2D, Dense, BatchNormalization,
-Activation / ReLU (relu, relu6, linear), Add, AveragePooling2D, MaxPooling2D,
-GlobalAveragePooling2D, Flatten, ZeroPadding2D, Concatenate (channels),
+Activation / ReLU (relu, relu6, linear, and as tables sigmoid, hard_sigmoid,
+hard_swish, tanh, swish), LeakyReLU, Add, Multiply (squeeze-excite),
+AveragePooling2D, MaxPooling2D, GlobalAveragePooling2D, Flatten, Reshape of a
+vector, ZeroPadding2D, Concatenate (channels), Conv2DTranspose (kernel =
+strides), UpSampling2D (nearest, bilinear),
 Dropout (and the other dropouts: identity at inference). A fused ``activation``
 of Conv2D / DepthwiseConv2D / Dense becomes the node's ``act``. Any other
 layer raises ``ir.GraphError`` naming the layer and its class.
@@ -45,6 +48,7 @@ from pathlib import Path
 import numpy as np
 
 from . import ir
+from .ir import TABLE_FUNCTIONS
 from .npconv import out_size
 
 __all__ = ["load_keras", "load_keras_model", "import_keras_model", "RAW_PIXELS"]
@@ -59,6 +63,9 @@ class _Norm:
 
 RAW_PIXELS = _Norm(1.0, (0.0,), (1.0,))
 
+# Keras activation names -> the IR's table functions (Keras 3's hard_sigmoid is relu6(x + 3) / 6, as torch's)
+_TABLE_ACTIVATIONS = {"sigmoid": "sigmoid", "hard_sigmoid": "hardsigmoid", "hard_swish": "hardswish",
+                      "hard_silu": "hardswish", "tanh": "tanh", "swish": "silu", "silu": "silu"}
 _IDENTITY = {"Dropout", "SpatialDropout1D", "SpatialDropout2D", "GaussianDropout", "GaussianNoise",
              "AlphaDropout", "ActivityRegularization", "Identity"}
 
@@ -188,7 +195,21 @@ class _Importer:
             return a
         if a == "softmax":
             return "softmax"
-        raise self.fail(layer, f"activation {a!r} (supported: linear, relu, relu6, final softmax)")
+        if a in _TABLE_ACTIVATIONS:
+            return _TABLE_ACTIVATIONS[a]
+        raise self.fail(layer, f"activation {a!r} (supported: linear, relu, relu6, {', '.join(_TABLE_ACTIVATIONS)}, "
+                               "final softmax)")
+
+    def activated(self, layer, out: str, act: str) -> str:
+        """`out` through a table activation (a node of its own, spec 5.4.2), or `out` itself."""
+        if act not in TABLE_FUNCTIONS:
+            return out
+        return self.emit(layer, "activation", [out], self.shape(out), dict(function=act), suffix="_act")
+
+    @staticmethod
+    def fused(act: str) -> str:
+        """What a conv or dense node takes as its own act (table functions follow as a node)."""
+        return "none" if act in TABLE_FUNCTIONS else act
 
     # ---- layers
     def do_input(self, layer, cfg):
@@ -242,9 +263,10 @@ class _Importer:
         act = self.act_of(layer, cfg)
         if act == "softmax":
             raise self.fail(layer, "softmax activation on a convolution")
-        return self.emit(layer, "conv2d", [src], (oh, ow, cout),
-                         dict(stride=(sh, sw), padding=pad, dilation=(dh, dw), groups=groups, act=act),
-                         dict(weight=np.ascontiguousarray(wt), bias=bias))
+        return self.activated(layer, self.emit(
+            layer, "conv2d", [src], (oh, ow, cout),
+            dict(stride=(sh, sw), padding=pad, dilation=(dh, dw), groups=groups, act=self.fused(act)),
+            dict(weight=np.ascontiguousarray(wt), bias=bias)), act)
 
     def do_conv_transpose(self, layer, cfg, x):
         """Kernel == stride (the U-Net decoder step): a 1x1 conv to C_out * k * k channels, then
@@ -272,6 +294,8 @@ class _Importer:
                            dict(weight=np.ascontiguousarray(kernel.transpose(2, 0, 1, 3).reshape(cout * r * r, 1, 1, cin)),
                                 bias=np.repeat(bias, r * r)), suffix="_blocks")
         out = self.emit(layer, "depth_to_space", [blocks], (h * r, w * r, cout), dict(block=r))
+        if act in TABLE_FUNCTIONS:
+            return self.activated(layer, out, act)
         return out if act == "none" else self.emit(layer, act, [out], (h * r, w * r, cout), suffix="_act")
 
     def do_upsampling(self, layer, cfg, x):
@@ -298,8 +322,9 @@ class _Importer:
             else np.zeros(units, np.float32)
         act = self.act_of(layer, cfg)
         softmax = act == "softmax"
-        out = self.emit(layer, "linear", [x], (1, 1, units), dict(act="none" if softmax else act),
-                        dict(weight=np.ascontiguousarray(k.T), bias=bias))
+        out = self.activated(layer, self.emit(layer, "linear", [x], (1, 1, units),
+                                              dict(act="none" if softmax else self.fused(act)),
+                                              dict(weight=np.ascontiguousarray(k.T), bias=bias)), act)
         if softmax:
             self.softmax(layer, out)
         return out
@@ -347,6 +372,8 @@ class _Importer:
         if act == "softmax":
             self.softmax(layer, x)
             return x
+        if act in TABLE_FUNCTIONS:
+            return self.emit(layer, "activation", [x], self.shape(x), dict(function=act))
         return self.emit(layer, act, [x], self.shape(x))
 
     def do_pool(self, layer, cfg, x, kind):
@@ -411,6 +438,25 @@ class _Importer:
                             suffix="" if i == len(xs) - 2 else f"_{i}")
         return out
 
+    def do_multiply(self, layer, xs):
+        """Multiply (squeeze-excite): two tensors of one shape, or a tensor and a (1, 1, C) vector."""
+        if len(xs) != 2:
+            raise self.fail(layer, f"a multiply of {len(xs)} inputs; only 2")
+        a, b = (self.plain(layer, x) for x in xs)
+        if self.shape(a)[:2] == (1, 1) and self.shape(b)[:2] != (1, 1):
+            a, b = b, a  # the vector second
+        if self.shape(b) not in (self.shape(a), (1, 1, self.shape(a)[2])):
+            raise self.fail(layer, f"a multiply of shapes {self.shape(a)} and {self.shape(b)}; only equal shapes or "
+                                   "a per-channel (1, 1, C) vector")
+        return self.emit(layer, "mul", [a, b], self.shape(a))
+
+    def do_reshape(self, layer, cfg, x):
+        x = self.plain(layer, x)
+        h, w, c = self.shape(x)
+        if (h, w) == (1, 1) and tuple(cfg.get("target_shape", ())) in ((c,), (1, 1, c)):
+            return x  # a vector is (1, 1, C) in the IR either way
+        raise self.fail(layer, f"reshape of {h}x{w}x{c} to {cfg.get('target_shape')}; only a vector to (1, 1, C)")
+
     def do_flatten(self, layer, x):
         x = self.plain(layer, x)
         h, w, c = self.shape(x)
@@ -457,6 +503,10 @@ class _Importer:
             return self.do_zeropad(layer, cfg, self.one(layer, ins))
         if cls in ("Concatenate", "Concatenation"):
             return self.do_concat(layer, cfg, ins)
+        if cls == "Multiply":
+            return self.do_multiply(layer, ins)
+        if cls == "Reshape":
+            return self.do_reshape(layer, cfg, self.one(layer, ins))
         if cls in _IDENTITY:
             return self.one(layer, ins)
         raise self.fail(layer, "no IR mapping for this layer class")

@@ -418,3 +418,27 @@ def test_network_is_bit_exact_on_cortex_m7(name, request, tmp_path):
     model, images = _network_case(name, request)
     report = export_and_run(model, images, "cortex-m7", tmp_path / "m7")
     assert report["bit_exact"], report["mismatched_images"]
+
+
+def test_keras_squeeze_excite_and_table_activations_match_keras_and_are_bit_exact(tf, tmp_path):
+    from dqa_mcu.keras_import import load_keras
+    layers = tf.keras.layers
+    tf.keras.utils.set_random_seed(1)
+    inp = tf.keras.Input((12, 12, 3))
+    x = layers.Activation("hard_swish")(layers.Conv2D(16, 3, padding="same")(inp))
+    gate = layers.Reshape((1, 1, 16))(layers.GlobalAveragePooling2D()(x))
+    gate = layers.Dense(16, activation="hard_sigmoid")(layers.Dense(8, activation="relu")(gate))
+    x = layers.Multiply()([x, gate])
+    x = layers.Conv2D(8, 1, activation="swish")(x)
+    x = layers.Activation("tanh")(layers.Conv2D(8, 1, activation="sigmoid")(x))
+    model = tf.keras.Model(inp, layers.Dense(4)(layers.GlobalAveragePooling2D()(x)))
+    model.save(tmp_path / "se.keras")
+    graph = passes.optimize(load_keras(tmp_path / "se.keras", None))
+    assert sorted(n.attrs["function"] for n in graph.nodes if n.op == "activation") == [
+        "hardsigmoid", "hardswish", "sigmoid", "silu", "tanh"]
+    x = np.random.default_rng(8).integers(0, 256, (48, 12, 12, 3), dtype=np.uint8)
+    ref = model.predict(x[:8].astype(np.float32), verbose=0)
+    np.testing.assert_allclose(run_float(graph, x[:8]), ref, rtol=1e-4, atol=1e-4 * np.abs(ref).max())
+    quantized = quantize(graph, calibrate(graph, x, show_progress=False), DQA4, x)
+    report = export_and_run(quantized, x[:3], "host", tmp_path / "host", sanitize=True)
+    assert report["bit_exact"], report["mismatched_images"]
