@@ -195,6 +195,16 @@ def test_downscale_rounds_block_means_half_up():
     assert evaluate.psnr(x / 255.0, x) > 100 and abs(evaluate.psnr(np.zeros((1, 4)), np.full((1, 4), 255)) - 0) < 1e-9
 
 
+def _random_net_case(make_net, size: int, count: int, seed: int, config: QuantConfig = DQA4):
+    """(net, optimized graph, random size x size images, quantized model) of a net built after
+    torch.manual_seed(0), calibrated on the same images."""
+    torch.manual_seed(0)
+    net = make_net()
+    graph = passes.optimize(import_module(net, (size, size, 3)))
+    x = np.random.default_rng(seed).integers(0, 256, (count, size, size, 3), dtype=np.uint8)
+    return net, graph, x, quantize(graph, calibrate(graph, x, show_progress=False), config, x)
+
+
 # -- LeakyReLU: a second set of multipliers for negative sums (spec 4) ---------------------------------
 
 class LeakyNet(nn.Module):
@@ -212,12 +222,7 @@ class LeakyNet(nn.Module):
 
 @pytest.fixture(scope="module")
 def leaky():
-    torch.manual_seed(0)
-    net = LeakyNet().eval()
-    graph = passes.optimize(import_module(net, (12, 12, 3)))
-    x = np.random.default_rng(3).integers(0, 256, (64, 12, 12, 3), dtype=np.uint8)
-    model = quantize(graph, calibrate(graph, x, show_progress=False), QuantConfig(bits=6, extra_bits=2), x)
-    return net, graph, x, model
+    return _random_net_case(lambda: LeakyNet().eval(), 12, 64, seed=3, config=QuantConfig(bits=6, extra_bits=2))
 
 
 def test_leaky_relu_is_fused_and_follows_torch(leaky):
@@ -320,12 +325,7 @@ class MobileNetV3Block(nn.Module):
 
 @pytest.fixture(scope="module")
 def mobilenetv3_block():
-    torch.manual_seed(0)
-    net = _with_dead_channels(MobileNetV3Block())
-    graph = passes.optimize(import_module(net, (12, 12, 3)))
-    x = np.random.default_rng(6).integers(0, 256, (64, 12, 12, 3), dtype=np.uint8)
-    model = quantize(graph, calibrate(graph, x, show_progress=False), DQA4, x)
-    return net, graph, x, model
+    return _random_net_case(lambda: _with_dead_channels(MobileNetV3Block()), 12, 64, seed=6)
 
 
 def test_table_activations_and_mul_follow_torch(mobilenetv3_block):
@@ -368,11 +368,7 @@ class DifferenceNet(nn.Module):
 
 @pytest.fixture(scope="module")
 def difference():
-    torch.manual_seed(0)
-    net = DifferenceNet().eval()
-    graph = passes.optimize(import_module(net, (10, 10, 3)))
-    x = np.random.default_rng(7).integers(0, 256, (48, 10, 10, 3), dtype=np.uint8)
-    return net, graph, x, quantize(graph, calibrate(graph, x, show_progress=False), DQA4, x)
+    return _random_net_case(lambda: DifferenceNet().eval(), 10, 48, seed=7)
 
 
 def test_subtraction_follows_torch(difference):
