@@ -454,7 +454,7 @@ def _harness_images(args, model: QModel, calib_x):
     shape = model.tensors[model.input].shape
     if getattr(args, "data", None):
         task = evaluate.task(args.task, args.scale)
-        x, _ = load_images(args.data, None if task.name == "sr" else shape)
+        x, _ = load_images(args.data, task.image_shape(shape))
         return task.inputs(subsample(args.count, x)[0])
     if calib_x is not None:
         return subsample(min(args.count, 4), calib_x)[0]
@@ -499,7 +499,7 @@ def cmd_run(args) -> int:
         tgraph = _export_tflite(out)
         if tgraph is None:
             model = QModel.load(out / QMODEL_FILE)
-            images, labels = load_images(args.data, None if task.name == "sr" else model.tensors[model.input].shape)
+            images, labels = load_images(args.data, task.image_shape(model.tensors[model.input].shape))
             images, labels = task.pairs(*subsample(args.count, images, labels))
         else:
             images, labels = subsample(args.count, *_s8_inputs(args.data, tgraph))

@@ -100,6 +100,11 @@ class Task:
     def needs_labels(self) -> bool:
         return self.name in ("classify", "seg")
 
+    def image_shape(self, input_shape) -> tuple[int, int, int]:
+        """(H, W, C) of the data's images for a model input of `input_shape` (sr: `scale` times larger)."""
+        h, w, c = input_shape
+        return (h * self.scale, w * self.scale, c) if self.name == "sr" else (h, w, c)
+
     def inputs(self, images: np.ndarray) -> np.ndarray:
         return self.pairs(images, None)[0]
 

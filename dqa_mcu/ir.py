@@ -59,6 +59,17 @@ OPS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
 }
 
 
+def block_conv_attrs_params(weight: np.ndarray, bias: np.ndarray) -> tuple[dict, dict]:
+    """The 1x1 conv2d of a transposed convolution whose kernel equals its stride r, lowered as
+    conv2d + depth_to_space(r): `weight` (C_out, r, r, C_in), `bias` (C_out,). Its channel
+    o*r*r + i*r + j computes output channel o at block offset (i, j), depth_to_space's order."""
+    cout, r, _, cin = weight.shape
+    attrs = dict(stride=(1, 1), padding=(0, 0, 0, 0), dilation=(1, 1), groups=1, act="none")
+    params = dict(weight=np.ascontiguousarray(weight.reshape(cout * r * r, 1, 1, cin), dtype=np.float32),
+                  bias=np.repeat(np.asarray(bias, np.float32), r * r))
+    return attrs, params
+
+
 def unique_name(base: str, used: set[str]) -> str:
     """A C-identifier-safe version of `base`, made unique against (and added to) `used`."""
     base = re.sub(r"[^0-9A-Za-z_]", "_", base) or "t"

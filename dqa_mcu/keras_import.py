@@ -288,11 +288,8 @@ class _Importer:
         act = self.act_of(layer, cfg)
         if act == "softmax":
             raise self.fail(layer, "softmax activation on a transposed convolution")
-        # 1x1 conv channel o*r*r + i*r + j computes output channel o at block offset (i, j)
-        blocks = self.emit(layer, "conv2d", [x], (h, w, cout * r * r),
-                           dict(stride=(1, 1), padding=(0, 0, 0, 0), dilation=(1, 1), groups=1, act="none"),
-                           dict(weight=np.ascontiguousarray(kernel.transpose(2, 0, 1, 3).reshape(cout * r * r, 1, 1, cin)),
-                                bias=np.repeat(bias, r * r)), suffix="_blocks")
+        attrs, params = ir.block_conv_attrs_params(kernel.transpose(2, 0, 1, 3), bias)  # (C_out, r, r, C_in)
+        blocks = self.emit(layer, "conv2d", [x], (h, w, cout * r * r), attrs, params, suffix="_blocks")
         out = self.emit(layer, "depth_to_space", [blocks], (h * r, w * r, cout), dict(block=r))
         if act in TABLE_FUNCTIONS:
             return self.activated(layer, out, act)

@@ -23,6 +23,11 @@ from . import ir
 __all__ = ["fold_batchnorm", "fuse_activations", "lower_shortcuts", "fuse_residual", "optimize"]
 
 
+def _activation_of(node: ir.Node) -> dict:
+    """The attrs that make up a node's fused activation: act, and leaky_relu's slope."""
+    return {k: node.attrs[k] for k in ("act", "negative_slope") if k in node.attrs}
+
+
 def _copy(graph: ir.Graph) -> ir.Graph:
     nodes = [ir.Node(n.name, n.op, list(n.inputs), n.output, dict(n.attrs), dict(n.params)) for n in graph.nodes]
     return ir.Graph(nodes=nodes, shapes=dict(graph.shapes), input=graph.input, output=graph.output)
@@ -86,7 +91,8 @@ def fold_batchnorm(graph: ir.Graph) -> ir.Graph:
             raise ir.GraphError(f"batchnorm {bn.name!r} cannot be folded: {why}")
         p = bn.params
         scale = (p["gamma"].astype(np.float64) / np.sqrt(p["var"].astype(np.float64) + bn.attrs["eps"]))
-        scale, mean, beta = (np.repeat(np.asarray(a, np.float64), block * block) for a in (scale, p["mean"], p["beta"]))
+        scale, mean, beta = (np.repeat(np.asarray(a, np.float64), block * block)
+                             for a in (scale, p["mean"], p["beta"]))
         w = prod.params["weight"].astype(np.float64)
         w = w * scale.reshape((-1,) + (1,) * (w.ndim - 1))
         b = (prod.params["bias"].astype(np.float64) - mean) * scale + beta
@@ -146,9 +152,7 @@ def fuse_activations(graph: ir.Graph) -> ir.Graph:
         if base is not None and base.op in ("conv2d", "linear", "add") and _n_uses(g, t) == 1:
             cur = base.attrs.get("act", "none")
             if cur == "none" or (cur == "relu" and act.op == "relu6"):
-                base.attrs["act"] = act.op
-                if act.op == "leaky_relu":
-                    base.attrs["negative_slope"] = act.attrs["negative_slope"]
+                base.attrs.update(act=act.op, **act.attrs)  # leaky_relu brings its negative_slope
                 _remove(g, act, src)
                 continue
         where = f"{prod.op} {prod.name!r}" if prod is not None else repr(src)
@@ -239,9 +243,7 @@ def fuse_residual(graph: ir.Graph) -> ir.Graph:
             r_stride, r_offset = 1, 0
         conv.inputs = [conv.inputs[0], residual]
         conv.attrs.update(residual_stride=int(r_stride), residual_channel_offset=int(r_offset),
-                          act=add.attrs.get("act", "none"))
-        if "negative_slope" in add.attrs:
-            conv.attrs["negative_slope"] = add.attrs["negative_slope"]
+                          **{"act": "none", **_activation_of(add)})
         rprod = _producer(g, residual)
         order = {n.name: i for i, n in enumerate(g.nodes)}
         if rprod is not None and order[rprod.name] > order[conv.name]:  # move the conv to the add's place

@@ -335,10 +335,7 @@ def _activation_tensors(graph: Graph, calib: Calibration, config: QuantConfig,
             tensors[name] = _table_output(node, shape, calib.tensors[name], stored_signed[name], config,
                                           name == graph.output)
         elif name == graph.output:
-            amax = float(calib.tensors[name].amax.max())
-            step = max(amax, 1e-8) / (2 ** (OUTPUT_BITS - 1) - 1)
-            tensors[name] = QTensor(name, tuple(shape), OUTPUT_BITS, True, 0,
-                                    np.full(shape[2], step), np.zeros(shape[2], dtype=bool))
+            tensors[name] = _one_scale_tensor(name, shape, OUTPUT_BITS, True, float(calib.tensors[name].amax.max()))
         elif node.op in REQUANTIZING_OPS:
             act = node.attrs.get("act", "none")
             signed = stored_signed[name]
@@ -347,7 +344,8 @@ def _activation_tensors(graph: Graph, calib: Calibration, config: QuantConfig,
                 stored_as = replace(config, bits=IMAGE_BITS, extra_bits=0)
             one_scale = any(c.op == "activation" for c in graph.consumers(name))  # one table for every channel
             tensors[name], order = _activation_tensor(name, shape, calib.tensors[name], signed, act, stored_as,
-                                                      rng, rankings.get(name), important_counts.get(name), one_scale)
+                                                      rng, rankings.get(name), important_counts.get(name),
+                                                      one_scale)
             block = _shuffle_block(graph, name)
             if block > 1:
                 tensors[name] = _tie_blocks(tensors[name], block)
@@ -421,12 +419,16 @@ def _table_output(node: Node, shape, stats: ChannelStats, signed: bool, config: 
                   is_output: bool) -> QTensor:
     """The output of a table activation: one scale for every channel, no important channels
     (spec 5.4.2); the graph output keeps its 16 bits."""
-    bits = OUTPUT_BITS if is_output else config.bits
-    signed = signed or is_output
-    clip = float(stats.amax.max()) if is_output else float(_clip(stats, bits, signed, config).max())
+    if is_output:
+        return _one_scale_tensor(node.output, shape, OUTPUT_BITS, True, float(stats.amax.max()))
+    return _one_scale_tensor(node.output, shape, config.bits, signed,
+                             float(_clip(stats, config.bits, signed, config).max()))
+
+
+def _one_scale_tensor(name: str, shape, bits: int, signed: bool, clip: float) -> QTensor:
+    """A direct tensor with one scale for every channel (the graph output, a table's output)."""
     step = max(clip, MIN_CLIP) / _levels(bits, signed)
-    return QTensor(node.output, tuple(shape), bits, signed, 0, np.full(shape[2], step),
-                   np.zeros(shape[2], dtype=bool))
+    return QTensor(name, tuple(shape), bits, signed, 0, np.full(shape[2], step), np.zeros(shape[2], dtype=bool))
 
 
 def _table(node: Node, x: QTensor, out: QTensor) -> tuple[int, np.ndarray]:

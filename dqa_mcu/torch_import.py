@@ -256,8 +256,8 @@ _SPECS = {
 }
 
 _METHODS = {
-    "relu": "relu", "relu_": "relu", "add": "add", "add_": "add", "sub": "sub", "sub_": "sub", "mul": "mul", "mul_": "mul",
-    "view": "reshape",
+    "relu": "relu", "relu_": "relu", "add": "add", "add_": "add", "sub": "sub", "sub_": "sub",
+    "mul": "mul", "mul_": "mul", "view": "reshape",
     "sigmoid": "table", "tanh": "table",
     "reshape": "reshape", "flatten": "reshape", "mean": "mean", "contiguous": "identity",
     "clone": "identity", "clamp": "clamp", "clamp_": "clamp", "clip": "clamp", "clamp_min": "clamp",
@@ -374,13 +374,15 @@ def _classify(node: torch.fx.Node, gm) -> tuple[str | None, dict, bool]:
     if t in _TABLE_FNS:
         return "table", dict(_bind(*_SPECS["unary"], args, kwargs), function=_TABLE_FNS[t]), False
     table = [
-        (_CONV_FNS, "conv", "conv"), (_RELU_FNS, "relu", "act"), (_RELU6_FNS, "relu6", "act"), (_LEAKY_FNS, "leaky_relu", "leaky"),
-        (_HARDTANH_FNS, "hardtanh", "hardtanh"), (_CLAMP_FNS, "clamp", "clamp"), (_ADD_FNS, "add", "add"), (_SUB_FNS, "sub", "add"), (_MUL_FNS, "mul", "mul"),
+        (_CONV_FNS, "conv", "conv"), (_RELU_FNS, "relu", "act"), (_RELU6_FNS, "relu6", "act"),
+        (_LEAKY_FNS, "leaky_relu", "leaky"), (_HARDTANH_FNS, "hardtanh", "hardtanh"), (_CLAMP_FNS, "clamp", "clamp"),
+        (_ADD_FNS, "add", "add"), (_SUB_FNS, "sub", "add"), (_MUL_FNS, "mul", "mul"),
         (_MAXPOOL_FNS, "maxpool", "maxpool"), (_AVGPOOL_FNS, "avgpool", "avgpool"),
         (_ADAPTIVE_FNS, "adaptive", "adaptive"), (_CAT_FNS, "cat", "cat"), (_INTERP_FNS, "interp", "interp"),
         (_PAD_FNS, "pad", "pad"), (_IDENTITY_FNS, "identity", "unary"), (_RESHAPE_FNS, "reshape", "unary"),
         ({F.linear}, "linear", "linear"), ({torch.mean}, "mean", "mean"),
-        (_PIXEL_SHUFFLE_FNS, "pixel_shuffle", "pixel_shuffle"), (_CONV_TRANSPOSE_FNS, "conv_transpose", "conv_transpose"),
+        (_PIXEL_SHUFFLE_FNS, "pixel_shuffle", "pixel_shuffle"),
+        (_CONV_TRANSPOSE_FNS, "conv_transpose", "conv_transpose"),
         ({F.batch_norm}, "batchnorm", "bn_F"), ({torch.batch_norm}, "batchnorm", "bn_torch"),
     ]
     for fns, kind, spec in table:
@@ -619,12 +621,16 @@ class _Importer:
     def op_table(self, node, d):
         return self.emit(node, d, "activation", [self.tensor(node, d["input"])], attrs=dict(function=d["function"]))
 
-    def op_mul(self, node, d):
+    def computed_operands(self, node, d, constant_hint: str) -> tuple[str, str]:
+        """The IR tensors of a binary op's two operands; an operand that is a constant is refused."""
         a, b = d["input"], d["other"]
-        dynamic = [isinstance(v, torch.fx.Node) and v in self.dyn for v in (a, b)]
-        if not all(dynamic):
-            raise self.fail(node, "multiply by a constant: fold it into the convolution or BatchNorm before it")
-        ta, tb = self.tensor(node, a), self.tensor(node, b)
+        if not all(isinstance(v, torch.fx.Node) and v in self.dyn for v in (a, b)):
+            raise self.fail(node, constant_hint)
+        return self.tensor(node, a), self.tensor(node, b)
+
+    def op_mul(self, node, d):
+        ta, tb = self.computed_operands(node, d, "multiply by a constant: fold it into the convolution or "
+                                                 "BatchNorm before it")
         if self.shapes[ta][:2] == (1, 1) and self.shapes[tb][:2] != (1, 1):
             ta, tb = tb, ta  # the vector second
         sa, sb = self.shapes[ta], self.shapes[tb]
@@ -662,11 +668,9 @@ class _Importer:
         what = "add" if b_sign == 1 else "subtract"
         if self.val(d.get("alpha", 1)) != 1:
             raise self.fail(node, f"{what} with alpha != 1")
-        a, b = d["input"], d["other"]
-        if not all(isinstance(v, torch.fx.Node) and v in self.dyn for v in (a, b)):
-            raise self.fail(node, f"{what} a constant: fold it into the bias of the convolution before it")
-        ta, tb = self.tensor(node, a), self.tensor(node, b)
-        if self.shapes[ta] != self.shapes[tb] or self.rank(a) != self.rank(b):
+        ta, tb = self.computed_operands(node, d, f"{what} a constant: fold it into the bias of the convolution "
+                                                 "before it")
+        if self.shapes[ta] != self.shapes[tb] or self.rank(d["input"]) != self.rank(d["other"]):
             raise self.fail(node, f"{what} of different shapes {self.shapes[ta]} and {self.shapes[tb]} (broadcast)")
         attrs = dict(act="none") if b_sign == 1 else dict(act="none", b_sign=-1)
         return self.emit(node, d, "add", [ta, tb], attrs=attrs)
@@ -832,18 +836,13 @@ class _Importer:
             raise self.fail(node, f"transposed convolution with kernel {k}, stride {s}, padding {pad}, "
                                   f"output_padding {out_pad}, groups {groups}, dilation {dil}; only kernel == "
                                   "stride (square), no padding, groups 1 (else use nn.Upsample + Conv2d)")
-        r = k[0]
-        cin, cout = w.shape[0], w.shape[1]
+        r, cout = k[0], w.shape[1]
         b = self.param(node, d.get("bias"), "bias")
-        b = np.zeros(cout, np.float32) if b is None else b
-        # 1x1 conv channel o*r*r + i*r + j computes output channel o at block offset (i, j)
-        weight = w.transpose(1, 2, 3, 0).reshape(cout * r * r, 1, 1, cin)
+        attrs, params = ir.block_conv_attrs_params(w.transpose(1, 2, 3, 0),  # (C_out, r, r, C_in)
+                                                   np.zeros(cout, np.float32) if b is None else b)
         name = self.name_for(node, d)
         conv = ir.unique_name(name + "_blocks", self.used_names)
-        self.nodes.append(ir.Node(conv, "conv2d", [x], conv,
-                                  attrs=dict(stride=(1, 1), padding=(0, 0, 0, 0), dilation=(1, 1), groups=1,
-                                             act="none"),
-                                  params=dict(weight=np.ascontiguousarray(weight), bias=np.repeat(b, r * r))))
+        self.nodes.append(ir.Node(conv, "conv2d", [x], conv, attrs=attrs, params=params))
         h, ww, _ = self.shapes[x]
         self.shapes[conv] = (h, ww, cout * r * r)
         self.nodes.append(ir.Node(name, "depth_to_space", [conv], name, attrs=dict(block=r)))

@@ -283,6 +283,8 @@ def test_task_metrics_on_known_values():
     assert evaluate.task("ae").score(np.full(8, 0.3), images) == pytest.approx((0.3 * 255 - 51) ** 2)
     assert evaluate.task("ae").pairs(images, None)[1] is images
     assert evaluate.task("sr", 3).scale == 3 and evaluate.task("classify").needs_labels
+    assert evaluate.task("sr", 2).image_shape((16, 16, 3)) == (32, 32, 3)
+    assert evaluate.task("seg").image_shape((16, 16, 3)) == (16, 16, 3)
 
 
 def test_run_scores_a_segmentation_map_with_mean_iou(unet, tmp_path, capsys):
@@ -395,8 +397,9 @@ def _network_case(name: str, request) -> tuple:
     if name == "sr":
         _, graph, calib, calib_x, task = request.getfixturevalue("sr")
         return quantize(graph, calib, DQA4, calib_x), task.inputs(test_x)
-    *_, x, model = request.getfixturevalue({"unet": "unet", "leaky_relu": "leaky", "squeeze_excite": "mobilenetv3_block",
-                                            "subtraction": "difference"}[name])
+    fixture = {"unet": "unet", "leaky_relu": "leaky", "squeeze_excite": "mobilenetv3_block",
+               "subtraction": "difference"}[name]
+    *_, x, model = request.getfixturevalue(fixture)
     return model, x[:3]
 
 
