@@ -11,7 +11,10 @@ TFLite's reference int8 kernels (``docs/spec_tflite.md``).
 A model whose input is float32 is a float model (``TFLiteGraph.quantized``
 False): every activation, weight and bias must then be float32 (no
 DEQUANTIZE / float16 weights), and ``tflite_float.tflite_to_ir`` turns it
-into the float graph IR for DQA. Otherwise the int8 rules below apply.
+into the float graph IR for DQA; it may also use the ``FLOAT_OPS`` beyond
+the int8 list (resampling, transposed convolution, depth_to_space, element-wise
+mul / sub, standalone activations; ``tflite_float`` says how each maps).
+Otherwise the int8 rules below apply.
 
 Supported operators (int8 activations, int8 weights, int32 biases):
 CONV_2D, DEPTHWISE_CONV_2D, FULLY_CONNECTED, ADD, AVERAGE_POOL_2D,
@@ -39,10 +42,15 @@ import numpy as np
 from . import ir
 
 __all__ = ["TFLiteGraph", "TTensor", "TOp", "TFLiteFormatError", "UnsupportedTFLiteOpError",
-           "load_tflite", "parse_tflite", "layer_name", "refuse_activation_shapes", "SUPPORTED_OPS"]
+           "load_tflite", "parse_tflite", "layer_name", "refuse_activation_shapes", "SUPPORTED_OPS",
+           "FLOAT_OPS"]
 
 SUPPORTED_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "ADD", "AVERAGE_POOL_2D",
                  "MAX_POOL_2D", "MEAN", "RESHAPE", "SOFTMAX", "PAD", "CONCATENATION")
+# a float model goes to the float IR (tflite_float), which has more ops than the int8 reference
+FLOAT_OPS = tuple(dict.fromkeys(SUPPORTED_OPS + (
+    "SUB", "MUL", "TRANSPOSE_CONV", "RESIZE_NEAREST_NEIGHBOR", "RESIZE_BILINEAR", "DEPTH_TO_SPACE", "TILE",
+    "TRANSPOSE", "RELU", "RELU6", "LEAKY_RELU", "LOGISTIC", "TANH", "HARD_SWISH")))
 
 _SHAPE_OPS = ("SHAPE", "STRIDED_SLICE", "PACK", "GATHER")
 _ACTIVATIONS = {0: "NONE", 1: "RELU", 2: "RELU_N1_TO_1", 3: "RELU6"}
@@ -279,14 +287,15 @@ def _convert(model, buf: bytes, s, fail, source: str) -> TFLiteGraph:
         for i in ins + outs:
             if i >= len(tensors):
                 raise fail(f"truncated or corrupt flatbuffer (operator {oi} refers to tensor {i})")
-        if opname not in SUPPORTED_OPS:
+        supported = SUPPORTED_OPS if quantized else FLOAT_OPS
+        if opname not in supported:
             # Keras 3 converts Flatten with a dynamic batch into SHAPE / STRIDED_SLICE / PACK
             hint = ("; it computes a shape at run time: convert the model with a fixed batch size of 1, e.g. "
                     "keras.Model(i := keras.Input(batch_shape=(1, H, W, C)), model(i))"
                     if opname in _SHAPE_OPS else "")
             raise UnsupportedTFLiteOpError(
                 f"{Path(source).name}: unsupported operator {opname} at index {oi} "
-                f"(supported: {', '.join(SUPPORTED_OPS)}){hint}")
+                f"(supported{'' if quantized else ' in a float model'}: {', '.join(supported)}){hint}")
         op = TOp(oi, opname, ins, outs, _options(opname, o.builtinOptions, oi, source))
         (_check_op if quantized else _check_float_op)(op, tensors, source)
         ops.append(op)
@@ -332,8 +341,19 @@ def _options(opname: str, opt, oi: int, source: str) -> dict:
         o = need(opt)
         return dict(stride=(int(o.strideH), int(o.strideW)), padding=_PADDING[int(o.padding)],
                     filter=(int(o.filterHeight), int(o.filterWidth)), activation=act(o))
-    if opname == "ADD":
+    if opname in ("ADD", "SUB", "MUL"):
         return dict(activation=act(opt) if opt is not None else "NONE")
+    if opname == "TRANSPOSE_CONV":
+        o = need(opt)
+        return dict(stride=(int(o.strideH), int(o.strideW)), padding=_PADDING[int(o.padding)],
+                    activation=act(o) if hasattr(o, "fusedActivationFunction") else "NONE")
+    if opname in ("RESIZE_NEAREST_NEIGHBOR", "RESIZE_BILINEAR"):
+        return dict(align_corners=bool(opt.alignCorners) if opt is not None else False,
+                    half_pixel_centers=bool(opt.halfPixelCenters) if opt is not None else False)
+    if opname == "DEPTH_TO_SPACE":
+        return dict(block=int(need(opt).blockSize))
+    if opname == "LEAKY_RELU":
+        return dict(alpha=float(np.float32(opt.alpha)) if opt is not None else 0.2)
     if opname == "CONCATENATION":
         o = need(opt)
         return dict(axis=int(o.axis), activation=act(o))
@@ -424,7 +444,8 @@ def _check_op(op: TOp, tensors: list[TTensor], source: str) -> None:
 
 def _check_float_op(op: TOp, tensors: list[TTensor], source: str) -> None:
     """A float model: float32 everywhere but the shape / axis / padding operands."""
-    index_operand = {"RESHAPE": 1, "MEAN": 1, "PAD": 1}.get(op.op)
+    index_operand = {"RESHAPE": 1, "MEAN": 1, "PAD": 1, "TILE": 1, "TRANSPOSE": 1, "RESIZE_NEAREST_NEIGHBOR": 1,
+                     "RESIZE_BILINEAR": 1, "TRANSPOSE_CONV": 0}.get(op.op)
     for k, i in enumerate(op.inputs + op.outputs):
         if i < 0 or k == index_operand:
             continue
@@ -432,10 +453,12 @@ def _check_float_op(op: TOp, tensors: list[TTensor], source: str) -> None:
             raise UnsupportedTFLiteOpError(
                 f"{Path(source).name}: operator {op.op} at index {op.index}: tensor {i} {tensors[i].name!r} is "
                 f"{tensors[i].dtype} in a float model (only float32; convert without weight quantization)")
-    if op.op in ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED") and not tensors[op.inputs[1]].is_const:
+    if op.op in ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "TRANSPOSE_CONV") and \
+            not tensors[op.inputs[1]].is_const:
         raise UnsupportedTFLiteOpError(f"{Path(source).name}: operator {op.op} at index {op.index}: "
                                        "the weights must be a constant tensor")
-    if op.op in ("MEAN", "PAD") and (len(op.inputs) != 2 or not tensors[op.inputs[1]].is_const):
+    if op.op in ("MEAN", "PAD", "TILE", "TRANSPOSE", "RESIZE_NEAREST_NEIGHBOR", "RESIZE_BILINEAR") and \
+            (len(op.inputs) != 2 or not tensors[op.inputs[1]].is_const):
         raise UnsupportedTFLiteOpError(f"{Path(source).name}: operator {op.op} at index {op.index}: "
                                        "its second operand must be a constant tensor")
 
