@@ -3,8 +3,11 @@
 The output directory gets model.h/model.c (API, tensors, layer sequence),
 model_weights.c/.h (const data), the harness (main.c, harness_inputs.c/.h),
 a CMakeLists.txt, and a copy of the runtime and board support under dqa/,
-so the project builds on its own. Output is deterministic: the same inputs
-give byte-identical files.
+so the project builds on its own. An application links the model instead:
+the CMakeLists.txt, added with add_subdirectory(), defines the static
+library target <name> (model + runtime), and <name>.mk lists the sources,
+include paths and flags for a plain Makefile. Output is deterministic: the
+same inputs give byte-identical files.
 """
 from __future__ import annotations
 
@@ -262,7 +265,7 @@ def write_project(out_dir: Path, ctx: dict, model_template: str, images: np.ndar
     env = _environment()
     for template, filename in ((f"{model_template}.h.j2", "model.h"), (f"{model_template}.c.j2", "model.c"),
                                ("model_weights.h.j2", "model_weights.h"), ("model_weights.c.j2", "model_weights.c"),
-                               ("CMakeLists.txt.j2", "CMakeLists.txt")):
+                               ("CMakeLists.txt.j2", "CMakeLists.txt"), ("model.mk.j2", f"{ctx['name']}.mk")):
         (out_dir / filename).write_text(env.get_template(template).render(**ctx))
     shutil.copyfile(FIRMWARE / "harness" / "main.c", out_dir / "main.c")
     write_harness_inputs(out_dir, images)
