@@ -11,7 +11,7 @@ Layers
 ------
 InputLayer, Conv2D (groups, dilation), DepthwiseConv2D, Dense, BatchNormalization,
 Activation / ReLU (relu, relu6, linear, and as tables sigmoid, hard_sigmoid,
-hard_swish, tanh, swish), LeakyReLU, Add, Multiply (squeeze-excite),
+hard_swish, tanh, swish), LeakyReLU, Add, Subtract, Multiply (squeeze-excite),
 AveragePooling2D, MaxPooling2D, GlobalAveragePooling2D, Flatten, Reshape of a
 vector, ZeroPadding2D, Concatenate (channels), Conv2DTranspose (kernel =
 strides), UpSampling2D (nearest, bilinear),
@@ -435,6 +435,14 @@ class _Importer:
                             suffix="" if i == len(xs) - 2 else f"_{i}")
         return out
 
+    def do_subtract(self, layer, xs):
+        if len(xs) != 2:
+            raise self.fail(layer, f"a subtraction of {len(xs)} inputs; only 2")
+        a, b = (self.plain(layer, x) for x in xs)
+        if self.shape(a) != self.shape(b):
+            raise self.fail(layer, f"inputs of different shapes {self.shape(a)} and {self.shape(b)}")
+        return self.emit(layer, "add", [a, b], self.shape(a), dict(act="none", b_sign=-1))
+
     def do_multiply(self, layer, xs):
         """Multiply (squeeze-excite): two tensors of one shape, or a tensor and a (1, 1, C) vector."""
         if len(xs) != 2:
@@ -502,6 +510,8 @@ class _Importer:
             return self.do_concat(layer, cfg, ins)
         if cls == "Multiply":
             return self.do_multiply(layer, ins)
+        if cls == "Subtract":
+            return self.do_subtract(layer, ins)
         if cls == "Reshape":
             return self.do_reshape(layer, cfg, self.one(layer, ins))
         if cls in _IDENTITY:
