@@ -5,6 +5,7 @@
     dqa-mcu export MODEL --target cortex-m7 --calib calib.npz -o out/
     dqa-mcu recommend MODEL --calib calib.npz --bits-budget 4.2 [--data test.npz]
     dqa-mcu run    out/ [--data test.npz] [-n 20]
+    dqa-mcu report out/ [--data test.npz]
     dqa-mcu demo
 """
 from __future__ import annotations
@@ -514,6 +515,17 @@ def cmd_run(args) -> int:
     return 0 if report["bit_exact"] else 1
 
 
+def cmd_report(args) -> int:
+    from . import export_report
+    out = Path(args.project)
+    status = 0
+    if args.data:  # run it first, as `dqa-mcu run OUT --data ... --json RUN` does
+        args.json = args.run or str(out / export_report.RUN_FILE)
+        status = cmd_run(args)
+    print(f"wrote {export_report.write(out, args.run, args.output)}")
+    return status
+
+
 def cmd_demo(args) -> int:
     from . import demo
     from .torch_import import import_module
@@ -683,6 +695,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--layers", action="store_true", help="print instructions per layer")
     p.add_argument("--json", help="also write the report to this file")
     p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("report", help="one self-contained HTML page about an export: layers, arena, RAM and flash "
+                                      "against all-8-bit, the run's instructions and accuracy")
+    p.add_argument("project")
+    p.add_argument("--run", metavar="FILE.json", help="the run to show (dqa-mcu run --json); default: "
+                                                     "OUT/run.json if there is one")
+    p.add_argument("--data", help="build and run the export on these images (.npz, labels for the accuracy) "
+                                  "first, writing the run to --run or OUT/run.json")
+    p.add_argument("-n", "--count", type=int, default=20, help="images to run with --data")
+    p.add_argument("--timeout", type=float, default=fw.DEFAULT_TIMEOUT_S, help="seconds before the run is stopped")
+    _task_args(p)
+    p.add_argument("-o", "--output", metavar="FILE.html", help="the page (default: OUT/report.html)")
+    p.set_defaults(func=cmd_report, target=None, sanitize=False, layers=False)
 
     p = sub.add_parser("demo", help="train a small CNN on scikit-learn digits, export with DQA, run under QEMU")
     p.add_argument("--target", default="cortex-m7", help=f"one of: {', '.join(TARGETS)}")

@@ -11,6 +11,7 @@ same inputs give byte-identical files.
 """
 from __future__ import annotations
 
+import json
 import re
 import shutil
 from dataclasses import dataclass
@@ -29,6 +30,8 @@ FIRMWARE = ROOT / "firmware"
 VALUES_PER_LINE = 16
 COPIED_FIRMWARE = ("runtime", "board", "cmake")
 NOT_COPIED = shutil.ignore_patterns("test", "__pycache__")  # the runtime's own test driver
+LAYOUT_FILE = "model_layout.json"  # the memory plan and the constants, as plain data (dqa-mcu report)
+CTYPE_BYTES = {"int8_t": 1, "uint8_t": 1, "int16_t": 2, "int32_t": 4, "uint32_t": 4, "uint64_t": 8}
 
 
 def c_ident(name: str) -> str:
@@ -213,7 +216,7 @@ class _Emitter:
         return layer
 
 
-def _config_summary(model: QModel) -> str:
+def config_summary(model: QModel) -> str:
     c = model.config
     if not c:
         return "unknown"
@@ -247,7 +250,7 @@ def generate(model: QModel, plan: MemoryPlan, out_dir: str | Path, target: str, 
     out_t = model.tensors[model.output]
     in_t = model.tensors[model.input]
     ctx = dict(name=c_ident(name), version=__version__, source=Path(source).name if source else "a model",
-               config_summary=_config_summary(model), arena_bytes=plan.arena_bytes,
+               config_summary=config_summary(model), arena_bytes=plan.arena_bytes,
                input_shape=in_t.shape, input_bytes=in_t.size, output_count=out_t.size,
                output_scale=repr(float(out_t.scale[0])), layer_count=len(layers),
                blocks=sorted(plan.blocks, key=lambda b: (b.first, b.name)),
@@ -261,7 +264,7 @@ def generate(model: QModel, plan: MemoryPlan, out_dir: str | Path, target: str, 
 
 def write_project(out_dir: Path, ctx: dict, model_template: str, images: np.ndarray, memory_plan: str) -> None:
     """Render model.h/.c from ``<model_template>.h.j2/.c.j2`` and the shared templates, copy the harness
-    and the firmware, write the harness images (bytes) and the memory plan."""
+    and the firmware, write the harness images (bytes), the memory plan and the layout (LAYOUT_FILE)."""
     env = _environment()
     for template, filename in ((f"{model_template}.h.j2", "model.h"), (f"{model_template}.c.j2", "model.c"),
                                ("model_weights.h.j2", "model_weights.h"), ("model_weights.c.j2", "model_weights.c"),
@@ -273,3 +276,15 @@ def write_project(out_dir: Path, ctx: dict, model_template: str, images: np.ndar
     for sub in COPIED_FIRMWARE:
         shutil.copytree(FIRMWARE / sub, dqa_dir / sub, dirs_exist_ok=True, ignore=NOT_COPIED)
     (out_dir / "memory_plan.txt").write_text(memory_plan + "\n")
+    (out_dir / LAYOUT_FILE).write_text(json.dumps(_layout(ctx), indent=1) + "\n")
+
+
+def _layout(ctx: dict) -> dict:
+    """What the generated C places where: arena blocks (offsets, bytes, lifetimes in layer steps),
+    the layers in run order (the harness's per-layer counts follow it), and every const array."""
+    return {"arena_bytes": ctx["arena_bytes"],
+            "blocks": [{"name": b.name, "offset": b.offset, "bytes": b.size, "first": b.first, "last": b.last}
+                       for b in ctx["blocks"]],
+            "layers": [{"index": layer["index"], "name": layer["name"]} for layer in ctx["layers"]],
+            "constants": [{"name": a.name, "ctype": a.ctype, "length": a.length,
+                           "bytes": a.length * CTYPE_BYTES[a.ctype]} for a in ctx["arrays"]]}
