@@ -5,11 +5,15 @@ tool, the build log for a compile error, the timeout for a hung run.
 """
 from __future__ import annotations
 
+import queue
 import re
 import shutil
 import subprocess
+import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -44,11 +48,19 @@ def _run(cmd: list[str], cwd: Path | None = None, timeout: float | None = None) 
         raise BuildError(f"timed out after {timeout:.0f} s and was stopped: {' '.join(cmd)}") from None
 
 
+def executable(project: Path, target: Target, build_dir: Path | None = None, sanitize: bool = False) -> Path:
+    """Where build() puts the executable (.elf for Cortex-M; .bin and .hex beside it)."""
+    build_dir = build_dir or project / f"build-{target.name}{'-asan' if sanitize else ''}"
+    name = re.search(r"dqa_add_firmware\((\w+)", (project / "CMakeLists.txt").read_text()).group(1)
+    return build_dir / (name if target.is_host else f"{name}.elf")
+
+
 def build(project: Path, target: Target, build_dir: Path | None = None, sanitize: bool = False) -> Path:
     """Configure and build; return the executable (.elf for Cortex-M)."""
     require_tool("cmake")
-    require_tool("gcc" if target.qemu_machine is None else "arm-none-eabi-gcc")
-    build_dir = build_dir or project / f"build-{target.name}{'-asan' if sanitize else ''}"
+    require_tool("gcc" if target.is_host else "arm-none-eabi-gcc")
+    exe = executable(project, target, build_dir, sanitize)
+    build_dir = exe.parent
     configure = ["cmake", "-S", str(project), "-B", str(build_dir), f"-DDQA_TARGET={target.name}",
                  "-DCMAKE_BUILD_TYPE=Release", f"-DDQA_SANITIZE={'ON' if sanitize else 'OFF'}"]
     for cmd in (configure, ["cmake", "--build", str(build_dir), "-j", "2"]):
@@ -56,15 +68,13 @@ def build(project: Path, target: Target, build_dir: Path | None = None, sanitize
         if proc.returncode != 0:
             log = (proc.stdout + proc.stderr)[-4000:]
             raise BuildError(f"{' '.join(cmd[:2])} failed in {project}:\n{log}")
-    name = re.search(r"dqa_add_firmware\((\w+)", (project / "CMakeLists.txt").read_text()).group(1)
-    exe = build_dir / (f"{name}.elf" if target.qemu_machine else name)
     if not exe.exists():
         raise BuildError(f"build finished but {exe} is missing")
     return exe
 
 
 def sizes(elf: Path) -> dict[str, int]:
-    """RAM (.data + .bss) and flash (.text + .rodata + .data) of a Cortex-M ELF, by section."""
+    """RAM (.data + .bss + .fast_bss) and flash (.text + .rodata + .data) of a Cortex-M ELF, by section."""
     tool = require_tool("arm-none-eabi-size")
     proc = _run([tool, "-A", str(elf)])
     sections = {}
@@ -72,7 +82,7 @@ def sizes(elf: Path) -> dict[str, int]:
         parts = line.split()
         if len(parts) >= 2 and parts[0].startswith(".") and parts[1].isdigit():
             sections[parts[0]] = int(parts[1])
-    ram_sections = [s for s in sections if s.startswith((".data", ".bss"))]
+    ram_sections = [s for s in sections if s.startswith((".data", ".bss", ".fast_bss"))]
     flash_sections = [s for s in sections if s.startswith((".text", ".rodata", ".data", ".isr_vector",
                                                              ".vectors", ".ARM"))]
     return {"ram": sum(sections[s] for s in ram_sections),
@@ -86,6 +96,11 @@ class FirmwareRun:
     instructions: np.ndarray  # (N,) per inference (0 on host)
     layers: list[tuple[str, int]] = field(default_factory=list)
     board: str = ""
+    counter: str = "instructions"  # what `instructions` counts: "cycles" on a real board (DWT)
+
+
+HARNESS_LAST_LINE = "done"
+BOARD_STOP_PREFIX = "dqa: "  # a board's exit or fault line (dqa_board_stm32.c, startup_cortexm.c)
 
 
 def parse_harness(text: str) -> FirmwareRun:
@@ -104,7 +119,7 @@ def parse_harness(text: str) -> FirmwareRun:
             instr[int(parts[1])] = int(parts[2])
         elif parts[0] == "layer":
             layers.append((parts[2], int(parts[3])))
-    if "done" not in text.split():
+    if HARNESS_LAST_LINE not in text.split():
         raise BuildError(f"the firmware did not finish; it printed:\n{text[-2000:]}")
     order = sorted(outputs)
     return FirmwareRun(np.array([outputs[i] for i in order], dtype=np.int64),
@@ -112,12 +127,84 @@ def parse_harness(text: str) -> FirmwareRun:
                        layers, board)
 
 
-def run(exe: Path, target: Target, timeout: float = DEFAULT_TIMEOUT_S) -> FirmwareRun:
-    if target.qemu_machine is None:
-        cmd = [str(exe)]
+def read_harness_lines(readline: Callable[[float], str | None], timeout: float, source: str) -> str:
+    """What the harness prints, line by line from ``readline(seconds_left)`` ('' when nothing came yet,
+    None at the end of the stream), up to its last line or a board's exit or fault line: a board has
+    no exit to wait for."""
+    deadline = time.monotonic() + timeout
+    lines: list[str] = []
+    while (left := deadline - time.monotonic()) > 0:
+        line = readline(left)
+        if line is None:
+            break
+        line = line.rstrip("\r\n")
+        if not line:
+            continue
+        lines.append(line)
+        if line == HARNESS_LAST_LINE or line.startswith(BOARD_STOP_PREFIX):
+            break
     else:
-        cmd = [require_tool("qemu-system-arm"), "-M", target.qemu_machine, "-nographic",
-               "-semihosting-config", "enable=on,target=native", "-icount", "shift=0", "-kernel", str(exe)]
+        raise BuildError(f"{source} did not finish within {timeout:.0f} s and was stopped; it printed:\n"
+                         + "\n".join(lines[-20:]))
+    return "\n".join(lines) + "\n"
+
+
+def check_runnable(target: Target) -> None:
+    """A board QEMU does not emulate runs only on the board itself: say so before building."""
+    if target.board is not None and target.qemu_machine is None:
+        raise BuildError(f"{target.name} cannot run here: QEMU does not emulate its {target.board.console} "
+                         "(ISR/TDR USART); connect the board and use dqa-mcu flash OUT")
+
+
+def qemu_command(target: Target, exe: Path) -> list[str]:
+    """The QEMU command line: semihosting for the bare cores; for a board, its console UART's
+    -serial on stdout (the k-th -serial option is the k-th USART) and no semihosting."""
+    cmd = [require_tool("qemu-system-arm"), "-M", target.qemu_machine]
+    if target.board is None:
+        cmd += ["-nographic", "-semihosting-config", "enable=on,target=native"]
+    else:
+        cmd += ["-display", "none"] + ["-serial", "null"] * (target.board.emulator_usart - 1) + ["-serial", "stdio"]
+    return cmd + ["-icount", "shift=0", "-kernel", str(exe)]
+
+
+def _run_board_emulated(cmd: list[str], target: Target, timeout: float) -> FirmwareRun:
+    """Streams QEMU's stdout and stops QEMU at the harness's last line; SysTick ticks (the count
+    when DWT does not move) become instructions: one tick is 1e9 / the machine's clock of them."""
+    proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True, errors="replace")
+    lines: queue.Queue = queue.Queue()
+
+    def forward_lines():  # a thread, so that waiting for a line can time out
+        for line in proc.stdout:
+            lines.put(line)
+        lines.put(None)
+    threading.Thread(target=forward_lines, daemon=True).start()
+
+    def readline(left: float) -> str | None:
+        try:
+            return lines.get(timeout=min(left, 1.0))
+        except queue.Empty:
+            return ""
+    try:
+        text = read_harness_lines(readline, timeout, f"{target.name} under QEMU {target.qemu_machine}")
+    finally:
+        proc.kill()
+        proc.wait()
+    result = parse_harness(text)
+    scale = 1e9 / target.board.emulator_tick_hz
+    result.instructions = np.round(result.instructions * scale).astype(np.int64)
+    result.layers = [(name, round(count * scale)) for name, count in result.layers]
+    return result
+
+
+def run(exe: Path, target: Target, timeout: float = DEFAULT_TIMEOUT_S) -> FirmwareRun:
+    check_runnable(target)
+    if target.is_host:
+        cmd = [str(exe)]
+    elif target.board is not None:
+        return _run_board_emulated(qemu_command(target, exe), target, timeout)
+    else:
+        cmd = qemu_command(target, exe)
     proc = _run(cmd, timeout=timeout)
     if proc.returncode != 0:
         raise BuildError(f"firmware exited with code {proc.returncode}:\n{(proc.stdout + proc.stderr)[-2000:]}")

@@ -1,8 +1,9 @@
-"""Targets: plain data about the cores we generate code for.
+"""Targets: plain data about the cores and boards we generate code for.
 
-RAM and flash are what the QEMU machine maps for the program (see
-firmware/board/ld); a real part is smaller: pass its limits to
-`dqa-mcu export --ram-bytes/--flash-bytes`.
+A bare core's RAM and flash are what its QEMU machine maps for the program
+(see firmware/board/ld); a real part is smaller: pass its limits to
+`dqa-mcu export --ram-bytes/--flash-bytes`, or pick its board. A board's are
+its part's: RAM is the largest region the activation arena can take.
 """
 from __future__ import annotations
 
@@ -13,12 +14,33 @@ MIB = 1024 * KIB
 
 
 @dataclass(frozen=True)
+class Board:
+    """A real board: what flashing it and reading its console need (firmware/board/src/nucleo_*.c)."""
+    mcu: str
+    core_hz: int  # the clock its firmware sets up
+    console: str  # the UART of the ST-LINK virtual COM port
+    openocd_config: str
+    pyocd_target: str
+    pyocd_pack: str | None = None  # the CMSIS pack pyocd needs when the target is not built in
+    flash_address: int = 0x08000000
+    # Under QEMU (None: not emulated): the k-th -serial option is the k-th USART, and SysTick
+    # ticks at the machine's clock; with -icount shift=0 a tick is 1e9 / emulator_tick_hz instructions.
+    emulator_usart: int | None = None
+    emulator_tick_hz: int | None = None
+
+
+@dataclass(frozen=True)
 class Target:
     name: str
-    qemu_machine: str | None  # None: runs on the build machine
+    qemu_machine: str | None  # None: runs on the build machine, or a board QEMU does not emulate
     ram_bytes: int
     flash_bytes: int
     debian_packages: tuple[str, ...]  # what building and running it needs
+    board: Board | None = None
+
+    @property
+    def is_host(self) -> bool:
+        return self.name == "host"
 
 
 ARM_PACKAGES = ("gcc-arm-none-eabi", "libnewlib-arm-none-eabi", "qemu-system-arm", "cmake")
@@ -30,6 +52,19 @@ TARGETS: dict[str, Target] = {t.name: t for t in (
     Target("cortex-m7", "mps2-an500", 4 * MIB, 4 * MIB, ARM_PACKAGES),
     Target("cortex-m33", "mps2-an505", 4 * MIB, 4 * MIB, ARM_PACKAGES),
     Target("cortex-m55", "mps3-an547", 4 * MIB, 2 * MIB, ARM_PACKAGES),
+    # QEMU's netduinoplus2 is an STM32F405: the F446RE's image runs there, USART2 on the 2nd -serial.
+    Target("nucleo-f446re", "netduinoplus2", 128 * KIB, 512 * KIB, ARM_PACKAGES, Board(
+        "STM32F446RE", 180_000_000, "USART2 (PA2/PA3)", "board/st_nucleo_f4.cfg", "stm32f446retx",
+        pyocd_pack="stm32f446re", emulator_usart=2, emulator_tick_hz=168_000_000)),
+    # F7, L4+ and H7 USARTs (ISR/TDR) have no QEMU model: built and size-checked, run on the board.
+    Target("nucleo-f767zi", None, 512 * KIB, 2 * MIB, ARM_PACKAGES, Board(
+        "STM32F767ZI", 216_000_000, "USART3 (PD8/PD9)", "board/st_nucleo_f7.cfg", "stm32f767zi")),
+    Target("nucleo-l4r5zi", None, 640 * KIB, 2 * MIB, ARM_PACKAGES, Board(
+        "STM32L4R5ZI", 120_000_000, "LPUART1 (PG7/PG8)", "board/st_nucleo_l4.cfg", "stm32l4r5zitx",
+        pyocd_pack="stm32l4r5zi")),
+    # RAM: the AXI SRAM (512 KB), the largest region the arena can take; it goes in the DTCM when it fits
+    Target("nucleo-h743zi", None, 512 * KIB, 2 * MIB, ARM_PACKAGES, Board(
+        "STM32H743ZI", 480_000_000, "USART3 (PD8/PD9)", "board/st_nucleo_h743zi.cfg", "stm32h743xx")),
 )}
 
 

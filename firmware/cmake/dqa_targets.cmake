@@ -1,4 +1,5 @@
-# dqa-mcu: build generated firmware for the QEMU Cortex-M machines or the host.
+# dqa-mcu: build generated firmware for the QEMU Cortex-M machines, the STM32
+# Nucleo boards or the host.
 #
 # Usage in a project's CMakeLists.txt:
 #
@@ -7,7 +8,8 @@
 #   include(${DQA_FIRMWARE_DIR}/cmake/dqa_targets.cmake)
 #   project(my_model C)
 #   dqa_add_firmware(my_model SOURCES main.c model.c
-#                    [TARGET <cortex-m3|cortex-m4|cortex-m7|cortex-m33|cortex-m55|host>]
+#                    [TARGET <cortex-m3|cortex-m4|cortex-m7|cortex-m33|cortex-m55|
+#                             nucleo-f446re|nucleo-f767zi|nucleo-l4r5zi|nucleo-h743zi|host>]
 #                    [INCLUDE_DIRS dir...] [DEFINITIONS FOO=1 ...]
 #                    [LINK_LIBRARIES lib...] [MIN_STACK_HEAP bytes])
 #
@@ -18,8 +20,9 @@
 #
 # Results (Cortex-M): <name>.elf (+ .bin, .hex, .map) in the target's binary
 # directory, `arm-none-eabi-size` printed after linking, and a custom target
-# `run-<name>` that runs it in QEMU.  Host: executable <name>; `run-<name>`
-# runs it.
+# `run-<name>` that runs it in QEMU (a board: only nucleo-f446re, under
+# netduinoplus2 with USART2 on the terminal; stop it with Ctrl-a x).  Host:
+# executable <name>; `run-<name>` runs it.
 #
 # Variables:
 #   DQA_TARGET        target name (see table below); default "host"
@@ -27,7 +30,7 @@
 #   DQA_SANITIZE      ON: host builds get -fsanitize=address,undefined
 #                     -fno-sanitize-recover=all (ignored for Cortex-M)
 # Set by this file for the current DQA_TARGET:
-#   DQA_QEMU_MACHINE  e.g. mps2-an500 ("" for host)
+#   DQA_QEMU_MACHINE  e.g. mps2-an500 ("" for host and the boards QEMU lacks)
 #   DQA_CPU_FLAGS     gcc CPU flags (list)
 #   DQA_QEMU_COMMAND  full qemu-system-arm command line minus the ELF (list)
 # Target properties on each executable: DQA_TARGET, DQA_QEMU_MACHINE.
@@ -46,14 +49,22 @@ if(NOT DEFINED DQA_TARGET OR "${DQA_TARGET}" STREQUAL "")
 endif()
 option(DQA_SANITIZE "Host builds: AddressSanitizer + UBSan, abort on first error" OFF)
 
-set(DQA_SUPPORTED_TARGETS cortex-m3 cortex-m4 cortex-m7 cortex-m33 cortex-m55 host)
+set(DQA_SUPPORTED_TARGETS cortex-m3 cortex-m4 cortex-m7 cortex-m33 cortex-m55
+    nucleo-f446re nucleo-f767zi nucleo-l4r5zi nucleo-h743zi host)
 
 # dqa_target_info(<target> <prefix>): sets <prefix>_QEMU_MACHINE,
-# <prefix>_CPU_FLAGS, <prefix>_LINKER_SCRIPT, <prefix>_CPU_HZ in the caller.
+# <prefix>_CPU_FLAGS, <prefix>_LINKER_SCRIPT, <prefix>_CPU_HZ and, for a
+# board, <prefix>_BOARD_SOURCES, <prefix>_IRQ_COUNT, <prefix>_LINK_FLAGS in
+# the caller (<prefix>_BOARD_SOURCES is empty for the QEMU machines and host).
 #   CPU_HZ: SysTick (processor) clock of the QEMU machine; with -icount shift=0
 #   one instruction = 1 ns, so instructions per SysTick tick = 1e9 / CPU_HZ.
+#   (A board measures its clock itself: dqa_board_stm32.c.)
 function(dqa_target_info target prefix)
   set(ld "${DQA_BOARD_DIR}/ld")
+  set(src "${DQA_BOARD_DIR}/src")
+  set(board_sources "")
+  set(irqs "")
+  set(link_flags "")
   if(target STREQUAL "cortex-m3")
     set(machine mps2-an385)
     set(flags -mcpu=cortex-m3 -mthumb)
@@ -80,6 +91,32 @@ function(dqa_target_info target prefix)
     set(flags -mcpu=cortex-m55 -mthumb -mfloat-abi=hard)
     set(script "${ld}/mps3_an547.ld")
     set(hz 32000000)
+  elseif(target STREQUAL "nucleo-f446re")
+    set(machine netduinoplus2)  # an STM32F405: the same image runs there
+    set(flags -mcpu=cortex-m4 -mthumb -mfloat-abi=hard -mfpu=fpv4-sp-d16)
+    set(script "${ld}/nucleo_f446re.ld")
+    set(board_sources "${src}/nucleo_f446re.c" "${src}/stm32_f4f7_clock.c")
+    set(irqs 97)
+  elseif(target STREQUAL "nucleo-f767zi")
+    set(machine "")
+    set(flags -mcpu=cortex-m7 -mthumb -mfloat-abi=hard -mfpu=fpv5-d16)
+    set(script "${ld}/nucleo_f767zi.ld")
+    set(board_sources "${src}/nucleo_f767zi.c" "${src}/stm32_f4f7_clock.c")
+    set(irqs 110)
+  elseif(target STREQUAL "nucleo-l4r5zi")
+    set(machine "")
+    set(flags -mcpu=cortex-m4 -mthumb -mfloat-abi=hard -mfpu=fpv4-sp-d16)
+    set(script "${ld}/nucleo_l4r5zi.ld")
+    set(board_sources "${src}/nucleo_l4r5zi.c")
+    set(irqs 95)
+  elseif(target STREQUAL "nucleo-h743zi")
+    set(machine "")
+    set(flags -mcpu=cortex-m7 -mthumb -mfloat-abi=hard -mfpu=fpv5-d16)
+    set(script "${ld}/nucleo_h743zi.ld")
+    set(board_sources "${src}/nucleo_h743zi.c")
+    set(irqs 150)
+    # the arena falls through from the DTCM to the AXI SRAM when too big (nucleo_h743zi.ld)
+    set(link_flags -Wl,--enable-non-contiguous-regions)
   elseif(target STREQUAL "host")
     set(machine "")
     set(flags "")
@@ -93,15 +130,22 @@ function(dqa_target_info target prefix)
   set(${prefix}_CPU_FLAGS "${flags}" PARENT_SCOPE)
   set(${prefix}_LINKER_SCRIPT "${script}" PARENT_SCOPE)
   set(${prefix}_CPU_HZ "${hz}" PARENT_SCOPE)
+  set(${prefix}_BOARD_SOURCES "${board_sources}" PARENT_SCOPE)
+  set(${prefix}_IRQ_COUNT "${irqs}" PARENT_SCOPE)
+  set(${prefix}_LINK_FLAGS "${link_flags}" PARENT_SCOPE)
+  if(board_sources AND machine)
+    # no semihosting on a board: its console UART (USART2, the second -serial) on the terminal
+    set(qemu qemu-system-arm -M ${machine} -nographic -serial null -serial stdio -icount shift=0 -kernel)
+  elseif(machine)
+    set(qemu qemu-system-arm -M ${machine} -nographic
+        -semihosting-config enable=on,target=native -icount shift=0 -kernel)
+  else()
+    set(qemu "")
+  endif()
+  set(${prefix}_QEMU_COMMAND "${qemu}" PARENT_SCOPE)
 endfunction()
 
 dqa_target_info("${DQA_TARGET}" DQA)
-if(DQA_QEMU_MACHINE)
-  set(DQA_QEMU_COMMAND qemu-system-arm -M ${DQA_QEMU_MACHINE} -nographic
-      -semihosting-config enable=on,target=native -icount shift=0 -kernel)
-else()
-  set(DQA_QEMU_COMMAND "")
-endif()
 
 # Toolchain selection.
 get_property(_dqa_langs GLOBAL PROPERTY ENABLED_LANGUAGES)
@@ -161,17 +205,31 @@ function(dqa_add_firmware name)
       message(FATAL_ERROR "dqa_add_firmware(${name}): TARGET ${ARG_TARGET} needs "
         "-DCMAKE_TOOLCHAIN_FILE=${_dqa_default_fw_dir}/cmake/arm-none-eabi.cmake")
     endif()
-    add_executable(${name} ${ARG_SOURCES}
-      "${DQA_BOARD_DIR}/src/startup_cortexm.c"
-      "${DQA_BOARD_DIR}/src/dqa_board_qemu.c")
+    if(T_BOARD_SOURCES)
+      # a real board: its clock, UART console and cycle counter; newlib's plain crt0
+      add_executable(${name} ${ARG_SOURCES}
+        "${DQA_BOARD_DIR}/src/startup_cortexm.c"
+        "${DQA_BOARD_DIR}/src/dqa_systick.c"
+        "${DQA_BOARD_DIR}/src/dqa_board_stm32.c"
+        ${T_BOARD_SOURCES})
+      target_compile_definitions(${name} PRIVATE DQA_BOARD_STM32=1
+        "DQA_BOARD_IRQ_COUNT=${T_IRQ_COUNT}" ${ARG_DEFINITIONS})
+      set(specs "")
+    else()
+      add_executable(${name} ${ARG_SOURCES}
+        "${DQA_BOARD_DIR}/src/startup_cortexm.c"
+        "${DQA_BOARD_DIR}/src/dqa_systick.c"
+        "${DQA_BOARD_DIR}/src/dqa_board_qemu.c")
+      target_compile_definitions(${name} PRIVATE DQA_BOARD_QEMU=1
+        "DQA_BOARD_CPU_HZ=${T_CPU_HZ}u"
+        "DQA_BOARD_NAME=\"${T_QEMU_MACHINE} (${ARG_TARGET})\""
+        ${ARG_DEFINITIONS})
+      set(specs --specs=rdimon.specs)
+    endif()
     set_target_properties(${name} PROPERTIES SUFFIX ".elf")
-    target_compile_definitions(${name} PRIVATE DQA_BOARD_QEMU=1
-      "DQA_BOARD_CPU_HZ=${T_CPU_HZ}u"
-      "DQA_BOARD_NAME=\"${T_QEMU_MACHINE} (${ARG_TARGET})\""
-      ${ARG_DEFINITIONS})
     target_compile_options(${name} PRIVATE ${T_CPU_FLAGS} ${warn} -O2 -g
       -ffunction-sections -fdata-sections)
-    set(link_opts ${T_CPU_FLAGS} --specs=rdimon.specs
+    set(link_opts ${T_CPU_FLAGS} ${specs} ${T_LINK_FLAGS}
       -L${DQA_BOARD_DIR}/ld -T${T_LINKER_SCRIPT}
       -Wl,--gc-sections -Wl,-Map=$<TARGET_FILE_DIR:${name}>/${name}.map
       -Wl,--print-memory-usage)
@@ -187,11 +245,11 @@ function(dqa_add_firmware name)
       COMMAND ${CMAKE_OBJCOPY} -O ihex $<TARGET_FILE:${name}> $<TARGET_FILE_DIR:${name}>/${name}.hex
       COMMAND ${CMAKE_SIZE} $<TARGET_FILE:${name}>
       VERBATIM)
-    add_custom_target(run-${name}
-      COMMAND qemu-system-arm -M ${T_QEMU_MACHINE} -nographic
-              -semihosting-config enable=on,target=native -icount shift=0
-              -kernel $<TARGET_FILE:${name}>
-      DEPENDS ${name} USES_TERMINAL VERBATIM)
+    if(T_QEMU_COMMAND)
+      add_custom_target(run-${name}
+        COMMAND ${T_QEMU_COMMAND} $<TARGET_FILE:${name}>
+        DEPENDS ${name} USES_TERMINAL VERBATIM)
+    endif()
   endif()
 
   target_include_directories(${name} PRIVATE "${board_inc}" ${ARG_INCLUDE_DIRS})

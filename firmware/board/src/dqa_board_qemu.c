@@ -1,14 +1,19 @@
 /*
  * dqa_board_qemu.c - dqa_board.h for the QEMU Cortex-M machines.
  *
- * Instruction counter: SysTick clocked from the CPU clock (CLKSOURCE=1),
- * reload 0xFFFFFF, interrupt on every wrap-around.  Under QEMU with
+ * Instruction counter: SysTick (dqa_systick.c).  Under QEMU with
  * `-icount shift=0` one instruction = 1 ns of virtual time, hence
  *     instructions = ticks * 1e9 / DQA_BOARD_CPU_HZ.
  * DQA_BOARD_CPU_HZ and DQA_BOARD_NAME are set per target by
  * firmware/cmake/dqa_targets.cmake.
+ *
+ * Console and exit: semihosting (stdio through newlib's rdimon, and the
+ * direct calls below for the fault handler).
  */
 #include "dqa_board.h"
+
+#include "dqa_board_internal.h"
+#include "dqa_systick.h"
 
 #ifndef DQA_BOARD_CPU_HZ
 #error "DQA_BOARD_CPU_HZ must be defined (SysTick/CPU clock of the QEMU machine)"
@@ -17,69 +22,11 @@
 #define DQA_BOARD_NAME "qemu-cortex-m"
 #endif
 
-#define SYST_CSR (*(volatile uint32_t *)0xE000E010u)
-#define SYST_RVR (*(volatile uint32_t *)0xE000E014u)
-#define SYST_CVR (*(volatile uint32_t *)0xE000E018u)
-#define SCB_ICSR (*(volatile uint32_t *)0xE000ED04u)
-#define SCB_SHPR3 (*(volatile uint32_t *)0xE000ED20u)
-
-#define SYST_CSR_ENABLE    (1u << 0)
-#define SYST_CSR_TICKINT   (1u << 1)
-#define SYST_CSR_CLKSOURCE (1u << 2)
-#define SCB_ICSR_PENDSTSET (1u << 26)
-#define SCB_ICSR_PENDSTCLR (1u << 25)
-
-#define SYST_RELOAD 0x00FFFFFFu
-
-static volatile uint32_t dqa_systick_wraps;
-static uint64_t dqa_tick_base;
 static int dqa_started;
-
-void SysTick_Handler(void);
-void SysTick_Handler(void)
-{
-    dqa_systick_wraps = dqa_systick_wraps + 1u;
-}
-
-/* Ticks since SysTick was started: wraps * 2^24 + elapsed part of the current
- * period.  Interrupts are masked so the wrap count and the counter value are
- * read consistently; a wrap that happened but whose interrupt has not been
- * taken yet shows up as PENDSTSET and is accounted for here. */
-static uint64_t dqa_raw_ticks(void)
-{
-    uint32_t primask;
-    uint32_t wraps;
-    uint32_t value;
-
-    __asm__ volatile("mrs %0, primask\n\tcpsid i" : "=r"(primask) : : "memory");
-    wraps = dqa_systick_wraps;
-    value = SYST_CVR;
-    if (SCB_ICSR & SCB_ICSR_PENDSTSET) {
-        /* Wrapped (maybe after `value` was read): re-read after the wrap. */
-        value = SYST_CVR;
-        wraps += 1u;
-    }
-    __asm__ volatile("msr primask, %0" : : "r"(primask) : "memory");
-    return ((uint64_t)wraps << 24) + (uint64_t)(SYST_RELOAD - (value & SYST_RELOAD));
-}
 
 void dqa_board_init(void)
 {
-    SYST_CSR = 0u;
-    SCB_ICSR = SCB_ICSR_PENDSTCLR;
-    /* SysTick exception at the highest configurable priority (0). */
-    SCB_SHPR3 &= 0x00FFFFFFu;
-    dqa_systick_wraps = 0u;
-    SYST_RVR = SYST_RELOAD;
-    SYST_CVR = 0u; /* any write clears the counter; it reloads on the next tick */
-    SYST_CSR = SYST_CSR_CLKSOURCE | SYST_CSR_TICKINT | SYST_CSR_ENABLE;
-    __asm__ volatile("dsb\n\tisb\n\tcpsie i" : : : "memory");
-    /* The cleared counter reads 0 until the first tick reloads it from RVR
-     * (that reload is not a wrap): wait for it (at most one tick), so the
-     * base reading below is inside the first full period. */
-    while (SYST_CVR == 0u) {
-    }
-    dqa_tick_base = dqa_raw_ticks();
+    dqa_systick_start();
     dqa_started = 1;
 }
 
@@ -92,7 +39,7 @@ uint64_t dqa_board_instructions(void)
     if (!dqa_started) {
         return 0u;
     }
-    ticks = dqa_raw_ticks() - dqa_tick_base;
+    ticks = dqa_systick_ticks();
     /* ticks * 1e9 / hz without overflowing for long runs. */
     return (ticks / hz) * ns + ((ticks % hz) * ns) / hz;
 }
@@ -100,4 +47,60 @@ uint64_t dqa_board_instructions(void)
 const char *dqa_board_name(void)
 {
     return DQA_BOARD_NAME;
+}
+
+/* ---------------------------------------------------------------------- */
+/* Minimal direct semihosting (usable from handler mode, before newlib).   */
+
+static uint32_t dqa_semihost(uint32_t op, const void *arg)
+{
+    register uint32_t r0 __asm__("r0") = op;
+    register const void *r1 __asm__("r1") = arg;
+    __asm__ volatile("bkpt 0xab" : "+r"(r0) : "r"(r1) : "memory");
+    return r0;
+}
+
+void dqa_board_puts_raw(const char *s)
+{
+    dqa_semihost(0x04u /* SYS_WRITE0 */, s);
+}
+
+void dqa_board_halt(uint32_t code)
+{
+    /* SYS_EXIT_EXTENDED(ADP_Stopped_ApplicationExit, code) */
+    uint32_t block[2];
+    block[0] = 0x20026u;
+    block[1] = code;
+    dqa_semihost(0x20u, block);
+    /* Fallback: plain SYS_EXIT with a run-time-error reason (exit code 1). */
+    dqa_semihost(0x18u, (const void *)0x20023u);
+    for (;;) {
+    }
+}
+
+/*
+ * rdimon-crt0 asks QEMU for the heap/stack layout (SYS_HEAPINFO), stores the
+ * answered heap limit in newlib's __heap_limit and moves the stack pointer to
+ * the answered stack base: QEMU derives both from the largest RAM block of
+ * the machine, which is not the RAM region of our linker script (e.g. PSRAM,
+ * or a DDR block behind a TrustZone MPC that Secure code cannot use).  crt0
+ * then calls the weak hook _stack_init (a leaf called with BL, after sp was
+ * set and before anything is pushed).  We override it to put sp back at the
+ * top of our RAM region and to let the heap grow from `end` up to the stack,
+ * so the layout is the one the linker script documents on every machine.
+ * (Seen with QEMU 7.2 without this override: sp in PSRAM at 0x22000000 on
+ * mps2-an385 and 0x81000000 on mps2-an505; on mps3-an547 sp at the top of
+ * the ITCM (0x00080000) and a heap limit below `end`, so malloc() - and
+ * with it printf's buffers - failed.)
+ */
+void _stack_init(void) __attribute__((naked));
+void _stack_init(void)
+{
+    __asm__ volatile(
+        "ldr r3, =_estack\n\t"
+        "mov sp, r3\n\t"
+        "ldr r2, =__heap_limit\n\t"
+        "str r3, [r2]\n\t"
+        "bx lr\n\t"
+        ".ltorg\n\t");
 }
