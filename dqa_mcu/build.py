@@ -156,6 +156,13 @@ def check_runnable(target: Target) -> None:
                          "(ISR/TDR USART); connect the board and use dqa-mcu flash OUT")
 
 
+def check_emulated(target: Target) -> None:
+    """`run --qemu`: the target must have a QEMU machine."""
+    check_runnable(target)
+    if target.qemu_machine is None:
+        raise BuildError(f"{target.name} runs on this machine, not under QEMU; export for a core or nucleo-f446re")
+
+
 def qemu_command(target: Target, exe: Path) -> list[str]:
     """The QEMU command line: semihosting for the bare cores; for a board, its console UART's
     -serial on stdout (the k-th -serial option is the k-th USART) and no semihosting."""

@@ -258,17 +258,21 @@ def _output_scale(out: Path) -> float:
 
 
 def run_project(out: Path, images: np.ndarray | None, labels: np.ndarray | None, target_name: str | None,
-                timeout: float, sanitize: bool = False, log=print, task: evaluate.Task = evaluate.CLASSIFY) -> dict:
+                timeout: float, sanitize: bool = False, log=print, task: evaluate.Task = evaluate.CLASSIFY,
+                execute=None) -> dict:
     """Build and run an export on `images` (model inputs), compare with the reference bit for bit, and
-    score the outputs against `labels` (the task's targets) when given."""
+    score the outputs against `labels` (the task's targets) when given. `execute(exe, target, timeout)`
+    runs the built image (default: on the host or under QEMU; `dqa-mcu flash`: on the board)."""
     info = json.loads((out / EXPORT_INFO_FILE).read_text())
     target = get_target(target_name or info["target"])
     if images is None:
         images = np.load(out / HARNESS_IMAGES_FILE)["x"]
     expected_output, expected_overflowed = _expected(out, images)
     codegen.write_harness_inputs(out, images.view(np.uint8))  # int8 inputs (TFLite mode) as their bytes
+    if execute is None:
+        fw.check_runnable(target)  # before the build: a board QEMU does not emulate runs only on itself
     exe = fw.build(out, target, sanitize=sanitize)
-    result = fw.run(exe, target, timeout=timeout)
+    result = (execute or fw.run)(exe, target, timeout=timeout)
     if result.outputs.shape == expected_output.shape:
         # outputs and the overflow status (spec 2.3) must both match, image by image
         differs = (result.outputs != expected_output).any(axis=1) | (result.overflowed != expected_overflowed)
@@ -279,15 +283,15 @@ def run_project(out: Path, images: np.ndarray | None, labels: np.ndarray | None,
               "mismatched_images": [int(i) for i in np.flatnonzero(differs)],
               "instructions_per_inference": float(result.instructions.mean()),
               "overflowed_tensors": int(result.overflowed.sum()), "layers": result.layers}
-    if target.qemu_machine:
+    if not target.is_host:
         report.update(fw.sizes(exe))
         report.pop("sections", None)
     if labels is not None:
         report[task.report_key] = task.score(result.outputs * _output_scale(out), labels)
     log(f"{target.name} ({result.board}): {len(images)} images, "
         f"{'bit-exact with the reference' if exact else 'MISMATCH with the reference on images ' + str(report['mismatched_images'][:10])}")
-    if target.qemu_machine:
-        log(f"  instructions per inference {report['instructions_per_inference']:.0f}, "
+    if not target.is_host:
+        log(f"  {result.counter} per inference {report['instructions_per_inference']:.0f}, "
             f"RAM (.data + .bss) {report['ram']} bytes, flash (.text + .rodata + .data) {report['flash']} bytes")
     if labels is not None:
         log(f"  {task.metric} on these images: {report[task.report_key]:.2f}")
@@ -444,10 +448,12 @@ def _build_export(out: Path, target, no_build: bool) -> int:
     except fw.BuildError as exc:
         print(f"dqa-mcu: not built: {exc}", file=sys.stderr)
         return 0 if "not found" in str(exc) else 1
-    print(f"built {exe}")
-    if target.qemu_machine:
-        print(f"  flash it with your board's tools (st-flash, openocd, STM32CubeProgrammer) after adding its "
-              f"linker script; QEMU: dqa-mcu run {out}")
+    print(f"built {exe} (and {exe.with_suffix('.bin').name}, {exe.with_suffix('.hex').name})")
+    if target.board is not None:
+        print(f"  on the board: dqa-mcu flash {out}"
+              + (f"; under QEMU {target.qemu_machine}: dqa-mcu run {out}" if target.qemu_machine else ""))
+    elif target.qemu_machine:
+        print(f"  QEMU: dqa-mcu run {out}; for a real board, export with its --target (nucleo-f446re, ...)")
     return 0
 
 
@@ -494,6 +500,8 @@ def cmd_run(args) -> int:
     out = Path(args.project)
     if not (out / EXPORT_INFO_FILE).exists():
         raise DataError(f"{out}: not a dqa-mcu export (no {EXPORT_INFO_FILE}); run dqa-mcu export first")
+    if getattr(args, "qemu", False):  # (the report command runs this without the flag)
+        fw.check_emulated(get_target(args.target or json.loads((out / EXPORT_INFO_FILE).read_text())["target"]))
     images = labels = None
     task = evaluate.task(args.task, args.scale)
     if args.data:
@@ -512,6 +520,22 @@ def cmd_run(args) -> int:
             print(f"  {name:32s} {count:12d}  {100 * count / max(total, 1):5.1f} %")
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=1) + "\n")
+    return 0 if report["bit_exact"] else 1
+
+
+def cmd_flash(args) -> int:
+    from . import flash
+    out = Path(args.project)
+    if not (out / EXPORT_INFO_FILE).exists():
+        raise DataError(f"{out}: not a dqa-mcu export (no {EXPORT_INFO_FILE}); run dqa-mcu export first")
+    target = get_target(json.loads((out / EXPORT_INFO_FILE).read_text())["target"])
+    flash.require_board(target)
+    if args.dry_run:
+        print(flash.dry_run(fw.executable(out, target), target, args.probe, args.port))
+        return 0
+    probe = flash.choose_probe(args.probe)
+    report = run_project(out, None, None, None, args.timeout, execute=lambda exe, target, timeout:
+                         flash.flash_and_read(exe, target, probe, args.port, timeout))
     return 0 if report["bit_exact"] else 1
 
 
@@ -691,10 +715,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--target", help="override the export's target")
     p.add_argument("--timeout", type=float, default=fw.DEFAULT_TIMEOUT_S, help="seconds before the run is stopped")
     p.add_argument("--sanitize", action="store_true", help="host target: build with ASan + UBSan")
+    p.add_argument("--qemu", action="store_true", help="run under QEMU (the default for the cores and for "
+                                                       "nucleo-f446re, whose image runs on netduinoplus2)")
     _task_args(p)
     p.add_argument("--layers", action="store_true", help="print instructions per layer")
     p.add_argument("--json", help="also write the report to this file")
     p.set_defaults(func=cmd_run)
+
+    from .flash import DEFAULT_PORT, PROBES
+    p = sub.add_parser("flash", help="flash a board's export (openocd, st-flash or pyocd), read its serial "
+                                     "output, compare bit for bit")
+    p.add_argument("project")
+    p.add_argument("--probe", choices=PROBES, help="the flasher (default: the first installed, in this order)")
+    p.add_argument("--port", default=DEFAULT_PORT, help="the board's virtual COM port")
+    p.add_argument("--dry-run", action="store_true", help="print the commands, run nothing")
+    p.add_argument("--timeout", type=float, default=fw.DEFAULT_TIMEOUT_S,
+                   help="seconds to wait for the board's output")
+    p.set_defaults(func=cmd_flash)
 
     p = sub.add_parser("report", help="one self-contained HTML page about an export: layers, arena, RAM and flash "
                                       "against all-8-bit, the run's instructions and accuracy")

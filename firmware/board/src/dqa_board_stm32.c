@@ -142,7 +142,7 @@ void dqa_board_init(void)
     if (dqa_counter == DQA_COUNTER_SYSTICK) {
         dqa_systick_start();
     }
-    snprintf(dqa_name, sizeof dqa_name, "%s, %lu MHz%s, %s", dqa_stm32_board,
+    snprintf(dqa_name, sizeof dqa_name, "%s at %lu MHz%s, counting %s", dqa_stm32_board,
              (unsigned long)(clocks.core_hz / 1000000u),
              clocks.full_speed ? "" : " (clock setup timed out: reset oscillator)",
              dqa_counter == DQA_COUNTER_DWT ? "DWT cycles" : "SysTick ticks");

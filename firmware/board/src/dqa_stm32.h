@@ -44,7 +44,7 @@ typedef struct {
 } dqa_stm32_clocks_t;
 
 /* Provided by each board file (nucleo_*.c): */
-extern const char dqa_stm32_board[];     /* e.g. "nucleo-f446re (STM32F446RE)" */
+extern const char dqa_stm32_board[];     /* e.g. "NUCLEO-F446RE (STM32F446RE)" */
 dqa_stm32_clocks_t dqa_stm32_clock_init(void); /* PLL to the board's usual frequency */
 void dqa_stm32_console_init(uint32_t console_hz); /* VCP UART at DQA_STM32_BAUD */
 void dqa_stm32_console_putc(char c);

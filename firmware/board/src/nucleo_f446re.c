@@ -20,7 +20,7 @@
 #define USART_CR1_TE (1u << 3)
 #define USART_CR1_RE (1u << 2)
 
-const char dqa_stm32_board[] = "nucleo-f446re (STM32F446RE)";
+const char dqa_stm32_board[] = "NUCLEO-F446RE (STM32F446RE)";
 
 dqa_stm32_clocks_t dqa_stm32_clock_init(void)
 {

@@ -11,7 +11,7 @@
 #define GPIOD_BASE  0x40020C00u
 #define USART3_BASE 0x40004800u /* clocked from APB1 (RCC_DCKCFGR2 USART3SEL reset value) */
 
-const char dqa_stm32_board[] = "nucleo-f767zi (STM32F767ZI)";
+const char dqa_stm32_board[] = "NUCLEO-F767ZI (STM32F767ZI)";
 
 dqa_stm32_clocks_t dqa_stm32_clock_init(void)
 {

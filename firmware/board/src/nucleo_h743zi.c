@@ -41,7 +41,7 @@
 #define FLASH_ACR_LATENCY  0xFu
 #define HSI_HZ 64000000u
 
-const char dqa_stm32_board[] = "nucleo-h743zi (STM32H743ZI)";
+const char dqa_stm32_board[] = "NUCLEO-H743ZI (STM32H743ZI)";
 
 dqa_stm32_clocks_t dqa_stm32_clock_init(void)
 {

@@ -38,7 +38,7 @@
 #define FLASH_ACR_LATENCY 0xFu
 #define MSI_HZ 4000000u          /* the clock out of reset */
 
-const char dqa_stm32_board[] = "nucleo-l4r5zi (STM32L4R5ZI)";
+const char dqa_stm32_board[] = "NUCLEO-L4R5ZI (STM32L4R5ZI)";
 
 dqa_stm32_clocks_t dqa_stm32_clock_init(void)
 {
