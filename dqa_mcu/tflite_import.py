@@ -12,15 +12,16 @@ A model whose input is float32 is a float model (``TFLiteGraph.quantized``
 False): every activation, weight and bias must then be float32 (no
 DEQUANTIZE / float16 weights), and ``tflite_float.tflite_to_ir`` turns it
 into the float graph IR for DQA; it may also use the ``FLOAT_OPS`` beyond
-the int8 list (resampling, transposed convolution, depth_to_space, element-wise
-mul / sub, standalone activations; ``tflite_float`` says how each maps).
+the int8 list (TILE, TRANSPOSE; ``tflite_float`` says how each maps).
 Otherwise the int8 rules below apply.
 
 Supported operators (int8 activations, int8 weights, int32 biases):
-CONV_2D, DEPTHWISE_CONV_2D, FULLY_CONNECTED, ADD, AVERAGE_POOL_2D,
-MAX_POOL_2D, MEAN, RESHAPE, SOFTMAX, PAD, CONCATENATION, with fused
-activations NONE / RELU / RELU6 / RELU_N1_TO_1. Any other operator raises
-``UnsupportedTFLiteOpError`` naming it and its index.
+CONV_2D, DEPTHWISE_CONV_2D, TRANSPOSE_CONV, FULLY_CONNECTED, ADD, SUB, MUL,
+AVERAGE_POOL_2D, MAX_POOL_2D, MEAN, RESHAPE, SOFTMAX, PAD, CONCATENATION,
+RESIZE_NEAREST_NEIGHBOR, RESIZE_BILINEAR, DEPTH_TO_SPACE, RELU, RELU6,
+LEAKY_RELU, LOGISTIC, TANH, HARD_SWISH, with fused activations NONE / RELU /
+RELU6 / RELU_N1_TO_1. Any other operator raises ``UnsupportedTFLiteOpError``
+naming it and its index.
 
 File-level problems raise ``TFLiteFormatError`` (a ``ValueError``) with one
 line naming the file: not a TFLite model, a truncated or corrupt flatbuffer,
@@ -46,7 +47,9 @@ __all__ = ["TFLiteGraph", "TTensor", "TOp", "TFLiteFormatError", "UnsupportedTFL
            "FLOAT_OPS"]
 
 SUPPORTED_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "ADD", "AVERAGE_POOL_2D",
-                 "MAX_POOL_2D", "MEAN", "RESHAPE", "SOFTMAX", "PAD", "CONCATENATION")
+                 "MAX_POOL_2D", "MEAN", "RESHAPE", "SOFTMAX", "PAD", "CONCATENATION", "SUB", "MUL",
+                 "LEAKY_RELU", "RESIZE_NEAREST_NEIGHBOR", "DEPTH_TO_SPACE", "TRANSPOSE_CONV", "RESIZE_BILINEAR",
+                 "LOGISTIC", "HARD_SWISH", "TANH", "RELU", "RELU6")
 # a float model goes to the float IR (tflite_float), which has more ops than the int8 reference
 FLOAT_OPS = tuple(dict.fromkeys(SUPPORTED_OPS + (
     "SUB", "MUL", "TRANSPOSE_CONV", "RESIZE_NEAREST_NEIGHBOR", "RESIZE_BILINEAR", "DEPTH_TO_SPACE", "TILE",
@@ -383,23 +386,25 @@ def _check_op(op: TOp, tensors: list[TTensor], source: str) -> None:
         require(t(i).dtype == "int8", f"tensor {i} {t(i).name!r} is {t(i).dtype}; only int8 activations")
         require(t(i).scale is not None and t(i).scale.size == 1,
                 f"tensor {i} {t(i).name!r} needs one (per-tensor) scale and zero point")
-    if op.op in ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED"):
-        require(len(op.inputs) >= 2 and op.inputs[1] >= 0 and t(op.inputs[1]).is_const,
+    if op.op in ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "TRANSPOSE_CONV"):
+        # TRANSPOSE_CONV's operands: output shape, weights, input, bias
+        data_index, bias_index = (2, 3) if op.op == "TRANSPOSE_CONV" else (0, 2)
+        require(len(op.inputs) > data_index and op.inputs[1] >= 0 and t(op.inputs[1]).is_const,
                 "the weights must be a constant tensor")
         w = t(op.inputs[1])
         require(w.dtype == "int8", f"weights are {w.dtype}; only int8")
         require(w.zero_point is not None and not np.any(w.zero_point),
                 "weights must be symmetric (zero point 0)")
-        if len(op.inputs) > 2 and op.inputs[2] >= 0:
-            b = t(op.inputs[2])
+        if len(op.inputs) > bias_index and op.inputs[bias_index] >= 0:
+            b = t(op.inputs[bias_index])
             require(b.is_const and b.dtype == "int32", f"bias is {b.dtype}; only an int32 constant")
-        ndim = {"CONV_2D": 4, "DEPTHWISE_CONV_2D": 4, "FULLY_CONNECTED": 2}[op.op]
+        ndim = 2 if op.op == "FULLY_CONNECTED" else 4
         require(len(w.shape) == ndim, f"weights of rank {len(w.shape)}, expected {ndim}")
         if w.per_channel:
             qd = 3 if op.op == "DEPTHWISE_CONV_2D" else 0
             require(w.quantized_dimension == qd and w.scale.size == w.shape[qd],
                     "per-channel weight scales must run along the output channels")
-        x = t(op.inputs[0])
+        x = t(op.inputs[data_index])
         if op.op != "FULLY_CONNECTED":
             require(len(x.shape) == 4, f"input of rank {len(x.shape)}; NHWC expected")
         if op.op == "CONV_2D":
@@ -407,13 +412,18 @@ def _check_op(op: TOp, tensors: list[TTensor], source: str) -> None:
         if op.op == "DEPTHWISE_CONV_2D":
             require(w.shape[3] == x.shape[3] * op.options["depth_multiplier"],
                     "weights' channels != input channels x depth multiplier")
+        if op.op == "TRANSPOSE_CONV":
+            shape = t(op.inputs[0])
+            require(shape.is_const and list(shape.data.reshape(-1)) == list(t(op.outputs[0]).shape),
+                    "the output shape must be a constant tensor equal to the output's shape")
+            require(x.shape[3] == w.shape[3], "input channels != the weights' depth")
     elif op.op in ("AVERAGE_POOL_2D", "MAX_POOL_2D"):
         x, y = t(op.inputs[0]), t(op.outputs[0])
         require(len(x.shape) == 4, "NHWC input expected")
         require(float(x.scale[0]) == float(y.scale[0]) and int(x.zero_point[0]) == int(y.zero_point[0]),
                 "input and output quantization differ")
-    elif op.op == "ADD":
-        require(len(op.inputs) == 2, "ADD needs two inputs")
+    elif op.op in ("ADD", "SUB", "MUL"):
+        require(len(op.inputs) == 2, f"{op.op} needs two inputs")
         for i in op.inputs:
             require(not t(i).is_const or t(i).dtype == "int8", "a constant operand must be int8")
             require(t(i).scale is not None and t(i).scale.size == 1, "per-tensor quantization expected")
@@ -435,6 +445,21 @@ def _check_op(op: TOp, tensors: list[TTensor], source: str) -> None:
         y = t(op.outputs[0])
         require(int(y.zero_point[0]) == -128 and abs(float(y.scale[0]) - 1 / 256) <= 0.001 / 256,
                 "the int8 output must have scale 1/256 and zero point -128")
+    elif op.op == "LOGISTIC":
+        y = t(op.outputs[0])
+        require(int(y.zero_point[0]) == -128 and float(y.scale[0]) == 1 / 256,
+                "the int8 output must have scale 1/256 and zero point -128")
+    elif op.op in ("RESIZE_NEAREST_NEIGHBOR", "RESIZE_BILINEAR"):
+        x, y = t(op.inputs[0]), t(op.outputs[0])
+        require(len(op.inputs) == 2 and t(op.inputs[1]).is_const, "the output size must be a constant tensor")
+        require(len(x.shape) == 4 and list(t(op.inputs[1]).data.reshape(-1)) == list(y.shape[1:3]),
+                "NHWC input and a constant size equal to the output's height and width expected")
+        require(not (op.options["align_corners"] and op.options["half_pixel_centers"]),
+                "align_corners and half_pixel_centers together")
+    elif op.op == "DEPTH_TO_SPACE":
+        x, block = t(op.inputs[0]), op.options["block"]
+        require(len(x.shape) == 4 and block >= 1 and x.shape[3] % (block * block) == 0,
+                "NHWC input with channels a multiple of block^2 expected")
     elif op.op == "RESHAPE":
         x, y = t(op.inputs[0]), t(op.outputs[0])
         require(int(np.prod(x.shape)) == int(np.prod(y.shape)), "element counts differ")

@@ -26,6 +26,7 @@ Everything is vectorized over the batch.
 """
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass, field
 from typing import Callable
@@ -61,20 +62,21 @@ def _trunc_div_pow2(x: np.ndarray, bits: int) -> np.ndarray:
     return q
 
 
-def saturating_rounding_doubling_high_mul(a, b) -> np.ndarray:
-    """gemmlowp SaturatingRoundingDoublingHighMul (ARM VQRDMULH) on int32 values.
+def saturating_rounding_doubling_high_mul(a, b, bits: int = 32) -> np.ndarray:
+    """gemmlowp SaturatingRoundingDoublingHighMul (ARM VQRDMULH) on int32 values (``bits=16``: on int16).
 
-    ``(a * b + nudge) / 2**31`` with C's truncating division, nudge ``2**30`` for a
-    non-negative product and ``1 - 2**30`` for a negative one; ``a == b == INT32_MIN``
-    saturates to ``INT32_MAX``.
+    ``(a * b + nudge) / 2**(bits-1)`` with C's truncating division, nudge ``2**(bits-2)`` for a
+    non-negative product and ``1 - 2**(bits-2)`` for a negative one; ``a == b == -2**(bits-1)``
+    saturates to ``2**(bits-1) - 1``.
     """
     a = np.asarray(a, np.int64)
     b = np.asarray(b, np.int64)
+    lowest = -(1 << (bits - 1))
     ab = a * b
-    ab += (1 << 30) - (ab < 0) * ((1 << 31) - 1)
-    res = _trunc_div_pow2(ab, 31)
-    if np.any(b == INT32_MIN):
-        res = np.where((a == b) & (a == INT32_MIN), INT32_MAX, res)
+    ab += (1 << (bits - 2)) - (ab < 0) * ((1 << (bits - 1)) - 1)
+    res = _trunc_div_pow2(ab, bits - 1)
+    if np.any(b == lowest):
+        res = np.where((a == b) & (a == lowest), -lowest - 1, res)
     return res
 
 
@@ -278,6 +280,123 @@ def softmax_int8(x: np.ndarray, multiplier: int, left_shift: int, diff_min: int)
     return np.where(valid, np.clip(out, -128, 127), -128)
 
 
+# --------------------------------------------------------------------------- element-wise helpers
+
+def _float32_multiplier(numerator, denominator) -> tuple[int, int]:
+    """QuantizeMultiplier of a ratio the kernel computes in float32 (``float / float``, then widened)."""
+    return quantize_multiplier(float(np.float32(numerator) / np.float32(denominator)))
+
+
+@functools.lru_cache(maxsize=None)
+def _libm_function(name: str) -> Callable[[float], float]:
+    """The C library's float32 function (``expf``, ``tanhf``): what the interpreter's lookup tables call."""
+    import ctypes
+    import ctypes.util
+
+    fn = getattr(ctypes.CDLL(ctypes.util.find_library("m") or None), name)
+    fn.restype, fn.argtypes = ctypes.c_float, [ctypes.c_float]
+    return fn
+
+
+def _logistic_f32(v: np.float32) -> np.float32:
+    return np.float32(1.0) / (np.float32(1.0) + np.float32(_libm_function("expf")(float(-v))))
+
+
+def _tanh_f32(v: np.float32) -> np.float32:
+    return np.float32(_libm_function("tanhf")(float(v)))
+
+
+def lookup_table(transform: Callable[[np.float32], np.float32], in_scale, in_zero_point: int, out_scale,
+                 out_zero_point: int) -> np.ndarray:
+    """TFLite's ``LUTPopulate`` for int8 (spec 3.13): entry ``q + 128`` is the output for the input ``q``,
+    everything in float32."""
+    inverse_scale = np.float32(1.0) / np.float32(out_scale)
+    table = np.empty(256, np.int64)
+    for q in range(-128, 128):
+        dequantized = np.float32(in_scale) * np.float32(q - in_zero_point)
+        transformed = transform(dequantized)
+        quantized = -128
+        if np.isfinite(transformed):
+            quantized = _round_half_away(float(np.float32(transformed * inverse_scale))) + out_zero_point
+        table[q + 128] = min(max(quantized, -128), 127)
+    return table
+
+
+def _downscale_multiplier_to_int16(m: int) -> int:
+    """TFLite ``DownScaleInt32ToInt16Multiplier``: a Q31 multiplier rounded to Q15."""
+    return 32767 if m >= INT32_MAX - (1 << 15) else (m + (1 << 15)) >> 16
+
+
+def hard_swish_params(in_scale, in_zero_point: int, out_scale, out_zero_point: int) -> dict:
+    """HARD_SWISH's int16 multipliers (spec 3.14), computed in float32 as the kernel's Prepare does."""
+    hires_scale = np.float32(1.0 / 128.0) * np.float32(in_scale)
+    out_m, out_exp = _float32_multiplier(hires_scale, out_scale)
+    relu_m, relu_exp = _float32_multiplier(hires_scale, np.float32(3.0 / 32768.0))
+    return dict(input_zero_point=in_zero_point, output_zero_point=out_zero_point,
+                output_multiplier=_downscale_multiplier_to_int16(out_m), output_exponent=out_exp,
+                reluish_multiplier=_downscale_multiplier_to_int16(relu_m), reluish_exponent=relu_exp)
+
+
+def _saturate16(x: np.ndarray) -> np.ndarray:
+    return np.clip(x, -(1 << 15), (1 << 15) - 1)
+
+
+def hard_swish_int8(x: np.ndarray, p: dict) -> np.ndarray:
+    """Reference int8 HARD_SWISH: x * relu6(x + 3) / 6 in int16 fixed point (spec 3.14)."""
+    hires = (np.asarray(x, np.int64) - p["input_zero_point"]) * (1 << 7)
+    preshift = saturating_rounding_doubling_high_mul(hires, p["output_multiplier"], bits=16)
+    reluish = hires
+    if p["reluish_exponent"] > 0:  # all but the last bit of the left shift first, saturating
+        reluish = _saturate16(reluish * (1 << (p["reluish_exponent"] - 1)))
+    reluish = saturating_rounding_doubling_high_mul(reluish, p["reluish_multiplier"], bits=16)
+    if p["reluish_exponent"] > 0:
+        reluish = _saturate16(reluish * 2)
+    elif p["reluish_exponent"] < 0:
+        reluish = rounding_divide_by_pot(reluish, -p["reluish_exponent"])
+    reluish = (reluish + (1 << 15)) >> 1  # [-1, 1] -> [0, 1] in Q0.15
+    # SaturatingDoublingHighMul: truncating, not rounding (the int16 -2^15 * -2^15 case cannot occur: reluish >= 0)
+    product = _trunc_div_pow2(reluish * preshift, 15)
+    out = rounding_divide_by_pot(product, -p["output_exponent"]) + p["output_zero_point"]
+    return np.clip(out, -128, 127)
+
+
+def nearest_neighbor_index(out_size: int, in_size: int, align_corners: bool, half_pixel_centers: bool) -> np.ndarray:
+    """TFLite ``GetNearestNeighbor`` for every output position (float32 arithmetic, spec 3.11)."""
+    if align_corners and out_size > 1:
+        scale = np.float32(in_size - 1) / np.float32(out_size - 1)
+    else:
+        scale = np.float32(in_size) / np.float32(out_size)
+    offset = np.float32(0.5 if half_pixel_centers else 0.0)
+    index = []
+    for i in range(out_size):
+        v = np.float32(np.float32(i) + offset) * scale
+        j = _round_half_away(float(v)) if align_corners else math.floor(float(v))
+        j = min(j, in_size - 1)
+        index.append(max(j, 0) if half_pixel_centers else j)
+    return np.array(index, np.int64)
+
+
+def bilinear_scale_10(out_size: int, in_size: int, align_corners: bool) -> int:
+    """The Q10 input step per output step of ``ResizeBilinearInteger`` (spec 3.12)."""
+    if align_corners and out_size > 1:
+        return ((1 << 10) * (in_size - 1) + (out_size - 1) // 2) // (out_size - 1)
+    return ((1 << 10) * in_size + out_size // 2) // out_size
+
+
+def bilinear_taps(out_size: int, in_size: int, scale_10: int, half_pixel_centers: bool):
+    """(lower index, upper index, Q10 position) per output position, as ``ComputeInterpolationValuesInteger``."""
+    i = np.arange(out_size, dtype=np.int64)
+    pos = i * scale_10 + (scale_10 // 2 - (1 << 9) if half_pixel_centers else 0)
+    lower = np.maximum(_c_div(pos, 1 << 10), 0)
+    upper = np.minimum(_c_div(pos + (1 << 10) - 1, 1 << 10), in_size - 1)
+    return lower, upper, pos
+
+
+def _c_div(a: np.ndarray, b: int) -> np.ndarray:
+    """C integer division (truncation toward zero) by a positive b."""
+    return np.sign(a) * (np.abs(a) // b)
+
+
 # --------------------------------------------------------------------------- per-op parameters
 
 @dataclass
@@ -314,7 +433,7 @@ def _prepare(g: TFLiteGraph, op: TOp) -> OpParams:
             p["weight"] = w.data.astype(np.int64)  # OHWI
         else:  # depthwise (1, KH, KW, C*m) -> OHWI (C*m, KH, KW, 1), groups = C
             p["weight"] = w.data[0].transpose(2, 0, 1)[..., None].astype(np.int64)
-    elif op.op == "ADD":
+    elif op.op in ("ADD", "SUB"):
         a, b, y = t[op.inputs[0]], t[op.inputs[1]], t[op.outputs[0]]
         left_shift = 20
         sa, sb, sy = float(a.scale[0]), float(b.scale[0]), float(y.scale[0])
@@ -325,8 +444,66 @@ def _prepare(g: TFLiteGraph, op: TOp) -> OpParams:
         p["input2_multiplier"], p["input2_shift"] = quantize_multiplier(sb / twice_max)
         p["output_multiplier"], p["output_shift"] = quantize_multiplier(twice_max / (float(1 << left_shift) * sy))
         if max(p["input1_shift"], p["input2_shift"], p["output_shift"]) > 0:  # TFLite's Prepare refuses it too
-            raise UnsupportedTFLiteOpError(f"ADD at index {op.index}: a rescaling factor >= 1")
+            raise UnsupportedTFLiteOpError(f"{op.op} at index {op.index}: a rescaling factor >= 1")
+        if op.op == "SUB":  # TFLite runs SUB as ADD with the second input's multiplier negated
+            p["input2_multiplier"] = -p["input2_multiplier"]
         p["act_min"], p["act_max"] = activation_range(op.options["activation"], y.scale[0], int(y.zero_point[0]))
+    elif op.op == "MUL":
+        a, b, y = t[op.inputs[0]], t[op.inputs[1]], t[op.outputs[0]]
+        p.update(input1_offset=-int(a.zero_point[0]), input2_offset=-int(b.zero_point[0]),
+                 output_offset=int(y.zero_point[0]))
+        # s_a * s_b / s_y in float32 (then widened), as the kernel's Prepare computes it
+        p["output_multiplier"], p["output_shift"] = _float32_multiplier(
+            np.float32(a.scale[0]) * np.float32(b.scale[0]), y.scale[0])
+        p["act_min"], p["act_max"] = activation_range(op.options["activation"], y.scale[0], int(y.zero_point[0]))
+    elif op.op in ("LEAKY_RELU", "RELU", "RELU6"):
+        x, y = t[op.inputs[0]], t[op.outputs[0]]
+        p.update(input_zero_point=int(x.zero_point[0]), output_zero_point=int(y.zero_point[0]))
+        p["multiplier"], p["shift"] = _float32_multiplier(x.scale[0], y.scale[0])
+        if op.op == "LEAKY_RELU":  # negative inputs: s_x * alpha / s_y, all in float32
+            p["alpha_multiplier"], p["alpha_shift"] = _float32_multiplier(
+                np.float32(x.scale[0]) * np.float32(op.options["alpha"]), y.scale[0])
+            p["act_min"], p["act_max"] = -128, 127
+        else:
+            p["act_min"], p["act_max"] = activation_range(op.op, y.scale[0], int(y.zero_point[0]))
+    elif op.op in ("LOGISTIC", "TANH"):
+        x, y = t[op.inputs[0]], t[op.outputs[0]]
+        p["table"] = lookup_table(_logistic_f32 if op.op == "LOGISTIC" else _tanh_f32, x.scale[0],
+                                  int(x.zero_point[0]), y.scale[0], int(y.zero_point[0]))
+    elif op.op == "HARD_SWISH":
+        x, y = t[op.inputs[0]], t[op.outputs[0]]
+        p.update(hard_swish_params(x.scale[0], int(x.zero_point[0]), y.scale[0], int(y.zero_point[0])))
+        if p["output_exponent"] > 0:  # TFLite's Prepare refuses it too
+            raise UnsupportedTFLiteOpError(f"HARD_SWISH at index {op.index}: output scale below input scale / 128")
+    elif op.op in ("RESIZE_NEAREST_NEIGHBOR", "RESIZE_BILINEAR"):
+        (_, h, w, _), (_, oh, ow, _) = t[op.inputs[0]].shape, t[op.outputs[0]].shape
+        align, half = op.options["align_corners"], op.options["half_pixel_centers"]
+        if op.op == "RESIZE_NEAREST_NEIGHBOR":
+            p["y_index"] = nearest_neighbor_index(oh, h, align, half)
+            p["x_index"] = nearest_neighbor_index(ow, w, align, half)
+        else:
+            p["scale_10"] = (bilinear_scale_10(oh, h, align), bilinear_scale_10(ow, w, align))
+            p["y_taps"] = bilinear_taps(oh, h, p["scale_10"][0], half)
+            p["x_taps"] = bilinear_taps(ow, w, p["scale_10"][1], half)
+    elif op.op == "DEPTH_TO_SPACE":
+        p["block"] = op.options["block"]
+    elif op.op == "TRANSPOSE_CONV":
+        w, x, y = t[op.inputs[1]], t[op.inputs[2]], t[op.outputs[0]]
+        n_out = w.shape[0]
+        ws = np.broadcast_to(w.scale.astype(np.float32), (n_out,))
+        ms = [quantize_multiplier(float(x.scale[0]) * float(sw) / float(y.scale[0])) for sw in ws]
+        p["multiplier"] = np.array([m for m, _ in ms], np.int64)
+        p["shift"] = np.array([sh for _, sh in ms], np.int64)
+        p["input_offset"] = -int(x.zero_point[0])
+        p["output_offset"] = int(y.zero_point[0])
+        p["act_min"], p["act_max"] = activation_range(op.options["activation"], y.scale[0], int(y.zero_point[0]))
+        bias = len(op.inputs) > 3 and op.inputs[3] >= 0
+        p["bias"] = t[op.inputs[3]].data.astype(np.int64) if bias else np.zeros(n_out, np.int64)
+        p["weight"] = w.data.astype(np.int64)  # OHWI
+        # the padding of the convolution that maps the output back to the input (the extra pixel after)
+        (_, oh, ow, _), (kh, kw) = y.shape, w.shape[1:3]
+        _, _, pad = geometry(op.options["padding"], oh, ow, kh, kw, op.options["stride"])
+        p["pad_top"], p["pad_left"] = pad[0], pad[2]
     elif op.op in ("AVERAGE_POOL_2D", "MAX_POOL_2D"):
         y = t[op.outputs[0]]
         p["act_min"], p["act_max"] = activation_range(op.options["activation"], y.scale[0], int(y.zero_point[0]))
@@ -443,6 +620,61 @@ class TFLiteReference:
         return np.clip(out, p["act_min"], p["act_max"])
 
     @staticmethod
+    def _mul(p: dict, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        product = wrap32((a + p["input1_offset"]) * (b + p["input2_offset"]))
+        out = multiply_by_quantized_multiplier(product, p["output_multiplier"], p["output_shift"]) + \
+            p["output_offset"]
+        return np.clip(out, p["act_min"], p["act_max"])
+
+    @staticmethod
+    def _rescale_activation(op: TOp, p: dict, x: np.ndarray) -> np.ndarray:
+        """RELU, RELU6 and LEAKY_RELU: x - z_x rescaled to the output (by alpha too if negative), clamped."""
+        v = x - p["input_zero_point"]
+        out = multiply_by_quantized_multiplier(v, p["multiplier"], p["shift"])
+        if op.op == "LEAKY_RELU":
+            out = np.where(v >= 0, out, multiply_by_quantized_multiplier(v, p["alpha_multiplier"], p["alpha_shift"]))
+        return np.clip(out + p["output_zero_point"], p["act_min"], p["act_max"])
+
+    @staticmethod
+    def _resize_bilinear(p: dict, x: np.ndarray) -> np.ndarray:
+        (y0, y1, py), (x0, x1, px) = p["y_taps"], p["x_taps"]
+        one = 1 << 10
+        wy = (py - one * y0)[None, :, None, None]    # weight of the lower row's neighbour below, Q10
+        wx = (px - one * x0)[None, None, :, None]
+        rows0, rows1 = x[:, y0], x[:, y1]
+        # the four products in the kernel's order, then one division by 2^20 rounding half away from zero
+        acc = (rows0[:, :, x0] * (one - wy) * (one - wx) + rows1[:, :, x0] * wy * (one - wx)
+               + rows0[:, :, x1] * (one - wy) * wx + rows1[:, :, x1] * wy * wx)
+        return _c_div(acc + np.where(acc > 0, 1 << 19, -(1 << 19)), 1 << 20)
+
+    @staticmethod
+    def _depth_to_space(p: dict, x: np.ndarray) -> np.ndarray:
+        n, h, w, c = x.shape
+        b = p["block"]
+        return x.reshape(n, h, w, b, b, c // (b * b)).transpose(0, 1, 3, 2, 4, 5).reshape(n, h * b, w * b, -1)
+
+    def _transpose_conv(self, op: TOp, p: dict, x: np.ndarray) -> np.ndarray:
+        """Scatter form: input pixel (iy, ix) adds w[:, ky, kx, :] @ x to output (iy * s + ky - pad, ...)."""
+        w = p["weight"]
+        n, h, wd, cin = x.shape
+        cout, kh, kw, _ = w.shape
+        sh, sw = op.options["stride"]
+        _, oh, ow, _ = self.graph.tensors[op.outputs[0]].shape
+        xs = x + p["input_offset"]
+        dt = _exact_float(xs, w.transpose(0, 3, 1, 2).reshape(cout, -1))
+        taps = np.einsum("nhwi,oyxi->nhwyxo", xs.astype(dt), w.astype(dt))
+        full = np.zeros((n, (h - 1) * sh + kh, (wd - 1) * sw + kw, cout), np.int64)
+        for ky in range(kh):
+            for kx in range(kw):
+                full[:, ky:ky + (h - 1) * sh + 1:sh, kx:kx + (wd - 1) * sw + 1:sw] += \
+                    np.rint(taps[:, :, :, ky, kx]).astype(np.int64)
+        top, left = p["pad_top"], p["pad_left"]
+        acc = np.zeros((n, oh, ow, cout), np.int64)  # output pixels no input reaches keep a zero sum
+        part = full[:, top:top + oh, left:left + ow]
+        acc[:, :part.shape[1], :part.shape[2]] = part
+        return self._requant(acc, p)
+
+    @staticmethod
     def _pool(op: TOp, p: dict, x: np.ndarray) -> np.ndarray:
         o = op.options
         kh, kw = o["filter"]
@@ -472,8 +704,24 @@ class TFLiteReference:
             return self._conv(op, p, x)
         if op.op == "FULLY_CONNECTED":
             return self._fc(op, p, x)
-        if op.op == "ADD":
+        if op.op in ("ADD", "SUB"):
             return self._add(p, x, env[op.inputs[1]])
+        if op.op == "MUL":
+            return self._mul(p, x, env[op.inputs[1]])
+        if op.op in ("RELU", "RELU6", "LEAKY_RELU"):
+            return self._rescale_activation(op, p, x)
+        if op.op in ("LOGISTIC", "TANH"):
+            return p["table"][x + 128]
+        if op.op == "HARD_SWISH":
+            return hard_swish_int8(x, p)
+        if op.op == "RESIZE_NEAREST_NEIGHBOR":
+            return x[:, p["y_index"]][:, :, p["x_index"]]
+        if op.op == "RESIZE_BILINEAR":
+            return self._resize_bilinear(p, x)
+        if op.op == "DEPTH_TO_SPACE":
+            return self._depth_to_space(p, x)
+        if op.op == "TRANSPOSE_CONV":
+            return self._transpose_conv(op, p, env[op.inputs[2]])
         if op.op in ("AVERAGE_POOL_2D", "MAX_POOL_2D"):
             return self._pool(op, p, x)
         if op.op == "MEAN":
