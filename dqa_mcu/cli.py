@@ -23,6 +23,7 @@ import numpy as np
 from . import build as fw
 from . import budget, codegen, evaluate, passes, planner, recommend, reference
 from .calibrate import DataError, calibrate, load_images, subsample
+from .features import feature_codes, feature_normalization, is_feature_file, load_features, model_normalization
 from .ir import GraphError
 from .qmodel import QModel
 from .quantize import CLIP_METHODS, QuantConfig, QuantizationError, quantize
@@ -73,7 +74,8 @@ def load_tflite_int8(path: str):
 
 
 def load_graph(path: str, arch: str | None, trust_pickle: bool, input_shape, normalization=None):
-    """Any float model file (PyTorch, Keras .h5/.keras, float .tflite) -> the optimized float IR."""
+    """Any float model file (PyTorch, Keras .h5/.keras, float .tflite) -> the optimized float IR;
+    `input_shape` is (H, W, C) for images, (N,) for feature vectors."""
     kind = model_kind(path)
     if kind == "torch":
         from .torch_import import import_module, load_torch_model
@@ -91,8 +93,9 @@ def load_graph(path: str, arch: str | None, trust_pickle: bool, input_shape, nor
                             f"model (.h5, .keras, float .tflite); export it as it is with "
                             f"dqa-mcu export {path} --target TARGET")
         graph = tflite_to_ir(tgraph, normalization)  # raw 0..255 pixels unless overridden, as Keras
-    if graph.shapes[graph.input] != tuple(input_shape):
-        raise DataError(f"{Path(path).name} takes images of shape {graph.shapes[graph.input]} (H, W, C); "
+    expected = (1, 1, int(input_shape[0])) if len(input_shape) == 1 else tuple(input_shape)
+    if graph.shapes[graph.input] != expected:
+        raise DataError(f"{Path(path).name} takes inputs of shape {graph.shapes[graph.input]} (H, W, C); "
                         f"the data has {tuple(input_shape)}")
     return passes.optimize(graph)
 
@@ -303,23 +306,35 @@ def run_project(out: Path, images: np.ndarray | None, labels: np.ndarray | None,
 # -- commands --------------------------------------------------------------------
 
 def _eval_data(args, task: evaluate.Task = evaluate.CLASSIFY):
-    """Test inputs and targets (labels, or for --task sr the full-size images) and calibration
-    inputs (with labels if the file has them), subsampled."""
-    test_x, test_y = load_images(args.data)
+    """Test inputs and targets (labels; for --task sr the full-size images; for --task ae the images or
+    feature vectors themselves), calibration inputs (with labels if the file has them), subsampled, and
+    the model's input shape and normalization (a feature file's comes from its calibration vectors)."""
+    calib_x, calib_y, input_shape, normalization = _calibration_data(args, task)
+    test_x, test_y = _model_data(args.data, task, calib_x.shape[1:], normalization, args.test_count)
     if test_y is None and task.needs_labels:
         raise DataError(f"{args.data}: evaluation needs labels (an array 'y': classes, or masks for --task seg)")
-    calib_x, calib_y = load_images(args.calib, test_x.shape[1:])
-    test_x, test_y = task.pairs(*subsample(args.test_count, test_x, test_y))
-    calib_x, calib_y = subsample(args.calib_count, calib_x, calib_y)
-    return test_x, test_y, task.inputs(calib_x), calib_y
+    return test_x, test_y, calib_x, calib_y, input_shape, normalization
+
+
+def _model_data(path: str, task: evaluate.Task, input_shape, normalization, count: int | None):
+    """(model inputs, the task's targets) of a data file, `count` of them evenly spaced: images, or real-valued
+    feature vectors (count, N) turned into the model's uint8 codes with `normalization` (features.py)."""
+    if is_feature_file(path):
+        if normalization is None:
+            raise DataError(f"{path}: feature vectors, but the model does not record how to quantize them "
+                            "(exported by an older dqa-mcu): export it again")
+        raw, y = subsample(count, *load_features(path, input_shape[-1]))
+        return feature_codes(raw, normalization), (raw if task.name == "ae" else y)
+    x, y = load_images(path, task.image_shape(input_shape))
+    return task.pairs(*subsample(count, x, y))
 
 
 def cmd_eval(args) -> int:
     if args.save_rankings and len(args.bits_list) > 1:
         raise DataError("--save-rankings writes one ranking: give one n with --bits-list")
     task = evaluate.task(args.task, args.scale)
-    test_x, test_y, calib_x, calib_y = _eval_data(args, task)
-    graph = load_graph(args.model, args.arch, args.trust_pickle, test_x.shape[1:], _normalization_override(args))
+    test_x, test_y, calib_x, calib_y, input_shape, normalization = _eval_data(args, task)
+    graph = load_graph(args.model, args.arch, args.trust_pickle, input_shape, normalization)
     calib = calibrate(graph, calib_x)
     rows = [evaluate.EvalRow("FP32", task.score(evaluate.float_logits(graph, test_x), test_y), None)]
     configs = [("int8 (all activations 8 bits)", _config(args, bits=8, extra_bits=0), None)]
@@ -359,7 +374,7 @@ def cmd_table(args) -> int:
         if model_kind(path) != "torch":
             raise DataError(f"{path}: the table's paper mode runs PyTorch models only")
     base = _config(args)
-    test_x, test_y, calib_x, calib_y = _eval_data(args)
+    test_x, test_y, calib_x, calib_y, *_ = _eval_data(args)
     data = report.Data(test_x, test_y, calib_x, calib_y, args.rank_images)
     results, ablation = [], None
     for path, arch, name in zip(args.models, arches, names):
@@ -423,11 +438,9 @@ def cmd_export(args) -> int:
     else:
         if not args.calib:
             raise DataError("export needs calibration images: --calib FILE (.npz with x, or a folder)")
-        calib_x, calib_y = load_images(args.calib)
-        calib_x, calib_y = subsample(args.calib_count, calib_x, calib_y)
-        calib_x = evaluate.task(args.task, args.scale).inputs(calib_x)
-        graph = load_graph(args.model, args.arch, args.trust_pickle, calib_x.shape[1:],
-                           _normalization_override(args))
+        task = evaluate.task(args.task, args.scale)
+        calib_x, calib_y, input_shape, normalization = _calibration_data(args, task)
+        graph = load_graph(args.model, args.arch, args.trust_pickle, input_shape, normalization)
         calib = calibrate(graph, calib_x)
         if limit is not None:
             model = _fit_budget(args, limit, graph, calib, calib_x, calib_y)
@@ -438,6 +451,19 @@ def cmd_export(args) -> int:
     out = Path(args.output)
     export_project(model, out, target.name, args.model, images, args.ram_bytes, args.flash_bytes)
     return _build_export(out, target, args.no_build)
+
+
+def _calibration_data(args, task: evaluate.Task):
+    """(calibration inputs, labels or None, the model's input shape, normalization) from --calib: images
+    as the task feeds them, or feature vectors as codes with their own normalization (features.py)."""
+    normalization = _normalization_override(args)
+    if is_feature_file(args.calib):
+        raw, y = subsample(args.calib_count, *load_features(args.calib))
+        normalization = normalization or feature_normalization(raw)
+        return feature_codes(raw, normalization), y, (raw.shape[1],), normalization
+    x, y = subsample(args.calib_count, *load_images(args.calib))
+    x = task.inputs(x)
+    return x, y, x.shape[1:], normalization
 
 
 def _build_export(out: Path, target, no_build: bool) -> int:
@@ -460,9 +486,8 @@ def _build_export(out: Path, target, no_build: bool) -> int:
 def _harness_images(args, model: QModel, calib_x):
     shape = model.tensors[model.input].shape
     if getattr(args, "data", None):
-        task = evaluate.task(args.task, args.scale)
-        x, _ = load_images(args.data, task.image_shape(shape))
-        return task.inputs(subsample(args.count, x)[0])
+        return _model_data(args.data, evaluate.task(args.task, args.scale), shape, model_normalization(model),
+                           args.count)[0]
     if calib_x is not None:
         return subsample(min(args.count, 4), calib_x)[0]
     return np.zeros((1,) + tuple(shape), dtype=np.uint8)
@@ -508,8 +533,8 @@ def cmd_run(args) -> int:
         tgraph = _export_tflite(out)
         if tgraph is None:
             model = QModel.load(out / QMODEL_FILE)
-            images, labels = load_images(args.data, task.image_shape(model.tensors[model.input].shape))
-            images, labels = task.pairs(*subsample(args.count, images, labels))
+            images, labels = _model_data(args.data, task, model.tensors[model.input].shape,
+                                         model_normalization(model), args.count)
         else:
             images, labels = subsample(args.count, *_s8_inputs(args.data, tgraph))
     report = run_project(out, images, labels, args.target, args.timeout, args.sanitize, task=task)

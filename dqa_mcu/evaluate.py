@@ -60,10 +60,13 @@ def mean_iou(outputs: np.ndarray, masks: np.ndarray) -> float:
     return float(100.0 * (inter[union > 0] / union[union > 0]).mean())
 
 
-def reconstruction_mse(outputs: np.ndarray, images: np.ndarray) -> float:
-    """Mean squared error (on 0..255) of image outputs in [0, 1] (clipped) against the input images."""
-    out = np.clip(np.asarray(outputs, dtype=np.float64).reshape(images.shape), 0.0, 1.0) * 255.0
-    return float(((out - images.astype(np.float64)) ** 2).mean())
+def reconstruction_mse(outputs: np.ndarray, targets: np.ndarray) -> float:
+    """Mean squared error of an autoencoder's outputs: against uint8 images, on 0..255 with the outputs
+    in [0, 1] (clipped); against real-valued feature vectors, in their own units."""
+    out = np.asarray(outputs, dtype=np.float64).reshape(targets.shape)
+    if targets.dtype == np.uint8:
+        out = np.clip(out, 0.0, 1.0) * 255.0
+    return float(((out - targets.astype(np.float64)) ** 2).mean())
 
 
 def downscale(images: np.ndarray, factor: int) -> np.ndarray:

@@ -214,9 +214,9 @@ class _Importer:
     # ---- layers
     def do_input(self, layer, cfg):
         shape = cfg.get("batch_shape") or cfg.get("batch_input_shape")
-        if shape is None or len(shape) != 4 or any(v is None for v in shape[1:]):
-            raise self.fail(layer, f"the input must be NHWC with a static shape, got {shape}")
-        h, w, c = (int(v) for v in shape[1:])
+        if shape is None or len(shape) not in (2, 4) or any(v is None for v in shape[1:]):
+            raise self.fail(layer, f"the input must be NHWC or (N, features) with a static shape, got {shape}")
+        h, w, c = (int(v) for v in shape[1:]) if len(shape) == 4 else (1, 1, int(shape[1]))
         mean = np.broadcast_to(np.asarray(self.norm.mean, np.float32), (c,)).copy()
         std = np.broadcast_to(np.asarray(self.norm.std, np.float32), (c,)).copy()
         self.used.add("input")

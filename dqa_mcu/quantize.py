@@ -268,6 +268,9 @@ def _qnode(node: Node, tensors: dict[str, QTensor]) -> QNode:
         x, vec = ins
         (mult,), shift = fixed_point(x.fine_step * vec.fine_step / out.storage_step)
         arrays["multiplier"] = mult
+    elif node.op == "input":  # its normalization, so that the model can quantize new data (features.py)
+        arrays.update(mean=np.asarray(node.params["mean"], np.float64), std=np.asarray(node.params["std"], np.float64))
+        return QNode(node.name, node.op, [], node.output, at, arrays)
     elif node.op == "activation":
         at["input_min"], arrays["table"] = _table(node, ins[0], out)
         return QNode(node.name, node.op, list(node.inputs), node.output, at, arrays)

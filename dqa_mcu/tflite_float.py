@@ -374,10 +374,10 @@ class _Converter:
     # ---- graph walk
     def run(self) -> ir.Graph:
         x = self.g.input
-        if len(x.shape) != 4:
+        if len(x.shape) not in (2, 4):
             raise UnsupportedTFLiteOpError(f"{self.file}: the input {x.name!r} has shape {list(x.shape)}; "
-                                           "NHWC images expected")
-        h, w, c = x.shape[1:]
+                                           "NHWC images or [1, N] feature vectors expected")
+        h, w, c = x.shape[1:] if len(x.shape) == 4 else (1, 1, x.shape[1])
         self.used.add("input")
         self.nodes.append(ir.Node("input", "input", [], "input", {"pixel_scale": float(self.norm.pixel_scale)},
                                   {"mean": np.broadcast_to(np.asarray(self.norm.mean, np.float32), (c,)).copy(),

@@ -527,8 +527,8 @@ class _Importer:
 
     def do_input(self, node):
         v = self.values[node]
-        if not isinstance(v, torch.Tensor) or v.dim() != 4:
-            raise ir.GraphError(f"the model input {node.name!r} must be an NCHW tensor")
+        if not isinstance(v, torch.Tensor) or v.dim() not in (2, 4):
+            raise ir.GraphError(f"the model input {node.name!r} must be an NCHW tensor or an (N, features) vector")
         c = int(v.shape[1])
         mean = np.broadcast_to(np.asarray(self.norm.mean, np.float32), (c,)).copy()
         std = np.broadcast_to(np.asarray(self.norm.std, np.float32), (c,)).copy()
@@ -960,7 +960,8 @@ def _as_normalization(n) -> Normalization:
 
 
 def import_module(module, input_shape_hwc, normalization=None) -> ir.Graph:
-    """Trace `module` (NCHW float input of H x W x C pixels) into a float ir.Graph.
+    """Trace `module` (NCHW float input of H x W x C pixels, or (N, F) vectors when `input_shape_hwc`
+    is (F,): see ``features``) into a float ir.Graph.
 
     `module` may be an nn.Module (put in eval mode, then traced with torch.fx, or
     torch.export if fx fails), a TorchScript ScriptModule, an fx GraphModule
@@ -971,7 +972,9 @@ def import_module(module, input_shape_hwc, normalization=None) -> ir.Graph:
     that cannot be represented.
     """
     norm = _as_normalization(normalization)
-    h, w, c = (int(v) for v in input_shape_hwc)
+    vector = len(input_shape_hwc) == 1
+    h, w, c = (1, 1, int(input_shape_hwc[0])) if vector else (int(v) for v in input_shape_hwc)
+    expected = (c,) if vector else (c, h, w)
     if isinstance(module, torch.export.ExportedProgram):
         module = module.module()
     batch = 2
@@ -980,11 +983,11 @@ def import_module(module, input_shape_hwc, normalization=None) -> ir.Graph:
         val = ph[0].meta.get("val") if len(ph) == 1 else None
         if val is not None and hasattr(val, "shape"):
             shape = tuple(int(s) for s in val.shape)
-            if len(shape) != 4 or shape[1:] != (c, h, w):
-                raise ir.GraphError(f"the exported program expects input shape {shape} (NCHW), "
-                                    f"not H x W x C = {h} x {w} x {c}")
+            if shape[1:] != expected:
+                raise ir.GraphError(f"the exported program expects input shape {shape}, not "
+                                    + (f"{c} features" if vector else f"H x W x C = {h} x {w} x {c} (NCHW)"))
             batch = shape[0]
-    example = torch.rand(batch, c, h, w) * 2 - 1
+    example = torch.rand(batch, *expected) * 2 - 1
 
     if isinstance(module, torch.jit.ScriptModule):
         gm, aten_names = _torchscript_to_fx(module, example), True

@@ -135,7 +135,7 @@ def test_bad_model_files_are_named_in_one_line(tmp_path, capsys, tf, keras_resne
     small = _npz(tmp_path / "small.npz", np.zeros((2, 16, 16, 3), np.uint8))
     msg = _error(capsys, ["export", str(shared_file(RESNET8_H5)), "--target", "cortex-m7", "--calib", small,
                           "-o", str(tmp_path / "o"), "--no-build"])
-    assert msg == "mlperf_tiny_ic_resnet8.h5 takes images of shape (32, 32, 3) (H, W, C); the data has (16, 16, 3)"
+    assert msg == "mlperf_tiny_ic_resnet8.h5 takes inputs of shape (32, 32, 3) (H, W, C); the data has (16, 16, 3)"
 
 
 def test_a_dynamic_shape_is_named(tmp_path, capsys):

@@ -383,9 +383,99 @@ def test_subtraction_follows_torch(difference):
     assert np.abs(out - ref).mean() < 0.05 * np.abs(ref).mean()
 
 
+# -- a fully connected autoencoder on real-valued feature vectors (features.py), as MLPerf Tiny's AD ----
+
+FEATURES = 40
+
+
+def _mixing() -> np.ndarray:
+    return np.random.default_rng(0).normal(size=(8, FEATURES)) * 3.0
+
+
+def _feature_vectors(count: int, seed: int) -> np.ndarray:
+    """Real-valued features on an 8-dimensional subspace, of unequal ranges and offsets, as log-mel
+    frames are."""
+    return (np.random.default_rng(seed).normal(size=(count, 8)) @ _mixing() - 20.0).astype(np.float32)
+
+
+class Autoencoder(nn.Module):
+    """Encodes onto the features' subspace as ReLU pairs (z = relu(z) - relu(-z)) and decodes: the
+    reconstruction is exact in float, so what the test measures is quantization."""
+
+    def __init__(self):
+        super().__init__()
+        mixing = _mixing()
+        encode = np.linalg.pinv(mixing).T  # z = (x + 20) @ pinv(mixing)
+        self.encode = nn.Linear(FEATURES, 16)
+        self.hidden = nn.Linear(16, 16)
+        self.decode = nn.Linear(16, FEATURES)
+        with torch.no_grad():
+            self.encode.weight.copy_(torch.from_numpy(np.concatenate([encode, -encode]).T.T))
+            self.encode.bias.copy_(torch.from_numpy(20.0 * np.concatenate([encode, -encode]).sum(1)))
+            self.hidden.weight.copy_(torch.eye(16))
+            self.hidden.bias.zero_()
+            self.decode.weight.copy_(torch.from_numpy(np.concatenate([mixing, -mixing]).T))
+            self.decode.bias.fill_(-20.0)
+
+    def forward(self, x):
+        return self.decode(F.relu(self.hidden(F.relu(self.encode(x)))))
+
+
+@pytest.fixture(scope="module")
+def autoencoder():
+    """The autoencoder, its optimized graph, calibration feature codes and DQA n = 4 model."""
+    from dqa_mcu.features import feature_codes, feature_normalization
+    net, calib = Autoencoder().eval(), _feature_vectors(500, 1)
+    normalization = feature_normalization(calib)
+    graph = passes.optimize(import_module(net, (FEATURES,), normalization))
+    codes = feature_codes(calib, normalization)
+    return net, graph, normalization, codes, quantize(graph, calibrate(graph, codes, show_progress=False), DQA4,
+                                                       codes)
+
+
+def test_a_vector_autoencoder_is_a_graph_of_linear_layers_on_feature_codes(autoencoder):
+    from dqa_mcu.features import feature_codes
+    net, graph, normalization, _, model = autoencoder
+    assert graph.shapes[graph.input] == (1, 1, FEATURES) and [n.op for n in graph.nodes[1:]] == ["linear"] * 3
+    x = _feature_vectors(200, 2)
+    codes = feature_codes(x, normalization)
+    assert codes.shape == (200, 1, 1, FEATURES) and codes.dtype == np.uint8
+    span = 1 / np.asarray(normalization.std)
+    lo = -np.asarray(normalization.mean) * span
+    dequantized = lo + codes.reshape(len(x), -1) * span / 255
+    inside = (x >= lo) & (x <= lo + span)  # the calibration range; beyond it codes saturate
+    assert inside.mean() > 0.95
+    assert (np.abs(dequantized - x) <= span / 255 / 2 + 1e-5)[inside].all()  # half a step
+    with torch.no_grad():  # the float graph is the module on the dequantized codes
+        ref = net(torch.from_numpy(dequantized.astype(np.float32))).numpy()
+    np.testing.assert_allclose(run_float(graph, codes), ref, rtol=1e-4, atol=1e-4 * np.abs(ref).max())
+    fp32 = evaluate.reconstruction_mse(run_float(graph, codes), x)
+    int8, dqa4 = (evaluate.eval_quantized(label, m, codes, x, show_progress=False, task=evaluate.task("ae")).accuracy
+                  for label, m in (("int8", quantize(graph, calibrate(graph, codes, show_progress=False),
+                                                     QuantConfig(bits=8, extra_bits=0), codes)), ("dqa4", model)))
+    assert fp32 < 0.01 * x.var() and int8 < 2 * fp32 and dqa4 < 0.1 * x.var(), (fp32, int8, dqa4, x.var())
+
+
+def test_the_cli_scores_exports_and_runs_an_autoencoder_on_feature_files(autoencoder, tmp_path, capsys):
+    net = autoencoder[0]
+    torch.jit.save(torch.jit.script(net), tmp_path / "ae.pt")
+    np.savez(tmp_path / "calib.npz", x=_feature_vectors(500, 1))
+    np.savez(tmp_path / "test.npz", x=_feature_vectors(100, 2))
+    common = ["--task", "ae", "--calib", str(tmp_path / "calib.npz")]
+    assert cli.main(["eval", str(tmp_path / "ae.pt"), "--data", str(tmp_path / "test.npz"), "--bits-list", "4",
+                     *common]) == 0
+    table = capsys.readouterr().out
+    assert "reconstruction MSE" in table and "DQA 4-bit" in table
+    out = tmp_path / "ae"
+    assert cli.main(["export", str(tmp_path / "ae.pt"), "--bits", "4", "--target", "host", "--no-build", "-o",
+                     str(out), *common]) == 0
+    assert cli.main(["run", str(out), "--task", "ae", "--data", str(tmp_path / "test.npz"), "-n", "5"]) == 0
+    assert "reconstruction MSE" in capsys.readouterr().out
+
+
 # -- every network above in C: bit-exact under ASan + UBSan on the host and under QEMU cortex-m7 ------
 
-NETWORKS = ("mobilenetv2", "sr", "unet", "leaky_relu", "squeeze_excite", "subtraction")
+NETWORKS = ("mobilenetv2", "sr", "unet", "leaky_relu", "squeeze_excite", "subtraction", "autoencoder")
 
 
 def _network_case(name: str, request) -> tuple:
@@ -398,7 +488,7 @@ def _network_case(name: str, request) -> tuple:
         _, graph, calib, calib_x, task = request.getfixturevalue("sr")
         return quantize(graph, calib, DQA4, calib_x), task.inputs(test_x)
     fixture = {"unet": "unet", "leaky_relu": "leaky", "squeeze_excite": "mobilenetv3_block",
-               "subtraction": "difference"}[name]
+               "subtraction": "difference", "autoencoder": "autoencoder"}[name]
     *_, x, model = request.getfixturevalue(fixture)
     return model, x[:3]
 
