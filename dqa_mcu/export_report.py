@@ -16,7 +16,9 @@ The all-8-bit build of a DQA export is the same graph with every stored
 tensor at 8 bits and no error streams, placed by the same planner (its arena
 equals the plan of the model quantized at 8 bits); its RAM and flash are this
 build's with the arena swapped and the error-stream tables (importance flags,
-Huffman tables) removed. An int8 TFLite export is its own all-8-bit build.
+Huffman tables) removed. Measured flash leaves out the harness's test images
+(compiled into the firmware for the run). An int8 TFLite export is its own
+all-8-bit build.
 """
 from __future__ import annotations
 
@@ -69,7 +71,7 @@ class Memory:
     arena: int
     constants: int  # const arrays of the generated model (flash, besides code)
     ram: int | None = None  # measured: .data + .bss of the firmware (a Cortex-M run)
-    flash: int | None = None  # measured: .text + .rodata + .data
+    flash: int | None = None  # measured: .text + .rodata + .data, less the harness's test images
 
 
 @dataclass
@@ -240,7 +242,8 @@ def load(out: str | Path, run_file: str | Path | None = None) -> ExportReport:
         run = _read_json(run_file, "the run report")
         _attach_instructions(rows, run, layout, run_file)
         if "ram" in run and "flash" in run:
-            this.ram, this.flash = int(run["ram"]), int(run["flash"])
+            harness_images = int(run["images"]) * int(np.prod(rows[0].shape))  # compiled in: not the model's
+            this.ram, this.flash = int(run["ram"]), int(run["flash"]) - harness_images
             all8.ram = this.ram - this.arena + all8.arena
             all8.flash = this.flash - this.constants + all8.constants
     return ExportReport(out.name, Path(info.get("source", "")).name, mode, info.get("target", "?"), quantization,
@@ -259,6 +262,7 @@ def _occupancy_plot(r: ExportReport) -> str:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
     steps = np.arange(len(r.occupancy))
     fig, ax = plt.subplots(figsize=(8.5, 3.2))
     ax.step(steps, r.extent / 1024, where="mid", color="#1f6fb4", label=f"{r.mode}: highest byte in use")
@@ -269,6 +273,7 @@ def _occupancy_plot(r: ExportReport) -> str:
                 label="all-8-bit: highest byte in use")
     ax.axhline(r.this.arena / 1024, color="#1f6fb4", linewidth=0.8, linestyle=":", label=f"{r.mode} arena")
     ax.set_xlabel("layer step")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_ylabel("arena KiB")
     ax.set_xlim(-0.5, len(steps) - 0.5)
     ax.set_ylim(0, None)
@@ -286,7 +291,7 @@ def _memory_bars(r: ExportReport) -> tuple[str, bool]:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     measured = r.this.ram is not None
-    labels = ("RAM (.data + .bss)", "flash (.text + .rodata + .data)") if measured else \
+    labels = ("RAM (.data + .bss)", "flash (.text + .rodata\n+ .data), less test images") if measured else \
         ("activation arena (RAM)", "constants (flash, without code)")
     this = (r.this.ram, r.this.flash) if measured else (r.this.arena, r.this.constants)
     all8 = (r.all8.ram, r.all8.flash) if measured else (r.all8.arena, r.all8.constants)
@@ -313,7 +318,7 @@ body { font-family: -apple-system, "Segoe UI", "DejaVu Sans", sans-serif; margin
 h1 { font-size: 20px; margin: 0 0 4px; } h2 { font-size: 16px; margin: 22px 0 6px; }
 .sub { color: #555; font-size: 13px; }
 .cards { display: flex; flex-wrap: wrap; gap: 10px; margin: 14px 0; }
-.card { border: 1px solid #ddd; border-radius: 6px; padding: 8px 12px; min-width: 130px; }
+.card { border: 1px solid #ddd; border-radius: 6px; padding: 6px 10px; }
 .card b { display: block; font-size: 18px; } .card span { color: #555; font-size: 12px; }
 table { border-collapse: collapse; font-size: 12px; }
 th, td { border-bottom: 1px solid #e4e4e4; padding: 3px 7px; text-align: right; white-space: nowrap; }
@@ -337,6 +342,8 @@ def _cards(r: ExportReport) -> list[tuple[str, str]]:
                       f"{r.run.get('images', 0)} images on {r.run.get('target', r.target)}"))
         if r.run.get("instructions_per_inference"):
             cards.append((f"{r.run['instructions_per_inference']:,.0f}", "instructions per inference"))
+        if r.run.get("overflowed_tensors"):
+            cards.append((f"{r.run['overflowed_tensors']}", "error streams that overflowed (handled, spec 2.3)"))
     if r.accuracy:
         cards.append((f"{r.accuracy[1]:.2f}", f"{r.accuracy[0]} on the run's {r.run.get('images', 0)} images"))
     return cards
@@ -360,12 +367,18 @@ def _table(r: ExportReport) -> str:
     return "\n".join(lines)
 
 
+def _all8_note(r: ExportReport, measured: bool) -> str:
+    if r.mode != "DQA":
+        return "an int8 TFLite export is its own all-8-bit build"
+    note = "the same graph with every stored tensor at 8 bits and no error streams, placed by the same planner"
+    if measured:
+        note += ("; RAM and flash: this build's with that arena and without the error-stream tables "
+                 "(flash: less the harness's test images, compiled in for the run)")
+    return note
+
+
 def render_html(r: ExportReport) -> str:
     bars, measured = _memory_bars(r)
-    eight = ("the same graph with every stored tensor at 8 bits and no error streams, placed by the same "
-             "planner" + ("; RAM and flash: this build's, with that arena and without the error-stream tables"
-                          if measured else "") if r.mode == "DQA" else "an int8 TFLite export is its own "
-                                                                         "all-8-bit build")
     run_note = ("Instructions per layer: image 0 of the run, under QEMU -icount shift=0 (one guest instruction "
                 "per count)" if any(row.instructions for row in r.rows) else
                 "No instructions: no Cortex-M run recorded (dqa-mcu report OUT --data FILE, or "
@@ -384,7 +397,7 @@ def render_html(r: ExportReport) -> str:
 <img alt="arena occupancy" src="data:image/png;base64,{_occupancy_plot(r)}">
 <h2>RAM and flash against the all-8-bit build</h2>
 <img alt="RAM and flash" src="data:image/png;base64,{bars}">
-<p class=note>All-8-bit: {html.escape(eight)}.</p>
+<p class=note>All-8-bit: {html.escape(_all8_note(r, measured))}.</p>
 <h2>Layers</h2>
 {_table(r)}
 <p class=note>Bytes: the output's storage block (code plane + error stream), live from the step that writes it
