@@ -141,10 +141,15 @@ def _ranking_result(args, config: QuantConfig, graph, calib, calib_x, calib_y, s
     from .greedy import rankings_for
     images, labels = subsample(args.rank_images, calib_x, calib_y)
     result = rankings_for(config, graph, calib, images, labels, path=args.rankings,
-                          save=args.save_rankings, show_progress=show_progress)
+                          save=args.save_rankings, show_progress=show_progress, regress=_regress(args))
     if result is not None and args.rankings and result.meta.get("bits") not in (None, config.bits):
         print(f"note: {args.rankings} was computed for n = {result.meta['bits']}, used here for n = {config.bits}")
     return result
+
+
+def _regress(args) -> bool:
+    """The task's output is not class scores: rankings and recommendations follow the output error."""
+    return getattr(args, "task", "classify") != "classify"
 
 
 def _budget(args) -> recommend.Budget | None:
@@ -175,11 +180,12 @@ def _recommend(args, limit: recommend.Budget, base: QuantConfig, graph, calib, c
         return _ranking_result(args, config, graph, calib, calib_x, calib_y, show_progress=False)
 
     score_x, score_y = subsample(args.score_images, calib_x, calib_y)
+    regress = _regress(args)
     best, found = recommend.recommend(graph, calib, base, calib_x, limit, rank, score_x, score_y,
-                                      args.extra_bits_list)
-    print(f"\ncandidates for {limit} ({len(score_x)} calibration images score them; the least KL divergence "
-          f"from FP32 wins):")
-    print(recommend.format_candidates(found, best, score_y is not None))
+                                      args.extra_bits_list, regress=regress)
+    print(f"\ncandidates for {limit} ({len(score_x)} calibration images score them; the least "
+          f"{'output error' if regress else 'KL divergence'} from FP32 wins):")
+    print(recommend.format_candidates(found, best, score_y is not None and not regress, regress))
     print(f"recommended: {best.label}, {100 * best.important_share:.1f} % of activations important, "
           f"{best.bits:.2f} bits per activation, arena {best.arena_bytes} bytes; export fixes it with "
           f"--bits {best.config.bits} --extra-bits {best.config.extra_bits} {limit.flag}")
@@ -268,12 +274,12 @@ def run_project(out: Path, images: np.ndarray | None, labels: np.ndarray | None,
     runs the built image (default: on the host or under QEMU; `dqa-mcu flash`: on the board)."""
     info = json.loads((out / EXPORT_INFO_FILE).read_text())
     target = get_target(target_name or info["target"])
+    if execute is None:
+        fw.check_runnable(target)  # first: a board QEMU does not emulate runs only on itself
     if images is None:
         images = np.load(out / HARNESS_IMAGES_FILE)["x"]
     expected_output, expected_overflowed = _expected(out, images)
     codegen.write_harness_inputs(out, images.view(np.uint8))  # int8 inputs (TFLite mode) as their bytes
-    if execute is None:
-        fw.check_runnable(target)  # before the build: a board QEMU does not emulate runs only on itself
     exe = fw.build(out, target, sanitize=sanitize)
     result = (execute or fw.run)(exe, target, timeout=timeout)
     if result.outputs.shape == expected_output.shape:
@@ -396,19 +402,19 @@ def cmd_table(args) -> int:
 
 def cmd_recommend(args) -> int:
     limit = _budget(args)
-    calib_x, calib_y = subsample(args.calib_count, *load_images(args.calib))
-    graph = load_graph(args.model, args.arch, args.trust_pickle, calib_x.shape[1:], _normalization_override(args))
+    task = evaluate.task(args.task, args.scale)
+    calib_x, calib_y, input_shape, normalization = _calibration_data(args, task)
+    graph = load_graph(args.model, args.arch, args.trust_pickle, input_shape, normalization)
     calib = calibrate(graph, calib_x)
-    best = _recommend(args, limit, _config(args), graph, calib, calib_x, calib_y)
+    best = _recommend(args, limit, _config(args), graph, calib, calib_x, None if _regress(args) else calib_y)
     if args.data:
-        test_x, test_y = load_images(args.data, calib_x.shape[1:])
-        test_x, test_y = subsample(args.test_count, test_x, test_y)
+        test_x, test_y = _model_data(args.data, task, calib_x.shape[1:], normalization, args.test_count)
         if test_y is None:
             raise DataError(f"{args.data}: the test accuracy needs labels (an array 'y')")
-        rows = [evaluate.EvalRow("FP32", evaluate.top1(evaluate.float_logits(graph, test_x), test_y), None),
-                evaluate.eval_quantized(f"{best.label} (recommended)", best.model, test_x, test_y)]
-        print(f"\n{len(test_x)} test images:")
-        print(evaluate.format_table(rows, evaluate.memory(best.model).activations * 4))
+        rows = [evaluate.EvalRow("FP32", task.score(evaluate.float_logits(graph, test_x), test_y), None),
+                evaluate.eval_quantized(f"{best.label} (recommended)", best.model, test_x, test_y, task=task)]
+        print(f"\n{len(test_x)} test inputs:")
+        print(evaluate.format_table(rows, evaluate.memory(best.model).activations * 4, task.metric))
     if args.output:
         best.model.save(args.output)
         print(f"wrote {args.output}: dqa-mcu export {args.output} --target TARGET")
@@ -658,7 +664,9 @@ def _task_args(p) -> None:
     p.add_argument("--task", choices=evaluate.TASKS, default="classify",
                    help="what the output is: classify (logits, top-1); sr (an image in [0, 1], PSNR against "
                         "the image, whose --scale-fold downscale is the input); seg (per-pixel class scores, "
-                        "mean IoU against the masks in y); ae (an image in [0, 1], MSE against the input)")
+                        "mean IoU against the masks in y); ae (an image in [0, 1] or feature vectors, MSE "
+                        "against the input). Whole-network rankings and recommend follow the output error "
+                        "for every task but classify")
     p.add_argument("--scale", type=int, default=2, help="--task sr: the upscaling factor")
 
 
@@ -726,8 +734,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rankings", metavar="FILE", help="reuse one saved ranking for every candidate")
     p.add_argument("--rank-images", type=int, metavar="N",
                    help="calibration images the rankings are computed on (default: all of --calib-count)")
-    p.add_argument("--data", help="test images with labels: also print the winner's test top-1")
+    p.add_argument("--data", help="test images with labels (or the task's targets): also print the winner's "
+                                  "test score")
     p.add_argument("--test-count", type=int, default=None, help="use N evenly spaced test images")
+    _task_args(p)
     p.add_argument("-o", "--output", metavar="FILE.dqa.npz", help="write the recommended model (export takes it)")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_recommend, bits=None, extra_bits=QuantConfig.extra_bits,

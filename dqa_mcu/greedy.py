@@ -136,7 +136,12 @@ def quant_params(graph: ir.Graph, calib, config) -> dict[str, QuantParams]:
 
 # -- shared helpers ----------------------------------------------------------------
 
-def _reference_labels(graph: ir.Graph, images: np.ndarray, labels, workers) -> tuple[np.ndarray, str]:
+def _reference_labels(graph: ir.Graph, images: np.ndarray, labels, workers,
+                      regress: bool = False) -> tuple[np.ndarray, str]:
+    """What the search scores against: class labels, FP32's top-1, or (`regress`: an image, mask or
+    reconstruction output) FP32's outputs themselves."""
+    if regress:
+        return TorchExec(graph).logits(images, threads=workers).reshape(len(images), -1), "fp32-outputs"
     if labels is not None:
         if len(labels) != len(images):
             raise RankingError(f"{len(images)} images but {len(labels)} labels")
@@ -412,7 +417,7 @@ class _Greedy:
 
 def greedy_search(graph: ir.Graph, calib, config, images: np.ndarray, labels: np.ndarray | None = None, *,
                   later: str = "direct", chunk: int = 50, samples: int = 256, workers: int | None = None,
-                  show_progress: bool = True) -> RankingResult:
+                  show_progress: bool = True, regress: bool = False) -> RankingResult:
     """The paper's greedy ranking of every stored tensor's channels (module docstring).
 
     images: uint8 NHWC calibration images (the paper: 5,000 training images);
@@ -420,6 +425,9 @@ def greedy_search(graph: ir.Graph, calib, config, images: np.ndarray, labels: np
     chunk: images per cached chunk; samples: target batch of (candidate, image)
     pairs per call at 32x32x16-sized activations (scaled by activation size).
     """
+    if regress:
+        raise RankingError("the greedy search scores top-1 accuracy, which a model without class outputs does "
+                           "not have: use --rank taylor (it follows the output error)")
     config = _check(config)
     workers = workers or default_workers()
     ref, scoring = _reference_labels(graph, images, labels, workers)
@@ -437,12 +445,15 @@ def greedy_rankings(graph: ir.Graph, calib, config, images: np.ndarray, labels: 
 # -- Taylor ---------------------------------------------------------------------------
 
 def taylor_search(graph: ir.Graph, calib, config, images: np.ndarray, labels: np.ndarray | None = None, *,
-                  batch: int = 100, workers: int | None = None, show_progress: bool = True) -> RankingResult:
-    """First-order (diagonal Fisher) sensitivity of the loss to each channel's rounding noise."""
+                  batch: int = 100, workers: int | None = None, show_progress: bool = True,
+                  regress: bool = False) -> RankingResult:
+    """First-order (diagonal Fisher) sensitivity of the loss to each channel's rounding noise: the
+    cross-entropy against the labels (or FP32's top-1), or with `regress` the squared error against
+    FP32's outputs (an image, mask or reconstruction)."""
     config = _check(config)
     workers = workers or default_workers()
     t0 = time.perf_counter()
-    ref, scoring = _reference_labels(graph, images, labels, workers)
+    ref, scoring = _reference_labels(graph, images, labels, workers, regress)
     params = quant_params(graph, calib, config)
     ex = TorchExec(graph, {t: p.coarse for t, p in params.items()})
     targets = list(params)
@@ -475,7 +486,9 @@ def taylor_search(graph: ir.Graph, calib, config, images: np.ndarray, labels: np
                 y = ex.run_node(n, env)
             env[n.output] = y
         logits = ex.to_real(graph.output, env[graph.output]).reshape(len(x), -1)
-        loss = F.cross_entropy(logits, torch.as_tensor(ref[s:s + batch]), reduction="sum")
+        target = torch.as_tensor(ref[s:s + batch])
+        loss = F.mse_loss(logits, target, reduction="sum") if regress else \
+            F.cross_entropy(logits, target, reduction="sum")
         loss.backward()
         out = {}
         for t, (y, mask) in kept.items():
@@ -562,10 +575,11 @@ def load_rankings(path: str | Path, graph: ir.Graph | None = None) -> RankingRes
 
 def rankings_for(config, graph: ir.Graph, calib, images: np.ndarray, labels: np.ndarray | None = None, *,
                  path: str | Path | None = None, save: str | Path | None = None,
-                 show_progress: bool = True) -> RankingResult | None:
+                 show_progress: bool = True, regress: bool = False) -> RankingResult | None:
     """The rankings ``quantize(..., rankings=)`` needs for ``config``: None for a local
     criterion (quantize ranks by itself); else read from ``path`` (checked against
-    ``graph`` and ``config.rank``) or computed on ``images``; written to ``save``."""
+    ``graph`` and ``config.rank``) or computed on ``images``; written to ``save``. ``regress``: the
+    model's output is not class scores (see ``taylor_search``)."""
     if config.rank not in GLOBAL_RANKINGS:
         if path is not None:
             raise RankingError(f"{path}: a rankings file is for --rank {' or '.join(GLOBAL_RANKINGS)}, "
@@ -577,7 +591,8 @@ def rankings_for(config, graph: ir.Graph, calib, images: np.ndarray, labels: np.
         if made_by not in (None, config.rank):  # None: a user's own ranking, saved from a dict
             raise RankingError(f"{path}: holds a {made_by} ranking, not {config.rank!r}")
     else:
-        result = compute_rankings(config.rank, graph, calib, config, images, labels, show_progress=show_progress)
+        result = compute_rankings(config.rank, graph, calib, config, images, labels, show_progress=show_progress,
+                                  regress=regress)
     if save is not None:
         save_rankings(save, result)
     return result

@@ -11,8 +11,10 @@ average stored bits per activation (`--bits-budget`). The candidates:
 
 Each candidate is quantized for real and scored on calibration images by the
 mean KL divergence of its output distribution from FP32's: label-free, and far
-less noisy than top-1 on a thousand images (top-1 is printed beside it). The
-lowest divergence wins. Test images are never used to choose.
+less noisy than top-1 on a thousand images (top-1 is printed beside it). A
+model whose output is an image, a mask or a reconstruction (``regress``) is
+scored by its squared error relative to FP32's output power instead. The
+lowest score wins. Test images are never used to choose.
 """
 from __future__ import annotations
 
@@ -122,10 +124,17 @@ def fit(candidate: Candidate, graph: Graph, calib: Calibration, calib_images: np
     candidate.important_share = budget.important_share(candidate.model)
 
 
-def score(candidate: Candidate, images: np.ndarray, fp32_logits: np.ndarray, labels: np.ndarray | None) -> None:
-    """Mean KL divergence from FP32's softmax, and top-1 (against FP32's argmax without labels)."""
+def score(candidate: Candidate, images: np.ndarray, fp32_logits: np.ndarray, labels: np.ndarray | None,
+          regress: bool = False) -> None:
+    """Mean KL divergence from FP32's softmax, and top-1 (against FP32's argmax without labels); with
+    `regress` (an image, mask or reconstruction output) the squared error relative to FP32's output
+    power instead, and no top-1."""
     model = candidate.model
     logits = reference.run(model, images).output.reshape(len(images), -1) * model.tensors[model.output].scale
+    if regress:
+        fp32 = fp32_logits.reshape(len(images), -1)
+        candidate.divergence = float(((logits - fp32) ** 2).mean() / max(float((fp32 ** 2).mean()), 1e-30))
+        return
     log_q, log_p = _log_softmax(logits), _log_softmax(fp32_logits)
     candidate.divergence = float((np.exp(log_p) * (log_p - log_q)).sum(axis=1).mean())
     truth = labels if labels is not None else fp32_logits.argmax(axis=1)
@@ -139,9 +148,9 @@ def _log_softmax(logits: np.ndarray) -> np.ndarray:
 
 def recommend(graph: Graph, calib: Calibration, base: QuantConfig, calib_images: np.ndarray, limit: Budget,
               rank: Ranker, score_images: np.ndarray, score_labels: np.ndarray | None = None,
-              extra_bits=EXTRA_BITS, log=print) -> tuple[Candidate, list[Candidate]]:
-    """The winning candidate and all of them, fitted and scored. `rank(config)` gives the
-    whole-network RankingResult for a DQA config (greedy or taylor)."""
+              extra_bits=EXTRA_BITS, log=print, regress: bool = False) -> tuple[Candidate, list[Candidate]]:
+    """The winning candidate and all of them, fitted and scored (`regress`: see `score`). `rank(config)`
+    gives the whole-network RankingResult for a DQA config (greedy or taylor)."""
     if base.rank not in GLOBAL_RANKINGS:
         raise QuantizationError(f"a recommendation allocates channels by whole-network scores: --rank "
                                 f"{' or '.join(GLOBAL_RANKINGS)}, not {base.rank!r}")
@@ -151,15 +160,16 @@ def recommend(graph: Graph, calib: Calibration, base: QuantConfig, calib_images:
         log(f"recommend: fitting {candidate.label} into {limit} ...")
         fit(candidate, graph, calib, calib_images, limit, rank, log=lambda *a: None)
         if candidate.model is not None:
-            score(candidate, score_images, fp32, score_labels)
+            score(candidate, score_images, fp32, score_labels, regress)
     fitted = [c for c in found if c.model is not None]
     best = min(fitted, key=lambda c: (c.divergence, c.bits))  # direct always fits: never empty
     return best, found
 
 
-def format_candidates(found: list[Candidate], best: Candidate, labelled: bool) -> str:
+def format_candidates(found: list[Candidate], best: Candidate, labelled: bool, regress: bool = False) -> str:
     top1 = "top-1 %" if labelled else "agreement with FP32 %"
-    lines = [f"| candidate | important activations | bits / activation | arena bytes | KL to FP32 | {top1} |",
+    divergence = "output error / FP32 power" if regress else "KL to FP32"
+    lines = [f"| candidate | important activations | bits / activation | arena bytes | {divergence} | {top1} |",
              "|---|---|---|---|---|---|"]
     for c in found:
         if c.model is None:
@@ -167,5 +177,5 @@ def format_candidates(found: list[Candidate], best: Candidate, labelled: bool) -
             continue
         mark = " (recommended)" if c is best else ""
         lines.append(f"| {c.label}{mark} | {100 * c.important_share:.1f} % | {c.bits:.2f} | {c.arena_bytes} | "
-                     f"{c.divergence:.4f} | {c.top1:.2f} |")
+                     f"{c.divergence:.4f} | {'' if math.isnan(c.top1) else f'{c.top1:.2f}'} |")
     return "\n".join(lines)

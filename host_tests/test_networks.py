@@ -473,6 +473,22 @@ def test_the_cli_scores_exports_and_runs_an_autoencoder_on_feature_files(autoenc
     assert "reconstruction MSE" in capsys.readouterr().out
 
 
+def test_rankings_and_recommend_follow_the_output_error_of_a_regression_model(autoencoder, tmp_path, capsys):
+    from dqa_mcu.greedy import RankingError, greedy_search, taylor_search
+    net, graph, _, codes, _ = autoencoder
+    calib = calibrate(graph, codes, show_progress=False)
+    ranked = taylor_search(graph, calib, DQA4, codes[:100], show_progress=False, regress=True)
+    assert ranked.meta["scoring"] == "fp32-outputs" and all(np.isfinite(s).all() for s in ranked.scores.values())
+    with pytest.raises(RankingError, match="--rank taylor"):
+        greedy_search(graph, calib, DQA4, codes[:100], show_progress=False, regress=True)
+    torch.jit.save(torch.jit.script(net), tmp_path / "ae.pt")
+    np.savez(tmp_path / "calib.npz", x=_feature_vectors(300, 1))
+    assert cli.main(["recommend", str(tmp_path / "ae.pt"), "--task", "ae", "--calib", str(tmp_path / "calib.npz"),
+                     "--bits-budget", "4.5", "--extra-bits-list", "2"]) == 0
+    printed = capsys.readouterr().out
+    assert "output error / FP32 power" in printed and "recommended:" in printed
+
+
 # -- every network above in C: bit-exact under ASan + UBSan on the host and under QEMU cortex-m7 ------
 
 NETWORKS = ("mobilenetv2", "sr", "unet", "leaky_relu", "squeeze_excite", "subtraction", "autoencoder")
