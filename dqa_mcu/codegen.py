@@ -279,12 +279,15 @@ def write_project(out_dir: Path, ctx: dict, model_template: str, images: np.ndar
     (out_dir / LAYOUT_FILE).write_text(json.dumps(_layout(ctx), indent=1) + "\n")
 
 
+def layout_blocks(blocks) -> list[dict]:
+    """Arena blocks as plain data: name, offset, bytes, first and last step."""
+    return [{"name": b.name, "offset": b.offset, "bytes": b.size, "first": b.first, "last": b.last} for b in blocks]
+
+
 def _layout(ctx: dict) -> dict:
     """What the generated C places where: arena blocks (offsets, bytes, lifetimes in layer steps),
     the layers in run order (the harness's per-layer counts follow it), and every const array."""
-    return {"arena_bytes": ctx["arena_bytes"],
-            "blocks": [{"name": b.name, "offset": b.offset, "bytes": b.size, "first": b.first, "last": b.last}
-                       for b in ctx["blocks"]],
+    return {"arena_bytes": ctx["arena_bytes"], "blocks": layout_blocks(ctx["blocks"]),
             "layers": [{"index": layer["index"], "name": layer["name"]} for layer in ctx["layers"]],
             "constants": [{"name": a.name, "ctype": a.ctype, "length": a.length,
                            "bytes": a.length * CTYPE_BYTES[a.ctype]} for a in ctx["arrays"]]}

@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from . import evaluate, planner, reference
-from .codegen import LAYOUT_FILE, c_ident, config_summary
+from .codegen import LAYOUT_FILE, c_ident, config_summary, layout_blocks
 from .qmodel import QModel, QTensor
 
 # the files an export writes (cli.export_project, cli.export_s8_project)
@@ -123,11 +123,6 @@ def occupancy(blocks: list[dict], steps: int) -> tuple[np.ndarray, np.ndarray]:
     return alive, extent
 
 
-def _plan_blocks(plan: planner.MemoryPlan) -> list[dict]:
-    return [{"name": b.name, "offset": b.offset, "bytes": b.size, "first": b.first, "last": b.last}
-            for b in plan.blocks]
-
-
 def all_8bit(model: QModel) -> QModel:
     """The same graph with every stored tensor at 8 bits or more and no error streams."""
     def widen(t: QTensor) -> QTensor:
@@ -142,17 +137,15 @@ def _has_errors(t: QTensor) -> bool:
     return t.extra_bits > 0 and bool(t.important.any())
 
 
-def _dqa_rows(out: Path, layout: dict, blocks: dict[str, dict]) -> tuple[list[LayerRow], QModel]:
+def _dqa_rows(out: Path, blocks: dict[str, dict]) -> tuple[list[LayerRow], QModel]:
     try:
         model = QModel.load(out / QMODEL_FILE)
         images = np.load(out / HARNESS_IMAGES_FILE)["x"]
     except (OSError, ValueError, KeyError) as exc:
         raise ReportError(f"{out}: the export's model or harness images cannot be read ({exc})") from None
     stats = reference.run(model, images).stats
-    steps = [0] + [layer["index"] for layer in layout["layers"]]  # the input is written before step 1
     rows = []
-    for step in steps:
-        node = model.nodes[step]
+    for step, node in enumerate(model.nodes):  # the input node, then the layers (codegen's layer indices)
         t = model.tensors[node.output]
         block = blocks[model.storage_of(node.output).name]
         scratch = blocks.get(f"{node.name}/scratch")
@@ -215,6 +208,14 @@ def load(out: str | Path, run_file: str | Path | None = None) -> ExportReport:
     """Everything the page shows, from an export folder (and a run report, if given or in OUT/run.json)."""
     out = Path(out)
     info = _export_info(out)
+    try:
+        return _load(out, info, run_file)
+    except (KeyError, TypeError, IndexError) as exc:  # files edited by hand, or from another export
+        raise ReportError(f"{out}: its {LAYOUT_FILE}, model and run report do not fit together "
+                          f"({type(exc).__name__}: {exc}); export it again") from None
+
+
+def _load(out: Path, info: dict, run_file: str | Path | None) -> ExportReport:
     layout = _read_json(out / LAYOUT_FILE, "the layout")
     blocks = {b["name"]: b for b in layout["blocks"]}
     steps = 1 + max(b["last"] for b in layout["blocks"])
@@ -225,11 +226,11 @@ def load(out: str | Path, run_file: str | Path | None = None) -> ExportReport:
         mode, quantization = "TFLite-exact int8", "the .tflite's own int8 scales and zero points"
         alive8, extent8, arena8, constants8 = alive, extent, layout["arena_bytes"], constants
     else:
-        rows, model = _dqa_rows(out, layout, blocks)
+        rows, model = _dqa_rows(out, blocks)
         mode = "DQA"
         quantization = config_summary(model)
         plan8 = planner.plan(all_8bit(model))
-        alive8, extent8 = occupancy(_plan_blocks(plan8), steps)
+        alive8, extent8 = occupancy(layout_blocks(plan8.blocks), steps)
         arena8 = plan8.arena_bytes
         error_tables = {f"{c_ident(t.name)}_{suffix}" for t in model.tensors.values() if _has_errors(t)
                         for suffix in ERROR_TABLES}
@@ -237,8 +238,8 @@ def load(out: str | Path, run_file: str | Path | None = None) -> ExportReport:
     this = Memory(layout["arena_bytes"], constants)
     all8 = Memory(arena8, constants8)
     run = None
-    run_file = Path(run_file) if run_file else out / RUN_FILE
-    if run_file.is_file() or run_file != out / RUN_FILE:
+    if run_file is not None or (out / RUN_FILE).is_file():
+        run_file = Path(run_file or out / RUN_FILE)
         run = _read_json(run_file, "the run report")
         _attach_instructions(rows, run, layout, run_file)
         if "ram" in run and "flash" in run:

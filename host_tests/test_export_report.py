@@ -168,3 +168,7 @@ def test_bad_folders_get_one_clear_line(small, tmp_path, capsys):
     (out / "run.json").write_text("{ truncated")
     assert cli.main(["report", str(out)]) == 2
     assert "not readable as JSON" in capsys.readouterr().err
+    (out / "run.json").write_text(json.dumps({"ram": 1, "flash": 2}))  # the number of images is missing
+    assert cli.main(["report", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "do not fit together" in err
