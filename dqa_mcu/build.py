@@ -174,11 +174,11 @@ def qemu_command(target: Target, exe: Path) -> list[str]:
     return cmd + ["-icount", "shift=0", "-kernel", str(exe)]
 
 
-def _run_board_emulated(cmd: list[str], target: Target, timeout: float) -> FirmwareRun:
-    """Streams QEMU's stdout and stops QEMU at the harness's last line; SysTick ticks (the count
-    when DWT does not move) become instructions: one tick is 1e9 / the machine's clock of them."""
-    proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True, errors="replace")
+def board_output_under_qemu(exe: Path, target: Target, timeout: float) -> str:
+    """What a board's image prints on its console UART under QEMU: stdout streamed, QEMU stopped at
+    the harness's last line (a board has no exit)."""
+    proc = subprocess.Popen(qemu_command(target, exe), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, errors="replace")
     lines: queue.Queue = queue.Queue()
 
     def forward_lines():  # a thread, so that waiting for a line can time out
@@ -193,11 +193,16 @@ def _run_board_emulated(cmd: list[str], target: Target, timeout: float) -> Firmw
         except queue.Empty:
             return ""
     try:
-        text = read_harness_lines(readline, timeout, f"{target.name} under QEMU {target.qemu_machine}")
+        return read_harness_lines(readline, timeout, f"{target.name} under QEMU {target.qemu_machine}")
     finally:
         proc.kill()
         proc.wait()
-    result = parse_harness(text)
+
+
+def _run_board_emulated(exe: Path, target: Target, timeout: float) -> FirmwareRun:
+    """SysTick ticks (the count when DWT does not move, as under QEMU) become instructions: with
+    -icount shift=0, one tick is 1e9 / the machine's clock of them."""
+    result = parse_harness(board_output_under_qemu(exe, target, timeout))
     scale = 1e9 / target.board.emulator_tick_hz
     result.instructions = np.round(result.instructions * scale).astype(np.int64)
     result.layers = [(name, round(count * scale)) for name, count in result.layers]
@@ -209,7 +214,7 @@ def run(exe: Path, target: Target, timeout: float = DEFAULT_TIMEOUT_S) -> Firmwa
     if target.is_host:
         cmd = [str(exe)]
     elif target.board is not None:
-        return _run_board_emulated(qemu_command(target, exe), target, timeout)
+        return _run_board_emulated(exe, target, timeout)
     else:
         cmd = qemu_command(target, exe)
     proc = _run(cmd, timeout=timeout)

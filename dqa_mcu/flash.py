@@ -72,7 +72,7 @@ def dry_run(elf: Path, target: Target, probe: str | None, port: str) -> str:
     return "\n".join(lines)
 
 
-def _open_serial(port: str):
+def open_serial(port: str):
     import serial  # pyserial
     try:
         return serial.Serial(port, BAUD, timeout=1.0)
@@ -89,18 +89,21 @@ def read_serial(connection, timeout: float, source: str) -> str:
     return fw.read_harness_lines(readline, timeout, source)
 
 
-def flash_and_read(elf: Path, target: Target, probe: str, port: str, timeout: float,
-                   open_serial=_open_serial) -> fw.FirmwareRun:
+def run_flasher(cmd: list[str]) -> subprocess.CompletedProcess:
+    try:
+        return subprocess.run(cmd, capture_output=True, text=True, timeout=FLASH_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        raise fw.BuildError(f"{cmd[0]} did not finish within {FLASH_TIMEOUT_S} s: {shlex.join(cmd)}") from None
+
+
+def flash_and_read(elf: Path, target: Target, probe: str, port: str, timeout: float) -> fw.FirmwareRun:
     """Flashes `elf` and parses what the board prints after its reset. The port is opened first, so
     that the lines the board prints right after the reset are not lost."""
     board = require_board(target)
     with open_serial(port) as connection:
         connection.reset_input_buffer()
         cmd = flash_command(probe, board, elf)
-        try:
-            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=FLASH_TIMEOUT_S)
-        except subprocess.TimeoutExpired:
-            raise fw.BuildError(f"{probe} did not finish within {FLASH_TIMEOUT_S} s: {shlex.join(cmd)}") from None
+        proc = run_flasher(cmd)
         if proc.returncode != 0:
             raise fw.BuildError(f"{shlex.join(cmd)} failed (exit code {proc.returncode}):\n"
                                 f"{(proc.stdout + proc.stderr)[-2000:]}")

@@ -111,7 +111,7 @@ void dqa_stm32_m7_caches_enable(void)
 
 enum dqa_counter { DQA_COUNTER_NONE, DQA_COUNTER_DWT, DQA_COUNTER_SYSTICK };
 
-static char dqa_name[96];
+static char dqa_name[128];
 static enum dqa_counter dqa_counter;
 static uint32_t dqa_dwt_last;
 static uint64_t dqa_dwt_high;
