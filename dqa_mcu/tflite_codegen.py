@@ -85,6 +85,14 @@ def _is_c_layout(shape: tuple[int, ...]) -> bool:
     return len(shape) in (2, 4) and shape[0] == 1
 
 
+def _repeats_along(shape: tuple[int, ...], out_shape: tuple[int, ...]) -> bool:
+    """A MUL operand the C kernel reads cyclically: the output's trailing axes after some leading 1s
+    ([1, 1, 1, C] into [1, H, W, C], or a scalar)."""
+    lead = next((k for k, d in enumerate(shape) if d != 1), len(shape))
+    trailing = tuple(shape[lead:])
+    return len(shape) <= len(out_shape) and trailing == tuple(out_shape[len(out_shape) - len(trailing):])
+
+
 class _Emitter:
     def __init__(self, g: TFLiteGraph, plan: S8Plan):
         self.g, self.plan = g, plan
@@ -115,19 +123,25 @@ class _Emitter:
         comment = (f"{ident}: {op.op} (op {op.index}), {shapes} -> {'x'.join(map(str, self.shape(y)))}"
                    + (f", {act}" if act != "NONE" else ""))
         layer = dict(name=ident, comment=comment, params=None, params_type=None, extra=None)
-        if op.op in ("CONV_2D", "DEPTHWISE_CONV_2D"):
+        if op.op in ("CONV_2D", "DEPTHWISE_CONV_2D", "TRANSPOSE_CONV"):
+            transposed = op.op == "TRANSPOSE_CONV"
+            x = op.inputs[2] if transposed else x
             _, h, w, cin = self.shape(x)
             _, oh, ow, cout = self.shape(y)
             wt = p["weight"]
             groups = cin // wt.shape[3]
-            _, _, pad = geometry(op.options["padding"], h, w, wt.shape[1], wt.shape[2], op.options["stride"],
-                                 op.options["dilation"])
+            if transposed:  # the padding of the convolution from the output back to the input
+                pad, dilation = (p["pad_top"], 0, p["pad_left"], 0), (1, 1)
+            else:
+                dilation = op.options["dilation"]
+                _, _, pad = geometry(op.options["padding"], h, w, wt.shape[1], wt.shape[2], op.options["stride"],
+                                     dilation)
             layer["params_type"] = "dqa_conv_s8_params_t"
             layer["params"] = [
                 ("in_h", h), ("in_w", w), ("in_c", cin), ("out_h", oh), ("out_w", ow), ("out_c", cout),
                 ("kernel_h", wt.shape[1]), ("kernel_w", wt.shape[2]), ("stride_h", op.options["stride"][0]),
-                ("stride_w", op.options["stride"][1]), ("dilation_h", op.options["dilation"][0]),
-                ("dilation_w", op.options["dilation"][1]), ("pad_top", pad[0]), ("pad_left", pad[2]),
+                ("stride_w", op.options["stride"][1]), ("dilation_h", dilation[0]),
+                ("dilation_w", dilation[1]), ("pad_top", pad[0]), ("pad_left", pad[2]),
                 ("in_c_per_group", wt.shape[3]), ("out_c_per_group", cout // groups),
                 ("input_offset", p["input_offset"]), ("output_offset", p["output_offset"]),
                 ("act_min", p["act_min"]), ("act_max", p["act_max"]),
@@ -138,7 +152,8 @@ class _Emitter:
                                           f"{ident}: per output channel multipliers (Q31)")),
                 ("shift", self.array(f"{ident}_shift", "int32_t", p["shift"],
                                      f"{ident}: per output channel shifts (> 0: left)"))]
-            layer["call"] = f"dqa_conv2d_s8(&{ident}_params, {self.ptr(x)}, {self.ptr(y)});"
+            fn = "dqa_transpose_conv_s8" if transposed else "dqa_conv2d_s8"
+            layer["call"] = f"{fn}(&{ident}_params, {self.ptr(x)}, {self.ptr(y)});"
         elif op.op == "FULLY_CONNECTED":
             wt = p["weight"]
             parts = [fc_scale_parts(s) for s in p["effective_scale"]]
@@ -158,9 +173,10 @@ class _Emitter:
                 ("scale_exponent", self.array(f"{ident}_scale_exponent", "int16_t", [e for _, e in parts],
                                               f"{ident}: output scale exponents"))]
             layer["call"] = f"dqa_fully_connected_s8(&{ident}_params, {self.ptr(x)}, {self.ptr(y)});"
-        elif op.op == "ADD":
+        elif op.op in ("ADD", "SUB"):  # SUB: ADD with the second multiplier negated (spec 3.10)
             if self.shape(op.inputs[0]) != self.shape(op.inputs[1]):
-                raise self.fail(op, "adds tensors of the same shape only (no broadcasting)")
+                raise self.fail(op, f"{'adds' if op.op == 'ADD' else 'subtracts'} tensors of the same shape only "
+                                    "(no broadcasting)")
             layer["params_type"] = "dqa_add_s8_params_t"
             layer["params"] = [("size", int(np.prod(self.shape(y))))] + [
                 (k, p[k]) for k in ("left_shift", "input1_offset", "input1_multiplier", "input1_shift",
@@ -168,6 +184,60 @@ class _Emitter:
                                     "output_multiplier", "output_shift", "act_min", "act_max")]
             layer["call"] = (f"dqa_add_s8(&{ident}_params, {self.ptr(op.inputs[0])}, {self.ptr(op.inputs[1])}, "
                              f"{self.ptr(y)});")
+        elif op.op == "MUL":
+            size = int(np.prod(self.shape(y)))
+            for i in op.inputs:
+                if not _repeats_along(self.shape(i), self.shape(y)):
+                    raise self.fail(op, "multiplies by a tensor of the output's shape or one repeated along its "
+                                        f"leading axes only (not {list(self.shape(i))} into {list(self.shape(y))})")
+            layer["params_type"] = "dqa_mul_s8_params_t"
+            layer["params"] = [("size", size), ("input1_size", int(np.prod(self.shape(op.inputs[0])))),
+                               ("input2_size", int(np.prod(self.shape(op.inputs[1]))))] + [
+                (k, p[k]) for k in ("input1_offset", "input2_offset", "output_offset", "output_multiplier",
+                                    "output_shift", "act_min", "act_max")]
+            layer["call"] = (f"dqa_mul_s8(&{ident}_params, {self.ptr(op.inputs[0])}, {self.ptr(op.inputs[1])}, "
+                             f"{self.ptr(y)});")
+        elif op.op in ("LEAKY_RELU", "RELU", "RELU6"):
+            # RELU / RELU6 rescale negative inputs like positive ones (their clamp does the rest)
+            alpha = "alpha_" if op.op == "LEAKY_RELU" else ""
+            layer["params_type"] = "dqa_leaky_relu_s8_params_t"
+            layer["params"] = [("size", int(np.prod(self.shape(y))))] + [
+                (k, p[k]) for k in ("input_zero_point", "output_zero_point", "multiplier", "shift")] + [
+                ("alpha_multiplier", p[f"{alpha}multiplier"]), ("alpha_shift", p[f"{alpha}shift"]),
+                ("act_min", p["act_min"]), ("act_max", p["act_max"])]
+            layer["call"] = f"dqa_leaky_relu_s8(&{ident}_params, {self.ptr(x)}, {self.ptr(y)});"
+        elif op.op == "HARD_SWISH":
+            layer["params_type"] = "dqa_hard_swish_s8_params_t"
+            layer["params"] = [("size", int(np.prod(self.shape(y))))] + [
+                (k, p[k]) for k in ("input_zero_point", "output_zero_point", "output_multiplier",
+                                    "reluish_multiplier", "output_exponent", "reluish_exponent")]
+            layer["call"] = f"dqa_hard_swish_s8(&{ident}_params, {self.ptr(x)}, {self.ptr(y)});"
+        elif op.op in ("LOGISTIC", "TANH"):
+            table = self.array(f"{ident}_table", "int8_t", p["table"], f"{ident}: output for input q at q + 128")
+            layer["call"] = f"dqa_lookup_s8({table}, {int(np.prod(self.shape(y)))}, {self.ptr(x)}, {self.ptr(y)});"
+        elif op.op == "RESIZE_NEAREST_NEIGHBOR":
+            _, h, w, c = self.shape(x)
+            _, oh, ow, _ = self.shape(y)
+            layer["params_type"] = "dqa_resize_nearest_s8_params_t"
+            layer["params"] = [("in_w", w), ("channels", c), ("out_h", oh), ("out_w", ow),
+                               ("y_index", self.array(f"{ident}_y_index", "int16_t", p["y_index"],
+                                                      f"{ident}: input row of each output row")),
+                               ("x_index", self.array(f"{ident}_x_index", "int16_t", p["x_index"],
+                                                      f"{ident}: input column of each output column"))]
+            layer["call"] = f"dqa_resize_nearest_s8(&{ident}_params, {self.ptr(x)}, {self.ptr(y)});"
+        elif op.op == "RESIZE_BILINEAR":
+            _, h, w, c = self.shape(x)
+            _, oh, ow, _ = self.shape(y)
+            layer["params_type"] = "dqa_resize_bilinear_s8_params_t"
+            layer["params"] = [("in_h", h), ("in_w", w), ("channels", c), ("out_h", oh), ("out_w", ow),
+                               ("scale_10_h", p["scale_10"][0]), ("scale_10_w", p["scale_10"][1]),
+                               ("half_pixel_centers", int(op.options["half_pixel_centers"]))]
+            layer["call"] = f"dqa_resize_bilinear_s8(&{ident}_params, {self.ptr(x)}, {self.ptr(y)});"
+        elif op.op == "DEPTH_TO_SPACE":
+            _, h, w, c = self.shape(x)
+            layer["params_type"] = "dqa_depth_to_space_s8_params_t"
+            layer["params"] = [("in_h", h), ("in_w", w), ("in_c", c), ("block", p["block"])]
+            layer["call"] = f"dqa_depth_to_space_s8(&{ident}_params, {self.ptr(x)}, {self.ptr(y)});"
         elif op.op in ("AVERAGE_POOL_2D", "MAX_POOL_2D"):
             _, h, w, c = self.shape(x)
             (fh, fw), stride = op.options["filter"], op.options["stride"]

@@ -27,4 +27,12 @@ set(DQA_RUNTIME_SOURCES
   "${DQA_RUNTIME_DIR}/src/dqa_softmax_s8.c"
   "${DQA_RUNTIME_DIR}/src/dqa_pad_s8.c"
   "${DQA_RUNTIME_DIR}/src/dqa_concat_s8.c"
+  "${DQA_RUNTIME_DIR}/src/dqa_transpose_conv_s8.c"
+  "${DQA_RUNTIME_DIR}/src/dqa_mul_s8.c"
+  "${DQA_RUNTIME_DIR}/src/dqa_leaky_relu_s8.c"
+  "${DQA_RUNTIME_DIR}/src/dqa_hard_swish_s8.c"
+  "${DQA_RUNTIME_DIR}/src/dqa_lookup_s8.c"
+  "${DQA_RUNTIME_DIR}/src/dqa_resize_nearest_s8.c"
+  "${DQA_RUNTIME_DIR}/src/dqa_resize_bilinear_s8.c"
+  "${DQA_RUNTIME_DIR}/src/dqa_depth_to_space_s8.c"
 )

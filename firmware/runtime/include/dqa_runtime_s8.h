@@ -16,7 +16,8 @@
 extern "C" {
 #endif
 
-/* CONV_2D, and DEPTHWISE_CONV_2D as a grouped convolution (spec 3.1, 3.2). */
+/* CONV_2D, and DEPTHWISE_CONV_2D as a grouped convolution (spec 3.1, 3.2); TRANSPOSE_CONV (spec 3.15)
+ * with the same fields (no dilation, one group, weights OHWI out_c x kernel_h x kernel_w x in_c). */
 typedef struct {
     uint16_t in_h, in_w, in_c, out_h, out_w, out_c;
     uint16_t kernel_h, kernel_w, stride_h, stride_w, dilation_h, dilation_w, pad_top, pad_left;
@@ -42,7 +43,7 @@ typedef struct {
     const int16_t *scale_exponent;  /* out_depth */
 } dqa_fully_connected_s8_params_t;
 
-/* ADD of two same-shape tensors (spec 3.4). */
+/* ADD of two same-shape tensors (spec 3.4); SUB too, with input2_multiplier negated (spec 3.10). */
 typedef struct {
     uint32_t size;
     int32_t left_shift;
@@ -79,7 +80,61 @@ typedef struct {
     int8_t pad_value;
 } dqa_pad_s8_params_t;
 
+/* MUL (spec 3.10). An operand may repeat along the output: its element count divides `size` (a
+ * [1, 1, 1, C] gate over [1, H, W, C], or a scalar), element i reads it at i % input*_size. */
+typedef struct {
+    uint32_t size, input1_size, input2_size;
+    int32_t input1_offset, input2_offset, output_offset, output_multiplier, output_shift;
+    int32_t act_min, act_max;
+} dqa_mul_s8_params_t;
+
+/* LEAKY_RELU, RELU and RELU6 (spec 3.11): x - z_x rescaled to the output, by the alpha multiplier
+ * where it is negative (RELU / RELU6 give the identity multiplier there too), then clamped. */
+typedef struct {
+    uint32_t size;
+    int32_t input_zero_point, output_zero_point;
+    int32_t multiplier, shift, alpha_multiplier, alpha_shift;
+    int32_t act_min, act_max;
+} dqa_leaky_relu_s8_params_t;
+
+/* HARD_SWISH in int16 fixed point (spec 3.14). */
+typedef struct {
+    uint32_t size;
+    int16_t input_zero_point, output_zero_point;
+    int16_t output_multiplier, reluish_multiplier; /* Q15 */
+    int16_t output_exponent;                       /* <= 0 */
+    int16_t reluish_exponent;
+} dqa_hard_swish_s8_params_t;
+
+/* RESIZE_NEAREST_NEIGHBOR (spec 3.12): output pixel (y, x) copies input pixel (y_index[y], x_index[x]). */
+typedef struct {
+    uint16_t in_w, channels, out_h, out_w;
+    const int16_t *y_index; /* out_h */
+    const int16_t *x_index; /* out_w */
+} dqa_resize_nearest_s8_params_t;
+
+/* RESIZE_BILINEAR (spec 3.13): Q10 source positions, scale_10 input steps per output step. */
+typedef struct {
+    uint16_t in_h, in_w, channels, out_h, out_w;
+    int32_t scale_10_h, scale_10_w;
+    uint8_t half_pixel_centers;
+} dqa_resize_bilinear_s8_params_t;
+
+/* DEPTH_TO_SPACE (spec 3.16): in_c = block^2 x the output's channels. */
+typedef struct {
+    uint16_t in_h, in_w, in_c, block;
+} dqa_depth_to_space_s8_params_t;
+
 void dqa_conv2d_s8(const dqa_conv_s8_params_t *p, const int8_t *input, int8_t *output);
+void dqa_transpose_conv_s8(const dqa_conv_s8_params_t *p, const int8_t *input, int8_t *output);
+void dqa_mul_s8(const dqa_mul_s8_params_t *p, const int8_t *input1, const int8_t *input2, int8_t *output);
+void dqa_leaky_relu_s8(const dqa_leaky_relu_s8_params_t *p, const int8_t *input, int8_t *output);
+void dqa_hard_swish_s8(const dqa_hard_swish_s8_params_t *p, const int8_t *input, int8_t *output);
+/* LOGISTIC and TANH (spec 3.17): output[i] = table[input[i] + 128]. */
+void dqa_lookup_s8(const int8_t *table, uint32_t size, const int8_t *input, int8_t *output);
+void dqa_resize_nearest_s8(const dqa_resize_nearest_s8_params_t *p, const int8_t *input, int8_t *output);
+void dqa_resize_bilinear_s8(const dqa_resize_bilinear_s8_params_t *p, const int8_t *input, int8_t *output);
+void dqa_depth_to_space_s8(const dqa_depth_to_space_s8_params_t *p, const int8_t *input, int8_t *output);
 void dqa_fully_connected_s8(const dqa_fully_connected_s8_params_t *p, const int8_t *input, int8_t *output);
 void dqa_add_s8(const dqa_add_s8_params_t *p, const int8_t *input1, const int8_t *input2, int8_t *output);
 void dqa_avgpool_s8(const dqa_pool_s8_params_t *p, const int8_t *input, int8_t *output);

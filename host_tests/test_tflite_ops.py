@@ -1,0 +1,226 @@
+"""The int8 operators of the U-Net / super-resolution / MobileNetV3 kinds in the TFLite-exact mode.
+
+SUB, MUL, LEAKY_RELU, RESIZE_NEAREST_NEIGHBOR, DEPTH_TO_SPACE, TRANSPOSE_CONV,
+RESIZE_BILINEAR, LOGISTIC, HARD_SWISH, TANH, RELU and RELU6, in Keras models
+built here (random weights and biases) and converted to full int8. Checked
+with np.array_equal:
+* tflite_reference against the LiteRT interpreter's reference kernels
+  (BUILTIN_REF), every tensor of every op, on a few hundred random inputs;
+* each element-wise activation exhaustively (all 256 int8 inputs) under many
+  random input and output quantizations written into the file;
+* the generated C on the host with AddressSanitizer and UBSan, and (slow)
+  under QEMU cortex-m7, against the reference and the interpreter.
+
+LiteRT 2.3.0 registers DEPTH_TO_SPACE version 1 only, while TensorFlow 2.21
+writes version 2 for int8 (the same byte permutation): the interpreter runs a
+copy of the model with the version set to 1.
+"""
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from dqa_mcu import build as fw
+from dqa_mcu import cli
+from dqa_mcu import tflite_reference as R
+from dqa_mcu.targets import get_target
+from dqa_mcu.tflite_import import load_tflite
+from conftest import tflite_int8
+from test_tflite import _repack, tf  # noqa: F401  (tf is a fixture)
+
+NEW_OPS = {"SUB", "MUL", "LEAKY_RELU", "RESIZE_NEAREST_NEIGHBOR", "DEPTH_TO_SPACE", "TRANSPOSE_CONV",
+           "RESIZE_BILINEAR", "LOGISTIC", "HARD_SWISH", "TANH", "RELU", "RELU6"}
+
+
+def _with_random_biases(model, rng):
+    for layer in model.layers:
+        weights = layer.get_weights()
+        if len(weights) == 2 and weights[1].ndim == 1:  # zero biases would be dropped by the converter
+            layer.set_weights([weights[0], rng.normal(0, 0.2, weights[1].shape)])
+    return model
+
+
+def _decoder(tf, rng):
+    """Every new op in one small U-Net / SR-style network (8x8x3 in, 16x16x4 out)."""
+    keras, L = tf.keras, tf.keras.layers
+    inp = keras.Input(batch_shape=(1, 8, 8, 3))  # a fixed batch: TRANSPOSE_CONV's output shape is a constant
+    skip = L.LeakyReLU(0.2)(L.Conv2D(8, 3, padding="same")(inp))                       # LEAKY_RELU
+    x = L.Activation("hard_swish")(L.Conv2D(16, 3, padding="same")(L.MaxPooling2D()(skip)))  # HARD_SWISH
+    gate = L.Conv2D(16, 1, activation="sigmoid")(L.GlobalAveragePooling2D(keepdims=True)(x))  # LOGISTIC
+    x = L.Multiply()([x, gate])                                                          # MUL, squeeze-excite
+    x = L.Conv2DTranspose(8, 2, strides=2, activation="relu")(x)                         # TRANSPOSE_CONV + RELU
+    x = L.Activation("tanh")(L.Subtract()([x, skip]))                                    # SUB, TANH
+    shuffled = L.Lambda(lambda t: tf.nn.depth_to_space(t, 2))(L.Conv2D(12, 1)(x))        # DEPTH_TO_SPACE
+    overlapping = L.Conv2DTranspose(3, 3, strides=2, padding="same")(x)                  # general TRANSPOSE_CONV
+    smooth = L.ReLU(6.0)(L.UpSampling2D(2, interpolation="bilinear")(skip))              # RESIZE_BILINEAR, RELU6
+    nearest = L.ReLU()(L.Lambda(lambda t: tf.image.resize(t, (16, 16), method="nearest"))(x))  # RESIZE_NEAREST.., RELU
+    # summed, not concatenated: branches with different scales would make the converter add a QUANTIZE
+    heads = [L.Conv2D(4, 1)(branch) for branch in (shuffled, overlapping, smooth, nearest)]
+    out = L.Add()([L.Add()(heads[:2]), L.Add()(heads[2:])])
+    return _with_random_biases(keras.Model(inp, out), rng)
+
+
+def _activation(tf, op: str):
+    """One element-wise activation on a 256-value vector input."""
+    keras, L = tf.keras, tf.keras.layers
+    inp = keras.Input(batch_shape=(1, 256))
+    layer = {"RELU": L.ReLU(), "RELU6": L.ReLU(6.0), "LEAKY_RELU": L.LeakyReLU(0.3),
+             "LOGISTIC": L.Activation("sigmoid"), "TANH": L.Activation("tanh"),
+             "HARD_SWISH": L.Activation("hard_swish")}[op]
+    return keras.Model(inp, layer(inp))
+
+
+@pytest.fixture(scope="module")
+def models(tf, tmp_path_factory):
+    out = tmp_path_factory.mktemp("tflite_ops")
+    rng = np.random.default_rng(31)
+    paths = {"decoder": out / "decoder.tflite"}
+    paths["decoder"].write_bytes(tflite_int8(tf, _decoder(tf, rng), rng.uniform(-1, 1, (48, 8, 8, 3))
+                                             .astype(np.float32)))
+    for op in ("RELU", "RELU6", "LEAKY_RELU", "LOGISTIC", "TANH", "HARD_SWISH"):
+        paths[op] = out / f"{op.lower()}.tflite"
+        paths[op].write_bytes(tflite_int8(tf, _activation(tf, op), rng.uniform(-6, 6, (32, 256))
+                                          .astype(np.float32)))
+    return paths
+
+
+def _runnable_by_litert(path: Path) -> Path:
+    """The model itself, or a copy whose DEPTH_TO_SPACE says version 1 (what LiteRT 2.3.0 registers)."""
+    from ai_edge_litert import schema_py_generated as s
+    model = s.ModelT.InitFromPackedBuf(path.read_bytes(), 0)
+    if not any(max(oc.builtinCode, oc.deprecatedBuiltinCode) == s.BuiltinOperator.DEPTH_TO_SPACE
+               for oc in model.operatorCodes):
+        return path
+
+    def version_1(model, s):
+        for oc in model.operatorCodes:
+            if max(oc.builtinCode, oc.deprecatedBuiltinCode) == s.BuiltinOperator.DEPTH_TO_SPACE:
+                oc.version = 1
+
+    copy = path.with_name(path.stem + "_litert.tflite")
+    copy.write_bytes(_repack(path.read_bytes(), version_1))
+    return copy
+
+
+def litert_tensors(path: Path, x: np.ndarray, indices) -> dict[int, np.ndarray]:
+    """The listed tensors of the interpreter (BUILTIN_REF), one input at a time (the batch is fixed at 1)."""
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+    it = Interpreter(model_path=str(_runnable_by_litert(path)),
+                     experimental_op_resolver_type=OpResolverType.BUILTIN_REF,
+                     experimental_preserve_all_tensors=True)
+    it.allocate_tensors()
+    inp = it.get_input_details()[0]["index"]
+    found: dict[int, list] = {i: [] for i in indices}
+    for sample in x:
+        it.set_tensor(inp, sample[None])
+        it.invoke()
+        for i in indices:
+            found[i].append(it.get_tensor(i).copy())
+    return {i: np.concatenate(v) for i, v in found.items()}
+
+
+def assert_every_tensor_equal(path: Path, x: np.ndarray) -> np.ndarray:
+    """tflite_reference equals the interpreter on every tensor any op writes; returns the output."""
+    ref = R.TFLiteReference(path)
+    ours: dict[int, list] = {}
+    out = ref.run(x, collect=lambda i, a: ours.setdefault(i, []).append(a))
+    theirs = litert_tensors(path, x, [op.outputs[0] for op in ref.graph.ops])
+    for op in ref.graph.ops:
+        mine = np.concatenate(ours[op.outputs[0]])
+        other = theirs[op.outputs[0]].reshape(mine.shape)
+        bad = int((mine != other).sum())
+        assert bad == 0, f"{path.name}: op {op.index} {op.op}: {bad} of {mine.size} values differ"
+    return out
+
+
+def _inputs(graph, count: int, seed: int) -> np.ndarray:
+    """Random int8 inputs plus the extremes and the input zero point."""
+    rng = np.random.default_rng(seed)
+    shape = graph.input.shape[1:]
+    return np.concatenate([rng.integers(-128, 128, (count,) + shape), np.full((1,) + shape, -128),
+                           np.full((1,) + shape, 127),
+                           np.full((1,) + shape, int(graph.input.zero_point[0]))]).astype(np.int8)
+
+
+def test_decoder_every_tensor_equals_litert(models):
+    g = load_tflite(models["decoder"])
+    ops = [op.op for op in g.ops]
+    assert NEW_OPS <= set(ops), f"not converted to: {NEW_OPS - set(ops)}"
+    tconv = [op for op in g.ops if op.op == "TRANSPOSE_CONV"]
+    assert {op.options["padding"] for op in tconv} == {"VALID", "SAME"} and all(len(op.inputs) == 4 for op in tconv)
+    out = assert_every_tensor_equal(models["decoder"], _inputs(g, 300, 32))
+    assert len(np.unique(out)) > 100  # a real spread, not saturated
+
+
+def _requantized(path: Path, out: Path, rng, keep_output: bool) -> Path:
+    """A copy of a one-activation model with random input (and output) scales and zero points."""
+    def edit(model, s):
+        tensors = model.subgraphs[0].tensors
+        edited = [model.subgraphs[0].inputs[0]] + ([] if keep_output else [model.subgraphs[0].outputs[0]])
+        for i in edited:
+            tensors[i].quantization.scale = np.array([10 ** rng.uniform(-3, -0.5)], np.float32)
+            tensors[i].quantization.zeroPoint = np.array([rng.integers(-128, 128)], np.int64)
+
+    out.write_bytes(_repack(path.read_bytes(), edit))
+    return out
+
+
+@pytest.mark.parametrize("op", ["RELU", "RELU6", "LEAKY_RELU", "LOGISTIC", "TANH", "HARD_SWISH"])
+def test_activation_exhaustive_under_random_quantizations(models, op, tmp_path):
+    """Every int8 input under 60 random quantizations; LOGISTIC keeps its fixed 1/256 output."""
+    rng = np.random.default_rng(hash(op) % 2 ** 32)
+    x = np.arange(-128, 128, dtype=np.int8)[None]
+    for k in range(60):
+        path = _requantized(models[op], tmp_path / f"{op}_{k}.tflite", rng, keep_output=op == "LOGISTIC")
+        g = load_tflite(path)
+        assert [o.op for o in g.ops] == [op]
+        try:
+            ref = R.TFLiteReference(g)
+        except R.UnsupportedTFLiteOpError:  # a HARD_SWISH output scale below input scale / 128
+            continue
+        ours = ref.run(x)
+        assert np.array_equal(ours, R.run_litert_interpreter(path, x)), f"{op} with quantization {k}"
+
+
+def _require(tool: str):
+    if shutil.which(tool) is None:
+        pytest.fail(f"{tool} not found: ./install.sh installs it")
+
+
+def _c_outputs(path: Path, out: Path, target: str, x: np.ndarray, sanitize: bool = False) -> np.ndarray:
+    """Export an int8 .tflite with `x` as the harness inputs, build (one build) and run it: its outputs."""
+    cli.export_s8_project(load_tflite(path), out, target, str(path), x, None, None, log=lambda *a: None)
+    exe = fw.build(out, get_target(target), sanitize=sanitize)
+    return fw.run(exe, get_target(target)).outputs
+
+
+def _assert_c_equals_reference_and_litert(path: Path, out: Path, target: str, x: np.ndarray, sanitize: bool):
+    g = load_tflite(path)
+    fw_out = _c_outputs(path, out, target, x, sanitize)
+    assert np.array_equal(fw_out, R.TFLiteReference(g).run(x).reshape(len(x), -1))
+    litert = litert_tensors(path, x, [g.outputs[0]])[g.outputs[0]]
+    assert np.array_equal(fw_out, litert.reshape(len(x), -1))
+
+
+def test_decoder_on_the_host_with_sanitizers(models, tmp_path):
+    _require("gcc")
+    _assert_c_equals_reference_and_litert(models["decoder"], tmp_path / "dec", "host",
+                                          _inputs(load_tflite(models["decoder"]), 12, 33), sanitize=True)
+
+
+def test_activations_in_c_on_every_input(models, tmp_path):
+    """Each activation kernel on all 256 int8 inputs, under a random quantization, with the sanitizers."""
+    _require("gcc")
+    rng = np.random.default_rng(34)
+    x = np.arange(-128, 128, dtype=np.int8)[None]
+    for op in ("RELU", "RELU6", "LEAKY_RELU", "LOGISTIC", "TANH", "HARD_SWISH"):
+        path = _requantized(models[op], tmp_path / f"{op}.tflite", rng, keep_output=op == "LOGISTIC")
+        _assert_c_equals_reference_and_litert(path, tmp_path / op.lower(), "host", x, sanitize=True)
+
+
+@pytest.mark.slow
+def test_decoder_on_cortex_m7_equals_reference_and_litert(models, tmp_path):
+    _require("arm-none-eabi-gcc")
+    _assert_c_equals_reference_and_litert(models["decoder"], tmp_path / "dec", "cortex-m7",
+                                          _inputs(load_tflite(models["decoder"]), 6, 35), sanitize=False)
