@@ -316,6 +316,8 @@ def _activation_tensors(graph: Graph, calib: Calibration, config: QuantConfig,
     tensors: dict[str, QTensor] = {}
     orders: dict[str, np.ndarray] = {}
     stored_signed = _stored_signed(graph)
+    as_output = _stored_as_output(graph)
+    output_clip = max(float(calib.tensors[t].amax.max()) for t in as_output)
     for node in graph.nodes:
         name, shape = node.output, graph.shapes[node.output]
         if node.op == "input":
@@ -327,18 +329,14 @@ def _activation_tensors(graph: Graph, calib: Calibration, config: QuantConfig,
                                     np.tile(src.scale, tiles), np.tile(src.important, tiles),
                                     alias_of=src.alias_of or src.name)
         elif node.op in COPY_OPS + ("depth_to_space",):
-            if name == graph.output:
-                raise QuantizationError(f"graph output {name!r} is produced by {node.op}: end the model with a "
-                                        "conv, linear, add or pooling layer")
             if node.op == "depth_to_space":
                 tensors[name] = _shuffled(node, shape, tensors[node.inputs[0]])
             else:
                 tensors[name] = _inherit(name, shape, [tensors[i] for i in node.inputs])
+        elif name in as_output:
+            tensors[name] = _one_scale_tensor(name, shape, OUTPUT_BITS, True, output_clip)
         elif node.op == "activation":
-            tensors[name] = _table_output(node, shape, calib.tensors[name], stored_signed[name], config,
-                                          name == graph.output)
-        elif name == graph.output:
-            tensors[name] = _one_scale_tensor(name, shape, OUTPUT_BITS, True, float(calib.tensors[name].amax.max()))
+            tensors[name] = _table_output(node, shape, calib.tensors[name], stored_signed[name], config)
         elif node.op in REQUANTIZING_OPS:
             act = node.attrs.get("act", "none")
             signed = stored_signed[name]
@@ -408,6 +406,22 @@ def _stored_signed(graph: Graph) -> dict[str, bool]:
         forced |= resign
 
 
+def _stored_as_output(graph: Graph) -> set[str]:
+    """The tensors stored as the graph output is (spec 5.7): the output itself or, when a copy op
+    (pooling by max, concat, nearest upsampling, depth_to_space) produces it, the tensors it copies."""
+    def copied(tensor: str) -> set[str]:
+        node = graph.producer(tensor)
+        if node.op not in COPY_OPS + ("depth_to_space",):
+            return {tensor}
+        return {s for t in node.inputs for s in copied(t)}
+
+    sources = copied(graph.output)
+    if graph.input in sources:
+        raise QuantizationError(f"graph output {graph.output!r} copies the input image: end the model with a "
+                                "conv, linear, add or pooling layer")
+    return sources
+
+
 def _requantized_sources(graph: Graph, tensor: str) -> set[str]:
     """The tensors of requantizing ops that `tensor` copies (itself, if it is one)."""
     node = graph.producer(tensor)
@@ -418,12 +432,9 @@ def _requantized_sources(graph: Graph, tensor: str) -> set[str]:
     return {s for t in node.inputs for s in _requantized_sources(graph, t)}
 
 
-def _table_output(node: Node, shape, stats: ChannelStats, signed: bool, config: QuantConfig,
-                  is_output: bool) -> QTensor:
+def _table_output(node: Node, shape, stats: ChannelStats, signed: bool, config: QuantConfig) -> QTensor:
     """The output of a table activation: one scale for every channel, no important channels
-    (spec 5.4.2); the graph output keeps its 16 bits."""
-    if is_output:
-        return _one_scale_tensor(node.output, shape, OUTPUT_BITS, True, float(stats.amax.max()))
+    (spec 5.4.2)."""
     return _one_scale_tensor(node.output, shape, config.bits, signed,
                              float(_clip(stats, config.bits, signed, config).max()))
 

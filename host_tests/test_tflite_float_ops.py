@@ -14,7 +14,7 @@ from dqa_mcu.quantize import QuantConfig, quantize
 from dqa_mcu.tflite_float import tflite_to_ir
 from dqa_mcu.tflite_import import UnsupportedTFLiteOpError, parse_tflite
 
-from test_backend import export_and_run
+from test_backend import export_and_run, require_arm
 from test_tflite import tf  # noqa: F401  (a fixture)
 
 
@@ -39,7 +39,7 @@ def _interpreter_outputs(buf: bytes, x: np.ndarray) -> np.ndarray:
 def decoder_net(tf):
     """A U-Net / SR-style decoder with every op: LeakyReLU, a transposed conv, Subtract, nearest
     (Keras 3: RESHAPE / TILE chains) and bilinear upsampling, a sigmoid gate and a squeeze-excite
-    Multiply, tanh, hard-swish, a ReLU6 after the subtraction and a depth_to_space (TFLite's DCR order) before the last conv."""
+    Multiply, tanh, hard-swish, a ReLU6 after the subtraction and a depth_to_space head (TFLite's DCR order)."""
     layers = tf.keras.layers
     tf.keras.utils.set_random_seed(2)
     inp = tf.keras.Input(batch_shape=(1, 16, 16, 3))
@@ -54,7 +54,7 @@ def decoder_net(tf):
     se = layers.Dense(16, activation="sigmoid")(layers.GlobalAveragePooling2D(keepdims=True)(y))
     y = layers.Multiply()([y, se])
     y = layers.Conv2D(12, 1)(layers.Resizing(16, 16, interpolation="nearest")(y))
-    out = layers.Conv2D(3, 1)(layers.Lambda(lambda t: tf.nn.depth_to_space(t, 2))(y))
+    out = layers.Lambda(lambda t: tf.nn.depth_to_space(t, 2))(y)  # ESPCN's head: the output is a copy
     buf = _float_tflite(tf, tf.keras.Model(inp, out))
     return buf, passes.optimize(tflite_to_ir(parse_tflite(buf, "decoder.tflite")))
 
@@ -70,11 +70,27 @@ def test_every_op_maps_onto_the_ir_and_computes_what_the_interpreter_does(decode
     np.testing.assert_allclose(run_float(graph, x), ref, rtol=1e-4, atol=1e-4 * np.abs(ref).max())
 
 
-def test_the_decoder_through_dqa_is_bit_exact_on_the_host_with_sanitizers(decoder_net, tmp_path):
+@pytest.fixture(scope="module")
+def decoder_dqa4(decoder_net):
     _, graph = decoder_net
     x = np.random.default_rng(1).integers(0, 256, (32, 16, 16, 3), dtype=np.uint8)
-    model = quantize(graph, calibrate(graph, x, show_progress=False), QuantConfig(bits=4, extra_bits=3), x)
-    report = export_and_run(model, x[:3], "host", tmp_path / "host", sanitize=True)
+    return quantize(graph, calibrate(graph, x, show_progress=False), QuantConfig(bits=4, extra_bits=3), x), x[:3]
+
+
+def test_the_decoder_through_dqa_is_bit_exact_on_the_host_with_sanitizers(decoder_dqa4, tmp_path):
+    model, x = decoder_dqa4
+    feeding = [t for t in model.tensors.values() if model.consumers(t.name) and
+               any(n.op == "depth_to_space" and n.output == model.output for n in model.consumers(t.name))]
+    assert [(t.bits, t.signed, np.ptp(t.scale)) for t in feeding] == [(16, True, 0.0)]  # spec 5.7
+    report = export_and_run(model, x, "host", tmp_path / "host", sanitize=True)
+    assert report["bit_exact"], report["mismatched_images"]
+
+
+@pytest.mark.slow
+def test_the_decoder_through_dqa_is_bit_exact_on_cortex_m7(decoder_dqa4, tmp_path):
+    require_arm()
+    model, x = decoder_dqa4
+    report = export_and_run(model, x, "cortex-m7", tmp_path / "m7")
     assert report["bit_exact"], report["mismatched_images"]
 
 
