@@ -105,8 +105,10 @@ def flash_and_read(elf: Path, target: Target, probe: str, port: str, timeout: fl
         cmd = flash_command(probe, board, elf)
         proc = run_flasher(cmd)
         if proc.returncode != 0:
+            pack = (f"\n(is the pack installed? pyocd pack install {board.pyocd_pack})"
+                    if probe == "pyocd" and board.pyocd_pack else "")
             raise fw.BuildError(f"{shlex.join(cmd)} failed (exit code {proc.returncode}):\n"
-                                f"{(proc.stdout + proc.stderr)[-2000:]}")
+                                f"{(proc.stdout + proc.stderr)[-2000:]}{pack}")
         text = read_serial(connection, timeout, f"{target.name} on {port}")
     result = fw.parse_harness(text)
     result.counter = "cycles"  # DWT->CYCCNT on silicon

@@ -131,6 +131,22 @@ def test_h743_arena_goes_to_the_dtcm_when_it_fits_else_the_axi_sram(tmp_path):
     assert proc.returncode != 0 and "fits neither the DTCM (128 KB) nor the AXI SRAM" in proc.stdout + proc.stderr
 
 
+def test_netduinoplus2_systick_ticks_at_168_mhz(tmp_path):
+    """The F446RE hello under QEMU: DWT reads 0, so SysTick counts; 2N extra loop instructions read as
+    2N x 168e6 / 1e9 ticks (the scale `run` uses), and the run stops at the board's exit line."""
+    require_arm()
+    examples = Path(fw.__file__).parents[1] / "firmware/board/examples"
+    subprocess.run(["cmake", "-S", str(examples), "-B", str(tmp_path), "-DDQA_TARGET=nucleo-f446re"],
+                   capture_output=True, check=True)
+    subprocess.run(["cmake", "--build", str(tmp_path)], capture_output=True, check=True)
+    target = get_target("nucleo-f446re")
+    text = fw.board_output_under_qemu(tmp_path / "hello.elf", target, 30)
+    assert "SysTick ticks" in text and text.splitlines()[-1] == "dqa: exit 3", text
+    (n1, t1), (n2, t2) = [(int(n), int(t)) for n, t in re.findall(r"^loop (\d+): (\d+) instructions$", text, re.M)]
+    ticks_per_instruction = target.board.emulator_tick_hz / 1e9
+    assert abs((t2 - t1) - 2 * (n2 - n1) * ticks_per_instruction) <= 2, (t1, t2)
+
+
 def test_a_model_too_big_for_the_board_fails_at_export_with_numbers():
     with pytest.raises(cli.QuantizationError,
                        match=r"arena of 200000 bytes does not fit nucleo-f446re's RAM of 131072 bytes"):

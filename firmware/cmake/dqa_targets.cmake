@@ -134,8 +134,9 @@ function(dqa_target_info target prefix)
   set(${prefix}_IRQ_COUNT "${irqs}" PARENT_SCOPE)
   set(${prefix}_LINK_FLAGS "${link_flags}" PARENT_SCOPE)
   if(board_sources AND machine)
-    # no semihosting on a board: its console UART (USART2, the second -serial) on the terminal
-    set(qemu qemu-system-arm -M ${machine} -nographic -serial null -serial stdio -icount shift=0 -kernel)
+    # no semihosting on a board: its console UART (USART2, the second -serial) on the terminal,
+    # muxed with the monitor (Ctrl-a x quits: the firmware never exits)
+    set(qemu qemu-system-arm -M ${machine} -display none -serial null -serial mon:stdio -icount shift=0 -kernel)
   elseif(machine)
     set(qemu qemu-system-arm -M ${machine} -nographic
         -semihosting-config enable=on,target=native -icount shift=0 -kernel)
