@@ -18,7 +18,15 @@ with ``OpResolverType.BUILTIN_REF`` (TFLite's default double-rounding build,
   absorbing ``1/count``);
 * SOFTMAX: the reference gemmlowp fixed-point softmax (exp in Q5.26,
   accumulation in Q12.19, reciprocal by Newton-Raphson);
-* PAD with the output zero point; RESHAPE and CONCATENATION copy.
+* PAD with the output zero point; RESHAPE and CONCATENATION copy;
+* SUB: ADD with the second input's multiplier negated; MUL: the product of
+  the offset inputs through ``MultiplyByQuantizedMultiplier``;
+* RELU, RELU6, LEAKY_RELU: ``x - zp`` rescaled (by alpha's multiplier where
+  negative) and clamped; HARD_SWISH in int16 fixed point; LOGISTIC and TANH
+  through TFLite's 256-entry float32 lookup table;
+* TRANSPOSE_CONV: per-channel requantization of the scattered int32 sums;
+  RESIZE_NEAREST_NEIGHBOR (float32 source indices), RESIZE_BILINEAR (Q10
+  positions, one rounding of the Q20 sum) and DEPTH_TO_SPACE on raw values.
 
 All values are held in int64 arrays; wherever the C kernels compute in int32,
 the result is wrapped to int32 exactly as two's-complement hardware does.
@@ -308,7 +316,7 @@ def _tanh_f32(v: np.float32) -> np.float32:
 
 def lookup_table(transform: Callable[[np.float32], np.float32], in_scale, in_zero_point: int, out_scale,
                  out_zero_point: int) -> np.ndarray:
-    """TFLite's ``LUTPopulate`` for int8 (spec 3.13): entry ``q + 128`` is the output for the input ``q``,
+    """TFLite's ``LUTPopulate`` for int8 (spec 3.17): entry ``q + 128`` is the output for the input ``q``,
     everything in float32."""
     inverse_scale = np.float32(1.0) / np.float32(out_scale)
     table = np.empty(256, np.int64)
@@ -361,7 +369,7 @@ def hard_swish_int8(x: np.ndarray, p: dict) -> np.ndarray:
 
 
 def nearest_neighbor_index(out_size: int, in_size: int, align_corners: bool, half_pixel_centers: bool) -> np.ndarray:
-    """TFLite ``GetNearestNeighbor`` for every output position (float32 arithmetic, spec 3.11)."""
+    """TFLite ``GetNearestNeighbor`` for every output position (float32 arithmetic, spec 3.12)."""
     if align_corners and out_size > 1:
         scale = np.float32(in_size - 1) / np.float32(out_size - 1)
     else:
@@ -377,7 +385,7 @@ def nearest_neighbor_index(out_size: int, in_size: int, align_corners: bool, hal
 
 
 def bilinear_scale_10(out_size: int, in_size: int, align_corners: bool) -> int:
-    """The Q10 input step per output step of ``ResizeBilinearInteger`` (spec 3.12)."""
+    """The Q10 input step per output step of ``ResizeBilinearInteger`` (spec 3.13)."""
     if align_corners and out_size > 1:
         return ((1 << 10) * (in_size - 1) + (out_size - 1) // 2) // (out_size - 1)
     return ((1 << 10) * in_size + out_size // 2) // out_size
