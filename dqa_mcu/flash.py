@@ -43,10 +43,6 @@ def flash_command(probe: str, board: Board, elf: Path) -> list[str]:
     raise ValueError(f"unknown probe {probe!r}; valid probes: {', '.join(PROBES)}")
 
 
-def _install_hint(probes) -> str:
-    return ", ".join(f"{p} ({PROBE_INSTALL[p]})" for p in probes)
-
-
 def choose_probe(requested: str | None) -> str:
     """The requested flasher, or the first installed one; the error says what to install and how."""
     for probe in [requested] if requested else PROBES:
@@ -54,7 +50,8 @@ def choose_probe(requested: str | None) -> str:
             return probe
     if requested:
         raise fw.BuildError(f"{requested} is not installed: {PROBE_INSTALL[requested]}")
-    raise fw.BuildError(f"no flasher is installed: install one of {_install_hint(PROBES)}")
+    raise fw.BuildError("no flasher is installed: install one of "
+                        + ", ".join(f"{p} ({PROBE_INSTALL[p]})" for p in PROBES))
 
 
 def dry_run(elf: Path, target: Target, probe: str | None, port: str) -> str:

@@ -15,9 +15,8 @@ MIB = 1024 * KIB
 
 @dataclass(frozen=True)
 class Board:
-    """A real board: what flashing it and reading its console need (firmware/board/src/nucleo_*.c)."""
-    mcu: str
-    core_hz: int  # the clock its firmware sets up
+    """A real board: what flashing it and reading its console need (its clocks, UART and memory map:
+    firmware/board/src/nucleo_*.c, firmware/board/ld/nucleo_*.ld)."""
     console: str  # the UART of the ST-LINK virtual COM port
     openocd_config: str
     pyocd_target: str
@@ -54,17 +53,17 @@ TARGETS: dict[str, Target] = {t.name: t for t in (
     Target("cortex-m55", "mps3-an547", 4 * MIB, 2 * MIB, ARM_PACKAGES),
     # QEMU's netduinoplus2 is an STM32F405: the F446RE's image runs there, USART2 on the 2nd -serial.
     Target("nucleo-f446re", "netduinoplus2", 128 * KIB, 512 * KIB, ARM_PACKAGES, Board(
-        "STM32F446RE", 180_000_000, "USART2 (PA2/PA3)", "board/st_nucleo_f4.cfg", "stm32f446retx",
+        "USART2 (PA2/PA3)", "board/st_nucleo_f4.cfg", "stm32f446retx",
         pyocd_pack="stm32f446re", emulator_usart=2, emulator_tick_hz=168_000_000)),
     # F7, L4+ and H7 USARTs (ISR/TDR) have no QEMU model: built and size-checked, run on the board.
     Target("nucleo-f767zi", None, 512 * KIB, 2 * MIB, ARM_PACKAGES, Board(
-        "STM32F767ZI", 216_000_000, "USART3 (PD8/PD9)", "board/st_nucleo_f7.cfg", "stm32f767zi")),
+        "USART3 (PD8/PD9)", "board/st_nucleo_f7.cfg", "stm32f767zi")),
     Target("nucleo-l4r5zi", None, 640 * KIB, 2 * MIB, ARM_PACKAGES, Board(
-        "STM32L4R5ZI", 120_000_000, "LPUART1 (PG7/PG8)", "board/st_nucleo_l4.cfg", "stm32l4r5zitx",
+        "LPUART1 (PG7/PG8)", "board/st_nucleo_l4.cfg", "stm32l4r5zitx",
         pyocd_pack="stm32l4r5zi")),
     # RAM: the AXI SRAM (512 KB), the largest region the arena can take; it goes in the DTCM when it fits
     Target("nucleo-h743zi", None, 512 * KIB, 2 * MIB, ARM_PACKAGES, Board(
-        "STM32H743ZI", 480_000_000, "USART3 (PD8/PD9)", "board/st_nucleo_h743zi.cfg", "stm32h743xx")),
+        "USART3 (PD8/PD9)", "board/st_nucleo_h743zi.cfg", "stm32h743xx")),
 )}
 
 
