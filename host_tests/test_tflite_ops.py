@@ -8,8 +8,11 @@ with np.array_equal:
   (BUILTIN_REF), every tensor of every op, on a few hundred random inputs;
 * each element-wise activation exhaustively (all 256 int8 inputs) under many
   random input and output quantizations written into the file;
-* the generated C on the host with AddressSanitizer and UBSan, and (slow)
-  under QEMU cortex-m7, against the reference and the interpreter.
+* both resizes in every mode (align_corners, half_pixel_centers, neither;
+  non-integer and downscaling sizes);
+* the generated C on the host with AddressSanitizer and UBSan (the decoder,
+  the resizes, LEAKY_RELU and HARD_SWISH on every input), and (slow) the
+  decoder under QEMU cortex-m7, against the reference and the interpreter.
 
 LiteRT 2.3.0 registers DEPTH_TO_SPACE version 1 only, while TensorFlow 2.21
 writes version 2 for int8 (the same byte permutation): the interpreter runs a
@@ -61,6 +64,23 @@ def _decoder(tf, rng):
     return _with_random_biases(keras.Model(inp, out), rng)
 
 
+def _resizes(tf):
+    """Both resizes with align_corners, half_pixel_centers or neither, to a non-integer scale and down."""
+    keras, L, v1 = tf.keras, tf.keras.layers, tf.compat.v1.image
+    inp = keras.Input(batch_shape=(1, 7, 5, 4))
+    x = L.Conv2D(4, 1)(inp)
+    size = (13, 9)
+    resizes = [lambda t: v1.resize_bilinear(t, size, align_corners=True), lambda t: v1.resize_bilinear(t, size),
+               lambda t: tf.image.resize(t, size), lambda t: v1.resize_nearest_neighbor(t, size, align_corners=True),
+               lambda t: v1.resize_nearest_neighbor(t, size), lambda t: tf.image.resize(t, size, method="nearest"),
+               lambda t: tf.image.resize(tf.image.resize(t, (3, 2)), size, method="nearest")]
+    branches = [L.Lambda(resize)(x) for resize in resizes]
+    out = branches[0]
+    for branch in branches[1:]:
+        out = L.Add()([out, branch])
+    return keras.Model(inp, out)
+
+
 def _activation(tf, op: str):
     """One element-wise activation on a 256-value vector input."""
     keras, L = tf.keras, tf.keras.layers
@@ -78,6 +98,8 @@ def models(tf, tmp_path_factory):
     paths = {"decoder": out / "decoder.tflite"}
     paths["decoder"].write_bytes(tflite_int8(tf, _decoder(tf, rng), rng.uniform(-1, 1, (48, 8, 8, 3))
                                              .astype(np.float32)))
+    paths["resizes"] = out / "resizes.tflite"
+    paths["resizes"].write_bytes(tflite_int8(tf, _resizes(tf), rng.uniform(-1, 1, (32, 7, 5, 4)).astype(np.float32)))
     for op in ("RELU", "RELU6", "LEAKY_RELU", "LOGISTIC", "TANH", "HARD_SWISH"):
         paths[op] = out / f"{op.lower()}.tflite"
         paths[op].write_bytes(tflite_int8(tf, _activation(tf, op), rng.uniform(-6, 6, (32, 256))
@@ -153,6 +175,14 @@ def test_decoder_every_tensor_equals_litert(models):
     assert len(np.unique(out)) > 100  # a real spread, not saturated
 
 
+def test_resize_variants_every_tensor_equals_litert(models):
+    g = load_tflite(models["resizes"])
+    resizes = {(op.op, op.options["align_corners"], op.options["half_pixel_centers"]) for op in g.ops
+               if op.op.startswith("RESIZE")}
+    assert len(resizes) == 6
+    assert_every_tensor_equal(models["resizes"], _inputs(g, 200, 36))
+
+
 def _requantized(path: Path, out: Path, rng, keep_output: bool) -> Path:
     """A copy of a one-activation model with random input (and output) scales and zero points."""
     def edit(model, s):
@@ -209,12 +239,20 @@ def test_decoder_on_the_host_with_sanitizers(models, tmp_path):
                                           _inputs(load_tflite(models["decoder"]), 12, 33), sanitize=True)
 
 
-def test_activations_in_c_on_every_input(models, tmp_path):
-    """Each activation kernel on all 256 int8 inputs, under a random quantization, with the sanitizers."""
+def test_resize_variants_on_the_host_with_sanitizers(models, tmp_path):
+    _require("gcc")
+    _assert_c_equals_reference_and_litert(models["resizes"], tmp_path / "rs", "host",
+                                          _inputs(load_tflite(models["resizes"]), 8, 37), sanitize=True)
+
+
+def test_activation_arithmetic_in_c_on_every_input(models, tmp_path):
+    """The two arithmetic activation kernels on all 256 int8 inputs, under a random quantization, with the
+    sanitizers (RELU and RELU6 run on LEAKY_RELU's kernel, LOGISTIC and TANH on a table; the decoder runs
+    them all in C)."""
     _require("gcc")
     rng = np.random.default_rng(34)
     x = np.arange(-128, 128, dtype=np.int8)[None]
-    for op in ("RELU", "RELU6", "LEAKY_RELU", "LOGISTIC", "TANH", "HARD_SWISH"):
+    for op in ("LEAKY_RELU", "HARD_SWISH"):
         path = _requantized(models[op], tmp_path / f"{op}.tflite", rng, keep_output=op == "LOGISTIC")
         _assert_c_equals_reference_and_litert(path, tmp_path / op.lower(), "host", x, sanitize=True)
 
