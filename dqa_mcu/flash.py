@@ -80,9 +80,17 @@ def open_serial(port: str):
 
 def read_serial(connection, timeout: float, source: str) -> str:
     """The harness output from an open serial connection (pyserial's interface: readline, timeout)."""
+    pending = bytearray()  # pyserial's readline returns what came so far when its timeout ends a read
+
     def readline(left: float) -> str:
         connection.timeout = min(left, 1.0)
-        return connection.readline().decode("utf-8", errors="replace")
+        pending.extend(connection.readline())
+        if not pending.endswith(b"\n"):
+            return ""
+        # bytes that are no text (line noise from the reset or the port's opening) are dropped
+        line = "".join(c for c in pending.decode("utf-8", errors="ignore") if c.isprintable() or c in "\r\n")
+        pending.clear()
+        return line
     return fw.read_harness_lines(readline, timeout, source)
 
 

@@ -224,7 +224,8 @@ def test_flash_refuses_an_export_for_a_bare_core(tmp_path, capsys):
 
 
 class FakeSerial:
-    """pyserial's interface as flash.py uses it; readline() gives b'' (a read timeout) between lines."""
+    """pyserial's interface as flash.py uses it: readline() gives what came before its timeout (b'', or
+    part of a line)."""
 
     def __init__(self, chunks):
         self.chunks = list(chunks)
@@ -245,7 +246,7 @@ class FakeSerial:
 
 
 BOARD_OUTPUT = [b"\x00\xff", b"", b"board NUCLEO-F446RE (STM32F446RE) at 180 MHz, counting DWT cycles\r\n",
-                b"output 0 -3 7 12\r\n", b"", b"status 0 0\r\n", b"instructions 0 123456\r\n",
+                b"output 0 -3", b"", b" 7 12\r\n", b"status 0 0\r\n", b"instructions 0 123456\r\n",
                 b"layer 0 conv 1000\r\n", b"done\r\n", b"dqa: exit 0\r\n"]
 
 
