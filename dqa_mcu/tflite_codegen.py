@@ -295,10 +295,10 @@ def generate_s8(g: TFLiteGraph, plan: S8Plan, out_dir: str | Path, target: str, 
     refuse_activation_shapes(g, _is_c_layout, "the C backend handles [1, N] vectors and [1, H, W, C] "
                                               "NHWC tensors only")
     x, y = g.input, g.output
+    emitter = _Emitter(g, plan)
+    layers = [emitter.layer(op) for op in g.ops]  # first: an op the C backend refuses leaves no directory
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    emitter = _Emitter(g, plan)
-    layers = [emitter.layer(op) for op in g.ops]
     for i, layer in enumerate(layers):
         layer["index"] = i
     ctx = dict(name=c_ident(name), version=__version__, source=Path(source).name if source else "a model",

@@ -81,6 +81,14 @@ def _resizes(tf):
     return keras.Model(inp, out)
 
 
+def _broadcast_sub(tf):
+    """SUB of a per-channel mean from its map: the reference broadcasts, the C backend refuses it."""
+    keras, L = tf.keras, tf.keras.layers
+    inp = keras.Input(batch_shape=(1, 6, 6, 4))
+    x = L.Conv2D(4, 1)(inp)
+    return keras.Model(inp, L.Subtract()([x, L.GlobalAveragePooling2D(keepdims=True)(x)]))
+
+
 def _activation(tf, op: str):
     """One element-wise activation on a 256-value vector input."""
     keras, L = tf.keras, tf.keras.layers
@@ -98,6 +106,9 @@ def models(tf, tmp_path_factory):
     paths = {"decoder": out / "decoder.tflite"}
     paths["decoder"].write_bytes(tflite_int8(tf, _decoder(tf, rng), rng.uniform(-1, 1, (48, 8, 8, 3))
                                              .astype(np.float32)))
+    paths["broadcast_sub"] = out / "broadcast_sub.tflite"
+    paths["broadcast_sub"].write_bytes(tflite_int8(tf, _broadcast_sub(tf), rng.uniform(-1, 1, (32, 6, 6, 4))
+                                                   .astype(np.float32)))
     paths["resizes"] = out / "resizes.tflite"
     paths["resizes"].write_bytes(tflite_int8(tf, _resizes(tf), rng.uniform(-1, 1, (32, 7, 5, 4)).astype(np.float32)))
     for op in ("RELU", "RELU6", "LEAKY_RELU", "LOGISTIC", "TANH", "HARD_SWISH"):
@@ -181,6 +192,29 @@ def test_resize_variants_every_tensor_equals_litert(models):
                if op.op.startswith("RESIZE")}
     assert len(resizes) == 6
     assert_every_tensor_equal(models["resizes"], _inputs(g, 200, 36))
+
+
+def test_broadcast_sub_runs_in_the_reference_and_is_refused_in_c_in_one_line(models, tmp_path, capsys):
+    path = models["broadcast_sub"]
+    g = load_tflite(path)
+    sub = next(op for op in g.ops if op.op == "SUB")
+    assert g.tensors[sub.inputs[1]].shape == (1, 1, 1, 4)
+    assert_every_tensor_equal(path, _inputs(g, 100, 38))
+    out = tmp_path / "bs"
+    assert cli.main(["export", str(path), "--target", "host", "--no-build", "-o", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "Traceback" not in err[0], err
+    assert (f"{path.name}: operator SUB at index {sub.index}: the C backend subtracts tensors of the same shape "
+            "only (no broadcasting)") in err[0], err[0]
+    assert not out.exists()
+
+
+def test_logistic_output_quantization_refused_in_one_line(models, tmp_path):
+    path = _requantized(models["LOGISTIC"], tmp_path / "logistic.tflite", np.random.default_rng(39),
+                        keep_output=False)
+    with pytest.raises(R.UnsupportedTFLiteOpError, match=r"^logistic\.tflite: operator LOGISTIC at index 0: "
+                                                          r"the int8 output must have scale 1/256 and zero point -128$"):
+        load_tflite(path)
 
 
 def _requantized(path: Path, out: Path, rng, keep_output: bool) -> Path:
