@@ -4,6 +4,10 @@
  * Implementations:
  *   - QEMU Cortex-M machines (mps2-an385/an386/an500/an505, mps3-an547):
  *     firmware/board/src/dqa_board_qemu.c + startup_cortexm.c
+ *   - STM32 Nucleo boards (nucleo-f446re/-f767zi/-l4r5zi/-h743zi):
+ *     firmware/board/src/dqa_board_stm32.c + nucleo_<board>.c + startup_cortexm.c;
+ *     there the counter counts core clock cycles (DWT, or SysTick where DWT
+ *     does not count, as under QEMU's netduinoplus2), not instructions
  *   - host (plain gcc, for tests / sanitizers): firmware/board/src/dqa_board_host.c
  *
  * Instruction counting (QEMU only)
@@ -44,14 +48,16 @@ extern "C" {
 #endif
 
 /* Initialise the board and (re)start the instruction counter at 0.
- * Enables the SysTick interrupt on QEMU targets; a no-op on the host. */
+ * Enables the SysTick interrupt on QEMU targets; on a board also sets up its
+ * clocks and console UART; a no-op on the host. */
 void dqa_board_init(void);
 
 /* Instructions executed since the last dqa_board_init() (monotonic, see the
  * resolution table above).  0 before dqa_board_init() and always 0 on host. */
 uint64_t dqa_board_instructions(void);
 
-/* Human-readable board name, e.g. "mps2-an500 (cortex-m7)" or "host". */
+/* Human-readable board name, e.g. "mps2-an500 (cortex-m7)", "host", or
+ * "NUCLEO-F446RE (STM32F446RE) at 180 MHz, counting DWT cycles". */
 const char *dqa_board_name(void);
 
 #ifdef __cplusplus

@@ -17,6 +17,7 @@
 #include <errno.h>
 #include <stddef.h>
 #include <stdio.h>
+#include <string.h>
 #include <sys/stat.h>
 
 #include "dqa_board.h"
@@ -168,14 +169,20 @@ const char *dqa_board_name(void)
     return dqa_name;
 }
 
-void dqa_board_puts_raw(const char *s)
+/* The console with CR LF line ends (what terminals want). */
+static void dqa_console_write(const char *text, size_t length)
 {
-    for (; *s != '\0'; ++s) {
-        if (*s == '\n') {
+    for (size_t i = 0u; i < length; ++i) {
+        if (text[i] == '\n') {
             dqa_stm32_console_putc('\r');
         }
-        dqa_stm32_console_putc(*s);
+        dqa_stm32_console_putc(text[i]);
     }
+}
+
+void dqa_board_puts_raw(const char *s)
+{
+    dqa_console_write(s, strlen(s));
 }
 
 void dqa_board_halt(uint32_t code)
@@ -217,12 +224,7 @@ int _write(int fd, const char *buf, int len)
         errno = EBADF;
         return -1;
     }
-    for (int i = 0; i < len; ++i) {
-        if (buf[i] == '\n') {
-            dqa_stm32_console_putc('\r'); /* terminals want CR LF */
-        }
-        dqa_stm32_console_putc(buf[i]);
-    }
+    dqa_console_write(buf, (size_t)len);
     return len;
 }
 
