@@ -101,21 +101,42 @@ def test_every_board_image_fits_its_memories(exports):
     print("\n" + "\n".join(rows))
 
 
-def _arena_program(tmp_path: Path, arena_bytes: int, target: str) -> subprocess.CompletedProcess:
-    """Links a program whose only big object is a `dqa_arena` of `arena_bytes`."""
-    src = tmp_path / f"arena{arena_bytes}"
+def _build_program(tmp_path: Path, name: str, source: str, target: str) -> subprocess.CompletedProcess:
+    """Builds `source` as firmware `name` for `target` in tmp_path/name/b."""
+    src = tmp_path / name
     src.mkdir()
-    (src / "arena.c").write_text(
-        "#include <stdint.h>\n"
-        f"static volatile uint8_t dqa_arena[{arena_bytes}] __attribute__((aligned(4)));\n"
-        "int main(void) { dqa_arena[0] = 1; return dqa_arena[0]; }\n")
+    (src / f"{name}.c").write_text(source)
     (src / "CMakeLists.txt").write_text(
         "cmake_minimum_required(VERSION 3.16)\n"
         f"include({(Path(fw.__file__).parents[1] / 'firmware/cmake/dqa_targets.cmake').as_posix()})\n"
-        "project(arena C)\ndqa_add_firmware(arena SOURCES arena.c)\n")
+        f"project({name} C)\ndqa_add_firmware({name} SOURCES {name}.c)\n")
     subprocess.run(["cmake", "-S", str(src), "-B", str(src / "b"), f"-DDQA_TARGET={target}"],
                    capture_output=True, check=True)
     return subprocess.run(["cmake", "--build", str(src / "b")], capture_output=True, text=True)
+
+
+def _arena_program(tmp_path: Path, arena_bytes: int, target: str) -> subprocess.CompletedProcess:
+    """Links a program whose only big object is a `dqa_arena` of `arena_bytes`."""
+    return _build_program(tmp_path, f"arena{arena_bytes}", (
+        "#include <stdint.h>\n"
+        f"static volatile uint8_t dqa_arena[{arena_bytes}] __attribute__((aligned(4)));\n"
+        "int main(void) { dqa_arena[0] = 1; return dqa_arena[0]; }\n"), target)
+
+
+def test_a_fault_on_the_board_image_is_reported_on_its_console(tmp_path):
+    """Under netduinoplus2: the fault handler prints on USART2 and the run stops there."""
+    require_arm()
+    proc = _build_program(tmp_path, "fault", (
+        "#include <stdio.h>\n#include \"dqa_board.h\"\n"
+        "int main(void) {\n"
+        "    void (*f)(void) = (void (*)(void))0xF0000001u;\n"
+        "    dqa_board_init();\n    printf(\"before\\n\");\n    f();\n    return 0;\n}\n"), "nucleo-f446re")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    text = fw.board_output_under_qemu(tmp_path / "fault" / "b" / "fault.elf", get_target("nucleo-f446re"), 30)
+    assert text.splitlines()[-2:-1] == ["before"], text
+    assert text.splitlines()[-1].startswith("dqa: unexpected exception 0x00000003"), text
+    with pytest.raises(fw.BuildError, match="did not finish"):
+        fw.parse_harness(text)
 
 
 def test_h743_arena_goes_to_the_dtcm_when_it_fits_else_the_axi_sram(tmp_path):
@@ -123,7 +144,7 @@ def test_h743_arena_goes_to_the_dtcm_when_it_fits_else_the_axi_sram(tmp_path):
     for arena_bytes, region in ((100_000, DTCM), (200_000, RAM_REGIONS["nucleo-h743zi"]["AXI SRAM"])):
         proc = _arena_program(tmp_path, arena_bytes, "nucleo-h743zi")
         assert proc.returncode == 0, proc.stdout + proc.stderr
-        elf = tmp_path / f"arena{arena_bytes}" / "b" / "arena.elf"
+        elf = tmp_path / f"arena{arena_bytes}" / "b" / f"arena{arena_bytes}.elf"
         address = int(re.search(r"^([0-9a-f]+) b dqa_arena$", subprocess.run(
             ["arm-none-eabi-nm", str(elf)], capture_output=True, text=True).stdout, re.M).group(1), 16)
         assert _inside(arena_bytes, address, region), hex(address)
