@@ -112,8 +112,8 @@ class QuantParams:
         return self.coarse.mix(self.fine, important)
 
 
-def _quantizer(t, act: str) -> TensorQuant:
-    lo, hi = out_range(t, act)
+def _quantizer(t, bounds: tuple[float, float]) -> TensorQuant:
+    lo, hi = out_range(t, bounds)
     return TensorQuant(t.storage_step.copy(), lo.astype(np.float64), hi.astype(np.float64))
 
 
@@ -127,9 +127,9 @@ def quant_params(graph: ir.Graph, calib, config) -> dict[str, QuantParams]:
         every = direct
     out = {}
     for name in stored_tensors(graph):
-        act = graph.producer(name).attrs.get("act", "none")
+        bounds = ir.act_bounds(graph.producer(name).attrs)
         d, e = direct[name], every[name]
-        out[name] = QuantParams(_quantizer(d, act), _quantizer(e, act), bool(d.signed))
+        out[name] = QuantParams(_quantizer(d, bounds), _quantizer(e, bounds), bool(d.signed))
     return out
 
 

@@ -12,16 +12,18 @@ Conventions
 * Padding is ``(top, bottom, left, right)``.
 * ``act`` on conv2d / linear / add is one of ``ACTIVATIONS``; it is applied
   after the bias (and after the residual sum for a fused residual);
-  ``leaky_relu`` comes with the attr ``negative_slope``.
+  ``leaky_relu`` comes with the attr ``negative_slope``, ``clamp`` (any other
+  hardtanh / clamp range) with ``clamp_min`` and ``clamp_max``.
 """
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, field
 
 import numpy as np
 
-ACTIVATIONS = ("none", "relu", "relu6", "leaky_relu")  # leaky_relu: attr negative_slope
+ACTIVATIONS = ("none", "relu", "relu6", "leaky_relu", "clamp")  # attrs negative_slope; clamp_min, clamp_max
 TABLE_FUNCTIONS = ("sigmoid", "hardsigmoid", "hardswish", "tanh", "silu")  # the "activation" op
 NON_NEGATIVE_FUNCTIONS = ("sigmoid", "hardsigmoid")
 
@@ -34,6 +36,7 @@ OPS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "relu": ((), ()),
     "relu6": ((), ()),
     "leaky_relu": (("negative_slope",), ()),
+    "clamp": (("clamp_min", "clamp_max"), ()),  # -inf / inf for an open side
     # out = act(a + b), or act(a - b) with attr b_sign = -1; attrs b_stride / b_channel_offset describe a fused
     # option-A shortcut view of b (subsample, then zero-pad channels).
     "add": (("act",), ()),
@@ -57,6 +60,26 @@ OPS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     # zero channels before / after
     "pad_channels": (("before", "after"), ()),
 }
+
+
+def act_bounds(attrs: dict, op: str | None = None) -> tuple[float, float]:
+    """The real range an activation clamps to: a node's fused ``act``, or with `op` a standalone
+    relu / relu6 / clamp node's own; (-inf, inf) for none and leaky_relu."""
+    act = op if op in ("relu", "relu6", "clamp") else attrs.get("act", "none")
+    if act == "clamp":
+        return float(attrs["clamp_min"]), float(attrs["clamp_max"])
+    return {"relu": (0.0, math.inf), "relu6": (0.0, 6.0)}.get(act, (-math.inf, math.inf))
+
+
+def clamp_act(lo: float, hi: float) -> dict:
+    """The attrs of the activation clamping to [lo, hi], in its simplest name."""
+    if lo == 0 and hi == math.inf:
+        return dict(act="relu")
+    if lo == 0 and hi == 6:
+        return dict(act="relu6")
+    if lo == -math.inf and hi == math.inf:
+        return dict(act="none")
+    return dict(act="clamp", clamp_min=float(lo), clamp_max=float(hi))
 
 
 def block_conv_attrs_params(weight: np.ndarray, bias: np.ndarray) -> tuple[dict, dict]:
@@ -138,6 +161,10 @@ class Graph:
                 raise GraphError(f"node {node.name!r}: unknown function {node.attrs['function']!r}")
             if node.attrs.get("act") == "leaky_relu" and "negative_slope" not in node.attrs:
                 raise GraphError(f"node {node.name!r}: leaky_relu without its negative_slope")
+            if node.attrs.get("act") == "clamp" or node.op == "clamp":
+                lo, hi = act_bounds(node.attrs, node.op) if "clamp_min" in node.attrs else (math.nan, math.nan)
+                if not lo < hi:
+                    raise GraphError(f"node {node.name!r}: clamp needs clamp_min < clamp_max, got [{lo}, {hi}]")
             for t in node.inputs:
                 if t not in seen:
                     raise GraphError(f"node {node.name!r}: input {t!r} is not produced before it")

@@ -41,6 +41,7 @@ mean 0, std 1), what the MLPerf Tiny ResNet-8 expects; pass any object with
 """
 from __future__ import annotations
 
+import math
 import logging
 import zipfile
 from pathlib import Path
@@ -357,9 +358,12 @@ class _Importer:
             mx = cfg.get("max_value")
             if float(cfg.get("threshold", 0) or 0) != 0:
                 raise self.fail(layer, "thresholded ReLU")
-            act = "relu" if mx is None else ("relu6" if float(mx) == 6.0 else None)
-            if act is None:
-                raise self.fail(layer, f"ReLU with max_value {mx}")
+            if mx is not None and not float(mx) > 0:
+                raise self.fail(layer, f"ReLU with max_value {mx}; only a positive maximum")
+            bounded = ir.clamp_act(0.0, math.inf if mx is None else float(mx))
+            act = bounded["act"]
+            if act == "clamp":
+                return self.emit(layer, "clamp", [x], self.shape(x), {k: bounded[k] for k in ("clamp_min", "clamp_max")})
         elif cls == "Softmax":
             act = "softmax"
         else:

@@ -24,8 +24,8 @@ __all__ = ["fold_batchnorm", "fuse_activations", "lower_shortcuts", "fuse_residu
 
 
 def _activation_of(node: ir.Node) -> dict:
-    """The attrs that make up a node's fused activation: act, and leaky_relu's slope."""
-    return {k: node.attrs[k] for k in ("act", "negative_slope") if k in node.attrs}
+    """The attrs that make up a node's fused activation: act, leaky_relu's slope, clamp's range."""
+    return {k: node.attrs[k] for k in ("act", "negative_slope", "clamp_min", "clamp_max") if k in node.attrs}
 
 
 def _copy(graph: ir.Graph) -> ir.Graph:
@@ -101,7 +101,7 @@ def fold_batchnorm(graph: ir.Graph) -> ir.Graph:
     return g
 
 
-# ops f with relu(f(x)) == f(relu(x)) (and the same for relu6); maxpool pads with -inf
+# ops f with clamp(f(x)) == f(clamp(x)) for relu, relu6, clamp, leaky_relu; maxpool pads with -inf
 _MONOTONE = ("maxpool", "slice", "upsample_nearest", "flatten", "pad_channels", "depth_to_space")
 _NONNEG_PASSTHROUGH = ("maxpool", "avgpool", "global_avgpool", "flatten", "slice", "pad_channels",
                        "upsample_nearest", "depth_to_space", "upsample_bilinear")
@@ -111,7 +111,7 @@ def _nonneg_tensors(g: ir.Graph) -> set[str]:
     """Tensors known to be >= 0 (after a ReLU, or shape/pool ops of such tensors)."""
     nonneg: set[str] = set()
     for n in g.nodes:
-        if n.op in ("relu", "relu6") or n.attrs.get("act", "none") in ("relu", "relu6"):
+        if ir.act_bounds(n.attrs, n.op)[0] >= 0:
             nonneg.add(n.output)
         elif n.op in _NONNEG_PASSTHROUGH and n.inputs[0] in nonneg:
             nonneg.add(n.output)
@@ -121,29 +121,33 @@ def _nonneg_tensors(g: ir.Graph) -> set[str]:
 
 
 def fuse_activations(graph: ir.Graph) -> ir.Graph:
-    """Fold ReLU / ReLU6 / LeakyReLU nodes into the conv2d, linear or add that produces their input.
+    """Fold ReLU / ReLU6 / clamp / LeakyReLU nodes into the conv2d, linear or add that produces their input.
 
     Why: the integer kernels apply the activation as the output clamp of the
     requantization, for free, and a separate activation would store an extra
     tensor. A ReLU of a tensor already known to be non-negative is the
-    identity and is removed; ReLU6 after a fused ReLU becomes ReLU6. An
+    identity and is removed, as is a clamp whose range holds what its input's own activation
+    lets through; a clamp after a fused ReLU or clamp clamps to both ranges' intersection. An
     activation after single-use max pooling / slice / upsample / flatten /
     channel pad is moved onto the op before them (they commute with it). Any
     other standalone activation is an error naming it (no integer kernel).
     """
     g = _copy(graph)
-    for act in [n for n in g.nodes if n.op in ("relu", "relu6", "leaky_relu")]:
+    for act in [n for n in g.nodes if n.op in ("relu", "relu6", "leaky_relu", "clamp")]:
         src = act.inputs[0]
         prod = _producer(g, src)
+        lo, hi = ir.act_bounds(act.attrs, act.op)
         if act.op in ("relu", "leaky_relu") and src in _nonneg_tensors(g):
             _remove(g, act, src)
             continue
         base = prod
         while base is not None and base.op in _MONOTONE:
             base = _producer(g, base.inputs[0])
-        if base is not None and base.attrs.get("act", "none") == "relu6":
-            _remove(g, act, src)  # already in [0, 6]: relu, relu6 and leaky_relu are the identity
-            continue
+        if base is not None and base.attrs.get("act", "none") != "leaky_relu":
+            base_lo, base_hi = ir.act_bounds(base.attrs)
+            if (base_lo >= 0) if act.op == "leaky_relu" else (lo <= base_lo and base_hi <= hi):
+                _remove(g, act, src)  # the values are already in the range: the identity
+                continue
         # walk back through single-use monotone ops (they commute with relu / relu6)
         base, t = prod, src
         while (base is not None and base.op in _MONOTONE and _n_uses(g, t) == 1):
@@ -151,8 +155,16 @@ def fuse_activations(graph: ir.Graph) -> ir.Graph:
             base = _producer(g, t)
         if base is not None and base.op in ("conv2d", "linear", "add") and _n_uses(g, t) == 1:
             cur = base.attrs.get("act", "none")
-            if cur == "none" or (cur == "relu" and act.op == "relu6"):
-                base.attrs.update(act=act.op, **act.attrs)  # leaky_relu brings its negative_slope
+            if act.op == "leaky_relu" and cur == "none":
+                base.attrs.update(act="leaky_relu", negative_slope=act.attrs["negative_slope"])
+                _remove(g, act, src)
+                continue
+            base_lo, base_hi = ir.act_bounds(base.attrs)
+            if act.op != "leaky_relu" and cur != "leaky_relu" and max(lo, base_lo) < min(hi, base_hi):
+                # two clamps in a row clamp to the intersection of their ranges
+                for key in _activation_of(base):
+                    del base.attrs[key]
+                base.attrs.update(ir.clamp_act(max(lo, base_lo), min(hi, base_hi)))
                 _remove(g, act, src)
                 continue
         where = f"{prod.op} {prod.name!r}" if prod is not None else repr(src)

@@ -20,7 +20,7 @@ import torch
 from . import reference
 from .calibrate import HIST_BINS, Calibration, ChannelStats
 from .huffman import HuffmanCode
-from .ir import NON_NEGATIVE_FUNCTIONS, Graph, Node
+from .ir import NON_NEGATIVE_FUNCTIONS, Graph, Node, act_bounds
 from .qmodel import QModel, QNode, QTensor
 from .ranking import GLOBAL_RANKINGS, RANKERS
 from .torch_exec import TABLE_FUNCTIONS
@@ -112,15 +112,14 @@ def _clip(stats: ChannelStats, bits, signed: bool, config: QuantConfig) -> np.nd
     return np.maximum(clip, max(MIN_CLIP, CLIP_FLOOR_RATIO * float(clip.max(initial=0.0))))
 
 
-def _activation_tensor(name: str, shape, stats: ChannelStats, signed: bool, act: str,
+def _activation_tensor(name: str, shape, stats: ChannelStats, signed: bool, bounds: tuple[float, float],
                        config: QuantConfig, rng, order: np.ndarray | None,
                        count: int | None, one_scale: bool = False) -> tuple[QTensor, np.ndarray | None]:
     """The stored tensor, and its channel ranking (most important first; None when direct).
     `one_scale`: every channel gets the widest n-bit clip (a table activation reads it, spec 5.4.2)."""
     n, m = config.bits, config.extra_bits
-    clip = _clip(stats, n, signed, config)
-    if act == "relu6":
-        clip = np.minimum(clip, 6.0)
+    reach = max(abs(bounds[0]), abs(bounds[1]))  # nothing beyond what the activation lets through
+    clip = np.minimum(_clip(stats, n, signed, config), reach)
     if one_scale:
         clip = np.full_like(clip, clip.max())
     important = np.zeros(len(clip), dtype=bool)
@@ -137,7 +136,7 @@ def _activation_tensor(name: str, shape, stats: ChannelStats, signed: bool, act:
         # important channels are rounded at n + m bits: their best clip differs
         if config.clip == "mse" and count and not one_scale:
             fine = _clip(stats, n + m, signed, config)
-            clip = np.where(important, np.minimum(fine, 6.0) if act == "relu6" else fine, clip)
+            clip = np.where(important, np.minimum(fine, reach), clip)
     scale = clip / _levels(n, signed)
     return QTensor(name, tuple(shape), n, signed, m if config.uses_dqa else 0, scale, important), order
 
@@ -179,13 +178,14 @@ def fixed_point(*reals: np.ndarray) -> tuple[list[np.ndarray], np.ndarray]:
     return [np.rint(r * 2.0 ** shift).astype(np.int64) for r in reals], shift
 
 
-def out_range(t: QTensor, act: str) -> tuple[np.ndarray, np.ndarray]:
-    """Storage range per channel of `t` after the producer's activation (spec 4)."""
+def out_range(t: QTensor, bounds: tuple[float, float]) -> tuple[np.ndarray, np.ndarray]:
+    """Storage range per channel of `t` after the producer's activation, which clamps to the real
+    `bounds` (spec 4)."""
     lo, hi = t.range_of(t.storage_bits)
-    if act in ("relu", "relu6"):
-        lo = np.maximum(lo, 0)
-    if act == "relu6":
-        hi = np.minimum(hi, np.rint(6.0 / t.storage_step).astype(np.int64))
+    if bounds[0] > -np.inf:
+        lo = np.maximum(lo, np.rint(bounds[0] / t.storage_step).astype(np.int64))
+    if bounds[1] < np.inf:
+        hi = np.minimum(hi, np.rint(bounds[1] / t.storage_step).astype(np.int64))
     return lo, hi
 
 
@@ -245,7 +245,6 @@ def _qnode(node: Node, tensors: dict[str, QTensor]) -> QNode:
     ins = [tensors[i] for i in node.inputs]
     at = dict(node.attrs)
     arrays: dict[str, np.ndarray] = {}
-    act = at.get("act", "none")
     if node.op in ("conv2d", "linear"):
         w_int, bias, w_scale = _weights(node, ins[0], node.op)
         arrays.update(weight=w_int, bias=bias)
@@ -286,7 +285,7 @@ def _qnode(node: Node, tensors: dict[str, QTensor]) -> QNode:
         arrays["multiplier"] = mult
     else:
         return QNode(node.name, node.op, list(node.inputs), node.output, at, arrays)
-    lo, hi = out_range(out, act)
+    lo, hi = out_range(out, act_bounds(at))
     arrays.update(shift=shift, out_min=lo, out_max=hi)
     return QNode(node.name, node.op, list(node.inputs), node.output, at, arrays)
 
@@ -338,13 +337,13 @@ def _activation_tensors(graph: Graph, calib: Calibration, config: QuantConfig,
         elif node.op == "activation":
             tensors[name] = _table_output(node, shape, calib.tensors[name], stored_signed[name], config)
         elif node.op in REQUANTIZING_OPS:
-            act = node.attrs.get("act", "none")
             signed = stored_signed[name]
             stored_as = config
             if node.op == "upsample_bilinear" and node.inputs[0] == graph.input:
                 stored_as = replace(config, bits=IMAGE_BITS, extra_bits=0)
             one_scale = any(c.op == "activation" for c in graph.consumers(name))  # one table for every channel
-            tensors[name], order = _activation_tensor(name, shape, calib.tensors[name], signed, act, stored_as,
+            tensors[name], order = _activation_tensor(name, shape, calib.tensors[name], signed,
+                                                      act_bounds(node.attrs), stored_as,
                                                       rng, rankings.get(name), important_counts.get(name),
                                                       one_scale)
             block = _shuffle_block(graph, name)
@@ -394,7 +393,7 @@ def _stored_signed(graph: Graph) -> dict[str, bool]:
             elif node.op in REQUANTIZING_OPS:
                 keeps_sign = node.op in ("avgpool", "global_avgpool", "upsample_bilinear", "mul")
                 signed[node.output] = node.output in forced or (
-                    node.attrs.get("act", "none") not in ("relu", "relu6")
+                    act_bounds(node.attrs)[0] < 0
                     and (not keeps_sign or any(signed[t] for t in node.inputs)))
             else:
                 signed[node.output] = any(signed[t] for t in node.inputs)

@@ -13,9 +13,10 @@ Mapping, as in ``keras_import`` (same conventions and the same refusals):
   or global_avgpool when the window is the whole input; MEAN over H and W ->
   global_avgpool; CONCATENATION along channels -> concat; RESHAPE to a
   vector -> flatten (or nothing when the input is already one). Fused
-  activations NONE / RELU / RELU6.
+  activations NONE / RELU / RELU6 / RELU_N1_TO_1 (a clamp to [-1, 1]).
 * SUB -> add with ``b_sign`` -1; MUL -> mul (equal shapes or a (1, 1, C)
-  vector); RELU / RELU6 / LEAKY_RELU -> relu / relu6 / leaky_relu; LOGISTIC /
+  vector); RELU / RELU6 / RELU_N1_TO_1 / LEAKY_RELU -> relu / relu6 / clamp /
+  leaky_relu; LOGISTIC /
   TANH / HARD_SWISH -> the table activations sigmoid / tanh / hardswish.
 * TRANSPOSE_CONV with kernel == stride (square, no overlap) -> a 1x1 conv2d
   plus depth_to_space, as the other importers lower it.
@@ -42,6 +43,7 @@ The input normalization defaults to raw pixels (``keras_import.RAW_PIXELS``).
 from __future__ import annotations
 
 import logging
+import math
 from pathlib import Path
 
 import numpy as np
@@ -55,7 +57,7 @@ __all__ = ["tflite_to_ir"]
 
 log = logging.getLogger(__name__)
 
-_ACT = {"NONE": "none", "RELU": "relu", "RELU6": "relu6"}
+_ACT = {"NONE": (-math.inf, math.inf), "RELU": (0.0, math.inf), "RELU6": (0.0, 6.0), "RELU_N1_TO_1": (-1.0, 1.0)}
 _TABLES = {"LOGISTIC": "sigmoid", "TANH": "tanh", "HARD_SWISH": "hardswish"}
 _MOVES = ("RESHAPE", "TILE", "TRANSPOSE", "DEPTH_TO_SPACE")
 # ops that can absorb a preceding zero PAD into their own padding
@@ -92,11 +94,18 @@ class _Converter:
         self.shapes[n] = tuple(int(v) for v in shape)
         return n
 
-    def act(self, op: TOp) -> str:
+    def act(self, op: TOp) -> dict:
+        """The IR attrs of op's fused activation (act, and clamp_min / clamp_max for a clamp)."""
         a = op.options.get("activation", "NONE")
         if a not in _ACT:
             raise self.fail(op, f"fused activation {a} (supported: {', '.join(_ACT)})")
-        return _ACT[a]
+        return ir.clamp_act(*_ACT[a])
+
+    def activated(self, op: TOp, out: str) -> str:
+        """`out` through op's fused activation as a node of its own (for ops that cannot carry one)."""
+        attrs = self.act(op)
+        kind = attrs.pop("act")
+        return out if kind == "none" else self.emit(op, kind, [out], self.shapes[out], attrs)
 
     def src(self, op: TOp, k: int = 0) -> tuple[str, tuple[int, int, int, int]]:
         """IR tensor of input k, with the zero padding of a PAD folded into this op."""
@@ -131,7 +140,7 @@ class _Converter:
         pad = self._pads(op, h, w, kh, kw, (sh, sw), (dh, dw), extra)
         oh, ow = out_size(h, kh, sh, pad[0], pad[1], dh), out_size(w, kw, sw, pad[2], pad[3], dw)
         return self.emit(op, "conv2d", [x], (oh, ow, cout),
-                         dict(stride=(sh, sw), padding=pad, dilation=(dh, dw), groups=groups, act=self.act(op)),
+                         dict(stride=(sh, sw), padding=pad, dilation=(dh, dw), groups=groups, **self.act(op)),
                          dict(weight=np.ascontiguousarray(wt), bias=bias))
 
     def _pads(self, op, h, w, kh, kw, stride, dilation, extra):
@@ -156,8 +165,7 @@ class _Converter:
         else:
             out = self.emit(op, "avgpool" if avg else "maxpool", [x], (oh, ow, c),
                             dict(kernel=(kh, kw), stride=tuple(stride), padding=pad))
-        act = self.act(op)
-        return out if act == "none" else self.emit(op, act, [out], (oh, ow, c))
+        return self.activated(op, out)
 
     def vector(self, op: TOp, x: str) -> str:
         """x as a (1, 1, N) vector: a flatten (HWC order, as TFLite's row-major reshape) if needed."""
@@ -170,7 +178,7 @@ class _Converter:
             raise self.fail(op, f"weights {wt.shape} for an input of {self.shapes[x][2]} values")
         b = op.inputs[2] if len(op.inputs) > 2 else -1
         bias = self.g.tensors[b].data.astype(np.float32) if b >= 0 else np.zeros(wt.shape[0], np.float32)
-        return self.emit(op, "linear", [x], (1, 1, wt.shape[0]), dict(act=self.act(op)),
+        return self.emit(op, "linear", [x], (1, 1, wt.shape[0]), self.act(op),
                          dict(weight=np.ascontiguousarray(wt), bias=bias))
 
     # ---- data movement, followed as index maps (see the module docstring)
@@ -276,13 +284,13 @@ class _Converter:
         a, b = self.plain(op, 0), self.plain(op, 1)
         if self.shapes[a] != self.shapes[b]:
             raise self.fail(op, f"inputs of different shapes {self.shapes[a]} and {self.shapes[b]} (broadcast)")
-        return self.emit(op, "add", [a, b], self.shapes[a], dict(act=self.act(op)))
+        return self.emit(op, "add", [a, b], self.shapes[a], self.act(op))
 
     def sub(self, op: TOp) -> str:
         a, b = self.plain(op, 0), self.plain(op, 1)
         if self.shapes[a] != self.shapes[b]:
             raise self.fail(op, f"inputs of different shapes {self.shapes[a]} and {self.shapes[b]} (broadcast)")
-        return self.emit(op, "add", [a, b], self.shapes[a], dict(act=self.act(op), b_sign=-1))
+        return self.emit(op, "add", [a, b], self.shapes[a], dict(b_sign=-1, **self.act(op)))
 
     def mul(self, op: TOp) -> str:
         """Squeeze-excite's scaling: equal shapes, or a tensor and a (1, 1, C) vector."""
@@ -294,9 +302,7 @@ class _Converter:
         if self.shapes[b] not in (self.shapes[a], (1, 1, self.shapes[a][2])):
             raise self.fail(op, f"a multiply of shapes {self.shapes[a]} and {self.shapes[b]}; only equal shapes or "
                                 "a per-channel (1, 1, C) vector")
-        out = self.emit(op, "mul", [a, b], self.shapes[a])
-        act = self.act(op)
-        return out if act == "none" else self.emit(op, act, [out], self.shapes[a])
+        return self.activated(op, self.emit(op, "mul", [a, b], self.shapes[a]))
 
     def unary(self, op: TOp) -> str:
         """An element-wise activation; on a moved tensor it is applied at the source (it commutes)."""
@@ -307,6 +313,8 @@ class _Converter:
             kind, attrs = "leaky_relu", dict(negative_slope=slope)
         elif op.op in _TABLES:
             kind, attrs = "activation", dict(function=_TABLES[op.op])
+        elif op.op == "RELU_N1_TO_1":
+            kind, attrs = "clamp", dict(clamp_min=-1.0, clamp_max=1.0)
         else:
             kind, attrs = op.op.lower(), {}
         if op.inputs[0] in self.moved and op.inputs[0] not in self.tmap:
@@ -332,7 +340,7 @@ class _Converter:
         b = op.inputs[3] if len(op.inputs) > 3 else -1
         bias = self.g.tensors[b].data.astype(np.float32) if b >= 0 else np.zeros(cout, np.float32)
         attrs, params = ir.block_conv_attrs_params(wt, bias)
-        attrs["act"] = self.act(op)  # commutes with depth_to_space's copy
+        attrs.update(self.act(op))  # commutes with depth_to_space's copy
         name = layer_name(self.g.tensors[op.outputs[0]]) or "transpose_conv"
         blocks = self.emit_named(name + "_blocks", "conv2d", [x], (h, w, cout * r * r), attrs, params)
         return self.emit(op, "depth_to_space", [blocks], (h * r, w * r, cout), dict(block=r))
@@ -354,7 +362,7 @@ class _Converter:
 
     def concat(self, op: TOp) -> str:
         xs = [self.plain(op, k) for k in range(len(op.inputs))]
-        if op.options["axis"] % 4 != 3 or self.act(op) != "none":
+        if op.options["axis"] % 4 != 3 or self.act(op)["act"] != "none":
             raise self.fail(op, "only along channels and without a fused activation")
         if len({self.shapes[x][:2] for x in xs}) != 1:
             raise self.fail(op, f"inputs of different spatial sizes {[self.shapes[x] for x in xs]}")
@@ -389,7 +397,7 @@ class _Converter:
                     "SOFTMAX": self.softmax, "PAD": self.pad, "CONCATENATION": self.concat, "SUB": self.sub,
                     "MUL": self.mul, "TRANSPOSE_CONV": self.transpose_conv, "RESIZE_BILINEAR": self.resize,
                     "RESIZE_NEAREST_NEIGHBOR": self.resize, **{m: self.move for m in _MOVES},
-                    **{u: self.unary for u in ("RELU", "RELU6", "LEAKY_RELU", *_TABLES)}}
+                    **{u: self.unary for u in ("RELU", "RELU6", "RELU_N1_TO_1", "LEAKY_RELU", *_TABLES)}}
         for op in self.g.ops:
             out = handlers[op.op](op)
             if out:

@@ -53,7 +53,7 @@ SUPPORTED_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "ADD", "AVER
 # a float model goes to the float IR (tflite_float), which has more ops than the int8 reference
 FLOAT_OPS = tuple(dict.fromkeys(SUPPORTED_OPS + (
     "SUB", "MUL", "TRANSPOSE_CONV", "RESIZE_NEAREST_NEIGHBOR", "RESIZE_BILINEAR", "DEPTH_TO_SPACE", "TILE",
-    "TRANSPOSE", "RELU", "RELU6", "LEAKY_RELU", "LOGISTIC", "TANH", "HARD_SWISH")))
+    "TRANSPOSE", "RELU", "RELU6", "RELU_N1_TO_1", "LEAKY_RELU", "LOGISTIC", "TANH", "HARD_SWISH")))
 
 _SHAPE_OPS = ("SHAPE", "STRIDED_SLICE", "PACK", "GATHER")
 _ACTIVATIONS = {0: "NONE", 1: "RELU", 2: "RELU_N1_TO_1", 3: "RELU6"}

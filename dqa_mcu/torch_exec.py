@@ -243,7 +243,7 @@ class TorchExec:
             u_in = self.units[n.inputs[0]]
             p["scale"] = _t(scale * u_in / u_out, (1, -1, 1, 1))
             p["shift"] = _t((q["beta"] - q["mean"] * scale) / u_out, (1, -1, 1, 1))
-        elif n.op in ("relu", "relu6", "leaky_relu"):
+        elif n.op in ("relu", "relu6", "leaky_relu", "clamp"):
             if not np.allclose(self.units[n.inputs[0]], 1.0):
                 raise ir.GraphError(f"node {n.name!r}: a separate {n.op} after a quantized tensor "
                                     "(run the graph passes first)")
@@ -350,15 +350,17 @@ class TorchExec:
             half = 0.5 if q is not None and q["simple"] else 0.0  # round half up's 1/2 is in the bias
             y = F.leaky_relu(y.sub_(half), n.attrs["negative_slope"]).add_(half)
         if q is None:
-            if act == "relu":
-                y.clamp_(min=0)
-            elif act == "relu6":
-                u = self.units[n.output]
-                if np.allclose(u, 1.0):
-                    y.clamp_(0, 6)
-                else:
-                    y.clamp_(min=0)
-                    torch.minimum(y, _t(6.0 / u, (1, -1, 1, 1)), out=y)
+            lo, hi = ir.act_bounds(n.attrs)
+            u = self.units[n.output]
+            if (lo, hi) == (-np.inf, np.inf):
+                return y
+            if np.allclose(u, 1.0):
+                y.clamp_(None if lo == -np.inf else lo, None if hi == np.inf else hi)
+            else:  # bounds in the tensor's units, per channel
+                if lo > -np.inf:
+                    torch.maximum(y, _t(lo / u, (1, -1, 1, 1)), out=y)
+                if hi < np.inf:
+                    torch.minimum(y, _t(hi / u, (1, -1, 1, 1)), out=y)
             return y
         if not q["simple"]:
             y = y * q["to_steps"]
@@ -383,6 +385,8 @@ class TorchExec:
             return torch.relu(x)
         if op == "relu6":
             return x.clamp(0, 6)
+        if op == "clamp":
+            return x.clamp(a["clamp_min"], a["clamp_max"])
         if op == "leaky_relu":
             return F.leaky_relu(x, a["negative_slope"])
         if op == "activation":  # its output is never in a plan: real values (units 1)

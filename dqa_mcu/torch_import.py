@@ -37,6 +37,7 @@ linear's weight columns are permuted from torch's CHW order to HWC.
 """
 from __future__ import annotations
 
+import math
 import operator
 import pickle
 import re
@@ -652,11 +653,16 @@ class _Importer:
 
     def _bounded(self, node, d, lo, hi):
         lo, hi = self.val(lo), self.val(hi)
-        if lo == 0 and hi is None:
-            return self.op_relu(node, d)
-        if lo == 0 and hi == 6:
-            return self.op_relu6(node, d)
-        raise self.fail(node, f"clamp to [{lo}, {hi}]; only [0, inf) (relu) and [0, 6] (relu6)")
+        lo, hi = -math.inf if lo is None else float(lo), math.inf if hi is None else float(hi)
+        if not lo < hi:
+            raise self.fail(node, f"clamp to [{lo}, {hi}]; the minimum must be below the maximum")
+        bounded = ir.clamp_act(lo, hi)
+        if bounded["act"] == "none":
+            return self.tensor(node, d["input"])
+        if bounded["act"] in ("relu", "relu6"):
+            return self.emit(node, d, bounded["act"], [self.tensor(node, d["input"])])
+        return self.emit(node, d, "clamp", [self.tensor(node, d["input"])],
+                         attrs={k: bounded[k] for k in ("clamp_min", "clamp_max")})
 
     def op_hardtanh(self, node, d):
         return self._bounded(node, d, d["min_val"], d["max_val"])

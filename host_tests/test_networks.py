@@ -237,6 +237,42 @@ def test_leaky_relu_is_fused_and_follows_torch(leaky):
     assert all(model.tensors[n.output].signed for n in model.nodes if n.attrs.get("act") == "leaky_relu")
 
 
+# -- clamps other than ReLU / ReLU6: hardtanh(-1, 1), clamp(0, 3), a clamp after a ReLU ----------------
+
+class ClampNet(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.c1, self.c2, self.c3 = nn.Conv2d(3, 8, 3, padding=1), nn.Conv2d(8, 8, 3, padding=1), nn.Conv2d(8, 8, 1)
+        self.fc = nn.Linear(8, 5)
+
+    def forward(self, x):
+        a = F.hardtanh(self.c1(x), -1.0, 1.0)  # signed, fused into the conv
+        b = torch.clamp(self.c2(a) + a, 0.0, 3.0)  # fused into the conv with its residual
+        c = torch.clamp(F.relu(self.c3(b)), max=0.5)  # two clamps become one
+        return self.fc(F.max_pool2d(c, 2).mean((2, 3)))
+
+
+@pytest.fixture(scope="module")
+def clamped():
+    return _random_net_case(lambda: ClampNet().eval(), 12, 64, seed=6)
+
+
+def test_clamps_are_fused_with_their_ranges_and_follow_torch(clamped):
+    net, graph, x, model = clamped
+    assert [(n.attrs.get("act"), n.attrs.get("clamp_min"), n.attrs.get("clamp_max")) for n in graph.nodes
+            if n.op == "conv2d"] == [("clamp", -1.0, 1.0), ("clamp", 0.0, 3.0), ("clamp", 0.0, 0.5)]
+    with torch.no_grad():
+        ref = net(_nchw(x)).numpy()
+    np.testing.assert_allclose(run_float(graph, x), ref, rtol=1e-4, atol=1e-5)
+    signed = {n.name: model.tensors[n.output].signed for n in model.nodes if n.op == "conv2d"}
+    assert list(signed.values()) == [True, False, False]
+    first = next(n for n in model.nodes if n.op == "conv2d")
+    t = model.tensors[first.output]
+    lo, hi = t.range_of(t.storage_bits)  # spec 4: the storage range, narrowed to the clamp's
+    assert np.array_equal(first.arrays["out_min"], np.maximum(lo, np.rint(-1.0 / t.storage_step)))
+    assert np.array_equal(first.arrays["out_max"], np.minimum(hi, np.rint(1.0 / t.storage_step)))
+
+
 # -- the same layers from Keras: Conv2DTranspose, UpSampling2D (nearest, bilinear), LeakyReLU ----------
 
 def test_keras_unet_layers_match_keras_and_are_bit_exact(tf, tmp_path):
@@ -491,7 +527,7 @@ def test_rankings_and_recommend_follow_the_output_error_of_a_regression_model(au
 
 # -- every network above in C: bit-exact under ASan + UBSan on the host and under QEMU cortex-m7 ------
 
-NETWORKS = ("mobilenetv2", "sr", "unet", "leaky_relu", "squeeze_excite", "subtraction", "autoencoder")
+NETWORKS = ("mobilenetv2", "sr", "unet", "leaky_relu", "clamp", "squeeze_excite", "subtraction", "autoencoder")
 
 
 def _network_case(name: str, request) -> tuple:
@@ -503,7 +539,7 @@ def _network_case(name: str, request) -> tuple:
     if name == "sr":
         _, graph, calib, calib_x, task = request.getfixturevalue("sr")
         return quantize(graph, calib, DQA4, calib_x), task.inputs(test_x)
-    fixture = {"unet": "unet", "leaky_relu": "leaky", "squeeze_excite": "mobilenetv3_block",
+    fixture = {"unet": "unet", "leaky_relu": "leaky", "clamp": "clamped", "squeeze_excite": "mobilenetv3_block",
                "subtraction": "difference", "autoencoder": "autoencoder"}[name]
     *_, x, model = request.getfixturevalue(fixture)
     return model, x[:3]

@@ -127,3 +127,16 @@ def test_keras_subtract_is_an_add_with_a_negative_b(tf):
     x = np.random.default_rng(3).integers(0, 256, (4, 8, 8, 3), dtype=np.uint8)
     ref = model.predict(x.astype(np.float32), verbose=0)
     np.testing.assert_allclose(run_float(graph, x), ref, rtol=1e-4, atol=1e-4 * np.abs(ref).max())
+
+
+def test_keras_relu_with_a_maximum_is_a_clamp(tf):
+    layers = tf.keras.layers
+    tf.keras.utils.set_random_seed(4)
+    inp = tf.keras.Input((8, 8, 3))
+    model = tf.keras.Model(inp, layers.ReLU(max_value=2.0)(layers.Conv2D(4, 3, padding="same")(inp)))
+    graph = passes.optimize(import_keras_model(model))
+    assert [(n.attrs["act"], n.attrs.get("clamp_min"), n.attrs.get("clamp_max")) for n in graph.nodes
+            if n.op == "conv2d"] == [("clamp", 0.0, 2.0)]
+    x = np.random.default_rng(4).integers(0, 256, (4, 8, 8, 3), dtype=np.uint8)
+    np.testing.assert_allclose(run_float(graph, x), model.predict(x.astype(np.float32), verbose=0), rtol=1e-4,
+                               atol=1e-4)
