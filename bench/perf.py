@@ -1,0 +1,188 @@
+"""Speed figures (QEMU, -icount shift=0) against TFLite Micro + CMSIS-NN and our own all-8-bit builds.
+
+    python bench/perf.py [--cores cortex-m7 cortex-m4 cortex-m33 cortex-m55] [--cases r8-int8 r8-dqa4 ...]
+                         [--images 2] [--layers] [--json FILE]
+
+Exports, builds and runs (under QEMU, every output checked bit for bit against
+the reference) the MLPerf Tiny ResNet-8 int8 .tflite (TFLite-exact mode), the
+same network from its Keras .h5 through DQA (n = 4) and all-8-bit, and
+ResNet-32 through DQA (n = 3) and all-8-bit. Prints one Markdown table:
+instructions per inference and per multiply-accumulate, the activation arena,
+flash (.text + .rodata + .data, the harness's test images excluded), and the
+ratios against the TFLite Micro + CMSIS-NN figures quoted in issue 12 (ResNet-8,
+Cortex-M7) and against the same network's all-8-bit DQA build. ResNet-8 runs
+on every core given; ResNet-32 on the first. `--layers` adds the per-layer
+instruction counts of each run (the harness's last extra run of image 0).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from dqa_mcu import cli
+from dqa_mcu.calibrate import calibrate, load_images
+from dqa_mcu.quantize import QuantConfig, quantize
+from dqa_mcu.tflite_import import load_tflite
+from dqa_mcu.tflite_reference import quantize_input
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+RESNET8_INT8 = SHARED / "models/mlperf_tiny_ic_resnet8_int8.tflite"
+RESNET8_KERAS = SHARED / "models/mlperf_tiny_ic_resnet8.h5"
+RESNET32 = SHARED / "models/resnet32_cifar10.th"
+CIFAR_SHAPE = (32, 32, 3)
+CALIBRATION_STRIDE = 10  # every 10th calibration image: 500, enough for speed figures
+
+# Issue 12: TFLite Micro + CMSIS-NN on the ResNet-8 int8 model, same QEMU (mps2-an500, Cortex-M7).
+TFLM_CMSIS_NN = {"instructions": 30.02e6, "arena": 54996, "flash": 203964}
+
+ALL_8_BIT = QuantConfig(bits=8, extra_bits=0)
+
+
+@dataclass(frozen=True)
+class Case:
+    label: str
+    network: str     # "resnet8" or "resnet32": which all-8-bit build it is compared with
+    config: QuantConfig | None  # None: the int8 .tflite in TFLite-exact mode
+    all_cores: bool  # run on every --cores entry, else only on the first
+
+
+CASES = {
+    "r8-int8": Case("ResNet-8 int8 .tflite (TFLite-exact)", "resnet8", None, True),
+    "r8-dqa4": Case("ResNet-8 .h5, DQA n=4 (m=3, r=0.4)", "resnet8", QuantConfig(bits=4), True),
+    "r8-8bit": Case("ResNet-8 .h5, all 8-bit", "resnet8", ALL_8_BIT, True),
+    "r32-dqa3": Case("ResNet-32, DQA n=3 (m=3, r=0.4)", "resnet32", QuantConfig(bits=3), False),
+    "r32-8bit": Case("ResNet-32, all 8-bit", "resnet32", ALL_8_BIT, False),
+}
+ALL_8_BIT_CASE = {"resnet8": "r8-8bit", "resnet32": "r32-8bit"}
+
+
+def dqa_macs(model) -> int:
+    """Multiply-accumulates of a quantized model's convolutions and linear layers."""
+    total = 0
+    for node in model.nodes:
+        if node.op == "conv2d":
+            h, w, _ = model.tensors[node.output].shape
+            total += h * w * node.arrays["weight"].size
+        elif node.op == "linear":
+            total += node.arrays["weight"].size
+    return total
+
+
+def tflite_macs(graph) -> int:
+    """Multiply-accumulates of an int8 .tflite's CONV_2D, DEPTHWISE_CONV_2D and FULLY_CONNECTED ops:
+    output pixels times weights (a depthwise filter's (1, KH, KW, C) counts once per pixel too)."""
+    total = 0
+    for op in graph.ops:
+        if op.op in ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED"):
+            out = graph.tensor(op.outputs[0]).shape
+            pixels = int(np.prod(out[1:-1])) if op.op != "FULLY_CONNECTED" else 1
+            total += pixels * int(np.prod(graph.tensor(op.inputs[1]).shape))
+    return total
+
+
+class Networks:
+    """Graphs, calibration and quantized models, each built once."""
+
+    def __init__(self):
+        self.test_x, _ = load_images(SHARED / "data/cifar10_test.npz")
+        calib_x, _ = load_images(SHARED / "data/cifar10_calib.npz")
+        self.calib_x = calib_x[::CALIBRATION_STRIDE]
+        self._graphs, self._calib, self._models = {}, {}, {}
+
+    def images(self, count: int) -> np.ndarray:
+        return self.test_x[::len(self.test_x) // count][:count]
+
+    def graph(self, network: str):
+        if network not in self._graphs:
+            if network == "resnet8":
+                self._graphs[network] = cli.load_graph(str(RESNET8_KERAS), None, False, CIFAR_SHAPE)
+            else:
+                self._graphs[network] = cli.load_graph(str(RESNET32), "resnet32", False, CIFAR_SHAPE)
+            self._calib[network] = calibrate(self._graphs[network], self.calib_x, show_progress=False)
+        return self._graphs[network]
+
+    def model(self, key: str):
+        if key not in self._models:
+            case = CASES[key]
+            graph = self.graph(case.network)
+            self._models[key] = quantize(graph, self._calib[case.network], case.config, self.calib_x)
+        return self._models[key]
+
+
+def measure(networks: Networks, key: str, target: str, count: int, out: Path) -> dict:
+    """Export, build and run one case on one core; raises when the firmware is not bit-exact."""
+    case = CASES[key]
+    images = networks.images(count)
+    if case.config is None:
+        graph = load_tflite(RESNET8_INT8)
+        inputs = quantize_input(graph, images)
+        plan = cli.export_s8_project(graph, out, target, str(RESNET8_INT8), inputs, None, None, log=lambda *a: None)
+        arena, macs = plan.memory.arena_bytes, tflite_macs(graph)
+    else:
+        model = networks.model(key)
+        inputs = images
+        plan = cli.export_project(model, out, target, case.network, inputs, None, None, log=lambda *a: None)
+        arena, macs = plan.arena_bytes, dqa_macs(model)
+    report = cli.run_project(out, inputs, None, None, timeout=3600, log=lambda *a: None)
+    if not report["bit_exact"]:
+        raise SystemExit(f"{case.label} on {target}: the firmware does not match the reference")
+    return {"case": key, "label": case.label, "target": target, "macs": macs, "arena": arena,
+            "instructions": report["instructions_per_inference"],
+            "flash": report["flash"] - inputs.size,  # the harness's test images are not the model's
+            "layers": report["layers"]}
+
+
+def print_table(rows: list[dict], count: int) -> None:
+    eight_bit = {(r["case"], r["target"]): r for r in rows}
+    print(f"{count} CIFAR-10 test images per run under QEMU (-icount shift=0), every output bit-exact with the "
+          "reference; TFLM = TFLite Micro + CMSIS-NN on ResNet-8 int8, Cortex-M7 (issue 12)")
+    print("| network | core | MACs | instructions / inference | per MAC | arena B | flash B "
+          "| instr. vs TFLM | arena vs TFLM | flash vs TFLM | instr. vs own all-8-bit |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        network = CASES[r["case"]].network
+        base = eight_bit.get((ALL_8_BIT_CASE[network], r["target"]))
+        vs_tflm = (f"{r['instructions'] / TFLM_CMSIS_NN['instructions']:.2f}x | "
+                   f"{r['arena'] / TFLM_CMSIS_NN['arena']:.2f}x | {r['flash'] / TFLM_CMSIS_NN['flash']:.2f}x"
+                   if network == "resnet8" else "- | - | -")
+        vs_own = f"{r['instructions'] / base['instructions']:.2f}x" if base else "-"
+        print(f"| {r['label']} | {r['target']} | {r['macs'] / 1e6:.2f} M | {r['instructions'] / 1e6:.2f} M "
+              f"| {r['instructions'] / r['macs']:.2f} | {r['arena']} | {r['flash']} | {vs_tflm} | {vs_own} |")
+
+
+def print_layers(rows: list[dict]) -> None:
+    for r in rows:
+        print(f"\n{r['label']} on {r['target']}: instructions per layer")
+        for name, count in r["layers"]:
+            print(f"  {name:40s} {count:>12d}")
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--cores", nargs="+", default=["cortex-m7", "cortex-m4", "cortex-m33", "cortex-m55"],
+                        help="ResNet-8 runs on each; ResNet-32 on the first")
+    parser.add_argument("--cases", nargs="+", choices=list(CASES), default=list(CASES))
+    parser.add_argument("--images", type=int, default=2, help="test images run per configuration")
+    parser.add_argument("--layers", action="store_true", help="also print instructions per layer")
+    parser.add_argument("--json", type=Path, help="also write the rows here")
+    args = parser.parse_args()
+    networks = Networks()
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for key in args.cases:
+            for target in args.cores if CASES[key].all_cores else args.cores[:1]:
+                rows.append(measure(networks, key, target, args.images, Path(tmp) / f"{key}-{target}"))
+    print_table(rows, args.images)
+    if args.layers:
+        print_layers(rows)
+    if args.json:
+        args.json.write_text(json.dumps(rows, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()
