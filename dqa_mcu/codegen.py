@@ -34,6 +34,30 @@ LAYOUT_FILE = "model_layout.json"  # the memory plan and the constants, as plain
 CTYPE_BYTES = {"int8_t": 1, "uint8_t": 1, "int16_t": 2, "int32_t": 4, "uint32_t": 4, "uint64_t": 8}
 
 
+MAC_ROWS = 4  # output channels per weight tile: DQA_MAC_ROWS in firmware/runtime/src/dqa_mac.h
+
+
+def is_depthwise(w: np.ndarray, groups: int) -> bool:
+    """One input and one output channel per group: dqa_conv2d reads such weights as OHWI."""
+    return w.shape[3] == 1 and w.shape[0] == groups
+
+
+def tile_conv_weights(w: np.ndarray, groups: int) -> np.ndarray:
+    """OHWI int8 conv weights in the order dqa_conv2d reads them (dqa_conv2d_weights_size() in
+    dqa_runtime.h): depthwise unchanged; else per group, tiles of MAC_ROWS output channels (missing rows
+    zero), each row's K = KH*KW*Cin_g weights in pairs (k, k+1) stored as
+    [w(0,k) w(1,k) w(0,k+1) w(1,k+1) w(2,k) w(3,k) w(2,k+1) w(3,k+1)] (an odd K padded with a zero)."""
+    if is_depthwise(w, groups):
+        return w.ravel()
+    c_out_g, k = w.shape[0] // groups, int(np.prod(w.shape[1:]))
+    tiles, pairs = -(-c_out_g // MAC_ROWS), -(-k // 2)
+    rows = np.zeros((groups, tiles * MAC_ROWS, 2 * pairs), np.int8)
+    rows[:, :c_out_g, :k] = w.reshape(groups, c_out_g, k)
+    # row r = 2 * r_hi + r_lo and k = 2 * pair + j, stored in the order (group, tile, pair, r_hi, j, r_lo)
+    split = rows.reshape(groups, tiles, 2, 2, pairs, 2)
+    return split.transpose(0, 1, 4, 2, 5, 3).ravel()
+
+
 def c_ident(name: str) -> str:
     ident = re.sub(r"\W", "_", name)
     return ident if not ident[0].isdigit() else f"t_{ident}"
@@ -137,8 +161,9 @@ class _Emitter:
                 stride, (pt, _, pl, _), dil, groups = at["stride"], at["padding"], at["dilation"], at["groups"]
             else:
                 stride, pt, pl, dil, groups = (1, 1), 0, 0, (1, 1), 1
-            weights = self.array(f"{ident}_weights", "int8_t", w,
-                                 f"{node.name}: int8 weights, OHWI {'x'.join(map(str, w.shape))}")
+            layout = "OHWI" if is_depthwise(w, groups) else f"in tiles of {MAC_ROWS} output channels"
+            weights = self.array(f"{ident}_weights", "int8_t", tile_conv_weights(w, groups),
+                                 f"{node.name}: int8 weights {'x'.join(map(str, w.shape))}, {layout}")
             bias = self.array(f"{ident}_bias", "int32_t", a["bias"], f"{node.name}: int32 biases")
             layer["params_type"] = "dqa_conv_params_t"
             layer["params"] = [

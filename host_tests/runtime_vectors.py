@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from dqa_mcu import bitpack, npconv, reference
+from dqa_mcu import bitpack, codegen, npconv, reference
 from dqa_mcu.huffman import HuffmanCode
 from dqa_mcu.qmodel import QModel, QNode, QTensor
 from dqa_mcu.quantize import fixed_point, out_range
@@ -134,7 +134,7 @@ class Program:
                 pt = pl = 0
             self.op(OP_CONV, ix[node.inputs[0]], res, ix[node.output], w.shape[1], w.shape[2], sh, sw, pt, pl,
                     dh, dw, g, at.get("residual_stride", 1), at.get("residual_channel_offset", 0),
-                    *w.ravel(), *a["bias"], int(res >= 0), *rq(res >= 0))
+                    *codegen.tile_conv_weights(w, g), *a["bias"], int(res >= 0), *rq(res >= 0))
         elif node.op == "add":
             self.op(OP_ADD, ix[node.inputs[0]], ix[node.inputs[1]], ix[node.output], at["b_stride"],
                     at["b_channel_offset"], *rq(True))

@@ -98,13 +98,20 @@ typedef struct {
     uint16_t pad_top, pad_left; /* bottom/right padding follow from the shapes */
     uint16_t dilation_h, dilation_w;
     uint16_t groups;
-    const int8_t *weights; /* OHWI */
+    const int8_t *weights; /* depthwise: OHWI; otherwise in tiles, see dqa_conv2d_weights_size() */
     const int32_t *bias;
     dqa_requant_t requant;
     uint16_t residual_stride;         /* fused residual input, spec 5.2 */
     uint16_t residual_channel_offset;
 } dqa_conv_params_t;
 
+/* Bytes of a conv's weights as dqa_conv2d reads them. A depthwise conv (one input and one output
+ * channel per group) keeps OHWI. Any other: per group, tiles of 4 output channels (the last one
+ * padded with zero rows); per tile, the K = kernel_h * kernel_w * (in_channels / groups) weights of
+ * each row (OHWI order) in pairs (k, k+1), k even, as the 8 bytes w(0,k) w(1,k) w(0,k+1) w(1,k+1)
+ * w(2,k) w(3,k) w(2,k+1) w(3,k+1) (an odd K padded with a zero weight). The code generator writes
+ * them so (dqa_mcu.codegen.tile_conv_weights); src/dqa_mac.h says why. */
+size_t dqa_conv2d_weights_size(const dqa_conv_params_t *params, uint16_t in_channels, uint16_t out_channels);
 size_t dqa_conv2d_get_buffer_size(const dqa_conv_params_t *params, const dqa_tensor_info_t *input,
                                   const dqa_tensor_info_t *residual, const dqa_tensor_info_t *output);
 /* residual may be NULL. scratch: dqa_conv2d_get_buffer_size() bytes, 4-byte aligned. */

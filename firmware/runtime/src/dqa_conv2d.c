@@ -9,6 +9,7 @@
  *   int16 res[C_res]                      residual pixel (only with a residual)
  */
 #include "dqa_internal.h"
+#include "dqa_mac.h"
 
 static uint32_t conv_ring_pixels(const dqa_conv_params_t *p, const dqa_tensor_info_t *input)
 {
@@ -27,34 +28,93 @@ size_t dqa_conv2d_get_buffer_size(const dqa_conv_params_t *params, const dqa_ten
     return DQA_ALIGN4(size);
 }
 
-/* acc[o] += sum over ci of w[ci] * x[ci] for the output channels of each group. */
-static void accumulate_tap(int32_t *acc, const int8_t *w_tap, const int16_t *x, uint32_t c_out, uint32_t c_out_g,
-                           uint32_t c_in_g, uint32_t w_stride)
+/* Contiguous run of window values and the weights (offset into every output channel's OHWI row)
+ * they multiply: one kernel row of taps when the input pixels follow each other in the ring, else
+ * one tap. */
+typedef struct {
+    const int16_t *x; /* channel 0 of the run's first pixel */
+    uint32_t w_offset;
+    uint32_t len; /* values per group: taps * c_in_g */
+} segment_t;
+
+#define SEGMENTS_PER_PASS 16u /* runs gathered before one pass over the output channels */
+
+typedef struct {
+    const int8_t *weights;
+    uint32_t w_stride; /* weights per output channel: K = KH * KW * c_in_g */
+    uint32_t c_in_g, c_out_g, groups;
+} conv_shape_t;
+
+/* Depthwise weights stay OHWI (channel-vectorized per tap); all others are in tiles (dqa_mac.h). */
+static int is_depthwise(uint32_t c_in_g, uint32_t c_out_g)
 {
-    uint32_t o = 0;
-    if (c_in_g == 1u && c_out_g == 1u) { /* depthwise */
-        for (o = 0; o < c_out; o++) {
-            acc[o] += (int32_t)w_tap[(size_t)o * w_stride] * x[o];
+    return c_in_g == 1u && c_out_g == 1u;
+}
+
+static uint32_t tiles_per_group(uint32_t c_out_g)
+{
+    return (c_out_g + DQA_MAC_ROWS - 1u) / DQA_MAC_ROWS;
+}
+
+size_t dqa_conv2d_weights_size(const dqa_conv_params_t *params, uint16_t in_channels, uint16_t out_channels)
+{
+    uint32_t groups = params->groups ? params->groups : 1u;
+    uint32_t c_in_g = in_channels / groups, c_out_g = out_channels / groups;
+    uint32_t k = (uint32_t)params->kernel_h * params->kernel_w * c_in_g;
+    if (is_depthwise(c_in_g, c_out_g)) {
+        return (size_t)out_channels * k;
+    }
+    return (size_t)groups * tiles_per_group(c_out_g) * dqa__tile_bytes(k);
+}
+
+/* acc[o] += the dot products of every segment with output channel o's weights. */
+static void accumulate(int32_t *acc, const conv_shape_t *k, const segment_t *seg, uint32_t n_seg)
+{
+    uint32_t g, o = 0, s;
+    const int8_t *tile = k->weights;
+    uint32_t tile_bytes = dqa__tile_bytes(k->w_stride);
+    if (is_depthwise(k->c_in_g, k->c_out_g)) {
+        uint32_t c_out = k->groups;
+        for (s = 0; s < n_seg; s++) {
+            const int8_t *w = k->weights + seg[s].w_offset;
+            for (o = 0; o < c_out; o++) {
+                acc[o] += (int32_t)w[(size_t)o * k->w_stride] * seg[s].x[o];
+            }
         }
         return;
     }
-    while (o < c_out) {
-        uint32_t end = o + c_out_g;
-        for (; o < end; o++) {
-            const int8_t *w = w_tap + (size_t)o * w_stride;
-            int32_t sum = 0;
-            uint32_t ci = 0;
-            for (; ci + 4u <= c_in_g; ci += 4u) {
-                sum += (int32_t)w[ci] * x[ci] + (int32_t)w[ci + 1u] * x[ci + 1u] + (int32_t)w[ci + 2u] * x[ci + 2u] +
-                       (int32_t)w[ci + 3u] * x[ci + 3u];
+    for (g = 0; g < k->groups; g++) {
+        uint32_t end = o + k->c_out_g;
+        uint32_t x_offset = g * k->c_in_g;
+        for (; o < end; o += DQA_MAC_ROWS, tile += tile_bytes) {
+            uint32_t rows = end - o < DQA_MAC_ROWS ? end - o : DQA_MAC_ROWS, r;
+            int32_t sums[DQA_MAC_ROWS] = {0};
+            for (s = 0; s < n_seg; s++) {
+                dqa__mac_tile(sums, tile, seg[s].w_offset, seg[s].x + x_offset, seg[s].len);
             }
-            for (; ci < c_in_g; ci++) {
-                sum += (int32_t)w[ci] * x[ci];
+            for (r = 0; r < rows; r++) { /* the tile's zero rows past the group's end are dropped */
+                acc[o + r] += sums[r];
             }
-            acc[o] += sum;
         }
-        x += c_in_g;
+        o = end;
     }
+}
+
+/* First tap k >= 0 of a window starting at `start` (step `step`) that lies inside [0, size),
+ * and the end of those taps (at most `taps`). */
+static int32_t first_inside(int32_t start, int32_t step)
+{
+    return start >= 0 ? 0 : (step - 1 - start) / step;
+}
+
+static int32_t end_inside(int32_t start, int32_t step, int32_t size, int32_t taps)
+{
+    int32_t end;
+    if (start >= size) {
+        return 0;
+    }
+    end = (size - 1 - start) / step + 1;
+    return end < taps ? end : taps;
 }
 
 void dqa_conv2d(const dqa_conv_params_t *params, const dqa_tensor_t *input, const dqa_tensor_t *residual,
@@ -82,7 +142,15 @@ void dqa_conv2d(const dqa_conv_params_t *params, const dqa_tensor_t *input, cons
     int32_t res_stride = params->residual_stride ? params->residual_stride : 1;
     int32_t res_off = params->residual_channel_offset;
     int32_t oh, ow;
+    /* a kernel row's input pixels are consecutive in the ring and their channels in the weights */
+    int rows_contiguous = groups == 1u && dw == 1;
+    conv_shape_t shape;
 
+    shape.weights = params->weights;
+    shape.w_stride = w_stride;
+    shape.c_in_g = c_in_g;
+    shape.c_out_g = c_out_g;
+    shape.groups = groups;
     dqa__window_init(&win, input, ring, ring_pixels);
     if (residual != NULL) {
         dqa_reader_init(&res_reader, residual);
@@ -103,20 +171,33 @@ void dqa_conv2d(const dqa_conv_params_t *params, const dqa_tensor_t *input, cons
             for (o = 0; o < c_out; o++) {
                 acc[o] = 0;
             }
-            for (kh = 0; kh < kh_n; kh++) {
-                int32_t ih = top + kh * dh;
-                if (ih < 0 || ih >= h) {
-                    continue; /* zero padding */
-                }
-                for (kw = 0; kw < kw_n; kw++) {
-                    int32_t iw = left + kw * dw;
-                    if (iw < 0 || iw >= w) {
-                        continue;
+            {
+                int32_t kh_end = end_inside(top, dh, h, kh_n), kw_end = end_inside(left, dw, w, kw_n);
+                int32_t kw_first = first_inside(left, dw);
+                segment_t seg[SEGMENTS_PER_PASS];
+                uint32_t n_seg = 0;
+                for (kh = first_inside(top, dh); kh < kh_end; kh++) { /* taps outside: zero padding */
+                    uint32_t row = (uint32_t)((top + kh * dh) * w + left);
+                    for (kw = kw_first; kw < kw_end;) {
+                        uint32_t slot = (row + (uint32_t)(kw * dw)) % ring_pixels;
+                        uint32_t run = 1u;
+                        if (rows_contiguous) { /* up to the ring's end; the rest starts at slot 0 */
+                            run = (uint32_t)(kw_end - kw);
+                            if (run > ring_pixels - slot) {
+                                run = ring_pixels - slot;
+                            }
+                        }
+                        seg[n_seg].x = ring + (size_t)slot * c_in;
+                        seg[n_seg].w_offset = ((uint32_t)kh * (uint32_t)kw_n + (uint32_t)kw) * c_in_g;
+                        seg[n_seg].len = run * c_in_g;
+                        if (++n_seg == SEGMENTS_PER_PASS) {
+                            accumulate(acc, &shape, seg, n_seg);
+                            n_seg = 0;
+                        }
+                        kw += (int32_t)run;
                     }
-                    accumulate_tap(acc, params->weights + ((size_t)kh * (uint32_t)kw_n + (uint32_t)kw) * c_in_g,
-                                   dqa__window_pixel(&win, (uint32_t)(ih * w + iw)), c_out, c_out_g, c_in_g,
-                                   w_stride);
                 }
+                accumulate(acc, &shape, seg, n_seg);
             }
             if (residual != NULL) { /* v_r[oh * s, ow * s, o - k] */
                 uint32_t target = ((uint32_t)(oh * res_stride) * res_w + (uint32_t)(ow * res_stride));

@@ -244,7 +244,7 @@ int main(int argc, char **argv)
             p.groups = (uint16_t)next_word();
             p.residual_stride = (uint16_t)next_word();
             p.residual_channel_offset = (uint16_t)next_word();
-            p.weights = read_array((size_t)c_out * p.kernel_h * p.kernel_w * (in->info.channels / p.groups), 1, 1);
+            p.weights = read_array(dqa_conv2d_weights_size(&p, in->info.channels, o->info.channels), 1, 1);
             p.bias = read_array(c_out, 4, 1);
             p.requant = read_requant(c_out, next_word());
             scratch_size = dqa_conv2d_get_buffer_size(&p, &in->info, res ? &res->info : NULL, &o->info);
