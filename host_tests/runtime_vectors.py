@@ -24,6 +24,7 @@ import numpy as np
 
 from dqa_mcu import bitpack, codegen, npconv, reference
 from dqa_mcu.huffman import HuffmanCode
+from dqa_mcu.ir import act_bounds
 from dqa_mcu.qmodel import QModel, QNode, QTensor
 from dqa_mcu.quantize import fixed_point, out_range
 
@@ -300,7 +301,7 @@ class ModelBuilder:
 
     def _finish(self, node: QNode, out: QTensor, act: str, capacity: str | None) -> str:
         if act is not None:
-            lo, hi = out_range(out, act)
+            lo, hi = out_range(out, act_bounds({"act": act}))
             node.arrays.update(out_min=lo.astype(np.int64), out_max=hi.astype(np.int64))
         self.model.tensors[out.name] = out
         self.model.nodes.append(node)
