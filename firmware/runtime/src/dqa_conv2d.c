@@ -142,8 +142,9 @@ void dqa_conv2d(const dqa_conv_params_t *params, const dqa_tensor_t *input, cons
     int32_t res_stride = params->residual_stride ? params->residual_stride : 1;
     int32_t res_off = params->residual_channel_offset;
     int32_t oh, ow;
-    /* a kernel row's input pixels are consecutive in the ring and their channels in the weights */
-    int rows_contiguous = groups == 1u && dw == 1;
+    /* a kernel row's input pixels are consecutive in the ring and their channels in the weights
+     * (a 1-channel "depthwise" conv, groups = 1, keeps its one-tap segments) */
+    int rows_contiguous = groups == 1u && dw == 1 && !is_depthwise(c_in_g, c_out_g);
     conv_shape_t shape;
 
     shape.weights = params->weights;

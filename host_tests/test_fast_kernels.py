@@ -1,0 +1,171 @@
+"""conv2d's inner kernels (firmware/runtime/src/dqa_mac.h: tiles of 4 output channels over kernel-row runs of the
+line buffer; SXTB16 + SMLAD on DSP cores, portable C on the host and Cortex-M3) and the offline weight tiling
+(dqa_mcu.codegen.tile_conv_weights), bit-exact with the reference.
+
+Random stacks of convolutions (runtime_vectors.ModelBuilder: random int8 weights, multipliers calibrated on the
+actual values, DQA tensors with Huffman-coded errors) cover odd channel counts, output channels that are not a
+multiple of the tile, 1x1 to 5x5 kernels, stride 2, dilation (with more taps than one pass gathers), groups,
+depthwise with and without a channel multiplier, fused residuals and linear layers. On the host they run in the
+runtime driver under ASan + UBSan (every tensor's values, code plane and error stream compared); under QEMU
+(slow) one exported project per core runs them as a whole and every output is compared with the reference.
+"""
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pytest
+
+import runtime_vectors as rv
+from dqa_mcu import cli, codegen
+
+KERNELS = [(1, 1), (3, 3), (5, 3), (1, 5), (3, 1), (5, 5)]
+MAX_OUT_CHANNELS = 13  # 1..13 output channels: every remainder of the 4-channel tile, more than 3 tiles
+QEMU_CORES = ["cortex-m3", "cortex-m4", "cortex-m7", "cortex-m33", "cortex-m55"]
+QEMU_IMAGES = 2
+QEMU_SEEDS = [100, 101, 102]  # 8-layer stacks, about 6 s each to build and run
+
+
+def _groups(rng, c_in: int, c_out: int) -> int:
+    common = [g for g in range(2, c_in + 1) if c_in % g == 0 and c_out % g == 0]
+    return int(rng.choice(common)) if common and rng.random() < 0.4 else 1
+
+
+def random_conv(b: rv.ModelBuilder, rng, name: str, x: str) -> str:
+    h, w, c_in = b.model.tensors[x].shape
+    kh, kw = KERNELS[rng.integers(len(KERNELS))]
+    dilation = tuple(int(d) for d in rng.integers(1, 4, size=2)) if rng.random() < 0.3 else (1, 1)
+    stride = tuple(int(s) if size > 4 else 1 for s, size in zip(rng.integers(1, 3, size=2), (h, w)))
+    kind = rng.random()
+    residual = None
+    if kind < 0.15:  # depthwise, sometimes with a channel multiplier
+        c_out, groups = c_in * int(rng.choice([1, 1, 2])), c_in
+    elif kind < 0.35 and stride == (1, 1):  # a residual block's second conv: the input added back
+        c_out, groups, residual = c_in, _groups(rng, c_in, c_in), x
+    else:
+        c_out = int(rng.integers(1, MAX_OUT_CHANNELS + 1))
+        groups = _groups(rng, c_in, c_out)
+    m = int(rng.choice([0, 3]))
+    return b.conv(name, x, c_out, k=(kh, kw), stride=stride, dilation=dilation, groups=groups, m=m,
+                  bits=int(rng.integers(3, 9)), act=str(rng.choice(["relu", "none"])), residual=residual)
+
+
+def random_stack(seed: int, layers: int = 4, pixels: np.ndarray | None = None, output: bool = False):
+    """input (random shape, 1 to 5 channels) -> `layers` random convolutions -> global pool -> a linear layer
+    (`output`: a 16-bit graph output)."""
+    rng = np.random.default_rng(seed)
+    shape = (int(rng.integers(5, 12)), int(rng.integers(5, 12)), int(rng.integers(1, 6)))
+    b = rv.ModelBuilder(rng, shape, None if pixels is None else pixels(rng, shape))
+    x = "x"
+    for i in range(layers):
+        x = random_conv(b, rng, f"c{i}", x)
+    if output:  # the graph output: 16 bits, one scale (a 1x1 conv: the builder's linear takes one image)
+        y = b.conv("out", b.avgpool("gp", x, m=0), int(rng.integers(1, MAX_OUT_CHANNELS + 1)), k=(1, 1),
+                   bits=16, m=0, act="none")
+        b.flatten("out_flat", y)
+    else:
+        b.linear("fc", b.avgpool("gp", x, m=3), int(rng.integers(1, MAX_OUT_CHANNELS + 1)), m=3, act="relu")
+    return b
+
+
+def test_weight_tiles_follow_the_documented_layout():
+    """Byte (r, k) of a tile sits at (k // 2) * 8 + (r // 2) * 4 + (k % 2) * 2 + r % 2 (dqa_runtime.h)."""
+    rng = np.random.default_rng(7)
+    for c_out, kh, kw, c_in_g, groups in [(5, 3, 3, 3, 1), (4, 1, 1, 7, 1), (6, 3, 1, 2, 3), (1, 1, 5, 1, 1),
+                                          (8, 3, 3, 1, 4), (6, 3, 3, 1, 6)]:
+        w = rng.integers(-127, 128, size=(c_out, kh, kw, c_in_g)).astype(np.int8)
+        tiled = codegen.tile_conv_weights(w, groups)
+        if codegen.is_depthwise(w, groups):
+            assert np.array_equal(tiled, w.ravel())
+            continue
+        c_out_g, k = c_out // groups, kh * kw * c_in_g
+        tiles, tile_bytes = -(-c_out_g // codegen.MAC_ROWS), -(-k // 2) * 8
+        assert tiled.size == groups * tiles * tile_bytes
+        rows = w.reshape(c_out, k)
+        for o in range(c_out):
+            g, j = divmod(o, c_out_g)
+            t, r = divmod(j, codegen.MAC_ROWS)
+            base = (g * tiles + t) * tile_bytes
+            for kk in range(k):
+                assert tiled[base + kk // 2 * 8 + r // 2 * 4 + kk % 2 * 2 + r % 2] == rows[o, kk]
+        padding = tiled.size - rows.size  # the missing rows and the pad of an odd K are zeros
+        assert np.count_nonzero(tiled) <= rows.size and padding >= 0
+
+
+@pytest.fixture(scope="module")
+def work(tmp_path_factory):
+    return tmp_path_factory.mktemp("fast_kernels")
+
+
+@pytest.fixture(scope="module")
+def driver(work):
+    if shutil.which("gcc") is None:
+        pytest.fail("gcc not found: apt-get install gcc")
+    return rv.build_driver(work)
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_random_convs_bit_exact_on_the_host(driver, work, seed):
+    b = random_stack(seed)
+    convs = [n for n in b.model.nodes if n.op == "conv2d"]
+    assert convs
+    rv.check_model(driver, b.model, b.pixels, work, f"fast{seed}")
+
+
+# Shapes the random stacks may miss, each right after a 4-bit DQA producer of `c_in` channels:
+# (c_in, c_out, kernel, stride, dilation, groups)
+FIXED_CASES = {
+    "taps beyond one pass (5x5, dilation 2)": (5, 6, (5, 5), (1, 1), (2, 2), 1),
+    "grouped taps beyond one pass": (6, 9, (5, 5), (1, 1), (1, 1), 3),
+    "odd K, odd run starts (3 channels)": (3, 7, (3, 3), (1, 1), (1, 1), 1),
+    "1x1 stride 2, 13 outputs": (17, 13, (1, 1), (2, 2), (1, 1), 1),
+    "depthwise multiplier 2, stride 2": (4, 8, (3, 3), (2, 2), (1, 1), 4),
+    "depthwise dilation 3": (5, 5, (3, 3), (1, 1), (3, 3), 5),
+    "a row longer than the ring's end (1x5 on width 7)": (2, 3, (1, 5), (1, 1), (1, 1), 1),
+}
+
+
+@pytest.mark.parametrize("case", sorted(FIXED_CASES))
+def test_fixed_shapes_bit_exact_on_the_host(driver, work, case):
+    c_in, c_out, k, stride, dilation, groups = FIXED_CASES[case]
+    rng = np.random.default_rng(sorted(FIXED_CASES).index(case))
+    b = rv.ModelBuilder(rng, (9, 7, 3))
+    x = b.conv("p0", "x", c_in, k=(3, 3), m=3, act="relu", bits=4)
+    b.conv("y", x, c_out, k=k, stride=stride, dilation=dilation, groups=groups, m=3, act="none", bits=5)
+    rv.check_model(driver, b.model, b.pixels, work, f"fixed{sorted(FIXED_CASES).index(case)}")
+
+
+def test_random_stacks_cover_the_special_cases():
+    """The random stacks above reach every case the kernels treat apart."""
+    seen = set()
+    for seed in range(12):
+        model = random_stack(seed).model
+        for n in model.nodes:
+            if n.op != "conv2d":
+                continue
+            w, g = n.arrays["weight"], n.attrs["groups"]
+            c_in = model.tensors[n.inputs[0]].channels
+            seen.add("odd input channels" if c_in % 2 else "even input channels")
+            seen.add("partial tile" if (w.shape[0] // g) % codegen.MAC_ROWS else "whole tiles")
+            seen.add("depthwise" if codegen.is_depthwise(w, g) else ("groups" if g > 1 else "dense"))
+            seen |= {"stride 2"} if 2 in n.attrs["stride"] else set()
+            seen |= {"dilation"} if max(n.attrs["dilation"]) > 1 else set()
+            seen |= {"residual"} if len(n.inputs) == 2 else set()
+    assert seen >= {"odd input channels", "even input channels", "partial tile", "whole tiles", "depthwise",
+                    "groups", "dense", "stride 2", "dilation", "residual"}, seen
+
+
+def _images(rng, shape):
+    return rng.integers(0, 256, size=(QEMU_IMAGES, *shape), dtype=np.uint8)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", QEMU_SEEDS)
+@pytest.mark.parametrize("target", QEMU_CORES)
+def test_random_convs_bit_exact_under_qemu(target, seed, tmp_path):
+    """One project per core and stack: the portable C (M3) and the DSP kernels (M4, M7, M33, M55)."""
+    b = random_stack(seed, layers=8, pixels=_images, output=True)
+    cli.export_project(b.model, tmp_path / "fast", target, "fast kernel test", b.pixels, None, None,
+                       log=lambda *a: None)
+    report = cli.run_project(tmp_path / "fast", b.pixels, None, None, timeout=600, log=lambda *a: None)
+    assert report["bit_exact"], report["mismatched_images"]
