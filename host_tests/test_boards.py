@@ -123,6 +123,7 @@ def _arena_program(tmp_path: Path, arena_bytes: int, target: str) -> subprocess.
         "int main(void) { dqa_arena[0] = 1; return dqa_arena[0]; }\n"), target)
 
 
+@pytest.mark.slow
 def test_a_fault_on_the_board_image_is_reported_on_its_console(tmp_path):
     """Under netduinoplus2: the fault handler prints on USART2 and the run stops there."""
     require_arm()
@@ -139,6 +140,7 @@ def test_a_fault_on_the_board_image_is_reported_on_its_console(tmp_path):
         fw.parse_harness(text)
 
 
+@pytest.mark.slow
 def test_h743_arena_goes_to_the_dtcm_when_it_fits_else_the_axi_sram(tmp_path):
     require_arm()
     for arena_bytes, region in ((100_000, DTCM), (200_000, RAM_REGIONS["nucleo-h743zi"]["AXI SRAM"])):
@@ -152,6 +154,7 @@ def test_h743_arena_goes_to_the_dtcm_when_it_fits_else_the_axi_sram(tmp_path):
     assert proc.returncode != 0 and "fits neither the DTCM (128 KB) nor the AXI SRAM" in proc.stdout + proc.stderr
 
 
+@pytest.mark.slow
 def test_netduinoplus2_systick_ticks_at_168_mhz(tmp_path):
     """The F446RE hello under QEMU: DWT reads 0, so SysTick counts; 2N extra loop instructions read as
     2N x 168e6 / 1e9 ticks (the scale `run` uses), and the run stops at the board's exit line."""
