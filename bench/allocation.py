@@ -12,7 +12,7 @@ images; bits per activation as `dqa-mcu eval` counts them.
 """
 from pathlib import Path
 
-from dqa_mcu import cli, evaluate, reference
+from dqa_mcu import api, evaluate, reference
 from dqa_mcu.budget import network_counts
 from dqa_mcu.calibrate import calibrate, load_images, subsample
 from dqa_mcu.greedy import rankings_for
@@ -33,7 +33,7 @@ def main():
     test_x, test_y = load_images(SHARED / "data/cifar10_test.npz")
     calib_x, calib_y = subsample(2000, *load_images(SHARED / "data/cifar10_calib.npz"))
     rank_x, rank_y = subsample(1000, calib_x, calib_y)
-    graph = cli.load_graph(str(SHARED / "models/resnet32_cifar10.th"), "resnet32", False, (32, 32, 3))
+    graph = api.load_graph(str(SHARED / "models/resnet32_cifar10.th"), "resnet32", False, (32, 32, 3))
     calib = calibrate(graph, calib_x, show_progress=False)
     fp32 = evaluate.top1(evaluate.float_logits(graph, test_x, show_progress=False), test_y)
     print(f"ResNet-32, n = 3, taylor ranking; CIFAR-10 (JPEG q75), {len(test_x)} test images; FP32 {fp32:.2f} %")

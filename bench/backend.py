@@ -14,7 +14,7 @@ import argparse
 import tempfile
 from pathlib import Path
 
-from dqa_mcu import cli, evaluate, planner, reference
+from dqa_mcu import api, evaluate, planner, reference
 from dqa_mcu.budget import fit_arena
 from dqa_mcu.calibrate import calibrate, load_images
 from dqa_mcu.quantize import QuantConfig, quantize
@@ -40,7 +40,7 @@ def main():
     test_x, test_y = load_images(SHARED / "data/cifar10_test.npz")
     calib_x, _ = load_images(SHARED / "data/cifar10_calib.npz")
     calib_x = calib_x[::5]
-    graph = cli.load_graph(str(SHARED / "models/resnet32_cifar10.th"), "resnet32", False, (32, 32, 3))
+    graph = api.load_graph(str(SHARED / "models/resnet32_cifar10.th"), "resnet32", False, (32, 32, 3))
     calib = calibrate(graph, calib_x, show_progress=False)
     images = test_x[::len(test_x) // args.images][:args.images]
     models = {label: quantize(graph, calib, config, calib_x) for label, config in CONFIGS.items()}
@@ -52,8 +52,8 @@ def main():
         for label, model in models.items():
             top1 = evaluate.top1(reference.run(model, acc_x).output, acc_y)
             out = Path(tmp) / f"config{len(rows)}"
-            plan = cli.export_project(model, out, args.target, "resnet32", images, None, None, log=lambda *a: None)
-            report = cli.run_project(out, images, None, None, timeout=1800, log=lambda *a: None)
+            plan = api.export_project(model, out, args.target, "resnet32", images, None, None, log=lambda *a: None)
+            report = api.run_project(out, images, None, None, timeout=1800, log=lambda *a: None)
             if not report["bit_exact"]:
                 raise SystemExit(f"{label}: the firmware does not match the reference")
             rows[label] = (plan.arena_bytes, report["ram"], report["flash"], report["instructions_per_inference"],

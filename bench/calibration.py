@@ -10,7 +10,7 @@ this machine (2 cores). Wall-clock times: run it on an idle machine.
 import time
 from pathlib import Path
 
-from dqa_mcu import cli, evaluate
+from dqa_mcu import api, evaluate
 from dqa_mcu.calibrate import calibrate, load_images, subsample
 from dqa_mcu.quantize import QuantConfig, quantize
 from dqa_mcu.zoo import Normalization
@@ -32,7 +32,7 @@ def main():
     test_x, test_y = load_images(SHARED / "data/cifar10_test.npz")
     graphs = {}
     for name, path, arch, norm in (RESNET32, MOBILENET):
-        graphs[name] = graph = cli.load_graph(str(SHARED / path), arch, False, (32, 32, 3), norm)
+        graphs[name] = graph = api.load_graph(str(SHARED / path), arch, False, (32, 32, 3), norm)
         t0 = time.perf_counter()
         calibrate(graph, calib_x, show_progress=False)
         seconds = time.perf_counter() - t0

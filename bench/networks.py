@@ -19,7 +19,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from dqa_mcu import cli, evaluate, planner
+from dqa_mcu import api, evaluate, planner
 from dqa_mcu.calibrate import calibrate, load_images, subsample
 from dqa_mcu.greedy import rankings_for
 from dqa_mcu.quantize import QuantConfig, quantize
@@ -74,7 +74,7 @@ def main():
 
 def mobilenetv2(args, test_x, test_y, calib_x, calib_y):
     print("MobileNetV2 (mobilenetv2_cifar10.pt2)")
-    graph = cli.load_graph(str(SHARED / "models/mobilenetv2_cifar10.pt2"), None, False, (32, 32, 3),
+    graph = api.load_graph(str(SHARED / "models/mobilenetv2_cifar10.pt2"), None, False, (32, 32, 3),
                            MOBILENET_NORMALIZATION)
     rows = [] if args.recommend_only else configs((3, 4, 5))
     calib = table(graph, evaluate.CLASSIFY, calib_x, test_x, test_y, rows)
@@ -99,7 +99,7 @@ def super_resolution(test_x, calib_x):
     low_x, targets = sr.pairs(test_x, None)
     up = F.interpolate(torch.from_numpy(low_x).permute(0, 3, 1, 2).float() / 255, scale_factor=2,
                        mode="bilinear", align_corners=False).permute(0, 2, 3, 1).numpy()
-    graph = cli.load_graph(str(SHARED / "models/sr_x2_cifar.pt2"), None, False, (16, 16, 3))
+    graph = api.load_graph(str(SHARED / "models/sr_x2_cifar.pt2"), None, False, (16, 16, 3))
     table(graph, sr, sr.inputs(calib_x), low_x, targets,
           [row for row in configs((4, 3)) if row[0] != "direct 3-bit"],
           [f"| bilinear upsampling (the floor) | {evaluate.psnr(up, targets):.2f} | | |"])

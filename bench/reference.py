@@ -9,7 +9,7 @@ import argparse
 import time
 from pathlib import Path
 
-from dqa_mcu import cli, evaluate
+from dqa_mcu import api, evaluate
 from dqa_mcu.calibrate import calibrate, load_images
 from dqa_mcu.quantize import QuantConfig, quantize
 
@@ -28,7 +28,7 @@ def main():
     calib_x = calib_x[::len(calib_x) // args.calib_count][:args.calib_count]
 
     t0 = time.perf_counter()
-    graph = cli.load_graph(str(SHARED / "models/resnet32_cifar10.th"), "resnet32", False, (32, 32, 3))
+    graph = api.load_graph(str(SHARED / "models/resnet32_cifar10.th"), "resnet32", False, (32, 32, 3))
     t1 = time.perf_counter()
     calib = calibrate(graph, calib_x, show_progress=False)
     t2 = time.perf_counter()

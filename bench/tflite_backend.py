@@ -15,7 +15,7 @@ import argparse
 import tempfile
 from pathlib import Path
 
-from dqa_mcu import cli
+from dqa_mcu import api
 from dqa_mcu.calibrate import load_images
 from dqa_mcu.tflite_import import load_tflite
 from dqa_mcu.tflite_reference import quantize_input
@@ -34,8 +34,8 @@ def main():
     images = quantize_input(graph, test_x[::len(test_x) // args.images][:args.images])
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "resnet8_int8"
-        plan = cli.export_s8_project(graph, out, args.target, str(MODEL), images, None, None, log=lambda *a: None)
-        report = cli.run_project(out, images, None, None, timeout=1800, log=lambda *a: None)
+        plan = api.export_s8_project(graph, out, args.target, str(MODEL), images, None, None, log=lambda *a: None)
+        report = api.run_project(out, images, None, None, timeout=1800, log=lambda *a: None)
     if not report["bit_exact"]:
         raise SystemExit("the firmware does not match the reference")
     weights = sum(t.data.nbytes for t in graph.tensors if t.is_const)

@@ -1,4 +1,4 @@
-"""dqa-mcu command line: the one place that wires the stages together.
+"""dqa-mcu command line: arguments and data files in, the Python API (api.py) and reports out.
 
     dqa-mcu eval   MODEL --arch resnet32 --data test.npz --calib calib.npz
     dqa-mcu table  MODEL [MODEL ...] --arch ... --data test.npz --calib calib.npz -o tables/
@@ -14,14 +14,15 @@ import argparse
 import json
 import shlex
 import sys
-import zipfile
 from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
 from . import build as fw
-from . import budget, codegen, evaluate, passes, planner, recommend, reference
+from . import budget, evaluate, passes, planner, recommend
+from .api import (EXPORT_INFO_FILE, QMODEL_FILE, export_project, export_s8_project, exported_tflite, load_graph,
+                  load_tflite_int8, model_kind, run_project)
 from .calibrate import DataError, calibrate, load_images, subsample
 from .features import feature_codes, feature_normalization, is_feature_file, load_features, model_normalization
 from .ir import GraphError
@@ -30,75 +31,10 @@ from .quantize import CLIP_METHODS, QuantConfig, QuantizationError, quantize
 from .ranking import GLOBAL_RANKINGS, RANKERS
 from .targets import TARGETS, get_target
 
-QMODEL_FILE = "model.dqa.npz"
-TFLITE_MODEL_FILE = "model.tflite"  # TFLite-exact int8 exports keep the model file itself
-TFLITE_INT8_MODE = "tflite-int8"
-EXPORT_INFO_FILE = "dqa_export.json"
-HARNESS_IMAGES_FILE = "harness_images.npz"
 DEFAULT_CALIB_IMAGES = 2000
 
 
 # -- stages wired together -----------------------------------------------------
-
-def model_kind(path: str) -> str:
-    """Which importer reads a model file: 'keras', 'tflite' or 'torch', from its first bytes
-    (the extension decides only when they say nothing, so the importer can name the problem)."""
-    from .keras_import import HDF5_SIGNATURE
-    p = Path(path)
-    if not p.is_file():
-        return "torch"  # its loader names the missing file
-    with p.open("rb") as f:
-        head = f.read(8)
-    if head[4:8] == b"TFL3" or p.suffix == ".tflite":
-        return "tflite"
-    if head == HDF5_SIGNATURE or p.suffix in (".h5", ".hdf5", ".keras"):
-        return "keras"
-    if zipfile.is_zipfile(p):
-        with zipfile.ZipFile(p) as z:
-            if {"config.json", "model.weights.h5"} <= set(z.namelist()):  # a Keras 3 .keras archive
-                return "keras"
-        return "torch"  # torch.save, TorchScript and .pt2 files are zip archives
-    if head[:1] == b"\x80":  # a pickle (protocol 2+): a legacy torch.save file
-        return "torch"
-    raise DataError(f"{p.name}: not a model file dqa-mcu reads (PyTorch .pt/.th/.pt2, Keras .h5/.keras, "
-                    "TFLite .tflite)")
-
-
-def load_tflite_int8(path: str):
-    """The int8 TFLiteGraph of a full-integer .tflite file, or None for any other model file."""
-    if model_kind(path) != "tflite":
-        return None
-    from .tflite_import import load_tflite
-    graph = load_tflite(path)
-    return graph if graph.quantized else None
-
-
-def load_graph(path: str, arch: str | None, trust_pickle: bool, input_shape, normalization=None):
-    """Any float model file (PyTorch, Keras .h5/.keras, float .tflite) -> the optimized float IR;
-    `input_shape` is (H, W, C) for images, (N,) for feature vectors."""
-    kind = model_kind(path)
-    if kind == "torch":
-        from .torch_import import import_module, load_torch_model
-        module, norm = load_torch_model(path, arch=arch, trust_pickle=trust_pickle)
-        return passes.optimize(import_module(module, input_shape, normalization or norm))
-    if kind == "keras":
-        from .keras_import import load_keras
-        graph = load_keras(path, normalization)  # raw 0..255 pixels unless --pixel-scale/--mean/--std
-    else:
-        from .tflite_float import tflite_to_ir
-        from .tflite_import import load_tflite
-        tgraph = load_tflite(path)
-        if tgraph.quantized:
-            raise DataError(f"{Path(path).name} is an int8 model: it keeps its own quantization, DQA needs a float "
-                            f"model (.h5, .keras, float .tflite); export it as it is with "
-                            f"dqa-mcu export {path} --target TARGET")
-        graph = tflite_to_ir(tgraph, normalization)  # raw 0..255 pixels unless overridden, as Keras
-    expected = (1, 1, int(input_shape[0])) if len(input_shape) == 1 else tuple(input_shape)
-    if graph.shapes[graph.input] != expected:
-        raise DataError(f"{Path(path).name} takes inputs of shape {graph.shapes[graph.input]} (H, W, C); "
-                        f"the data has {tuple(input_shape)}")
-    return passes.optimize(graph)
-
 
 def _normalization_override(args):
     if args.mean is None and args.std is None and args.pixel_scale is None:
@@ -190,123 +126,6 @@ def _recommend(args, limit: recommend.Budget, base: QuantConfig, graph, calib, c
           f"{best.bits:.2f} bits per activation, arena {best.arena_bytes} bytes; export fixes it with "
           f"--bits {best.config.bits} --extra-bits {best.config.extra_bits} {limit.flag}")
     return best
-
-
-def export_project(model: QModel, out: Path, target_name: str, source: str, images: np.ndarray,
-                   ram_bytes: int | None, flash_bytes: int | None, log=print) -> planner.MemoryPlan:
-    target = get_target(target_name)
-    plan = planner.plan(model)
-    const_bytes = sum(a.nbytes for n in model.nodes for a in n.arrays.values())
-    _check_fits(target, plan.arena_bytes, const_bytes, ram_bytes, flash_bytes)
-    codegen.generate(model, plan, out, target.name, source=source, images=images)
-    model.save(out / QMODEL_FILE)
-    np.savez_compressed(out / HARNESS_IMAGES_FILE, x=images)
-    (out / EXPORT_INFO_FILE).write_text(json.dumps({"target": target.name, "source": source}, indent=1) + "\n")
-    log(plan.describe(model))
-    log(f"wrote {out}/ for {target.name}: arena {plan.arena_bytes} bytes, constants {const_bytes} bytes "
-        f"(memory plan also in {out / 'memory_plan.txt'})")
-    return plan
-
-
-def _check_fits(target, arena_bytes: int, const_bytes: int, ram_bytes: int | None, flash_bytes: int | None):
-    ram_limit = ram_bytes or target.ram_bytes
-    if arena_bytes > ram_limit:
-        raise QuantizationError(f"activation arena of {arena_bytes} bytes does not fit {target.name}'s "
-                                f"RAM of {ram_limit} bytes; use fewer bits or a smaller model")
-    flash_limit = flash_bytes or target.flash_bytes
-    if const_bytes > flash_limit:
-        raise QuantizationError(f"weights and tables need {const_bytes} bytes, more than {target.name}'s "
-                                f"flash of {flash_limit} bytes")
-
-
-def export_s8_project(graph, out: Path, target_name: str, source: str, images: np.ndarray,
-                      ram_bytes: int | None, flash_bytes: int | None, log=print):
-    """TFLite-exact int8 mode: the .tflite's own quantization, TFLite's arithmetic in C (docs/spec_tflite.md);
-    ``images`` are int8 model inputs for the harness."""
-    from .tflite_codegen import generate_s8, plan_s8
-    target = get_target(target_name)
-    plan = plan_s8(graph)
-    const_bytes = sum(t.data.nbytes for t in graph.tensors if t.is_const)
-    _check_fits(target, plan.memory.arena_bytes, const_bytes, ram_bytes, flash_bytes)
-    generate_s8(graph, plan, out, target.name, source=source, images=images)
-    (out / TFLITE_MODEL_FILE).write_bytes(Path(graph.source).read_bytes())
-    np.savez_compressed(out / HARNESS_IMAGES_FILE, x=images)
-    (out / EXPORT_INFO_FILE).write_text(json.dumps({"target": target.name, "source": source,
-                                                    "mode": TFLITE_INT8_MODE}, indent=1) + "\n")
-    log(plan.describe())
-    log(f"wrote {out}/ for {target.name} (TFLite-exact int8): arena {plan.memory.arena_bytes} bytes, "
-        f"constants {const_bytes} bytes (memory plan also in {out / 'memory_plan.txt'})")
-    return plan
-
-
-def _export_tflite(out: Path):
-    """The int8 TFLiteGraph of a TFLite-exact export; None for a DQA export."""
-    if json.loads((out / EXPORT_INFO_FILE).read_text()).get("mode") != TFLITE_INT8_MODE:
-        return None
-    from .tflite_import import load_tflite
-    return load_tflite(out / TFLITE_MODEL_FILE)
-
-
-def _expected(out: Path, images: np.ndarray):
-    """(outputs, overflowed tensors) the reference gives for an export, image by image."""
-    tgraph = _export_tflite(out)
-    if tgraph is not None:
-        from .tflite_reference import TFLiteReference
-        outputs = TFLiteReference(tgraph).run(images)
-        return outputs.reshape(len(images), -1).astype(np.int64), np.zeros(len(images), np.int64)
-    expected = reference.run(QModel.load(out / QMODEL_FILE), images)
-    return expected.output.reshape(len(images), -1), expected.overflowed_tensors  # as the harness prints them
-
-
-def _output_scale(out: Path) -> float:
-    """Real value of one step of an export's output (1 for an int8 .tflite: only its argmax is scored)."""
-    if _export_tflite(out) is not None:
-        return 1.0
-    model = QModel.load(out / QMODEL_FILE)
-    return float(model.tensors[model.output].scale[0])
-
-
-def run_project(out: Path, images: np.ndarray | None, labels: np.ndarray | None, target_name: str | None,
-                timeout: float, sanitize: bool = False, log=print, task: evaluate.Task = evaluate.CLASSIFY,
-                execute=None) -> dict:
-    """Build and run an export on `images` (model inputs), compare with the reference bit for bit, and
-    score the outputs against `labels` (the task's targets) when given. `execute(exe, target, timeout)`
-    runs the built image (default: on the host or under QEMU; `dqa-mcu flash`: on the board)."""
-    info = json.loads((out / EXPORT_INFO_FILE).read_text())
-    target = get_target(target_name or info["target"])
-    if execute is None:
-        fw.check_runnable(target)  # first: a board QEMU does not emulate runs only on itself
-    if images is None:
-        images = np.load(out / HARNESS_IMAGES_FILE)["x"]
-    expected_output, expected_overflowed = _expected(out, images)
-    codegen.write_harness_inputs(out, images.view(np.uint8))  # int8 inputs (TFLite mode) as their bytes
-    exe = fw.build(out, target, sanitize=sanitize)
-    result = (execute or fw.run)(exe, target, timeout=timeout)
-    if result.outputs.shape == expected_output.shape:
-        # outputs and the overflow status (spec 2.3) must both match, image by image
-        differs = (result.outputs != expected_output).any(axis=1) | (result.overflowed != expected_overflowed)
-    else:
-        differs = np.ones(len(images), dtype=bool)
-    exact = not differs.any()
-    report = {"target": target.name, "board": result.board, "images": len(images), "bit_exact": bool(exact),
-              "mismatched_images": [int(i) for i in np.flatnonzero(differs)],
-              "instructions_per_inference": float(result.instructions.mean()),
-              "overflowed_tensors": int(result.overflowed.sum()), "layers": result.layers}
-    if not target.is_host:
-        report.update(fw.sizes(exe))
-        report.pop("sections", None)
-    if labels is not None:
-        report[task.report_key] = task.score(result.outputs * _output_scale(out), labels)
-    log(f"{target.name} ({result.board}): {len(images)} images, "
-        f"{'bit-exact with the reference' if exact else 'MISMATCH with the reference on images ' + str(report['mismatched_images'][:10])}")
-    if not target.is_host:
-        log(f"  {result.counter} per inference {report['instructions_per_inference']:.0f}, "
-            f"RAM (.data + .bss) {report['ram']} bytes, flash (.text + .rodata + .data) {report['flash']} bytes")
-    if labels is not None:
-        log(f"  {task.metric} on these images: {report[task.report_key]:.2f}")
-    if report["overflowed_tensors"]:
-        log(f"  error-stream overflows (handled, spec 2.3): {report['overflowed_tensors']}")
-    return report
 
 
 # -- commands --------------------------------------------------------------------
@@ -536,7 +355,7 @@ def cmd_run(args) -> int:
     images = labels = None
     task = evaluate.task(args.task, args.scale)
     if args.data:
-        tgraph = _export_tflite(out)
+        tgraph = exported_tflite(out)
         if tgraph is None:
             model = QModel.load(out / QMODEL_FILE)
             images, labels = _model_data(args.data, task, model.tensors[model.input].shape,

@@ -32,15 +32,10 @@ from pathlib import Path
 import numpy as np
 
 from . import evaluate, planner, reference
+from .api import EXPORT_INFO_FILE, HARNESS_IMAGES_FILE, QMODEL_FILE, TFLITE_INT8_MODE, TFLITE_MODEL_FILE
 from .codegen import LAYOUT_FILE, c_ident, config_summary, layout_blocks
 from .qmodel import QModel, QTensor
 
-# the files an export writes (cli.export_project, cli.export_s8_project)
-EXPORT_INFO_FILE = "dqa_export.json"
-QMODEL_FILE = "model.dqa.npz"
-TFLITE_MODEL_FILE = "model.tflite"
-HARNESS_IMAGES_FILE = "harness_images.npz"
-TFLITE_INT8_MODE = "tflite-int8"
 RUN_FILE = "run.json"  # the run the report shows unless told otherwise
 REPORT_FILE = "report.html"
 ERROR_TABLES = ("important", "huffman_table", "huffman_codes", "huffman_lengths")  # codegen's array suffixes

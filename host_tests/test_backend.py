@@ -5,7 +5,7 @@ import shutil
 import numpy as np
 import pytest
 
-from dqa_mcu import cli, passes
+from dqa_mcu import api, cli, passes
 from dqa_mcu import build as fw
 from dqa_mcu.calibrate import calibrate
 from dqa_mcu.quantize import QuantConfig, quantize
@@ -34,8 +34,8 @@ def digits_model():
 
 
 def export_and_run(model, images, target, out, **run_args):
-    cli.export_project(model, out, target, "test model", images, None, None, log=lambda *a: None)
-    return cli.run_project(out, images, None, None, timeout=600, log=lambda *a: None, **run_args)
+    api.export_project(model, out, target, "test model", images, None, None, log=lambda *a: None)
+    return api.run_project(out, images, None, None, timeout=600, log=lambda *a: None, **run_args)
 
 
 @pytest.mark.slow
@@ -73,7 +73,7 @@ def test_resnet20_dqa3_is_bit_exact_on_cortex_m7(cifar_test, cifar_calib, tmp_pa
 def test_exports_are_byte_identical(digits_model, tmp_path):
     model, images, _ = digits_model
     for name in ("a", "b"):
-        cli.export_project(model, tmp_path / name, "cortex-m7", "test model", images, None, None,
+        api.export_project(model, tmp_path / name, "cortex-m7", "test model", images, None, None,
                            log=lambda *a: None)
     cmp = filecmp.dircmp(tmp_path / "a", tmp_path / "b")
 
@@ -97,9 +97,9 @@ def test_unknown_target_lists_the_valid_ones(capsys):
 def test_model_too_big_for_the_part_fails_at_export_with_numbers(digits_model, tmp_path):
     model, images, _ = digits_model
     with pytest.raises(cli.QuantizationError, match=r"activation arena of \d+ bytes does not fit cortex-m4's RAM of 1000 bytes"):
-        cli.export_project(model, tmp_path, "cortex-m4", "m", images, ram_bytes=1000, flash_bytes=None)
+        api.export_project(model, tmp_path, "cortex-m4", "m", images, ram_bytes=1000, flash_bytes=None)
     with pytest.raises(cli.QuantizationError, match=r"weights and tables need \d+ bytes, more than cortex-m4's flash of 2000"):
-        cli.export_project(model, tmp_path, "cortex-m4", "m", images, ram_bytes=None, flash_bytes=2000)
+        api.export_project(model, tmp_path, "cortex-m4", "m", images, ram_bytes=None, flash_bytes=2000)
 
 
 def test_missing_toolchain_names_the_debian_package(monkeypatch):
@@ -115,6 +115,6 @@ def test_a_run_that_does_not_finish_is_stopped(digits_model, tmp_path):
     require_arm()
     model, images, _ = digits_model
     out = tmp_path / "slow"
-    cli.export_project(model, out, "cortex-m7", "m", np.repeat(images, 40, axis=0), None, None, log=lambda *a: None)
+    api.export_project(model, out, "cortex-m7", "m", np.repeat(images, 40, axis=0), None, None, log=lambda *a: None)
     with pytest.raises(fw.BuildError, match=r"timed out after 1 s and was stopped"):
-        cli.run_project(out, None, None, None, timeout=1, log=lambda *a: None)
+        api.run_project(out, None, None, None, timeout=1, log=lambda *a: None)

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import torch
 
-from dqa_mcu import cli, export_report, passes, planner
+from dqa_mcu import api, cli, export_report, passes, planner
 from dqa_mcu.calibrate import calibrate
 from dqa_mcu.quantize import QuantConfig, quantize
 from dqa_mcu.tflite_codegen import plan_s8
@@ -80,7 +80,7 @@ def small():
 
 
 def _export(model, images, out, target="host"):
-    cli.export_project(model, out, target, "small.pt", images, None, None, log=lambda *a: None)
+    api.export_project(model, out, target, "small.pt", images, None, None, log=lambda *a: None)
     return out
 
 
@@ -140,7 +140,7 @@ def test_tflite_int8_layer_table_equals_plan_s8(tmp_path):
     graph = load_tflite(shared_file(RESNET8))
     images = np.zeros((1, 32, 32, 3), np.int8)
     out = tmp_path / "r8"
-    cli.export_s8_project(graph, out, "host", str(graph.source), images, None, None, log=lambda *a: None)
+    api.export_s8_project(graph, out, "host", str(graph.source), images, None, None, log=lambda *a: None)
     path = export_report.write(out)
     text, rows, urls = _page(path)
     plan = plan_s8(graph)

@@ -1,6 +1,6 @@
 """Keras (.h5 / .keras) and float .tflite models through the DQA path, from the command line.
 
-* One loader (cli.load_graph) picks the importer from the file's content.
+* One loader (api.load_graph) picks the importer from the file's content.
 * The Keras ResNet-8 of ../shared takes raw 0..255 pixels: its FP32 accuracy
   through our IR is the model's, not chance.
 * A float .tflite converted from it gives the same float model.
@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from dqa_mcu import cli, evaluate
+from dqa_mcu import api, cli, evaluate
 from dqa_mcu.calibrate import DataError
 from dqa_mcu.float_exec import run_float
 from dqa_mcu.ir import GraphError
@@ -65,18 +65,18 @@ def test_the_file_content_picks_the_importer(tmp_path, float_tflite):
                             (float_tflite, "model.bin", "tflite"),
                             (shared_file("models/resnet20_cifar10.th"), "r20.bin", "torch")):
         shutil.copy(src, tmp_path / name)
-        assert cli.model_kind(str(tmp_path / name)) == kind
+        assert api.model_kind(str(tmp_path / name)) == kind
     (tmp_path / "notes.txt").write_text("not a model\n")
     with pytest.raises(DataError, match=r"^notes\.txt: not a model file dqa-mcu reads"):
-        cli.model_kind(str(tmp_path / "notes.txt"))
-    assert cli.load_tflite_int8(str(shared_file(RESNET8_INT8))).quantized
-    assert cli.load_tflite_int8(str(float_tflite)) is None
-    assert cli.load_tflite_int8(str(shared_file(RESNET8_H5))) is None
+        api.model_kind(str(tmp_path / "notes.txt"))
+    assert api.load_tflite_int8(str(shared_file(RESNET8_INT8))).quantized
+    assert api.load_tflite_int8(str(float_tflite)) is None
+    assert api.load_tflite_int8(str(shared_file(RESNET8_H5))) is None
 
 
 def test_keras_resnet8_takes_raw_pixels(keras_resnet8, cifar_test):
     x, y = cifar_test
-    graph = cli.load_graph(str(shared_file(RESNET8_H5)), None, False, x.shape[1:])
+    graph = api.load_graph(str(shared_file(RESNET8_H5)), None, False, x.shape[1:])
     assert graph.nodes[0].op == "input" and graph.nodes[0].attrs["pixel_scale"] == 1.0
     assert not graph.nodes[0].params["mean"].any() and (graph.nodes[0].params["std"] == 1).all()
     logits = evaluate.float_logits(graph, x, show_progress=False)
@@ -87,13 +87,13 @@ def test_keras_resnet8_takes_raw_pixels(keras_resnet8, cifar_test):
 
 def test_float_tflite_is_the_same_model(keras_resnet8, float_tflite, cifar_test):
     x = cifar_test[0][::4]
-    graph = cli.load_graph(str(float_tflite), None, False, x.shape[1:])
+    graph = api.load_graph(str(float_tflite), None, False, x.shape[1:])
     assert [n.op for n in graph.nodes].count("conv2d") == 9 and graph.nodes[-1].op == "linear"
     logits = run_float(graph, x)
     probs = keras_resnet8.predict(x.astype(np.float32), verbose=0)
     ours = np.exp(logits - logits.max(1, keepdims=True))
     np.testing.assert_allclose(ours / ours.sum(1, keepdims=True), probs, rtol=1e-4, atol=1e-5)
-    keras_logits = run_float(cli.load_graph(str(shared_file(RESNET8_H5)), None, False, x.shape[1:]), x)
+    keras_logits = run_float(api.load_graph(str(shared_file(RESNET8_H5)), None, False, x.shape[1:]), x)
     np.testing.assert_allclose(logits, keras_logits, rtol=1e-4, atol=1e-3)
 
 
@@ -105,7 +105,7 @@ def test_export_dqa4_and_run_bit_exact_on_cortex_m7(source, float_tflite, cifar_
     out = tmp_path / "out"
     assert cli.main(["export", model, "--target", "cortex-m7", "--calib", calib, "--bits", "4",
                      "--data", data, "-o", str(out)]) == 0
-    report = cli.run_project(out, None, None, None, 300)
+    report = api.run_project(out, None, None, None, 300)
     assert report["images"] == 4 and report["bit_exact"], report["mismatched_images"]
     assert report["instructions_per_inference"] > 0
 
@@ -148,7 +148,7 @@ def test_a_dynamic_shape_is_named(tmp_path, capsys):
     path = tmp_path / "dyn.tflite"
     path.write_bytes(bytes(b.Output()))
     with pytest.raises(ValueError, match=r"^dyn\.tflite: tensor \d+ .* dynamic shape \[1, -1, -1, 3\]"):
-        cli.load_tflite_int8(str(path))
+        api.load_tflite_int8(str(path))
 
 
 def test_float_tflite_refusals_name_the_op(tf, tmp_path):
@@ -159,9 +159,9 @@ def test_float_tflite_refusals_name_the_op(tf, tmp_path):
     path = _convert(tf, model, tmp_path / "inner_softmax.tflite", fixed_batch=False)
     with pytest.raises(GraphError, match=r"^inner_softmax\.tflite: operator SOFTMAX at index \d+: a softmax that "
                                          r"is not the model's output"):
-        cli.load_graph(str(path), None, False, (8, 8, 3))
+        api.load_graph(str(path), None, False, (8, 8, 3))
     inp = keras.Input(batch_shape=(1, 9, 9, 3))
     same_avg = keras.Model(inp, L.AveragePooling2D(2, padding="same")(inp))
     path = _convert(tf, same_avg, tmp_path / "same_avg.tflite", fixed_batch=False)
     with pytest.raises(GraphError, match=r"^same_avg\.tflite: operator AVERAGE_POOL_2D at index 0: SAME padding"):
-        cli.load_graph(str(path), None, False, (9, 9, 3))
+        api.load_graph(str(path), None, False, (9, 9, 3))

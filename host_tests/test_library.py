@@ -17,7 +17,7 @@ import pytest
 import torch
 import torch.nn as nn
 
-from dqa_mcu import cli, passes, reference
+from dqa_mcu import api, passes, reference
 from dqa_mcu.calibrate import calibrate
 from dqa_mcu.quantize import QuantConfig, quantize
 from dqa_mcu.tflite_import import load_tflite
@@ -89,7 +89,7 @@ def dqa_export(tmp_path_factory):
     graph = passes.optimize(import_module(module, images.shape[1:]))
     model = quantize(graph, calibrate(graph, images[:16], show_progress=False), QuantConfig(bits=4), images[:16])
     out = tmp_path_factory.mktemp("library") / "dqa"
-    cli.export_project(model, out, "host", "test model", images[16:], None, None, log=lambda *a: None)
+    api.export_project(model, out, "host", "test model", images[16:], None, None, log=lambda *a: None)
     expected = reference.run(model, images[16:])
     return out, images[16:], np.column_stack([expected.output.reshape(8, -1), expected.overflowed_tensors])
 
@@ -101,7 +101,7 @@ def s8_export(tmp_path_factory):
     pixels = np.load(shared_file("data/cifar10_test.npz"))["x"][::625]
     images = (pixels.astype(np.int16) - 128).astype(np.int8)  # the model's input quantization
     out = tmp_path_factory.mktemp("library") / "s8"
-    cli.export_s8_project(graph, out, "host", str(graph.source), images, None, None, log=lambda *a: None)
+    api.export_s8_project(graph, out, "host", str(graph.source), images, None, None, log=lambda *a: None)
     expected = TFLiteReference(graph).run(images).reshape(len(images), -1)
     return out, images, np.column_stack([expected, np.zeros(len(images), np.int64)])
 

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 import runtime_vectors as rv
-from dqa_mcu import cli, planner, reference
+from dqa_mcu import api, planner, reference
 from dqa_mcu.qmodel import QNode, QTensor
 from dqa_mcu.quantize import fixed_point
 
@@ -227,8 +227,8 @@ def check_reference_follows_spec(b: Builder) -> None:
 
 
 def export_and_run(model, images, target, out, **run_args):
-    cli.export_project(model, out, target, "mul/activation test model", images, None, None, log=lambda *a: None)
-    return cli.run_project(out, images, None, None, timeout=600, log=lambda *a: None, **run_args)
+    api.export_project(model, out, target, "mul/activation test model", images, None, None, log=lambda *a: None)
+    return api.run_project(out, images, None, None, timeout=600, log=lambda *a: None, **run_args)
 
 
 def run_case(b: Builder, target, out, **run_args) -> dict:

@@ -8,7 +8,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from dqa_mcu import cli, evaluate, ir, passes, quantize as quantize_module, reference
+from dqa_mcu import api, cli, evaluate, ir, passes, quantize as quantize_module, reference
 from dqa_mcu.calibrate import calibrate
 from dqa_mcu.float_exec import run_float
 from dqa_mcu.torch_import import import_module
@@ -37,7 +37,7 @@ def _module_outputs(module, x: np.ndarray) -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def mobilenet(cifar_calib):
-    graph = cli.load_graph(str(shared_file("models/mobilenetv2_cifar10.pt2")), None, False, (32, 32, 3),
+    graph = api.load_graph(str(shared_file("models/mobilenetv2_cifar10.pt2")), None, False, (32, 32, 3),
                            MOBILENET_NORMALIZATION)
     calib_x = cifar_calib[::2]
     return quantize(graph, calibrate(graph, calib_x, show_progress=False), DQA4, calib_x)
@@ -84,14 +84,14 @@ def test_sr_psnr_int8_matches_fp32_and_dqa4_beats_bilinear(sr, cifar_test):
 def test_sr_cli_reports_psnr(sr, tmp_path):
     _, graph, calib, calib_x, task = sr
     x = np.load(shared_file("data/cifar10_test.npz"))["x"][:2]
-    report = cli.run_project(*_exported(quantize(graph, calib, DQA4, calib_x), task.inputs(x), tmp_path),
+    report = api.run_project(*_exported(quantize(graph, calib, DQA4, calib_x), task.inputs(x), tmp_path),
                              x, "host", 600, log=lambda *a: None, task=task)
     assert report["bit_exact"] and 20.0 < report["psnr_db"] < 40.0
 
 
 def _exported(model, images, tmp_path):
     out = tmp_path / "sr"
-    cli.export_project(model, out, "host", "sr", images, None, None, log=lambda *a: None)
+    api.export_project(model, out, "host", "sr", images, None, None, log=lambda *a: None)
     return out, images
 
 
@@ -326,7 +326,7 @@ def test_task_metrics_on_known_values():
 def test_run_scores_a_segmentation_map_with_mean_iou(unet, tmp_path, capsys):
     _, _, x, model = unet
     out = tmp_path / "unet"
-    cli.export_project(model, out, "host", "unet", x[:2], None, None, log=lambda *a: None)
+    api.export_project(model, out, "host", "unet", x[:2], None, None, log=lambda *a: None)
     masks = np.random.default_rng(5).integers(0, 4, (2, 32, 32), dtype=np.int64)
     np.savez(tmp_path / "seg.npz", x=x[:2], y=masks)
     assert cli.main(["run", str(out), "--task", "seg", "--data", str(tmp_path / "seg.npz")]) == 0

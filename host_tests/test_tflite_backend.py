@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from dqa_mcu import build as fw
+from dqa_mcu import api, build as fw
 from dqa_mcu import cli
 from dqa_mcu import tflite_reference as R
 from dqa_mcu.targets import get_target
@@ -26,7 +26,7 @@ from test_tflite import (KWS, RESNET8, TEST_NPZ, ZERO_INPUT_OUTPUT, _need, resne
 
 
 def _firmware_outputs(out: Path, target: str, images: np.ndarray) -> np.ndarray:
-    report = cli.run_project(out, images, None, target, 600, log=lambda *a: None)
+    report = api.run_project(out, images, None, target, 600, log=lambda *a: None)
     assert report["images"] == len(images)
     assert report["bit_exact"], f"differs from tflite_reference on images {report['mismatched_images']}"
     assert report["overflowed_tensors"] == 0
@@ -37,7 +37,7 @@ def _firmware_outputs(out: Path, target: str, images: np.ndarray) -> np.ndarray:
 def _export(path: Path, out: Path, target: str, images: np.ndarray) -> np.ndarray:
     """Export an int8 .tflite, run it on `images`; the firmware outputs, checked against the reference."""
     graph = load_tflite(path)
-    cli.export_s8_project(graph, out, target, str(path), images, None, None, log=lambda *a: None)
+    api.export_s8_project(graph, out, target, str(path), images, None, None, log=lambda *a: None)
     return _firmware_outputs(out, target, images)
 
 
@@ -57,7 +57,7 @@ def test_resnet8_int8_on_cortex_m7_equals_reference_and_litert(tmp_path, capsys)
     assert cli.main(["export", str(_need(RESNET8)), "--target", "cortex-m7", "--data", str(data), "-n", "41",
                      "-o", str(out)]) == 0
     x = (pixels.astype(np.int16) - 128).astype(np.int8)                # the model's input quantization
-    assert np.array_equal(np.load(out / cli.HARNESS_IMAGES_FILE)["x"], x)
+    assert np.array_equal(np.load(out / api.HARNESS_IMAGES_FILE)["x"], x)
     fw_out = _firmware_outputs(out, "cortex-m7", x)
     assert fw_out[0].tolist() == ZERO_INPUT_OUTPUT
     assert np.array_equal(fw_out, R.TFLiteReference(RESNET8).run(x))

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from dqa_mcu import cli
+from dqa_mcu import api, cli
 from dqa_mcu import tflite_reference as R
 from dqa_mcu.tflite_import import UnsupportedTFLiteOpError, load_tflite
 from conftest import tflite_int8
@@ -94,9 +94,9 @@ def _require(tool: str):
 
 
 def _export_and_run(path: Path, out: Path, target: str, x: np.ndarray, sanitize: bool = False) -> np.ndarray:
-    cli.export_s8_project(load_tflite(path), out, target, str(path), x, None, None, log=lambda *a: None)
+    api.export_s8_project(load_tflite(path), out, target, str(path), x, None, None, log=lambda *a: None)
     if sanitize:
-        report = cli.run_project(out, x, None, target, 600, sanitize=True, log=lambda *a: None)
+        report = api.run_project(out, x, None, target, 600, sanitize=True, log=lambda *a: None)
         assert report["bit_exact"], f"differs from tflite_reference on images {report['mismatched_images']}"
     return _firmware_outputs(out, target, x)
 
