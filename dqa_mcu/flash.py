@@ -2,7 +2,7 @@
 
 The first installed of openocd, st-flash and pyocd writes the image; the board then runs the harness
 and prints over the ST-LINK virtual COM port, read here with pyserial up to the harness's last line.
-Comparing that with the reference is `dqa-mcu run`'s job (cli.run_project), not this module's.
+Comparing that with the reference is `dqa-mcu run`'s job (run_project), not this module's.
 """
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import subprocess
 from pathlib import Path
 
 from . import build as fw
-from .targets import Board, Target
+from .targets import TARGETS, Board, Target
 
 PROBES = ("openocd", "st-flash", "pyocd")  # tried in this order
 PROBE_INSTALL = {
@@ -27,8 +27,8 @@ FLASH_TIMEOUT_S = 120
 
 def require_board(target: Target) -> Board:
     if target.board is None:
-        raise fw.BuildError(f"{target.name} is not a board: export with --target nucleo-f446re, nucleo-f767zi, "
-                            "nucleo-l4r5zi or nucleo-h743zi to flash one")
+        boards = ", ".join(name for name, t in TARGETS.items() if t.board is not None)
+        raise fw.BuildError(f"{target.name} is not a board: export with --target {boards} to flash one")
     return target.board
 
 
