@@ -301,6 +301,9 @@ def _build_export(out: Path, target, no_build: bool) -> int:
         return 0 if "not found" in str(exc) else 1
     print(f"built {exe} (and {exe.with_suffix('.bin').name}, {exe.with_suffix('.hex').name})")
     if target.board is not None:
+        used = fw.sizes(exe)  # the link has checked them against the board's regions
+        print(f"  flash {used['flash']} of {target.flash_bytes} bytes, RAM {used['ram']} of {target.ram_bytes} "
+              f"bytes (static; the stack and heap take the rest)")
         print(f"  on the board: dqa-mcu flash {out}"
               + (f"; under QEMU {target.qemu_machine}: dqa-mcu run {out}" if target.qemu_machine else ""))
     elif target.qemu_machine:
