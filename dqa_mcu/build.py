@@ -83,8 +83,10 @@ def sizes(elf: Path) -> dict[str, int]:
         if len(parts) >= 2 and parts[0].startswith(".") and parts[1].isdigit():
             sections[parts[0]] = int(parts[1])
     ram_sections = [s for s in sections if s.startswith((".data", ".bss", ".fast_bss"))]
-    flash_sections = [s for s in sections if s.startswith((".text", ".rodata", ".data", ".isr_vector",
-                                                             ".vectors", ".ARM"))]
+    # what is loaded into flash (not .ARM.attributes, which is not loaded at all)
+    flash_sections = [s for s in sections if s.startswith((".text", ".rodata", ".data", ".isr_vector", ".vectors",
+                                                             ".ARM.ex", ".preinit_array", ".init_array",
+                                                             ".fini_array"))]
     return {"ram": sum(sections[s] for s in ram_sections),
             "flash": sum(sections[s] for s in flash_sections), "sections": sections}
 
