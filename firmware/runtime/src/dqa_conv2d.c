@@ -100,6 +100,61 @@ static void accumulate(int32_t *acc, const conv_shape_t *k, const segment_t *seg
     }
 }
 
+/* Requantization parameters of a conv without leaky_relu, hoisted out of its channel loop. */
+typedef struct {
+    const int32_t *restrict multiplier, *restrict residual_multiplier, *restrict bias;
+    const uint8_t *restrict shift;
+    const int32_t *restrict out_min, *restrict out_max;
+} linear_requant_t;
+
+/* Spec 5.2 for channel o with residual value r: (acc + B) * M formed as acc * M + B * M, the same
+ * int64 value from two 32 x 32 -> 64 multiplies. */
+static inline int32_t requant_channel(const linear_requant_t *q, uint32_t o, int32_t acc, int32_t r)
+{
+    int64_t t = (int64_t)acc * q->multiplier[o] + (int64_t)q->bias[o] * q->multiplier[o];
+    if (r != 0) {
+        t += (int64_t)r * q->residual_multiplier[o];
+    }
+    return dqa__requant(t, q->shift[o], q->out_min[o], q->out_max[o]);
+}
+
+/* Spec 5.2's epilogue, u[o] from acc[o] in place; `res`: the residual pixel (NULL without one), read
+ * for output channels [offset, offset + c_res). */
+static void requantize(int32_t *restrict acc, const dqa_conv_params_t *p, uint32_t c_out, const int16_t *res,
+                       uint32_t c_res)
+{
+    const dqa_requant_t *rq = &p->requant;
+    uint32_t offset = p->residual_channel_offset, res_end = 0, o;
+    linear_requant_t q;
+    if (res == NULL || rq->residual_multiplier == NULL) {
+        offset = c_out; /* no channel has a residual */
+    }
+    res_end = offset + c_res < c_out ? offset + c_res : c_out;
+    if (rq->negative_multiplier != NULL || p->bias == NULL) { /* leaky_relu: the sum decides the multiplier */
+        for (o = 0; o < c_out; o++) {
+            int32_t r = o >= offset && o < res_end ? res[o - offset] : 0;
+            int64_t x = (int64_t)acc[o] + (p->bias != NULL ? p->bias[o] : 0);
+            acc[o] = dqa__requant(dqa__sum(rq, o, x, r), rq->shift[o], rq->out_min[o], rq->out_max[o]);
+        }
+        return;
+    }
+    q.multiplier = rq->multiplier;
+    q.residual_multiplier = rq->residual_multiplier;
+    q.bias = p->bias;
+    q.shift = rq->shift;
+    q.out_min = rq->out_min;
+    q.out_max = rq->out_max;
+    for (o = 0; o < offset && o < c_out; o++) {
+        acc[o] = requant_channel(&q, o, acc[o], 0);
+    }
+    for (; o < res_end; o++) {
+        acc[o] = requant_channel(&q, o, acc[o], res[o - offset]);
+    }
+    for (; o < c_out; o++) {
+        acc[o] = requant_channel(&q, o, acc[o], 0);
+    }
+}
+
 /* First tap k >= 0 of a window starting at `start` (step `step`) that lies inside [0, size),
  * and the end of those taps (at most `taps`). */
 static int32_t first_inside(int32_t start, int32_t step)
@@ -122,7 +177,6 @@ void dqa_conv2d(const dqa_conv_params_t *params, const dqa_tensor_t *input, cons
 {
     const dqa_tensor_info_t *in = input->info;
     const dqa_tensor_info_t *out = output->info;
-    const dqa_requant_t *rq = &params->requant;
     uint32_t c_in = in->channels, c_out = out->channels;
     uint32_t groups = params->groups ? params->groups : 1u;
     uint32_t c_in_g = c_in / groups, c_out_g = c_out / groups;
@@ -140,7 +194,6 @@ void dqa_conv2d(const dqa_conv_params_t *params, const dqa_tensor_t *input, cons
     dqa_writer_t writer;
     uint32_t c_res = 0, res_w = 0, res_pos = 0;
     int32_t res_stride = params->residual_stride ? params->residual_stride : 1;
-    int32_t res_off = params->residual_channel_offset;
     int32_t oh, ow;
     /* a kernel row's input pixels are consecutive in the ring and their channels in the weights
      * (a 1-channel "depthwise" conv, groups = 1, keeps its one-tap segments) */
@@ -208,17 +261,7 @@ void dqa_conv2d(const dqa_conv_params_t *params, const dqa_tensor_t *input, cons
                 dqa_read_pixel(&res_reader, res);
                 res_pos = target + 1u;
             }
-            for (o = 0; o < c_out; o++) {
-                int64_t x = (int64_t)acc[o] + (params->bias ? params->bias[o] : 0);
-                int32_t r = 0;
-                if (residual != NULL && rq->residual_multiplier != NULL) {
-                    int32_t k = (int32_t)o - res_off;
-                    if (k >= 0 && k < (int32_t)c_res) {
-                        r = res[k];
-                    }
-                }
-                acc[o] = dqa__requant(dqa__sum(rq, o, x, r), rq->shift[o], rq->out_min[o], rq->out_max[o]);
-            }
+            requantize(acc, params, c_out, residual != NULL ? res : NULL, c_res);
             dqa_write_pixel(&writer, acc);
         }
     }

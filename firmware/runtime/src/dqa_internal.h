@@ -17,9 +17,18 @@ static inline int32_t dqa__asr(int32_t x, unsigned s)
     return x >= 0 ? (int32_t)((uint32_t)x >> s) : (int32_t) ~(~(uint32_t)x >> s);
 }
 
-/* Spec 3 + 4: rshift_round, then saturate to [lo, hi], all in 64 bits. */
+/* Spec 3 + 4: rshift_round, then saturate to [lo, hi]. A shift T above 32 (every multiplier below
+ * 2^-1, the common case) needs only x's high word h: x's low 32 bits cannot reach the result, so
+ * rshift_round(x, T) = rshift_round(h, T - 32) = (h >> q) + bit q - 1 of h (q = T - 32), which fits
+ * 32 bits; the general case works in 64 bits. */
 static inline int32_t dqa__requant(int64_t x, uint8_t shift, int32_t lo, int32_t hi)
 {
+    if (shift > 32u) {
+        int32_t h = (int32_t)(x >> 32);
+        unsigned q = shift - 32u;
+        int32_t r = (h >> q) + (int32_t)(((uint32_t)h >> (q - 1u)) & 1u); /* >> as for x below */
+        return r < lo ? lo : (r > hi ? hi : r);
+    }
     if (shift) {
         x = (x + ((int64_t)1 << (shift - 1))) >> shift;
     }

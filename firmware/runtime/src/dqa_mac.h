@@ -73,17 +73,20 @@ static inline int16x2_t dqa__sxtb16_ror8(uint32_t w)
     } while (0)
 
 /* acc[r] += sum over pairs p < n_pairs of the pair p of row r times (x[2p], x[2p+1]);
- * two pairs per iteration to halve the loop's overhead. */
+ * four pairs per iteration to cut the loop's overhead, then one at a time. */
 static inline void dqa__mac_tile_pairs(int32_t *acc, const int8_t *pairs, const int16_t *x, uint32_t n_pairs)
 {
-    const int16_t *x_end = x + 2u * (n_pairs & ~1u);
+    const int16_t *x_end = x + 2u * (n_pairs & ~3u), *x_tail = x + 2u * n_pairs;
     int32_t a0 = acc[0], a1 = acc[1], a2 = acc[2], a3 = acc[3];
-    for (; x != x_end; x += 4, pairs += 2u * DQA_TILE_PAIR_BYTES) {
+    for (; x != x_end; x += 8, pairs += 4u * DQA_TILE_PAIR_BYTES) {
         int16x2_t x01 = (int16x2_t)dqa__load32(x), x23 = (int16x2_t)dqa__load32(x + 2);
+        int16x2_t x45 = (int16x2_t)dqa__load32(x + 4), x67 = (int16x2_t)dqa__load32(x + 6);
         DQA__MAC_PAIR(pairs, x01, a0, a1, a2, a3);
         DQA__MAC_PAIR(pairs + DQA_TILE_PAIR_BYTES, x23, a0, a1, a2, a3);
+        DQA__MAC_PAIR(pairs + 2u * DQA_TILE_PAIR_BYTES, x45, a0, a1, a2, a3);
+        DQA__MAC_PAIR(pairs + 3u * DQA_TILE_PAIR_BYTES, x67, a0, a1, a2, a3);
     }
-    if (n_pairs & 1u) {
+    for (; x != x_tail; x += 2, pairs += DQA_TILE_PAIR_BYTES) {
         int16x2_t xp = (int16x2_t)dqa__load32(x);
         DQA__MAC_PAIR(pairs, xp, a0, a1, a2, a3);
     }
