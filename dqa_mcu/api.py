@@ -13,7 +13,11 @@ command-line arguments or prints unless given a `log`.
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import tempfile
 import zipfile
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -26,7 +30,7 @@ from .quantize import QuantConfig, QuantizationError, quantize
 from .targets import get_target
 
 __all__ = ["load", "quantize_model", "export", "run", "export_project", "export_s8_project", "run_project",
-           "load_graph", "load_tflite_int8", "model_kind", "exported_tflite",
+           "check_output_dir", "load_graph", "load_tflite_int8", "model_kind", "exported_tflite",
            "QMODEL_FILE", "TFLITE_MODEL_FILE", "TFLITE_INT8_MODE", "EXPORT_INFO_FILE", "HARNESS_IMAGES_FILE"]
 
 # the files an export writes
@@ -101,16 +105,75 @@ def load_graph(path: str, arch: str | None, trust_pickle: bool, input_shape, nor
 
 # -- projects ---------------------------------------------------------------------------
 
+def check_output_dir(out: Path, force: bool = False) -> None:
+    """Refuse an export into `out` when it holds anything but an earlier export (whose EXPORT_INFO_FILE
+    says so): the export replaces the whole folder. `force` replaces whatever is there."""
+    out = Path(out)
+    if force or not (out.exists() or out.is_symlink()):
+        return
+    if not out.is_dir():
+        raise DataError(f"{out} exists and is not a folder: choose another output folder, or replace it "
+                        "with --force")
+    if any(out.iterdir()) and not (out / EXPORT_INFO_FILE).is_file():
+        raise DataError(f"{out} is not a dqa-mcu export (no {EXPORT_INFO_FILE}) and the export would replace "
+                        "all its files: choose another output folder, or replace it with --force")
+
+
+@contextmanager
+def _staged_output(out: Path, force: bool):
+    """Yields a new folder beside `out` to write an export into; when the block ends without an error,
+    it takes the place of `out` by rename (an earlier output is removed whole). An export that fails or
+    is interrupted leaves `out` as it was and removes the staged folder."""
+    check_output_dir(out, force)
+    if out.is_symlink():  # write where the link points, and keep the link
+        out = out.resolve()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staged = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent))
+    try:
+        umask = os.umask(0)
+        os.umask(umask)
+        staged.chmod(0o777 & ~umask)  # mkdtemp's folder is private; an export gets the user's usual mode
+        yield staged
+        _replace(out, staged)
+    except BaseException:
+        shutil.rmtree(staged, ignore_errors=True)
+        raise
+
+
+def _replace(out: Path, staged: Path) -> None:
+    """Rename `staged` to `out`, moving an existing `out` aside first and deleting it after."""
+    if not (out.exists() or out.is_symlink()):
+        staged.rename(out)
+        return
+    retired = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".old", dir=out.parent))
+    retired.rmdir()  # only its unique name is needed: `out` is renamed to it
+    out.rename(retired)
+    try:
+        staged.rename(out)
+    except BaseException:
+        retired.rename(out)
+        raise
+    if retired.is_dir() and not retired.is_symlink():
+        shutil.rmtree(retired)
+    else:
+        retired.unlink()
+
+
 def export_project(model: QModel, out: Path, target_name: str, source: str, images: np.ndarray,
-                   ram_bytes: int | None, flash_bytes: int | None, log=print) -> planner.MemoryPlan:
+                   ram_bytes: int | None, flash_bytes: int | None, log=print, force: bool = False
+                   ) -> planner.MemoryPlan:
+    """Write the C project of a DQA model into `out` (replaced whole: see `check_output_dir`)."""
+    out = Path(out)
     target = get_target(target_name)
     plan = planner.plan(model)
     const_bytes = sum(a.nbytes for n in model.nodes for a in n.arrays.values())
     _check_fits(target, plan.arena_bytes, const_bytes, ram_bytes, flash_bytes)
-    codegen.generate(model, plan, out, target.name, source=source, images=images)
-    model.save(out / QMODEL_FILE)
-    np.savez_compressed(out / HARNESS_IMAGES_FILE, x=images)
-    (out / EXPORT_INFO_FILE).write_text(json.dumps({"target": target.name, "source": source}, indent=1) + "\n")
+    with _staged_output(out, force) as staged:
+        codegen.generate(model, plan, staged, target.name, source=source, images=images)
+        model.save(staged / QMODEL_FILE)
+        np.savez_compressed(staged / HARNESS_IMAGES_FILE, x=images)
+        (staged / EXPORT_INFO_FILE).write_text(json.dumps({"target": target.name, "source": source}, indent=1)
+                                               + "\n")
     log(plan.describe(model))
     log(f"wrote {out}/ for {target.name}: arena {plan.arena_bytes} bytes, constants {const_bytes} bytes "
         f"(memory plan also in {out / 'memory_plan.txt'})")
@@ -129,19 +192,21 @@ def _check_fits(target, arena_bytes: int, const_bytes: int, ram_bytes: int | Non
 
 
 def export_s8_project(graph, out: Path, target_name: str, source: str, images: np.ndarray,
-                      ram_bytes: int | None, flash_bytes: int | None, log=print):
+                      ram_bytes: int | None, flash_bytes: int | None, log=print, force: bool = False):
     """TFLite-exact int8 mode: the .tflite's own quantization, TFLite's arithmetic in C (docs/spec_tflite.md);
-    ``images`` are int8 model inputs for the harness."""
+    ``images`` are int8 model inputs for the harness. `out` is replaced whole, as by `export_project`."""
     from .tflite_codegen import generate_s8, plan_s8
+    out = Path(out)
     target = get_target(target_name)
     plan = plan_s8(graph)
     const_bytes = sum(t.data.nbytes for t in graph.tensors if t.is_const)
     _check_fits(target, plan.memory.arena_bytes, const_bytes, ram_bytes, flash_bytes)
-    generate_s8(graph, plan, out, target.name, source=source, images=images)
-    (out / TFLITE_MODEL_FILE).write_bytes(Path(graph.source).read_bytes())
-    np.savez_compressed(out / HARNESS_IMAGES_FILE, x=images)
-    (out / EXPORT_INFO_FILE).write_text(json.dumps({"target": target.name, "source": source,
-                                                    "mode": TFLITE_INT8_MODE}, indent=1) + "\n")
+    with _staged_output(out, force) as staged:
+        generate_s8(graph, plan, staged, target.name, source=source, images=images)
+        (staged / TFLITE_MODEL_FILE).write_bytes(Path(graph.source).read_bytes())
+        np.savez_compressed(staged / HARNESS_IMAGES_FILE, x=images)
+        (staged / EXPORT_INFO_FILE).write_text(json.dumps({"target": target.name, "source": source,
+                                                           "mode": TFLITE_INT8_MODE}, indent=1) + "\n")
     log(plan.describe())
     log(f"wrote {out}/ for {target.name} (TFLite-exact int8): arena {plan.memory.arena_bytes} bytes, "
         f"constants {const_bytes} bytes (memory plan also in {out / 'memory_plan.txt'})")
@@ -254,10 +319,11 @@ def quantize_model(graph, calib_inputs: np.ndarray, config: QuantConfig | None =
 
 def export(model, out, target: str = "cortex-m7", harness_inputs: np.ndarray | None = None, *,
            ram_bytes: int | None = None, flash_bytes: int | None = None, build: bool = False,
-           source: str = "", log=print) -> dict:
+           source: str = "", log=print, force: bool = False) -> dict:
     """Write the C project for `model` (a QModel, a saved ``.dqa.npz``, or an int8 ``.tflite`` file
     kept in its own arithmetic) into `out`, with `harness_inputs` (model inputs, default one zero
-    input) compiled into the test harness; build it too with `build`. Returns what was written:
+    input) compiled into the test harness; build it too with `build`. `out` is replaced whole if it
+    is an earlier export, refused if it holds other files (unless `force`). Returns what was written:
     target, mode, arena and constant bytes, and the executable when built."""
     out = Path(out)
     tgraph = None
@@ -269,12 +335,14 @@ def export(model, out, target: str = "cortex-m7", harness_inputs: np.ndarray | N
         shape = (1,) + tuple(tgraph.input.shape[1:])
         inputs = harness_inputs if harness_inputs is not None else \
             np.full(shape, int(tgraph.input.zero_point[0]), np.int8)
-        plan = export_s8_project(tgraph, out, target, source, inputs, ram_bytes, flash_bytes, log=log)
+        plan = export_s8_project(tgraph, out, target, source, inputs, ram_bytes, flash_bytes, log=log,
+                                 force=force)
         arena, mode = plan.memory.arena_bytes, TFLITE_INT8_MODE
     else:
         inputs = harness_inputs if harness_inputs is not None else \
             np.zeros((1,) + tuple(model.tensors[model.input].shape), np.uint8)
-        arena, mode = export_project(model, out, target, source, inputs, ram_bytes, flash_bytes, log=log).arena_bytes, "dqa"
+        plan = export_project(model, out, target, source, inputs, ram_bytes, flash_bytes, log=log, force=force)
+        arena, mode = plan.arena_bytes, "dqa"
     written = {"out": str(out), "target": target, "mode": mode, "arena_bytes": int(arena), "executable": None}
     if build:
         written["executable"] = str(fw.build(out, get_target(target)))

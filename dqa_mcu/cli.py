@@ -21,8 +21,8 @@ import numpy as np
 
 from . import build as fw
 from . import budget, evaluate, passes, planner, recommend
-from .api import (EXPORT_INFO_FILE, QMODEL_FILE, export_project, export_s8_project, exported_tflite, load_graph,
-                  load_tflite_int8, model_kind, run_project)
+from .api import (EXPORT_INFO_FILE, QMODEL_FILE, check_output_dir, export_project, export_s8_project, exported_tflite,
+                  load_graph, load_tflite_int8, model_kind, run_project)
 from .calibrate import DataError, calibrate, load_images, subsample
 from .features import feature_codes, feature_normalization, is_feature_file, load_features, model_normalization
 from .ir import GraphError
@@ -242,6 +242,7 @@ def cmd_recommend(args) -> int:
 
 def cmd_export(args) -> int:
     target = get_target(args.target)  # check the arguments before any slow work
+    check_output_dir(Path(args.output), args.force)
     tgraph = None if args.model.endswith(".npz") else load_tflite_int8(args.model)
     limit = _budget(args)
     if tgraph is not None:  # TFLite-exact int8 mode: the file's own quantization, no calibration
@@ -251,7 +252,7 @@ def cmd_export(args) -> int:
                             "float .tflite)")
         out = Path(args.output)
         export_s8_project(tgraph, out, target.name, args.model, _s8_harness_images(args, tgraph),
-                          args.ram_bytes, args.flash_bytes)
+                          args.ram_bytes, args.flash_bytes, force=args.force)
         return _build_export(out, target, args.no_build)
     config = _config(args)
     calib_x = None
@@ -274,7 +275,7 @@ def cmd_export(args) -> int:
             model = quantize(graph, calib, config, calib_x, rankings)
     images = _harness_images(args, model, calib_x)
     out = Path(args.output)
-    export_project(model, out, target.name, args.model, images, args.ram_bytes, args.flash_bytes)
+    export_project(model, out, target.name, args.model, images, args.ram_bytes, args.flash_bytes, force=args.force)
     return _build_export(out, target, args.no_build)
 
 
@@ -536,6 +537,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--target", required=True, help=f"one of: {', '.join(TARGETS)}")
     p.add_argument("--calib", help="calibration images (.npz with x, or a folder)")
     p.add_argument("-o", "--output", default="dqa_out", help="output directory")
+    p.add_argument("--force", action="store_true",
+                   help="replace the output directory even if it is not an earlier export")
     p.add_argument("--data", help="images for the test harness (default: a few calibration images)")
     p.add_argument("-n", "--count", type=int, default=20, help="harness images")
     _task_args(p)

@@ -1,0 +1,121 @@
+"""Reliability of exports (docs/reliability.md): an export replaces its output folder whole or not at
+all, never a folder of the user's own files, and the same inputs give byte-identical projects."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.nn as nn
+
+from dqa_mcu import api, cli, codegen, passes
+from dqa_mcu.calibrate import DataError, calibrate
+from dqa_mcu.quantize import QuantConfig, quantize
+from dqa_mcu.torch_import import import_module
+
+from conftest import shared_file
+
+INT8_TFLITE = "models/mlperf_tiny_ic_resnet8_int8.tflite"
+QUIET = {"log": lambda *a: None}
+
+
+class SmallResidual(nn.Module):
+    """conv-BN-ReLU, a residual conv, pooling and a classifier: every kind of file a DQA export writes."""
+
+    def __init__(self):
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1, bias=False), nn.BatchNorm2d(8), nn.ReLU())
+        self.conv = nn.Conv2d(8, 8, 3, padding=1)
+        self.head = nn.Linear(8, 10)
+
+    def forward(self, x):
+        x = self.stem(x)
+        x = torch.relu(self.conv(x) + x)
+        return self.head(nn.functional.max_pool2d(x, 2).mean(dim=(2, 3)))
+
+
+@pytest.fixture(scope="module")
+def dqa_model():
+    """(a DQA 4-bit QModel with Huffman-coded tensors, uint8 harness images)."""
+    torch.manual_seed(0)
+    images = np.random.default_rng(0).integers(0, 256, (20, 12, 12, 3), dtype=np.uint8)
+    graph = passes.optimize(import_module(SmallResidual().eval(), images.shape[1:]))
+    model = quantize(graph, calibrate(graph, images[:16], show_progress=False), QuantConfig(bits=4), images[:16])
+    return model, images[16:]
+
+
+def _files(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def _export_dqa(model_and_images, out: Path, **kwargs):
+    model, images = model_and_images
+    return api.export_project(model, out, "host", "small residual", images, None, None, **QUIET, **kwargs)
+
+
+# -- atomic, clean output ---------------------------------------------------------------
+
+def test_a_failure_late_in_an_export_leaves_the_earlier_output_intact(dqa_model, tmp_path, monkeypatch):
+    out = tmp_path / "out"
+    _export_dqa(dqa_model, out)
+    before = _files(out)
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt  # as Ctrl-C would, after the C sources are written
+
+    monkeypatch.setattr(api.np, "savez_compressed", interrupted)  # the harness images: a late write
+    with pytest.raises(KeyboardInterrupt):
+        _export_dqa(dqa_model, out)
+    assert _files(out) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]  # the staged folder is gone too
+
+
+def test_an_int8_export_over_a_dqa_export_leaves_no_file_of_it(dqa_model, tmp_path):
+    out = tmp_path / "out"
+    _export_dqa(dqa_model, out)
+    (out / "build").mkdir()
+    (out / "build" / "leftover.o").write_bytes(b"\0")
+    dqa_files = set(_files(out))
+    api.export(shared_file(INT8_TFLITE), out, "host", **QUIET)
+    s8_files = set(_files(out))
+    assert json.loads((out / api.EXPORT_INFO_FILE).read_text())["mode"] == api.TFLITE_INT8_MODE
+    assert api.QMODEL_FILE in dqa_files - s8_files and "build/leftover.o" not in s8_files
+    api.export(shared_file(INT8_TFLITE), tmp_path / "fresh", "host", **QUIET)
+    assert _files(out) == _files(tmp_path / "fresh")  # as if the folder had been empty
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["fresh", "out"]
+
+
+def test_a_folder_of_the_users_files_is_refused_and_kept(dqa_model, tmp_path):
+    out = tmp_path / "mine"
+    out.mkdir()
+    (out / "notes.txt").write_text("mine")
+    with pytest.raises(DataError, match=r"not a dqa-mcu export \(no dqa_export.json\).*--force"):
+        _export_dqa(dqa_model, out)
+    assert _files(out) == {"notes.txt": b"mine"}
+    file_in_the_way = tmp_path / "a_file"
+    file_in_the_way.write_text("mine")
+    with pytest.raises(DataError, match="is not a folder"):
+        _export_dqa(dqa_model, file_in_the_way)
+    _export_dqa(dqa_model, out, force=True)
+    assert "notes.txt" not in _files(out) and (out / api.EXPORT_INFO_FILE).is_file()
+
+
+def test_an_empty_or_new_folder_is_written(dqa_model, tmp_path):
+    (tmp_path / "empty").mkdir()
+    for out in (tmp_path / "empty", tmp_path / "new" / "nested"):
+        _export_dqa(dqa_model, out)
+        assert (out / api.EXPORT_INFO_FILE).is_file() and (out / "model.c").is_file()
+
+
+def test_the_cli_refuses_a_users_folder_before_any_work_in_one_line(tmp_path, capsys):
+    out = tmp_path / "mine"
+    out.mkdir()
+    (out / "notes.txt").write_text("mine")
+    argv = ["export", str(shared_file(INT8_TFLITE)), "--target", "host", "-o", str(out), "--no-build"]
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--force" in err and (out / "notes.txt").exists()
+    assert cli.main(argv + ["--force"]) == 0
+    assert not (out / "notes.txt").exists() and (out / codegen.LAYOUT_FILE).is_file()
