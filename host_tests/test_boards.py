@@ -18,7 +18,7 @@ from test_backend import digits_model, require_arm  # noqa: F401 (a fixture, sha
 
 BOARDS = ["nucleo-f446re", "nucleo-f767zi", "nucleo-l4r5zi", "nucleo-h743zi"]
 RESNET8_INT8 = "models/mlperf_tiny_ic_resnet8_int8.tflite"
-FLASH = (0x08000000, None)  # origin; size from the target table
+FLASH_ORIGIN = 0x08000000  # every board; its size from the target table
 # the datasheets' SRAM regions the linker scripts use: name -> (origin, bytes)
 RAM_REGIONS = {
     "nucleo-f446re": {"SRAM1+2": (0x20000000, 128 * KIB)},
@@ -87,7 +87,7 @@ def test_every_board_image_fits_its_memories(exports):
         sections = _sections(elf)
         for name in FLASH_SECTIONS:
             size, address = sections[name]
-            assert _inside(size, address, (FLASH[0], target.flash_bytes)), (board, name, hex(address))
+            assert _inside(size, address, (FLASH_ORIGIN, target.flash_bytes)), (board, name, hex(address))
         for name in RAM_SECTIONS:
             size, address = sections[name]
             assert any(_inside(size, address, r) for r in RAM_REGIONS[board].values()), (board, name, hex(address))
