@@ -3,6 +3,9 @@ all, never a folder of the user's own files, and the same inputs give byte-ident
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -36,14 +39,18 @@ class SmallResidual(nn.Module):
         return self.head(nn.functional.max_pool2d(x, 2).mean(dim=(2, 3)))
 
 
-@pytest.fixture(scope="module")
-def dqa_model():
-    """(a DQA 4-bit QModel with Huffman-coded tensors, uint8 harness images)."""
+def small_dqa_model():
+    """(a DQA 4-bit QModel with Huffman-coded tensors, uint8 harness images), the same on every call."""
     torch.manual_seed(0)
     images = np.random.default_rng(0).integers(0, 256, (20, 12, 12, 3), dtype=np.uint8)
     graph = passes.optimize(import_module(SmallResidual().eval(), images.shape[1:]))
     model = quantize(graph, calibrate(graph, images[:16], show_progress=False), QuantConfig(bits=4), images[:16])
     return model, images[16:]
+
+
+@pytest.fixture(scope="module")
+def dqa_model():
+    return small_dqa_model()
 
 
 def _files(folder: Path) -> dict[str, bytes]:
@@ -119,3 +126,34 @@ def test_the_cli_refuses_a_users_folder_before_any_work_in_one_line(tmp_path, ca
     assert err.count("\n") == 1 and "--force" in err and (out / "notes.txt").exists()
     assert cli.main(argv + ["--force"]) == 0
     assert not (out / "notes.txt").exists() and (out / codegen.LAYOUT_FILE).is_file()
+
+
+# -- determinism -------------------------------------------------------------------------
+
+EXPORT_BOTH = """
+import sys
+from pathlib import Path
+sys.path.insert(0, {tests!r})
+from test_reliability import INT8_TFLITE, QUIET, _export_dqa, shared_file, small_dqa_model
+from dqa_mcu import api
+out = Path(sys.argv[1])
+_export_dqa(small_dqa_model(), out / "dqa")
+api.export(shared_file(INT8_TFLITE), out / "s8", "host", **QUIET)
+"""
+
+
+@pytest.mark.parametrize("hash_seed", ["0", "4242"])
+def test_the_same_inputs_give_byte_identical_projects(dqa_model, tmp_path, hash_seed):
+    """This process's export against one from a fresh interpreter with another string-hash seed
+    (set and dict orders of strings differ between them), in both modes."""
+    _export_dqa(dqa_model, tmp_path / "here" / "dqa")
+    api.export(shared_file(INT8_TFLITE), tmp_path / "here" / "s8", "host", **QUIET)
+    script = EXPORT_BOTH.format(tests=str(Path(__file__).parent))
+    env = dict(os.environ, PYTHONHASHSEED=hash_seed)
+    proc = subprocess.run([sys.executable, "-c", script, str(tmp_path / "there")], env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    for mode in ("dqa", "s8"):
+        here, there = _files(tmp_path / "here" / mode), _files(tmp_path / "there" / mode)
+        assert sorted(here) == sorted(there)
+        assert [name for name in here if here[name] != there[name]] == []
