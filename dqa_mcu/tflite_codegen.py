@@ -85,14 +85,6 @@ def _is_c_layout(shape: tuple[int, ...]) -> bool:
     return len(shape) in (2, 4) and shape[0] == 1
 
 
-def _repeats_along(shape: tuple[int, ...], out_shape: tuple[int, ...]) -> bool:
-    """A MUL operand the C kernel reads cyclically: the output's trailing axes after some leading 1s
-    ([1, 1, 1, C] into [1, H, W, C], or a scalar)."""
-    lead = next((k for k, d in enumerate(shape) if d != 1), len(shape))
-    trailing = tuple(shape[lead:])
-    return len(shape) <= len(out_shape) and trailing == tuple(out_shape[len(out_shape) - len(trailing):])
-
-
 class _Emitter:
     def __init__(self, g: TFLiteGraph, plan: S8Plan):
         self.g, self.plan = g, plan
@@ -109,6 +101,30 @@ class _Emitter:
 
     def shape(self, t: int) -> tuple[int, ...]:
         return tuple(self.g.tensors[t].shape)
+
+    def operand(self, op: TOp, k: int) -> str:
+        """Input k of an element-wise op: its place in the arena, or its data for a constant."""
+        t = self.g.tensors[op.inputs[k]]
+        if not t.is_const:
+            return self.ptr(op.inputs[k])
+        return self.array(f"{self.plan.names[op.index]}_input{k + 1}", "int8_t", t.data,
+                          f"{self.plan.names[op.index]}: constant operand {k + 1}, {list(t.shape)}")
+
+    def broadcast(self, op: TOp) -> str:
+        """The dqa_broadcast_s8_t of an element-wise op (spec 5): NHWC extents, per-operand strides."""
+        def nhwc(shape):  # a [1, N] vector is 1 x 1 x N; a constant may have fewer axes
+            return (1,) * (4 - len(shape)) + tuple(shape) if len(shape) <= 4 else None
+
+        out = nhwc(self.shape(op.outputs[0]))
+        fields = [("out_h", out[1]), ("out_w", out[2]), ("out_c", out[3])]
+        for k, i in enumerate(op.inputs):
+            shape = nhwc(self.shape(i))
+            if shape is None or any(d not in (1, o) for d, o in zip(shape, out)):
+                raise self.fail(op, f"broadcasts operands of up to 4 axes only, not {list(self.shape(i))}")
+            _, h, w, c = shape
+            for axis, size, stride in (("h", h, w * c), ("w", w, c), ("c", c, 1)):
+                fields.append((f"input{k + 1}_stride_{axis}", stride if size > 1 else 0))
+        return "{ " + ", ".join(f".{name} = {value}" for name, value in fields) + " }"
 
     def fail(self, op: TOp, why: str) -> UnsupportedTFLiteOpError:
         return UnsupportedTFLiteOpError(f"{Path(self.g.source).name}: operator {op.op} at index {op.index}: "
@@ -173,30 +189,16 @@ class _Emitter:
                 ("scale_exponent", self.array(f"{ident}_scale_exponent", "int16_t", [e for _, e in parts],
                                               f"{ident}: output scale exponents"))]
             layer["call"] = f"dqa_fully_connected_s8(&{ident}_params, {self.ptr(x)}, {self.ptr(y)});"
-        elif op.op in ("ADD", "SUB"):  # SUB: ADD with the second multiplier negated (spec 3.10)
-            if self.shape(op.inputs[0]) != self.shape(op.inputs[1]):
-                raise self.fail(op, f"{'adds' if op.op == 'ADD' else 'subtracts'} tensors of the same shape only "
-                                    "(no broadcasting)")
-            layer["params_type"] = "dqa_add_s8_params_t"
-            layer["params"] = [("size", int(np.prod(self.shape(y))))] + [
-                (k, p[k]) for k in ("left_shift", "input1_offset", "input1_multiplier", "input1_shift",
-                                    "input2_offset", "input2_multiplier", "input2_shift", "output_offset",
-                                    "output_multiplier", "output_shift", "act_min", "act_max")]
-            layer["call"] = (f"dqa_add_s8(&{ident}_params, {self.ptr(op.inputs[0])}, {self.ptr(op.inputs[1])}, "
-                             f"{self.ptr(y)});")
-        elif op.op == "MUL":
-            size = int(np.prod(self.shape(y)))
-            for i in op.inputs:
-                if not _repeats_along(self.shape(i), self.shape(y)):
-                    raise self.fail(op, "multiplies by a tensor of the output's shape or one repeated along its "
-                                        f"leading axes only (not {list(self.shape(i))} into {list(self.shape(y))})")
-            layer["params_type"] = "dqa_mul_s8_params_t"
-            layer["params"] = [("size", size), ("input1_size", int(np.prod(self.shape(op.inputs[0])))),
-                               ("input2_size", int(np.prod(self.shape(op.inputs[1]))))] + [
-                (k, p[k]) for k in ("input1_offset", "input2_offset", "output_offset", "output_multiplier",
-                                    "output_shift", "act_min", "act_max")]
-            layer["call"] = (f"dqa_mul_s8(&{ident}_params, {self.ptr(op.inputs[0])}, {self.ptr(op.inputs[1])}, "
-                             f"{self.ptr(y)});")
+        elif op.op in ("ADD", "SUB", "MUL"):  # SUB: ADD with the second multiplier negated (spec 3.10)
+            keys = (("input1_offset", "input2_offset", "output_offset", "output_multiplier", "output_shift")
+                    if op.op == "MUL" else
+                    ("left_shift", "input1_offset", "input1_multiplier", "input1_shift", "input2_offset",
+                     "input2_multiplier", "input2_shift", "output_offset", "output_multiplier", "output_shift"))
+            kernel = "mul" if op.op == "MUL" else "add"
+            layer["params_type"] = f"dqa_{kernel}_s8_params_t"
+            layer["params"] = [("shape", self.broadcast(op))] + [(k, p[k]) for k in keys + ("act_min", "act_max")]
+            a, b = (self.operand(op, k) for k in (0, 1))
+            layer["call"] = f"dqa_{kernel}_s8(&{ident}_params, {a}, {b}, {self.ptr(y)});"
         elif op.op in ("LEAKY_RELU", "RELU", "RELU6"):
             # RELU / RELU6 rescale negative inputs like positive ones (their clamp does the rest)
             alpha = "alpha_" if op.op == "LEAKY_RELU" else ""

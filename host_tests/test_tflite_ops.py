@@ -10,9 +10,12 @@ with np.array_equal:
   random input and output quantizations written into the file;
 * both resizes in every mode (align_corners, half_pixel_centers, neither;
   non-integer and downscaling sizes);
+* ADD, SUB and MUL broadcasting every way (a [1, 1, 1, C] or [1, H, W, 1]
+  operand, either side, a constant);
 * the generated C on the host with AddressSanitizer and UBSan (the decoder,
-  the resizes, LEAKY_RELU and HARD_SWISH on every input), and (slow) the
-  decoder under QEMU cortex-m7, against the reference and the interpreter.
+  the resizes and broadcasts, HARD_SWISH on every input),
+  and (slow) the decoder under QEMU cortex-m7, against the reference and the
+  interpreter.
 
 LiteRT 2.3.0 registers DEPTH_TO_SPACE version 1 only, while TensorFlow 2.21
 writes version 2 for int8 (the same byte permutation): the interpreter runs a
@@ -24,7 +27,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from dqa_mcu import build as fw
+from dqa_mcu import api, build as fw
 from dqa_mcu import cli
 from dqa_mcu import tflite_reference as R
 from dqa_mcu.targets import get_target
@@ -64,8 +67,10 @@ def _decoder(tf, rng):
     return _with_random_biases(keras.Model(inp, out), rng)
 
 
-def _resizes(tf):
-    """Both resizes with align_corners, half_pixel_centers or neither, to a non-integer scale and down."""
+def _variants(tf):
+    """Both resizes with align_corners, half_pixel_centers or neither, to a non-integer scale and down; then
+    element-wise ops broadcasting every way a network does: a per-channel mean subtracted from its map, a
+    spatial gate ([1, H, W, 1]), the mean added back as the first operand, a constant operand."""
     keras, L, v1 = tf.keras, tf.keras.layers, tf.compat.v1.image
     inp = keras.Input(batch_shape=(1, 7, 5, 4))
     x = L.Conv2D(4, 1)(inp)
@@ -75,18 +80,14 @@ def _resizes(tf):
                lambda t: v1.resize_nearest_neighbor(t, size), lambda t: tf.image.resize(t, size, method="nearest"),
                lambda t: tf.image.resize(tf.image.resize(t, (3, 2)), size, method="nearest")]
     branches = [L.Lambda(resize)(x) for resize in resizes]
-    out = branches[0]
+    x = branches[0]
     for branch in branches[1:]:
-        out = L.Add()([out, branch])
-    return keras.Model(inp, out)
-
-
-def _broadcast_sub(tf):
-    """SUB of a per-channel mean from its map: the reference broadcasts, the C backend refuses it."""
-    keras, L = tf.keras, tf.keras.layers
-    inp = keras.Input(batch_shape=(1, 6, 6, 4))
-    x = L.Conv2D(4, 1)(inp)
-    return keras.Model(inp, L.Subtract()([x, L.GlobalAveragePooling2D(keepdims=True)(x)]))
+        x = L.Add()([x, branch])
+    mean = L.GlobalAveragePooling2D(keepdims=True)(x)
+    centred = L.Subtract()([x, mean])                                            # [1, 13, 9, 4] - [1, 1, 1, 4]
+    gated = L.Multiply()([centred, L.Conv2D(1, 1, activation="sigmoid")(x)])   # [1, 13, 9, 4] * [1, 13, 9, 1]
+    x = L.Add()([mean, gated])                                                   # [1, 1, 1, 4] + [1, 13, 9, 4]
+    return keras.Model(inp, L.Lambda(lambda t: t * tf.constant([0.5, -1.0, 2.0, 0.25]))(x))
 
 
 def _activation(tf, op: str):
@@ -106,11 +107,8 @@ def models(tf, tmp_path_factory):
     paths = {"decoder": out / "decoder.tflite"}
     paths["decoder"].write_bytes(tflite_int8(tf, _decoder(tf, rng), rng.uniform(-1, 1, (48, 8, 8, 3))
                                              .astype(np.float32)))
-    paths["broadcast_sub"] = out / "broadcast_sub.tflite"
-    paths["broadcast_sub"].write_bytes(tflite_int8(tf, _broadcast_sub(tf), rng.uniform(-1, 1, (32, 6, 6, 4))
-                                                   .astype(np.float32)))
-    paths["resizes"] = out / "resizes.tflite"
-    paths["resizes"].write_bytes(tflite_int8(tf, _resizes(tf), rng.uniform(-1, 1, (32, 7, 5, 4)).astype(np.float32)))
+    paths["variants"] = out / "variants.tflite"
+    paths["variants"].write_bytes(tflite_int8(tf, _variants(tf), rng.uniform(-1, 1, (32, 7, 5, 4)).astype(np.float32)))
     for op in ("RELU", "RELU6", "LEAKY_RELU", "LOGISTIC", "TANH", "HARD_SWISH"):
         paths[op] = out / f"{op.lower()}.tflite"
         paths[op].write_bytes(tflite_int8(tf, _activation(tf, op), rng.uniform(-6, 6, (32, 256))
@@ -186,27 +184,16 @@ def test_decoder_every_tensor_equals_litert(models):
     assert len(np.unique(out)) > 100  # a real spread, not saturated
 
 
-def test_resize_variants_every_tensor_equals_litert(models):
-    g = load_tflite(models["resizes"])
+def test_resize_and_broadcast_variants_every_tensor_equal_litert(models):
+    g = load_tflite(models["variants"])
     resizes = {(op.op, op.options["align_corners"], op.options["half_pixel_centers"]) for op in g.ops
                if op.op.startswith("RESIZE")}
     assert len(resizes) == 6
-    assert_every_tensor_equal(models["resizes"], _inputs(g, 200, 36))
-
-
-def test_broadcast_sub_runs_in_the_reference_and_is_refused_in_c_in_one_line(models, tmp_path, capsys):
-    path = models["broadcast_sub"]
-    g = load_tflite(path)
-    sub = next(op for op in g.ops if op.op == "SUB")
-    assert g.tensors[sub.inputs[1]].shape == (1, 1, 1, 4)
-    assert_every_tensor_equal(path, _inputs(g, 100, 38))
-    out = tmp_path / "bs"
-    assert cli.main(["export", str(path), "--target", "host", "--no-build", "-o", str(out)]) == 2
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "Traceback" not in err[0], err
-    assert (f"{path.name}: operator SUB at index {sub.index}: the C backend subtracts tensors of the same shape "
-            "only (no broadcasting)") in err[0], err[0]
-    assert not out.exists()
+    broadcasts = {(op.op,) + tuple(tuple(g.tensors[i].shape) for i in op.inputs) for op in g.ops
+                  if op.op in ("SUB", "MUL") or op.op == "ADD" and g.tensors[op.inputs[0]].shape[1] == 1}
+    assert broadcasts == {("SUB", (1, 13, 9, 4), (1, 1, 1, 4)), ("MUL", (1, 13, 9, 4), (1, 13, 9, 1)),
+                          ("ADD", (1, 1, 1, 4), (1, 13, 9, 4)), ("MUL", (1, 13, 9, 4), (4,))}
+    assert_every_tensor_equal(models["variants"], _inputs(g, 200, 36))
 
 
 def test_logistic_output_quantization_refused_in_one_line(models, tmp_path):
@@ -254,7 +241,7 @@ def _require(tool: str):
 
 def _c_outputs(path: Path, out: Path, target: str, x: np.ndarray, sanitize: bool = False) -> np.ndarray:
     """Export an int8 .tflite with `x` as the harness inputs, build (one build) and run it: its outputs."""
-    cli.export_s8_project(load_tflite(path), out, target, str(path), x, None, None, log=lambda *a: None)
+    api.export_s8_project(load_tflite(path), out, target, str(path), x, None, None, log=lambda *a: None)
     exe = fw.build(out, get_target(target), sanitize=sanitize)
     return fw.run(exe, get_target(target)).outputs
 
@@ -273,22 +260,20 @@ def test_decoder_on_the_host_with_sanitizers(models, tmp_path):
                                           _inputs(load_tflite(models["decoder"]), 12, 33), sanitize=True)
 
 
-def test_resize_variants_on_the_host_with_sanitizers(models, tmp_path):
+def test_resize_and_broadcast_variants_on_the_host_with_sanitizers(models, tmp_path):
     _require("gcc")
-    _assert_c_equals_reference_and_litert(models["resizes"], tmp_path / "rs", "host",
-                                          _inputs(load_tflite(models["resizes"]), 8, 37), sanitize=True)
+    _assert_c_equals_reference_and_litert(models["variants"], tmp_path / "var", "host",
+                                          _inputs(load_tflite(models["variants"]), 8, 37), sanitize=True)
 
 
-def test_activation_arithmetic_in_c_on_every_input(models, tmp_path):
-    """The two arithmetic activation kernels on all 256 int8 inputs, under a random quantization, with the
-    sanitizers (RELU and RELU6 run on LEAKY_RELU's kernel, LOGISTIC and TANH on a table; the decoder runs
-    them all in C)."""
+def test_hard_swish_in_c_on_every_input(models, tmp_path):
+    """HARD_SWISH's int16 arithmetic on all 256 int8 inputs, under a random quantization, with the sanitizers
+    (the decoder runs every kernel in C; this one has the most branches)."""
     _require("gcc")
-    rng = np.random.default_rng(34)
-    x = np.arange(-128, 128, dtype=np.int8)[None]
-    for op in ("LEAKY_RELU", "HARD_SWISH"):
-        path = _requantized(models[op], tmp_path / f"{op}.tflite", rng, keep_output=op == "LOGISTIC")
-        _assert_c_equals_reference_and_litert(path, tmp_path / op.lower(), "host", x, sanitize=True)
+    path = _requantized(models["HARD_SWISH"], tmp_path / "hard_swish.tflite", np.random.default_rng(34),
+                        keep_output=False)
+    _assert_c_equals_reference_and_litert(path, tmp_path / "hs", "host", np.arange(-128, 128, dtype=np.int8)[None],
+                                          sanitize=True)
 
 
 @pytest.mark.slow

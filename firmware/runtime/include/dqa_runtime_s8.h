@@ -1,8 +1,8 @@
 /*
  * dqa-mcu C runtime, TFLite-exact int8 mode: kernels that reproduce TFLite's
  * reference int8 kernels bit for bit (docs/spec_tflite.md; the NumPy side is
- * dqa_mcu/tflite_reference.py). Tensors are plain int8 NHWC arrays in the
- * model's static arena; none of these kernels needs scratch memory.
+ * dqa_mcu/tflite_reference.py). Tensors are plain int8 NHWC arrays (or [1, N]
+ * vectors) in the model's static arena; none of these kernels needs scratch memory.
  *
  * Multipliers and shifts follow TFLite's convention: real ~= M * 2^(shift - 31),
  * shift > 0 multiplies first (spec 2, MBQM).
@@ -43,9 +43,18 @@ typedef struct {
     const int16_t *scale_exponent;  /* out_depth */
 } dqa_fully_connected_s8_params_t;
 
-/* ADD of two same-shape tensors (spec 3.4); SUB too, with input2_multiplier negated (spec 3.10). */
+/* The operands of an element-wise op, broadcast as NumPy over an NHWC output (a [1, N] vector is
+ * 1 x 1 x N): output element (y, x, c) reads operand k at y * stride_h + x * stride_w + c * stride_c,
+ * with stride 0 along an axis of size 1 that the output is larger on. */
 typedef struct {
-    uint32_t size;
+    uint16_t out_h, out_w, out_c;
+    uint32_t input1_stride_h, input1_stride_w, input1_stride_c;
+    uint32_t input2_stride_h, input2_stride_w, input2_stride_c;
+} dqa_broadcast_s8_t;
+
+/* ADD (spec 3.4); SUB too, with input2_multiplier negated (spec 3.10). */
+typedef struct {
+    dqa_broadcast_s8_t shape;
     int32_t left_shift;
     int32_t input1_offset, input1_multiplier, input1_shift;
     int32_t input2_offset, input2_multiplier, input2_shift;
@@ -80,10 +89,9 @@ typedef struct {
     int8_t pad_value;
 } dqa_pad_s8_params_t;
 
-/* MUL (spec 3.10). An operand may repeat along the output: its element count divides `size` (a
- * [1, 1, 1, C] gate over [1, H, W, C], or a scalar), element i reads it at i % input*_size. */
+/* MUL (spec 3.10). */
 typedef struct {
-    uint32_t size, input1_size, input2_size;
+    dqa_broadcast_s8_t shape;
     int32_t input1_offset, input2_offset, output_offset, output_multiplier, output_shift;
     int32_t act_min, act_max;
 } dqa_mul_s8_params_t;

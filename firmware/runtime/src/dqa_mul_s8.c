@@ -1,18 +1,21 @@
 /* dqa-mcu runtime: MUL, TFLite-exact int8 (docs/spec_tflite.md 3.10). */
+#include <stddef.h>
+
 #include "dqa_s8_internal.h"
 
 void dqa_mul_s8(const dqa_mul_s8_params_t *p, const int8_t *input1, const int8_t *input2, int8_t *output)
 {
-    uint32_t i1 = 0, i2 = 0; /* positions in operands that repeat along the output */
-    for (uint32_t i = 0; i < p->size; ++i) {
-        const int32_t product = (input1[i1] + p->input1_offset) * (input2[i2] + p->input2_offset);
-        const int32_t y = dqa__mbqm(product, p->output_multiplier, p->output_shift) + p->output_offset;
-        output[i] = (int8_t)dqa__clamp_s8(y, p->act_min, p->act_max);
-        if (++i1 == p->input1_size) {
-            i1 = 0;
-        }
-        if (++i2 == p->input2_size) {
-            i2 = 0;
+    const dqa_broadcast_s8_t *s = &p->shape;
+    for (uint32_t y = 0; y < s->out_h; ++y) {
+        for (uint32_t x = 0; x < s->out_w; ++x) {
+            const int8_t *in1 = input1 + (size_t)y * s->input1_stride_h + (size_t)x * s->input1_stride_w;
+            const int8_t *in2 = input2 + (size_t)y * s->input2_stride_h + (size_t)x * s->input2_stride_w;
+            for (uint32_t c = 0; c < s->out_c; ++c) {
+                const int32_t product = (in1[c * s->input1_stride_c] + p->input1_offset) *
+                                        (in2[c * s->input2_stride_c] + p->input2_offset);
+                const int32_t v = dqa__mbqm(product, p->output_multiplier, p->output_shift) + p->output_offset;
+                *output++ = (int8_t)dqa__clamp_s8(v, p->act_min, p->act_max);
+            }
         }
     }
 }
