@@ -28,16 +28,10 @@ size_t dqa_conv2d_get_buffer_size(const dqa_conv_params_t *params, const dqa_ten
     return DQA_ALIGN4(size);
 }
 
-/* Contiguous run of window values and the weights (offset into every output channel's OHWI row)
- * they multiply: one kernel row of taps when the input pixels follow each other in the ring, else
- * one tap. */
-typedef struct {
-    const int16_t *x; /* channel 0 of the run's first pixel */
-    uint32_t w_offset;
-    uint32_t len; /* values per group: taps * c_in_g */
-} segment_t;
-
-#define SEGMENTS_PER_PASS 16u /* runs gathered before one pass over the output channels */
+/* The window's values come in runs (dqa_mac_run_t): one kernel row of taps when its input pixels follow
+ * each other in the ring, else one tap; k is the offset into every output channel's OHWI row and len
+ * counts values per group (taps * c_in_g). */
+#define RUNS_PER_PASS 16u /* runs gathered before one pass over the output channels */
 
 typedef struct {
     const int8_t *weights;
@@ -67,18 +61,18 @@ size_t dqa_conv2d_weights_size(const dqa_conv_params_t *params, uint16_t in_chan
     return (size_t)groups * tiles_per_group(c_out_g) * dqa__tile_bytes(k);
 }
 
-/* acc[o] += the dot products of every segment with output channel o's weights. */
-static void accumulate(int32_t *acc, const conv_shape_t *k, const segment_t *seg, uint32_t n_seg)
+/* acc[o] += the dot products of every run with output channel o's weights. */
+static void accumulate(int32_t *acc, const conv_shape_t *k, const dqa_mac_run_t *runs, uint32_t n_runs)
 {
     uint32_t g, o = 0, s;
     const int8_t *tile = k->weights;
     uint32_t tile_bytes = dqa__tile_bytes(k->w_stride);
     if (is_depthwise(k->c_in_g, k->c_out_g)) {
         uint32_t c_out = k->groups;
-        for (s = 0; s < n_seg; s++) {
-            const int8_t *w = k->weights + seg[s].w_offset;
+        for (s = 0; s < n_runs; s++) {
+            const int8_t *w = k->weights + runs[s].k;
             for (o = 0; o < c_out; o++) {
-                acc[o] += (int32_t)w[(size_t)o * k->w_stride] * seg[s].x[o];
+                acc[o] += (int32_t)w[(size_t)o * k->w_stride] * runs[s].x[o];
             }
         }
         return;
@@ -89,9 +83,7 @@ static void accumulate(int32_t *acc, const conv_shape_t *k, const segment_t *seg
         for (; o < end; o += DQA_MAC_ROWS, tile += tile_bytes) {
             uint32_t rows = end - o < DQA_MAC_ROWS ? end - o : DQA_MAC_ROWS, r;
             int32_t sums[DQA_MAC_ROWS] = {0};
-            for (s = 0; s < n_seg; s++) {
-                dqa__mac_tile(sums, tile, seg[s].w_offset, seg[s].x + x_offset, seg[s].len);
-            }
+            dqa__mac_tile_runs(sums, tile, runs, n_runs, x_offset);
             for (r = 0; r < rows; r++) { /* the tile's zero rows past the group's end are dropped */
                 acc[o + r] += sums[r];
             }
@@ -196,7 +188,7 @@ void dqa_conv2d(const dqa_conv_params_t *params, const dqa_tensor_t *input, cons
     int32_t res_stride = params->residual_stride ? params->residual_stride : 1;
     int32_t oh, ow;
     /* a kernel row's input pixels are consecutive in the ring and their channels in the weights
-     * (a 1-channel "depthwise" conv, groups = 1, keeps its one-tap segments) */
+     * (a 1-channel "depthwise" conv, groups = 1, keeps its one-tap runs) */
     int rows_contiguous = groups == 1u && dw == 1 && !is_depthwise(c_in_g, c_out_g);
     conv_shape_t shape;
 
@@ -228,8 +220,8 @@ void dqa_conv2d(const dqa_conv_params_t *params, const dqa_tensor_t *input, cons
             {
                 int32_t kh_end = end_inside(top, dh, h, kh_n), kw_end = end_inside(left, dw, w, kw_n);
                 int32_t kw_first = first_inside(left, dw);
-                segment_t seg[SEGMENTS_PER_PASS];
-                uint32_t n_seg = 0;
+                dqa_mac_run_t runs[RUNS_PER_PASS];
+                uint32_t n_runs = 0;
                 for (kh = first_inside(top, dh); kh < kh_end; kh++) { /* taps outside: zero padding */
                     uint32_t row = (uint32_t)((top + kh * dh) * w + left);
                     for (kw = kw_first; kw < kw_end;) {
@@ -241,17 +233,17 @@ void dqa_conv2d(const dqa_conv_params_t *params, const dqa_tensor_t *input, cons
                                 run = ring_pixels - slot;
                             }
                         }
-                        seg[n_seg].x = ring + (size_t)slot * c_in;
-                        seg[n_seg].w_offset = ((uint32_t)kh * (uint32_t)kw_n + (uint32_t)kw) * c_in_g;
-                        seg[n_seg].len = run * c_in_g;
-                        if (++n_seg == SEGMENTS_PER_PASS) {
-                            accumulate(acc, &shape, seg, n_seg);
-                            n_seg = 0;
+                        runs[n_runs].x = ring + (size_t)slot * c_in;
+                        runs[n_runs].k = ((uint32_t)kh * (uint32_t)kw_n + (uint32_t)kw) * c_in_g;
+                        runs[n_runs].len = run * c_in_g;
+                        if (++n_runs == RUNS_PER_PASS) {
+                            accumulate(acc, &shape, runs, n_runs);
+                            n_runs = 0;
                         }
                         kw += (int32_t)run;
                     }
                 }
-                accumulate(acc, &shape, seg, n_seg);
+                accumulate(acc, &shape, runs, n_runs);
             }
             if (residual != NULL) { /* v_r[oh * s, ow * s, o - k] */
                 uint32_t target = ((uint32_t)(oh * res_stride) * res_w + (uint32_t)(ow * res_stride));

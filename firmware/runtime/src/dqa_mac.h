@@ -1,7 +1,8 @@
 /*
  * Inner multiply-accumulate kernel of conv2d and linear: a tile of
- * DQA_MAC_ROWS output channels against one run of int16 activations, int8
- * weights, int32 accumulators; one interface, one implementation per ISA.
+ * DQA_MAC_ROWS output channels against runs of int16 activations (kernel
+ * rows of the line buffer), int8 weights, int32 accumulators kept in
+ * registers across the runs; one interface, one pair step per ISA.
  *
  * Weight tile layout (written offline by the code generator, see
  * dqa_conv2d_weights_size() in dqa_runtime.h): the tile's K weights per row
@@ -24,8 +25,16 @@
 #include <stdint.h>
 #include <string.h>
 
-#define DQA_MAC_ROWS 4u       /* output channels per tile */
+#define DQA_MAC_ROWS 4u        /* output channels per tile */
 #define DQA_TILE_PAIR_BYTES 8u /* one pair (k, k+1) of all DQA_MAC_ROWS rows */
+#define DQA_MAC_UNROLL 4u      /* pairs per iteration of the main loop */
+
+/* A run of consecutive activations x[0..len) and the weights k.. they multiply. */
+typedef struct {
+    const int16_t *x;
+    uint32_t k;
+    uint32_t len; /* at least 1 */
+} dqa_mac_run_t;
 
 /* Bytes of one tile of K weights per row. */
 static inline uint32_t dqa__tile_bytes(uint32_t k)
@@ -33,15 +42,16 @@ static inline uint32_t dqa__tile_bytes(uint32_t k)
     return ((k + 1u) >> 1) * DQA_TILE_PAIR_BYTES;
 }
 
-/* acc[r] += w(r, k) * xk for the one weight k (a run's odd first or last element). */
-static inline void dqa__mac_tile_single(int32_t *acc, const int8_t *tile, uint32_t k, int32_t xk)
-{
-    const int8_t *q = tile + (k >> 1) * DQA_TILE_PAIR_BYTES + (k & 1u) * 2u;
-    acc[0] += q[0] * xk;
-    acc[1] += q[1] * xk;
-    acc[2] += q[4] * xk;
-    acc[3] += q[5] * xk;
-}
+/* a_r += w(r, k) * xk for the one weight k (a run's odd first or last element). */
+#define DQA__MAC_SINGLE(tile, k, xk, a0, a1, a2, a3)                                                          \
+    do {                                                                                                      \
+        const int8_t *q_ = (tile) + ((k) >> 1) * DQA_TILE_PAIR_BYTES + ((k) & 1u) * 2u;                       \
+        int32_t x_ = (xk);                                                                                    \
+        a0 += q_[0] * x_;                                                                                     \
+        a1 += q_[1] * x_;                                                                                     \
+        a2 += q_[4] * x_;                                                                                     \
+        a3 += q_[5] * x_;                                                                                     \
+    } while (0)
 
 #if defined(__ARM_FEATURE_DSP) && __ARM_FEATURE_DSP
 #include <arm_acle.h>
@@ -62,73 +72,68 @@ static inline int16x2_t dqa__sxtb16_ror8(uint32_t w)
     return r;
 }
 
-/* One pair of all four rows: a_r += row r's pair times the activation pair xp. */
-#define DQA__MAC_PAIR(pairs, xp, a0, a1, a2, a3)                                                              \
+/* One pair of all four rows against the activations x[0], x[1]: four SMLADs. */
+#define DQA__MAC_PAIR(pairs, x, a0, a1, a2, a3)                                                               \
     do {                                                                                                      \
+        int16x2_t xp_ = (int16x2_t)dqa__load32(x);                                                            \
         uint32_t w01_ = dqa__load32(pairs), w23_ = dqa__load32((pairs) + 4);                                  \
-        a0 = __smlad(__sxtb16((int8x4_t)w01_), xp, a0);                                                      \
-        a1 = __smlad(dqa__sxtb16_ror8(w01_), xp, a1);                                                         \
-        a2 = __smlad(__sxtb16((int8x4_t)w23_), xp, a2);                                                      \
-        a3 = __smlad(dqa__sxtb16_ror8(w23_), xp, a3);                                                         \
+        a0 = __smlad(__sxtb16((int8x4_t)w01_), xp_, a0);                                                     \
+        a1 = __smlad(dqa__sxtb16_ror8(w01_), xp_, a1);                                                        \
+        a2 = __smlad(__sxtb16((int8x4_t)w23_), xp_, a2);                                                     \
+        a3 = __smlad(dqa__sxtb16_ror8(w23_), xp_, a3);                                                        \
     } while (0)
-
-/* acc[r] += sum over pairs p < n_pairs of the pair p of row r times (x[2p], x[2p+1]);
- * four pairs per iteration to cut the loop's overhead, then one at a time. */
-static inline void dqa__mac_tile_pairs(int32_t *acc, const int8_t *pairs, const int16_t *x, uint32_t n_pairs)
-{
-    const int16_t *x_end = x + 2u * (n_pairs & ~3u), *x_tail = x + 2u * n_pairs;
-    int32_t a0 = acc[0], a1 = acc[1], a2 = acc[2], a3 = acc[3];
-    for (; x != x_end; x += 8, pairs += 4u * DQA_TILE_PAIR_BYTES) {
-        int16x2_t x01 = (int16x2_t)dqa__load32(x), x23 = (int16x2_t)dqa__load32(x + 2);
-        int16x2_t x45 = (int16x2_t)dqa__load32(x + 4), x67 = (int16x2_t)dqa__load32(x + 6);
-        DQA__MAC_PAIR(pairs, x01, a0, a1, a2, a3);
-        DQA__MAC_PAIR(pairs + DQA_TILE_PAIR_BYTES, x23, a0, a1, a2, a3);
-        DQA__MAC_PAIR(pairs + 2u * DQA_TILE_PAIR_BYTES, x45, a0, a1, a2, a3);
-        DQA__MAC_PAIR(pairs + 3u * DQA_TILE_PAIR_BYTES, x67, a0, a1, a2, a3);
-    }
-    for (; x != x_tail; x += 2, pairs += DQA_TILE_PAIR_BYTES) {
-        int16x2_t xp = (int16x2_t)dqa__load32(x);
-        DQA__MAC_PAIR(pairs, xp, a0, a1, a2, a3);
-    }
-    acc[0] = a0;
-    acc[1] = a1;
-    acc[2] = a2;
-    acc[3] = a3;
-}
 
 #else /* portable C */
 
-static inline void dqa__mac_tile_pairs(int32_t *acc, const int8_t *pairs, const int16_t *x, uint32_t n_pairs)
+#define DQA__MAC_PAIR(pairs, x, a0, a1, a2, a3)                                                               \
+    do {                                                                                                      \
+        const int8_t *p_ = (pairs);                                                                           \
+        int32_t x0_ = (x)[0], x1_ = (x)[1];                                                                   \
+        a0 += p_[0] * x0_ + p_[2] * x1_;                                                                      \
+        a1 += p_[1] * x0_ + p_[3] * x1_;                                                                      \
+        a2 += p_[4] * x0_ + p_[6] * x1_;                                                                      \
+        a3 += p_[5] * x0_ + p_[7] * x1_;                                                                      \
+    } while (0)
+
+#endif
+
+/* acc[r] += sum over the runs of sum over i < len of w(r, k + i) * (x + x_offset)[i]; x_offset: the
+ * group's first input channel. */
+static inline void dqa__mac_tile_runs(int32_t *acc, const int8_t *tile, const dqa_mac_run_t *run, uint32_t n_runs,
+                                      uint32_t x_offset)
 {
-    const int16_t *x_end = x + 2u * n_pairs;
+    const dqa_mac_run_t *runs_end = run + n_runs;
     int32_t a0 = acc[0], a1 = acc[1], a2 = acc[2], a3 = acc[3];
-    for (; x != x_end; x += 2, pairs += DQA_TILE_PAIR_BYTES) {
-        int32_t x0 = x[0], x1 = x[1];
-        a0 += pairs[0] * x0 + pairs[2] * x1;
-        a1 += pairs[1] * x0 + pairs[3] * x1;
-        a2 += pairs[4] * x0 + pairs[6] * x1;
-        a3 += pairs[5] * x0 + pairs[7] * x1;
+    for (; run != runs_end; run++) {
+        const int16_t *x = run->x + x_offset;
+        uint32_t k = run->k, end = k + run->len;
+        const int8_t *pairs;
+        const int16_t *x_unrolled_end, *x_pairs_end;
+        if (k & 1u) { /* odd start: the second half of a pair */
+            DQA__MAC_SINGLE(tile, k, *x, a0, a1, a2, a3);
+            x++;
+            k++;
+        }
+        pairs = tile + (k >> 1) * DQA_TILE_PAIR_BYTES;
+        x_pairs_end = x + ((end - k) & ~1u);
+        x_unrolled_end = x + ((end - k) & ~(2u * DQA_MAC_UNROLL - 1u));
+        for (; x != x_unrolled_end; x += 2u * DQA_MAC_UNROLL, pairs += DQA_MAC_UNROLL * DQA_TILE_PAIR_BYTES) {
+            DQA__MAC_PAIR(pairs, x, a0, a1, a2, a3);
+            DQA__MAC_PAIR(pairs + DQA_TILE_PAIR_BYTES, x + 2, a0, a1, a2, a3);
+            DQA__MAC_PAIR(pairs + 2u * DQA_TILE_PAIR_BYTES, x + 4, a0, a1, a2, a3);
+            DQA__MAC_PAIR(pairs + 3u * DQA_TILE_PAIR_BYTES, x + 6, a0, a1, a2, a3);
+        }
+        for (; x != x_pairs_end; x += 2, pairs += DQA_TILE_PAIR_BYTES) {
+            DQA__MAC_PAIR(pairs, x, a0, a1, a2, a3);
+        }
+        if ((end - k) & 1u) { /* odd end: the first half of a pair */
+            DQA__MAC_SINGLE(tile, end - 1u, *x, a0, a1, a2, a3);
+        }
     }
     acc[0] = a0;
     acc[1] = a1;
     acc[2] = a2;
     acc[3] = a3;
-}
-
-#endif
-
-/* acc[r] += sum over i < len of w(r, k + i) * x[i]: a run of len activations against weights k.. */
-static inline void dqa__mac_tile(int32_t *acc, const int8_t *tile, uint32_t k, const int16_t *x, uint32_t len)
-{
-    uint32_t end = k + len;
-    if ((k & 1u) && k < end) { /* odd start: the second half of a pair */
-        dqa__mac_tile_single(acc, tile, k, *x++);
-        k++;
-    }
-    dqa__mac_tile_pairs(acc, tile + (k >> 1) * DQA_TILE_PAIR_BYTES, x, (end - k) >> 1);
-    if ((end - k) & 1u) {
-        dqa__mac_tile_single(acc, tile, end - 1u, x[end - 1u - k]);
-    }
 }
 
 #endif /* DQA_MAC_H */
