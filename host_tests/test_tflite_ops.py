@@ -11,9 +11,10 @@ with np.array_equal:
 * both resizes in every mode (align_corners, half_pixel_centers, neither;
   non-integer and downscaling sizes);
 * ADD, SUB and MUL broadcasting every way (a [1, 1, 1, C] or [1, H, W, 1]
-  operand, either side, a constant);
+  operand, either side, a constant), TRANSPOSE_CONV with a VALID overlap and
+  with kernel < stride (outputs no input reaches);
 * the generated C on the host with AddressSanitizer and UBSan (the decoder,
-  the resizes and broadcasts, HARD_SWISH on every input),
+  the network of variants, HARD_SWISH on every input),
   and (slow) the decoder under QEMU cortex-m7, against the reference and the
   interpreter.
 
@@ -70,7 +71,8 @@ def _decoder(tf, rng):
 def _variants(tf):
     """Both resizes with align_corners, half_pixel_centers or neither, to a non-integer scale and down; then
     element-wise ops broadcasting every way a network does: a per-channel mean subtracted from its map, a
-    spatial gate ([1, H, W, 1]), the mean added back as the first operand, a constant operand."""
+    spatial gate ([1, H, W, 1]), the mean added back as the first operand, a constant operand; then two
+    more kinds of TRANSPOSE_CONV."""
     keras, L, v1 = tf.keras, tf.keras.layers, tf.compat.v1.image
     inp = keras.Input(batch_shape=(1, 7, 5, 4))
     x = L.Conv2D(4, 1)(inp)
@@ -87,7 +89,11 @@ def _variants(tf):
     centred = L.Subtract()([x, mean])                                            # [1, 13, 9, 4] - [1, 1, 1, 4]
     gated = L.Multiply()([centred, L.Conv2D(1, 1, activation="sigmoid")(x)])   # [1, 13, 9, 4] * [1, 13, 9, 1]
     x = L.Add()([mean, gated])                                                   # [1, 1, 1, 4] + [1, 13, 9, 4]
-    return keras.Model(inp, L.Lambda(lambda t: t * tf.constant([0.5, -1.0, 2.0, 0.25]))(x))
+    x = L.Lambda(lambda t: t * tf.constant([0.5, -1.0, 2.0, 0.25]))(x)
+    # transposed convolutions with overlapping taps (13x9 -> 27x19) and with gaps no input reaches
+    # (kernel < stride: 27x19 -> 81x57, every third row and column is the bias alone)
+    x = L.Conv2DTranspose(3, 3, strides=2, padding="valid")(x)
+    return keras.Model(inp, L.Conv2DTranspose(2, 2, strides=3, padding="valid")(x))
 
 
 def _activation(tf, op: str):
@@ -184,11 +190,13 @@ def test_decoder_every_tensor_equals_litert(models):
     assert len(np.unique(out)) > 100  # a real spread, not saturated
 
 
-def test_resize_and_broadcast_variants_every_tensor_equal_litert(models):
+def test_variants_every_tensor_equals_litert(models):
     g = load_tflite(models["variants"])
     resizes = {(op.op, op.options["align_corners"], op.options["half_pixel_centers"]) for op in g.ops
                if op.op.startswith("RESIZE")}
     assert len(resizes) == 6
+    assert [tuple(g.tensors[op.outputs[0]].shape) for op in g.ops if op.op == "TRANSPOSE_CONV"] == \
+        [(1, 27, 19, 3), (1, 81, 57, 2)]
     broadcasts = {(op.op,) + tuple(tuple(g.tensors[i].shape) for i in op.inputs) for op in g.ops
                   if op.op in ("SUB", "MUL") or op.op == "ADD" and g.tensors[op.inputs[0]].shape[1] == 1}
     assert broadcasts == {("SUB", (1, 13, 9, 4), (1, 1, 1, 4)), ("MUL", (1, 13, 9, 4), (1, 13, 9, 1)),
@@ -260,7 +268,7 @@ def test_decoder_on_the_host_with_sanitizers(models, tmp_path):
                                           _inputs(load_tflite(models["decoder"]), 12, 33), sanitize=True)
 
 
-def test_resize_and_broadcast_variants_on_the_host_with_sanitizers(models, tmp_path):
+def test_variants_on_the_host_with_sanitizers(models, tmp_path):
     _require("gcc")
     _assert_c_equals_reference_and_litert(models["variants"], tmp_path / "var", "host",
                                           _inputs(load_tflite(models["variants"]), 8, 37), sanitize=True)
