@@ -65,6 +65,8 @@ void dqa_read_pixel(dqa_reader_t *reader, int16_t *v);
 /* Skips the next `pixels` pixels (error symbols still have to be decoded). */
 void dqa_skip_pixels(dqa_reader_t *reader, uint32_t pixels);
 
+#define DQA_MAX_EXTRA_BITS 4 /* m: at most 2^4 error symbols */
+
 /* Sequential writer: takes storage-domain values u, pixel by pixel. */
 typedef struct {
     dqa_tensor_t *tensor;
@@ -72,6 +74,7 @@ typedef struct {
     uint32_t symbol;
     uint32_t bit;
     uint8_t closed; /* the error stream overflowed (spec 2.3) */
+    uint8_t stream_codes[1 << DQA_MAX_EXTRA_BITS]; /* huffman_codes bit-reversed into stream order */
 } dqa_writer_t;
 
 void dqa_writer_init(dqa_writer_t *writer, dqa_tensor_t *tensor);

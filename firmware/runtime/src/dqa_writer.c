@@ -25,6 +25,41 @@ static inline void put_bits(uint8_t *buf, uint32_t pos, uint32_t bits, uint32_t 
     }
 }
 
+/* LSB-first bit sink over a buffer from stream bit `pos` on, one byte stored as it fills. The
+ * partial byte at pos holds only earlier bits (its high bits are 0, see above), so it is read back. */
+typedef struct {
+    uint8_t *byte;
+    uint32_t bits;  /* pending bits, low `count` bits valid, higher bits 0 */
+    uint32_t count; /* < 8 between calls */
+} bit_sink_t;
+
+static inline void sink_open(bit_sink_t *s, uint8_t *buf, uint32_t pos)
+{
+    s->byte = buf + (pos >> 3);
+    s->count = pos & 7u;
+    s->bits = s->count ? *s->byte : 0u;
+}
+
+/* Appends `count` <= 8 bits (higher bits of `bits` 0). */
+static inline void sink_put(bit_sink_t *s, uint32_t bits, uint32_t count)
+{
+    s->bits |= bits << s->count;
+    s->count += count;
+    if (s->count >= 8u) {
+        *s->byte++ = (uint8_t)s->bits;
+        s->bits >>= 8;
+        s->count -= 8u;
+    }
+}
+
+/* Stores the partial last byte (read back by the next sink_open). */
+static inline void sink_close(bit_sink_t *s)
+{
+    if (s->count) {
+        *s->byte = (uint8_t)s->bits;
+    }
+}
+
 /* Bit reversal of a nibble. */
 static const uint8_t rev4[16] = {0x0, 0x8, 0x4, 0xC, 0x2, 0xA, 0x6, 0xE, 0x1, 0x9, 0x5, 0xD, 0x3, 0xB, 0x7, 0xF};
 
@@ -70,11 +105,20 @@ static void put_error(dqa_writer_t *w, const dqa_tensor_info_t *info, uint32_t e
 
 void dqa_writer_init(dqa_writer_t *writer, dqa_tensor_t *tensor)
 {
+    const dqa_tensor_info_t *info = tensor->info;
     writer->tensor = tensor;
     writer->element = 0;
     writer->symbol = 0;
     writer->bit = 0;
     writer->closed = 0;
+    if (info->huffman_codes != NULL && info->huffman_lengths != NULL && info->extra_bits <= DQA_MAX_EXTRA_BITS) {
+        uint32_t e;
+        for (e = 0; e < (1u << info->extra_bits); e++) { /* most significant bit first, in stream order */
+            uint32_t code = info->huffman_codes[e], len = info->huffman_lengths[e];
+            writer->stream_codes[e] =
+                (uint8_t)((((uint32_t)rev4[code & 0xFu] << 4) | rev4[(code >> 4) & 0xFu]) >> (8u - len));
+        }
+    }
 }
 
 void dqa_write_pixel(dqa_writer_t *writer, const int32_t *u)
@@ -101,9 +145,12 @@ void dqa_write_pixel(dqa_writer_t *writer, const int32_t *u)
         return;
     }
     if (imp == NULL) {
-        for (c = 0; c < channels; c++, pos += n) {
-            put_bits(plane, pos, (uint32_t)u[c] & mask, n);
+        bit_sink_t codes;
+        sink_open(&codes, plane, pos);
+        for (c = 0; c < channels; c++) {
+            sink_put(&codes, (uint32_t)u[c] & mask, n);
         }
+        sink_close(&codes);
         return;
     }
     if (info->huffman_codes == NULL || info->huffman_lengths == NULL) {
@@ -118,30 +165,37 @@ void dqa_write_pixel(dqa_writer_t *writer, const int32_t *u)
         return;
     }
     {
-        const uint8_t *codes = info->huffman_codes, *lengths = info->huffman_lengths;
-        uint8_t *stream = t->stream;
+        const uint8_t *lengths = info->huffman_lengths;
         uint32_t cap = info->stream_capacity_bits;
         uint32_t bit = writer->bit, symbol = writer->symbol;
-        uint32_t closed = writer->closed || stream == NULL || info->huffman_table == NULL;
+        uint32_t closed = writer->closed || t->stream == NULL || info->huffman_table == NULL;
         uint32_t e_mask = (1u << m) - 1u;
-        for (c = 0; c < channels; c++, pos += n) {
+        bit_sink_t codes, errors = {NULL, 0, 0};
+        sink_open(&codes, plane, pos);
+        if (!closed) {
+            sink_open(&errors, t->stream, bit);
+        }
+        for (c = 0; c < channels; c++) {
             int32_t x = u[c];
             if (imp[c]) {
                 if (!closed) {
                     uint32_t e = (uint32_t)x & e_mask;
-                    uint32_t len = lengths[e], code = codes[e];
+                    uint32_t len = lengths[e];
                     if (len == 0u || len > cap - bit) {
                         closed = 1; /* spec 2.3: this and all later symbols are not coded */
-                    } else { /* most significant bit first: reversed into stream order */
-                        uint32_t rev = (((uint32_t)rev4[code & 0xFu] << 4) | rev4[(code >> 4) & 0xFu]) >> (8u - len);
-                        put_bits(stream, bit, rev, len);
+                    } else {
+                        sink_put(&errors, writer->stream_codes[e], len);
                         bit += len;
                         symbol++;
                     }
                 }
                 x = dqa__asr(x, m);
             }
-            put_bits(plane, pos, (uint32_t)x & mask, n);
+            sink_put(&codes, (uint32_t)x & mask, n);
+        }
+        sink_close(&codes);
+        if (bit != writer->bit) {
+            sink_close(&errors);
         }
         writer->bit = bit;
         writer->symbol = symbol;
