@@ -222,15 +222,20 @@ class _Emitter:
             layer["call"] = f"dqa_mul(&{ident}_params, {ref(ins[0])}, {ref(ins[1])}, {ref(out)}, {scratch}, status);"
             layer["scratch_call"] = f"dqa_mul_get_buffer_size({info(ins[0])}, {info(ins[1])}, {info(out)})"
         elif node.op == "activation":
-            fn, v_min = at["function"], int(at["input_min"])
-            table = np.asarray(a["table"])
-            if table.size < 1 or table.min() < -(1 << 15) or table.max() >= 1 << 15:
-                raise ValueError(f"node {node.name!r}: an activation table needs 1 or more int16 entries")
+            fn, table = at["function"], np.asarray(a["table"])
+            reach = (table.size - 1) // 2
+            if table.size % 2 != 1 or table.min() < -(1 << 15) or table.max() >= 1 << 15:
+                raise ValueError(f"node {node.name!r}: an activation table needs an odd number of int16 entries")
             layer["comment"] += f", {fn} table"
             name = self.array(f"{ident}_table", "int16_t", table,
-                              f"{node.name}: {fn} table, output value of input fine value {v_min} + index")
+                              f"{node.name}: {fn} at index steps -{reach} .. {reach}")
+            index_multiplier = self.array(f"{ident}_index_multiplier", "int32_t", a["index_multiplier"],
+                                          f"{node.name}: fine value -> table index, multipliers")
+            index_shift = self.array(f"{ident}_index_shift", "uint8_t", a["index_shift"],
+                                     f"{node.name}: fine value -> table index, shifts")
             layer["params_type"] = "dqa_activation_params_t"
-            layer["params"] = [("table", name), ("table_length", f"{table.size}u"), ("input_min", v_min)]
+            layer["params"] = [("table", name), ("reach", f"{reach}u"), ("index_multiplier", index_multiplier),
+                               ("index_shift", index_shift), ("requant", self.requant(ident, node))]
             layer["call"] = f"dqa_activation(&{ident}_params, {ref(ins[0])}, {ref(out)}, {scratch}, status);"
             layer["scratch_call"] = f"dqa_activation_get_buffer_size({info(ins[0])}, {info(out)})"
         elif node.op == "flatten":

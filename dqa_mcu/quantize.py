@@ -26,6 +26,8 @@ from .ranking import GLOBAL_RANKINGS, RANKERS
 from .torch_exec import TABLE_FUNCTIONS
 
 OUTPUT_BITS = 16
+TABLE_REACH = 2047  # a table activation's index runs over [-TABLE_REACH, TABLE_REACH] (spec 5.4.2)
+TABLE_MAX = 2 ** 15 - 1  # its int16 entries
 WEIGHT_MAX = 127
 INPUT_LUT_MAX = 127
 MAX_SHIFT = 62
@@ -114,14 +116,11 @@ def _clip(stats: ChannelStats, bits, signed: bool, config: QuantConfig) -> np.nd
 
 def _activation_tensor(name: str, shape, stats: ChannelStats, signed: bool, bounds: tuple[float, float],
                        config: QuantConfig, rng, order: np.ndarray | None,
-                       count: int | None, one_scale: bool = False) -> tuple[QTensor, np.ndarray | None]:
-    """The stored tensor, and its channel ranking (most important first; None when direct).
-    `one_scale`: every channel gets the widest n-bit clip (a table activation reads it, spec 5.4.2)."""
+                       count: int | None) -> tuple[QTensor, np.ndarray | None]:
+    """The stored tensor, and its channel ranking (most important first; None when direct)."""
     n, m = config.bits, config.extra_bits
     reach = max(abs(bounds[0]), abs(bounds[1]))  # nothing beyond what the activation lets through
     clip = np.minimum(_clip(stats, n, signed, config), reach)
-    if one_scale:
-        clip = np.full_like(clip, clip.max())
     important = np.zeros(len(clip), dtype=bool)
     if config.uses_dqa:
         if count is None:
@@ -134,7 +133,7 @@ def _activation_tensor(name: str, shape, stats: ChannelStats, signed: bool, boun
         order = np.asarray(order)
         important[order[:count]] = True
         # important channels are rounded at n + m bits: their best clip differs
-        if config.clip == "mse" and count and not one_scale:
+        if config.clip == "mse" and count:
             fine = _clip(stats, n + m, signed, config)
             clip = np.where(important, np.minimum(fine, reach), clip)
     scale = clip / _levels(n, signed)
@@ -271,8 +270,8 @@ def _qnode(node: Node, tensors: dict[str, QTensor]) -> QNode:
         arrays.update(mean=np.asarray(node.params["mean"], np.float64), std=np.asarray(node.params["std"], np.float64))
         return QNode(node.name, node.op, [], node.output, at, arrays)
     elif node.op == "activation":
-        at["input_min"], arrays["table"] = _table(node, ins[0], out)
-        return QNode(node.name, node.op, list(node.inputs), node.output, at, arrays)
+        arrays["index_multiplier"], arrays["index_shift"], arrays["table"], table_step = _table(node, ins[0])
+        (arrays["multiplier"],), shift = fixed_point(np.full(out.channels, table_step) / out.storage_step)
     elif node.op in ("avgpool", "global_avgpool", "upsample_bilinear"):
         if node.op == "upsample_bilinear":
             h, w = (2 * s for s in at["scale"])  # weights in units of 1 / (2 s) per axis (spec 5.6.1)
@@ -341,11 +340,9 @@ def _activation_tensors(graph: Graph, calib: Calibration, config: QuantConfig,
             stored_as = config
             if node.op == "upsample_bilinear" and node.inputs[0] == graph.input:
                 stored_as = replace(config, bits=IMAGE_BITS, extra_bits=0)
-            one_scale = any(c.op == "activation" for c in graph.consumers(name))  # one table for every channel
             tensors[name], order = _activation_tensor(name, shape, calib.tensors[name], signed,
                                                       act_bounds(node.attrs), stored_as,
-                                                      rng, rankings.get(name), important_counts.get(name),
-                                                      one_scale)
+                                                      rng, rankings.get(name), important_counts.get(name))
             block = _shuffle_block(graph, name)
             if block > 1:
                 tensors[name] = _tie_blocks(tensors[name], block)
@@ -432,28 +429,33 @@ def _requantized_sources(graph: Graph, tensor: str) -> set[str]:
 
 
 def _table_output(node: Node, shape, stats: ChannelStats, signed: bool, config: QuantConfig) -> QTensor:
-    """The output of a table activation: one scale for every channel, no important channels
-    (spec 5.4.2)."""
-    return _one_scale_tensor(node.output, shape, config.bits, signed,
-                             float(_clip(stats, config.bits, signed, config).max()))
+    """The output of a table activation: direct n-bit, a scale per channel, no important channels
+    (spec 5.4.2: whole-network rankings do not see it)."""
+    return _activation_tensor(node.output, shape, stats, signed, (-np.inf, np.inf), replace(config, extra_bits=0),
+                              None, None, 0)[0]
 
 
 def _one_scale_tensor(name: str, shape, bits: int, signed: bool, clip: float) -> QTensor:
-    """A direct tensor with one scale for every channel (the graph output, a table's output)."""
+    """A direct tensor with one scale for every channel (the graph output)."""
     step = max(clip, MIN_CLIP) / _levels(bits, signed)
     return QTensor(name, tuple(shape), bits, signed, 0, np.full(shape[2], step), np.zeros(shape[2], dtype=bool))
 
 
-def _table(node: Node, x: QTensor, out: QTensor) -> tuple[int, np.ndarray]:
-    """(v_min, TABLE) of a table activation (spec 5.4.2), from the function in float64."""
-    if x.lut is not None or np.ptp(x.fine_step) != 0:
+def _table(node: Node, x: QTensor) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
+    """(index multipliers, index shifts, TABLE, table step) of a table activation (spec 5.4.2): the
+    function in float64 on TABLE_REACH steps either side of 0 of the input's widest real reach."""
+    if x.lut is not None:
         raise QuantizationError(f"node {node.name!r}: a {node.attrs['function']} table must read a tensor produced "
                                 f"by a conv, linear, add, mul or pooling layer (spec 5.4.2), not {x.name!r}")
-    lo, hi = (int(r[0]) for r in x.range_of(np.array([x.bits + x.extra_bits])))
-    v = np.arange(lo, hi + 1, dtype=np.float64)
-    y = TABLE_FUNCTIONS[node.attrs["function"]](torch.from_numpy(v * x.fine_step[0])).numpy()
-    out_lo, out_hi = (int(r[0]) for r in out.range_of(np.array([out.bits])))
-    return lo, np.clip(np.floor(y / out.scale[0] + 0.5), out_lo, out_hi).astype(np.int16)
+    lo, hi = x.range_of(x.storage_bits)
+    reach = np.maximum(np.abs(lo), np.abs(hi)) * x.storage_step  # the real reach of each channel
+    index_step = max(float(reach.max()), MIN_CLIP) / TABLE_REACH
+    (index_multiplier,), index_shift = fixed_point(x.fine_step / index_step)
+    k = np.arange(-TABLE_REACH, TABLE_REACH + 1, dtype=np.float64)
+    y = TABLE_FUNCTIONS[node.attrs["function"]](torch.from_numpy(k * index_step)).numpy()
+    table_step = max(float(np.abs(y).max()), MIN_CLIP) / TABLE_MAX
+    table = np.clip(np.floor(y / table_step + 0.5), -TABLE_MAX, TABLE_MAX).astype(np.int16)
+    return index_multiplier, index_shift, table, table_step
 
 
 def _shuffle_block(graph: Graph, name: str) -> int:

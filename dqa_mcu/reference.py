@@ -200,9 +200,11 @@ def _run_node(node: QNode, model: QModel, values: dict, stats: dict, overflow: n
         return
     elif node.op == "mul":  # the second input broadcasts when it is a (1, 1, C) vector
         u = _requantize(ins[0] * ins[1] * a["multiplier"], node)
-    elif node.op == "activation":
-        table = a["table"]  # the index is clamped as in C (a quantizer-made table always covers it)
-        u = table[np.clip(ins[0] - at["input_min"], 0, len(table) - 1)].astype(np.int64)
+    elif node.op == "activation":  # spec 5.4.2: a common index, the table, a per-channel requantization
+        table = a["table"]
+        reach = (len(table) - 1) // 2
+        index = np.clip(rshift_round(ins[0] * a["index_multiplier"], a["index_shift"]), -reach, reach)
+        u = _requantize(table[index + reach].astype(np.int64) * a["multiplier"], node)
     elif node.op == "upsample_bilinear":
         u = _requantize(bilinear_sum(ins[0], *at["scale"]) * a["multiplier"], node)
     elif node.op in ("concat", "upsample_nearest", "depth_to_space"):

@@ -46,13 +46,17 @@ def spec_mul(vx: np.ndarray, vs: np.ndarray, arrays: dict) -> np.ndarray:
     return u
 
 
-def spec_activation(v: np.ndarray, table: np.ndarray, v_min: int) -> np.ndarray:
-    """u of spec 5.4.2, element by element (an index outside the table is a test error)."""
+def spec_activation(v: np.ndarray, arrays: dict) -> np.ndarray:
+    """u of spec 5.4.2 for (N, H, W, C) fine values v, element by element."""
+    table = arrays["table"]
+    reach = (len(table) - 1) // 2
     u = np.zeros(v.shape, dtype=np.int64)
     for index in np.ndindex(*v.shape):
-        k = int(v[index]) - v_min
-        assert 0 <= k < len(table), f"fine value {int(v[index])} outside the table"
-        u[index] = int(table[k])
+        c = index[-1]
+        k = _rshift_round(int(v[index]) * int(arrays["index_multiplier"][c]), int(arrays["index_shift"][c]))
+        k = min(max(k, -reach), reach)
+        r = _rshift_round(int(table[k + reach]) * int(arrays["multiplier"][c]), int(arrays["shift"][c]))
+        u[index] = min(max(r, int(arrays["out_min"][c])), int(arrays["out_max"][c]))
     return u
 
 
@@ -74,36 +78,29 @@ FUNCTIONS = {  # spec 5.4.2's formulas, float64
 NON_NEGATIVE = ("sigmoid", "hardsigmoid")
 
 
-def spec_table(function: str, v_min: int, v_max: int, s_in: float, s_out: float, out_min: int,
-               out_max: int) -> np.ndarray:
-    """TABLE[v - v_min] = clamp(round_half_up(f(v * s_in) / s_out), out_min, out_max), int16."""
+TABLE_REACH = 2047  # spec 5.4.2's K
+
+
+def spec_table(function: str, index_step: float) -> tuple[np.ndarray, float]:
+    """(TABLE, s_t): TABLE[j] = clamp(round_half_up(f((j - K) * s_k) / s_t), -32767, 32767) for j = 0 .. 2K,
+    s_t = max |f| / 32767."""
     f = FUNCTIONS[function]
-    vals = [min(max(math.floor(f(v * s_in) / s_out + 0.5), out_min), out_max) for v in range(v_min, v_max + 1)]
-    assert len(vals) <= 1 << 12, "spec 5.4.2: at most 2^12 entries"
-    return np.asarray(vals, dtype=np.int16)
+    y = [f(k * index_step) for k in range(-TABLE_REACH, TABLE_REACH + 1)]
+    step = max(max(abs(v) for v in y), 1e-8) / 32767
+    return np.asarray([min(max(math.floor(v / step + 0.5), -32767), 32767) for v in y], dtype=np.int16), step
 
 
-def fine_range(t: QTensor) -> tuple[int, int]:
-    """[v_min, v_max]: the fine values a consumer can read from t (the (n + m)-bit range of its sign; an
-    overflowed stream's substitute (hi << m) + 2^(m-1) stays inside it)."""
-    lo, hi = t.range_of(np.array([t.bits + t.extra_bits]))
-    return int(lo[0]), int(hi[0])
+def real_reach(t: QTensor) -> np.ndarray:
+    """Per channel, the largest |real value| t's storage range holds (an overflowed stream's substitute
+    (hi << m) + 2^(m-1) stays inside it)."""
+    lo, hi = t.range_of(t.storage_bits)
+    return np.maximum(np.abs(lo), np.abs(hi)) * t.storage_step
 
 
 # -- models -------------------------------------------------------------------------------------
 
 class Builder(rv.ModelBuilder):
-    """ModelBuilder with mul and activation; `one_scale = True` gives the next requantized tensor one scale for
-    every channel (what the quantizer guarantees for a table activation's input)."""
-
-    one_scale = False
-
-    def out_tensor(self, name, shape, bits, m, act, ratio=None) -> QTensor:
-        t = super().out_tensor(name, shape, bits, m, act, ratio)
-        if self.one_scale:
-            self.one_scale = False
-            t.scale = np.full(t.channels, t.scale.max())
-        return t
+    """ModelBuilder with mul and activation."""
 
     def mul(self, name, x, s, bits=4, m=3, capacity=None, ratio=None) -> str:
         xt, st = self.model.tensors[x], self.model.tensors[s]
@@ -119,20 +116,28 @@ class Builder(rv.ModelBuilder):
         return self._finish(node, out, act, capacity)
 
     def activation(self, name, x, function, bits=4, is_output=False) -> str:
+        """A table (spec 5.4.2) on x's per-channel fine values; the output a scale per channel (one for the
+        16-bit graph output), some channels' top levels clamping."""
         xt = self.model.tensors[x]
-        assert xt.lut is None and np.ptp(xt.fine_step) == 0, "a table reads a one-scale requantized tensor"
-        v_min, v_max = fine_range(xt)
-        s_in = float(xt.fine_step[0])
+        assert xt.lut is None, "a table reads a requantized tensor"
+        reach = real_reach(xt)
+        index_step = float(reach.max()) / TABLE_REACH
+        (index_multiplier,), index_shift = fixed_point(xt.fine_step / index_step)
+        table, table_step = spec_table(function, index_step)
         signed = function not in NON_NEGATIVE or is_output
         bits = 16 if is_output else bits
         levels = (1 << (bits - 1)) - 1 if signed else (1 << bits) - 1
-        ymax = max(abs(FUNCTIONS[function](v * s_in)) for v in range(v_min, v_max + 1))
-        s_out = max(ymax, 1e-8) / levels * self.rng.uniform(0.6, 1.0)  # the top levels sometimes clamp
-        out = QTensor(name, xt.shape, bits, signed, 0, np.full(xt.channels, s_out), np.zeros(xt.channels, bool))
-        lo, hi = (int(r[0]) for r in out.range_of(np.array([bits])))
-        table = spec_table(function, v_min, v_max, s_in, s_out, lo, hi)
-        node = QNode(name, "activation", [x], name, {"function": function, "input_min": v_min}, {"table": table})
-        return self._finish(node, out, None, None)
+        f = np.vectorize(FUNCTIONS[function])
+        ymax = np.maximum(np.abs(f(np.linspace(-reach, reach, 101))).max(axis=0), 1e-8)  # per channel
+        if is_output:
+            ymax = np.full_like(ymax, ymax.max())
+        s_out = ymax / levels * (1.0 if is_output else self.rng.uniform(0.6, 1.0, size=xt.channels))
+        out = QTensor(name, xt.shape, bits, signed, 0, s_out, np.zeros(xt.channels, bool))
+        (multiplier,), shift = fixed_point(table_step / s_out)
+        node = QNode(name, "activation", [x], name, {"function": function},
+                     {"index_multiplier": index_multiplier, "index_shift": index_shift, "table": table,
+                      "multiplier": multiplier, "shift": shift})
+        return self._finish(node, out, "none", None)
 
     def output(self, x) -> None:
         """A 16-bit 1x1 convolution (every element of x reaches the output), flattened: the graph output."""
@@ -172,11 +177,9 @@ def activation_model(rng, shape, function, m, x_act, bits_in=4, bits_out=4, vect
                      is_output=False) -> Builder:
     b = Builder(rng, shape, _pixels(rng, shape))
     c = 6
-    b.one_scale = not vector
     p = b.conv("p", "x", c, k=(3, 3), bits=bits_in, m=m, act=x_act, capacity="overflow" if m else None)
     if vector:
         g = b.avgpool("g", p, m=m, capacity="roomy")
-        b.one_scale = True
         p = b.conv("p_vec", g, c, k=(1, 1), bits=bits_in, m=m, act=x_act, capacity="overflow" if m else None)
     y = b.activation("y", p, function, bits=bits_out, is_output=is_output)
     if is_output:
@@ -216,7 +219,7 @@ def check_reference_follows_spec(b: Builder) -> None:
         if node.op == "mul":
             u = spec_mul(values[node.inputs[0]], values[node.inputs[1]], node.arrays)
         elif node.op == "activation":
-            u = spec_activation(values[node.inputs[0]], node.arrays["table"], node.attrs["input_min"])
+            u = spec_activation(values[node.inputs[0]], node.arrays)
             assert out.extra_bits == 0
         else:
             continue
@@ -273,8 +276,7 @@ def test_activation_is_bit_exact_on_the_host(case, tmp_path):
         v = b.values()[node.inputs[0]]
         assert (v[..., x.important] % (1 << m) != 0).any()
         assert (v[..., ~x.important] % (1 << m) == 0).all()
-    v_min, v_max = fine_range(x)
-    assert len(node.arrays["table"]) == v_max - v_min + 1
+    assert np.ptp(x.scale) > 0 and len(node.arrays["table"]) == 2 * TABLE_REACH + 1  # channels of many scales
     run_case(b, "host", tmp_path / case, sanitize=True)
 
 
@@ -287,19 +289,16 @@ def test_activation_as_the_graph_output_is_bit_exact_on_the_host(tmp_path):
 
 def se_model(rng, shape, c, m, count=3) -> Builder:
     """A MobileNetV3-style block: hardswish(conv), times hardsigmoid(fc(relu(fc(pool)))), then a
-    sigmoid of a same-shape product; every tensor DQA except the tables' outputs (m = 0)."""
+    sigmoid of a same-shape product; every tensor DQA except the tables' outputs (m = 0, a scale per channel)."""
     b = Builder(rng, shape, _pixels(rng, shape, count))
-    b.one_scale = True
     p = b.conv("p", "x", c, k=(3, 3), m=m, act="none", capacity="roomy")
     a = b.activation("hswish", p, "hardswish", bits=4)
     g = b.avgpool("pool", a, m=m, capacity="roomy")
     r = b.conv("fc1", g, c, k=(1, 1), bits=4, m=m, act="relu", capacity="exact")
-    b.one_scale = True
     e = b.conv("fc2", r, c, k=(1, 1), bits=4, m=m, act="none", capacity="roomy")
     s = b.activation("hsig", e, "hardsigmoid", bits=4)
     y = b.mul("se", a, s, m=m, capacity="roomy")
     q = b.conv("q", "x", c, k=(1, 1), m=m, act="none", capacity="overflow")
-    b.one_scale = True
     z = b.mul("y", y, q, m=m, capacity="roomy")
     b.output(b.activation("sig", z, "sigmoid", bits=4))
     return b
@@ -340,8 +339,7 @@ def test_planner_reserves_what_the_kernels_ask_for(tmp_path):
             lines.append(f"    s.height = {s_shape[0]}; s.width = {s_shape[1]}; s.channels = {c};")
             call = "dqa_mul_get_buffer_size(&x, &s, &out)"
         else:
-            node = QNode("n", "activation", ["x"], "o", {"function": "tanh", "input_min": -8},
-                         {"table": np.zeros(16, np.int16)})
+            node = QNode("n", "activation", ["x"], "o", {"function": "tanh"}, {"table": np.zeros(5, np.int16)})
             tensors = {"x": x, "o": o}
             call = "dqa_activation_get_buffer_size(&x, &out)"
         cases.append(planner.scratch_bytes(node, rv.QModel([node], tensors, "x", "o")))
@@ -354,11 +352,13 @@ def test_planner_reserves_what_the_kernels_ask_for(tmp_path):
     assert got == cases and all(v > 0 for v in got)
 
 
-def test_activation_clamps_an_index_outside_the_table(tmp_path):
-    """A table shorter than the input's range (which the quantizer never makes) is clamped at both ends, never
-    read out of bounds (ASan also watches the bytes just past the global table)."""
+def test_activation_clamps_its_index_to_the_table(tmp_path):
+    """An index beyond the table's reach reads its end entry, never out of bounds (ASan also watches the
+    bytes just past the global table): here index = v (A = 1, S = 0), u = table entry (M = 1, T = 0)."""
     body = r"""
-static const int16_t table[3] = {-300, 7, 300}; /* fine values -1, 0, 1 */
+static const int16_t table[3] = {-300, 7, 300}; /* index -1, 0, 1 */
+static const int32_t one[1] = {1}, lowest[1] = {-32768}, highest[1] = {32767};
+static const uint8_t no_shift[1] = {0};
 static const dqa_tensor_info_t in_info = {1, 8, 1, 8, 0, 1, NULL, NULL, 0, NULL, NULL, NULL};
 static const dqa_tensor_info_t out_info = {1, 8, 1, 16, 0, 1, NULL, NULL, 0, NULL, NULL, NULL};
 int main(void)
@@ -369,7 +369,8 @@ int main(void)
     int16_t u[8];
     dqa_tensor_t in = {&in_info, in_plane, NULL, 0}, out = {&out_info, out_plane, NULL, 0};
     dqa_status_t status = {0};
-    dqa_activation_params_t p = {table, 3u, -1};
+    dqa_activation_params_t p = {table, 1u, one, no_shift,
+                                 {one, NULL, no_shift, lowest, highest, NULL, NULL}};
     int i;
     if (dqa_activation_get_buffer_size(&in_info, &out_info) > sizeof scratch) return 2;
     memcpy(in_plane, v, sizeof v);

@@ -375,12 +375,16 @@ def test_table_activations_and_mul_follow_torch(mobilenetv3_block):
         ref = net(_nchw(x)).numpy()
     np.testing.assert_allclose(run_float(graph, x), ref, rtol=1e-4, atol=1e-5)
     int8 = quantize(graph, calibrate(graph, x, show_progress=False), QuantConfig(bits=8, extra_bits=0), x)
-    for quantized, bound in ((int8, 0.01), (model, 0.1)):  # the tables keep int8 within 1 % of FP32
+    direct4 = quantize(graph, calibrate(graph, x, show_progress=False), QuantConfig(bits=4, extra_bits=0), x)
+    for quantized, bound in ((int8, 0.005), (direct4, 0.01), (model, 0.01)):  # within 1 % of FP32 at 4 bits
         out = reference.run(quantized, x).output * quantized.tensors[quantized.output].scale[0]
-        assert np.abs(out - ref).mean() < bound * np.abs(ref).mean()
-    for node in model.nodes:
-        if node.op == "activation":  # one scale per table input and output, no DQA on the output
-            assert np.ptp(model.tensors[node.inputs[0]].scale) == 0 and model.tensors[node.output].extra_bits == 0
+        assert np.abs(out - ref).mean() < bound * np.abs(ref).mean(), quantized.config
+    tables = [n for n in model.nodes if n.op == "activation"]
+    # a table serves channels of many scales (spec 5.4.2): its input keeps DQA, its output a scale per channel
+    assert any(np.ptp(model.tensors[n.inputs[0]].scale) > 0 and model.tensors[n.inputs[0]].important.any()
+               for n in tables)
+    assert all(model.tensors[n.output].extra_bits == 0 and np.ptp(model.tensors[n.output].scale) > 0
+               for n in tables if n.output != model.output)
 
 
 def test_multiply_by_a_constant_is_refused():

@@ -184,13 +184,16 @@ size_t dqa_mul_get_buffer_size(const dqa_tensor_info_t *x, const dqa_tensor_info
 void dqa_mul(const dqa_mul_params_t *params, const dqa_tensor_t *x, const dqa_tensor_t *s, dqa_tensor_t *output,
              void *scratch, dqa_status_t *status);
 
-/* Table activation (spec 5.4.2: sigmoid, hard-sigmoid, hard-swish, tanh, SiLU): per element
- * u = table[v - input_min] (v: the input's fine value), the output stored with m = 0. Input and
- * output have the same shape. */
+/* Table activation (spec 5.4.2: sigmoid, hard-sigmoid, hard-swish, tanh, SiLU): per element the
+ * input's fine value v to a common index k = clamp(rshift_round(v * A[c], S[c]), -reach, reach),
+ * then u = requant(table[k + reach] * M[c]) into the output's channel c. Input and output have
+ * the same shape. */
 typedef struct {
-    const int16_t *table;  /* output storage value per input fine value, from input_min up */
-    uint32_t table_length; /* v_max - input_min + 1, at least 1 */
-    int32_t input_min;     /* v_min: the input's smallest fine value */
+    const int16_t *table;            /* the function at 2 * reach + 1 index steps, from -reach up */
+    uint16_t reach;                  /* the index runs over [-reach, reach] */
+    const int32_t *index_multiplier; /* A[c], per channel: fine value -> index */
+    const uint8_t *index_shift;      /* S[c] */
+    dqa_requant_t requant;           /* table entry -> output storage value */
 } dqa_activation_params_t;
 
 size_t dqa_activation_get_buffer_size(const dqa_tensor_info_t *input, const dqa_tensor_info_t *output);

@@ -1,9 +1,9 @@
 /*
  * Table activations: sigmoid, hard-sigmoid, hard-swish, tanh, SiLU (docs/spec.md 5.4.2).
- * Per element u = TABLE[v - v_min], v the input's fine value; the table (computed offline
- * from the function, already clamped to the output's range) holds output storage values,
- * and the output has m = 0, so u is stored as is. Every channel shares the table (the
- * quantizer gives the input one scale and the output one scale).
+ * Per element, with v the input's fine value in channel c:
+ *   k = clamp(rshift_round(v * A[c], S[c]), -reach, reach)       (one index domain for every channel)
+ *   u = clamp(rshift_round(table[k + reach] * M[c], T[c]), out_min[c], out_max[c])
+ * so that one table serves channels of any scale. |v| < 2^16 and A, M < 2^31: int64 products.
  *
  * Scratch (4-byte aligned): int32 u[C_out], int16 v[C_in].
  */
@@ -17,9 +17,9 @@ size_t dqa_activation_get_buffer_size(const dqa_tensor_info_t *input, const dqa_
 void dqa_activation(const dqa_activation_params_t *params, const dqa_tensor_t *input, dqa_tensor_t *output,
                     void *scratch, dqa_status_t *status)
 {
+    const dqa_requant_t *rq = &params->requant;
     const int16_t *table = params->table;
-    int32_t v_min = params->input_min;
-    int32_t last = (int32_t)params->table_length - 1; /* table_length >= 1 */
+    int32_t reach = (int32_t)params->reach;
     uint32_t c_n = output->info->channels;
     uint32_t pixels = (uint32_t)output->info->height * output->info->width;
     int32_t *u = (int32_t *)scratch;
@@ -33,12 +33,10 @@ void dqa_activation(const dqa_activation_params_t *params, const dqa_tensor_t *i
     for (i = 0; i < pixels; i++) {
         dqa_read_pixel(&reader, v);
         for (c = 0; c < c_n; c++) {
-            int32_t k = (int32_t)v[c] - v_min;
-            /* The quantizer sizes the table over the input's whole fine range [v_min, v_max], so k
-             * is always in [0, table_length); the clamp only keeps a wrong table from reading out
-             * of bounds. */
-            k = k < 0 ? 0 : (k > last ? last : k);
-            u[c] = table[k];
+            int32_t k = dqa__requant((int64_t)v[c] * params->index_multiplier[c], params->index_shift[c], -reach,
+                                     reach);
+            u[c] = dqa__requant((int64_t)table[k + reach] * rq->multiplier[c], rq->shift[c], rq->out_min[c],
+                                rq->out_max[c]);
         }
         dqa_write_pixel(&writer, u);
     }
