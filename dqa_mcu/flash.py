@@ -2,7 +2,7 @@
 
 The first installed of openocd, st-flash and pyocd writes the image; the board then runs the harness
 and prints over the ST-LINK virtual COM port, read here with pyserial up to the harness's last line.
-Comparing that with the reference is `dqa-mcu run`'s job (run_project), not this module's.
+Comparing that with the reference is `dqa-mcu run`'s job (api.run_project), not this module's.
 """
 from __future__ import annotations
 

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from dqa_mcu import build as fw
-from dqa_mcu import cli, flash
+from dqa_mcu import api, cli, flash
 from dqa_mcu.targets import KIB, get_target
 
 from conftest import shared_file
@@ -185,8 +185,8 @@ def test_a_model_too_big_for_the_board_fails_at_export_with_numbers(tmp_path):
     model = quantize(graph, calibrate(graph, x, show_progress=False), QuantConfig(bits=8, extra_bits=0), x)
     with pytest.raises(cli.QuantizationError,
                        match=r"activation arena of \d+ bytes does not fit nucleo-f446re's RAM of 131072 bytes"):
-        cli.export_project(model, tmp_path / "f446", "nucleo-f446re", "m", x, None, None, log=lambda *a: None)
-    cli.export_project(model, tmp_path / "m4", "cortex-m4", "m", x, None, None, log=lambda *a: None)
+        api.export_project(model, tmp_path / "f446", "nucleo-f446re", "m", x, None, None, log=lambda *a: None)
+    api.export_project(model, tmp_path / "m4", "cortex-m4", "m", x, None, None, log=lambda *a: None)
 
 
 @pytest.mark.parametrize("board", BOARDS[1:])
@@ -204,7 +204,7 @@ def _fake_export(tmp_path: Path, board: str) -> Path:
     """What `flash --dry-run` reads of an export: its target and its CMake project's name."""
     out = tmp_path / board
     out.mkdir()
-    (out / cli.EXPORT_INFO_FILE).write_text(json.dumps({"target": board}))
+    (out / api.EXPORT_INFO_FILE).write_text(json.dumps({"target": board}))
     (out / "CMakeLists.txt").write_text("dqa_add_firmware(dqa_model SOURCES main.c)\n")
     return out
 
