@@ -418,8 +418,10 @@ class OpParams:
 def _prepare(g: TFLiteGraph, op: TOp) -> OpParams:
     t = g.tensors
     p: dict = {}
-    if op.op in ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED"):
-        x, w, y = t[op.inputs[0]], t[op.inputs[1]], t[op.outputs[0]]
+    if op.op in ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "TRANSPOSE_CONV"):
+        # TRANSPOSE_CONV's operands: output shape, weights, input, bias
+        data_index, bias_index = (2, 3) if op.op == "TRANSPOSE_CONV" else (0, 2)
+        x, w, y = t[op.inputs[data_index]], t[op.inputs[1]], t[op.outputs[0]]
         s_in, s_out = np.float32(x.scale[0]), np.float32(y.scale[0])
         n_out = w.shape[3] if op.op == "DEPTHWISE_CONV_2D" else w.shape[0]
         # double(s_in) * double(s_w) / double(s_out), per output channel (a per-tensor weight
@@ -433,14 +435,17 @@ def _prepare(g: TFLiteGraph, op: TOp) -> OpParams:
         p["input_offset"] = -int(x.zero_point[0])
         p["output_offset"] = int(y.zero_point[0])
         p["act_min"], p["act_max"] = activation_range(op.options["activation"], y.scale[0], int(y.zero_point[0]))
-        bias = t[op.inputs[2]].data.astype(np.int64) if len(op.inputs) > 2 and op.inputs[2] >= 0 else None
-        p["bias"] = bias if bias is not None else np.zeros(n_out, np.int64)
-        if op.op == "FULLY_CONNECTED":
-            p["weight"] = w.data.astype(np.int64)
-        elif op.op == "CONV_2D":
-            p["weight"] = w.data.astype(np.int64)  # OHWI
-        else:  # depthwise (1, KH, KW, C*m) -> OHWI (C*m, KH, KW, 1), groups = C
+        has_bias = len(op.inputs) > bias_index and op.inputs[bias_index] >= 0
+        p["bias"] = t[op.inputs[bias_index]].data.astype(np.int64) if has_bias else np.zeros(n_out, np.int64)
+        if op.op == "DEPTHWISE_CONV_2D":  # (1, KH, KW, C*m) -> OHWI (C*m, KH, KW, 1), groups = C
             p["weight"] = w.data[0].transpose(2, 0, 1)[..., None].astype(np.int64)
+        else:  # OHWI, or (C_out, C_in) for FULLY_CONNECTED
+            p["weight"] = w.data.astype(np.int64)
+        if op.op == "TRANSPOSE_CONV":
+            # the padding of the convolution that maps the output back to the input (the extra pixel after)
+            (_, oh, ow, _), (kh, kw) = y.shape, w.shape[1:3]
+            _, _, pad = geometry(op.options["padding"], oh, ow, kh, kw, op.options["stride"])
+            p["pad_top"], p["pad_left"] = pad[0], pad[2]
     elif op.op in ("ADD", "SUB"):
         a, b, y = t[op.inputs[0]], t[op.inputs[1]], t[op.outputs[0]]
         left_shift = 20
@@ -495,23 +500,6 @@ def _prepare(g: TFLiteGraph, op: TOp) -> OpParams:
             p["x_taps"] = bilinear_taps(ow, w, p["scale_10"][1], half)
     elif op.op == "DEPTH_TO_SPACE":
         p["block"] = op.options["block"]
-    elif op.op == "TRANSPOSE_CONV":
-        w, x, y = t[op.inputs[1]], t[op.inputs[2]], t[op.outputs[0]]
-        n_out = w.shape[0]
-        ws = np.broadcast_to(w.scale.astype(np.float32), (n_out,))
-        ms = [quantize_multiplier(float(x.scale[0]) * float(sw) / float(y.scale[0])) for sw in ws]
-        p["multiplier"] = np.array([m for m, _ in ms], np.int64)
-        p["shift"] = np.array([sh for _, sh in ms], np.int64)
-        p["input_offset"] = -int(x.zero_point[0])
-        p["output_offset"] = int(y.zero_point[0])
-        p["act_min"], p["act_max"] = activation_range(op.options["activation"], y.scale[0], int(y.zero_point[0]))
-        bias = len(op.inputs) > 3 and op.inputs[3] >= 0
-        p["bias"] = t[op.inputs[3]].data.astype(np.int64) if bias else np.zeros(n_out, np.int64)
-        p["weight"] = w.data.astype(np.int64)  # OHWI
-        # the padding of the convolution that maps the output back to the input (the extra pixel after)
-        (_, oh, ow, _), (kh, kw) = y.shape, w.shape[1:3]
-        _, _, pad = geometry(op.options["padding"], oh, ow, kh, kw, op.options["stride"])
-        p["pad_top"], p["pad_left"] = pad[0], pad[2]
     elif op.op in ("AVERAGE_POOL_2D", "MAX_POOL_2D"):
         y = t[op.outputs[0]]
         p["act_min"], p["act_max"] = activation_range(op.options["activation"], y.scale[0], int(y.zero_point[0]))
