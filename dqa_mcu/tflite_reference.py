@@ -395,14 +395,9 @@ def bilinear_taps(out_size: int, in_size: int, scale_10: int, half_pixel_centers
     """(lower index, upper index, Q10 position) per output position, as ``ComputeInterpolationValuesInteger``."""
     i = np.arange(out_size, dtype=np.int64)
     pos = i * scale_10 + (scale_10 // 2 - (1 << 9) if half_pixel_centers else 0)
-    lower = np.maximum(_c_div(pos, 1 << 10), 0)
-    upper = np.minimum(_c_div(pos + (1 << 10) - 1, 1 << 10), in_size - 1)
+    lower = np.maximum(_trunc_div_pow2(pos, 10), 0)  # C division
+    upper = np.minimum(_trunc_div_pow2(pos + (1 << 10) - 1, 10), in_size - 1)
     return lower, upper, pos
-
-
-def _c_div(a: np.ndarray, b: int) -> np.ndarray:
-    """C integer division (truncation toward zero) by a positive b."""
-    return np.sign(a) * (np.abs(a) // b)
 
 
 # --------------------------------------------------------------------------- per-op parameters
@@ -641,7 +636,7 @@ class TFLiteReference:
         # the four products in the kernel's order, then one division by 2^20 rounding half away from zero
         acc = (rows0[:, :, x0] * (one - wy) * (one - wx) + rows1[:, :, x0] * wy * (one - wx)
                + rows0[:, :, x1] * (one - wy) * wx + rows1[:, :, x1] * wy * wx)
-        return _c_div(acc + np.where(acc > 0, 1 << 19, -(1 << 19)), 1 << 20)
+        return _trunc_div_pow2(acc + np.where(acc > 0, 1 << 19, -(1 << 19)), 20)
 
     @staticmethod
     def _depth_to_space(p: dict, x: np.ndarray) -> np.ndarray:
