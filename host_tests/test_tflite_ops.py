@@ -228,8 +228,9 @@ def _requantized(path: Path, out: Path, rng, keep_output: bool) -> Path:
 @pytest.mark.parametrize("op", ["RELU", "RELU6", "LEAKY_RELU", "LOGISTIC", "TANH", "HARD_SWISH"])
 def test_activation_exhaustive_under_random_quantizations(models, op, tmp_path):
     """Every int8 input under 60 random quantizations; LOGISTIC keeps its fixed 1/256 output."""
-    rng = np.random.default_rng(hash(op) % 2 ** 32)
+    rng = np.random.default_rng(sum(map(ord, op)))
     x = np.arange(-128, 128, dtype=np.int8)[None]
+    compared = 0
     for k in range(60):
         path = _requantized(models[op], tmp_path / f"{op}_{k}.tflite", rng, keep_output=op == "LOGISTIC")
         g = load_tflite(path)
@@ -238,8 +239,9 @@ def test_activation_exhaustive_under_random_quantizations(models, op, tmp_path):
             ref = R.TFLiteReference(g)
         except R.UnsupportedTFLiteOpError:  # a HARD_SWISH output scale below input scale / 128
             continue
-        ours = ref.run(x)
-        assert np.array_equal(ours, R.run_litert_interpreter(path, x)), f"{op} with quantization {k}"
+        assert np.array_equal(ref.run(x), R.run_litert_interpreter(path, x)), f"{op} with quantization {k}"
+        compared += 1
+    assert compared >= 50
 
 
 def _require(tool: str):
