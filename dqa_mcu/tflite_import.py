@@ -18,9 +18,9 @@ Otherwise the int8 rules below apply.
 Supported operators (int8 activations, int8 weights, int32 biases):
 CONV_2D, DEPTHWISE_CONV_2D, TRANSPOSE_CONV, FULLY_CONNECTED, ADD, SUB, MUL,
 AVERAGE_POOL_2D, MAX_POOL_2D, MEAN, RESHAPE, SOFTMAX, PAD, CONCATENATION,
-RESIZE_NEAREST_NEIGHBOR, RESIZE_BILINEAR, DEPTH_TO_SPACE, RELU, RELU6,
-LEAKY_RELU, LOGISTIC, TANH, HARD_SWISH, with fused activations NONE / RELU /
-RELU6 / RELU_N1_TO_1. Any other operator raises ``UnsupportedTFLiteOpError``
+RESIZE_NEAREST_NEIGHBOR, RESIZE_BILINEAR, DEPTH_TO_SPACE, TILE, QUANTIZE
+(int8 -> int8), RELU, RELU6, LEAKY_RELU, LOGISTIC, TANH, HARD_SWISH, with fused
+activations NONE / RELU / RELU6 / RELU_N1_TO_1. Any other operator raises ``UnsupportedTFLiteOpError``
 naming it and its index.
 
 File-level problems raise ``TFLiteFormatError`` (a ``ValueError``) with one
@@ -49,9 +49,10 @@ __all__ = ["TFLiteGraph", "TTensor", "TOp", "TFLiteFormatError", "UnsupportedTFL
 SUPPORTED_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "ADD", "AVERAGE_POOL_2D",
                  "MAX_POOL_2D", "MEAN", "RESHAPE", "SOFTMAX", "PAD", "CONCATENATION", "SUB", "MUL",
                  "LEAKY_RELU", "RESIZE_NEAREST_NEIGHBOR", "DEPTH_TO_SPACE", "TRANSPOSE_CONV", "RESIZE_BILINEAR",
-                 "LOGISTIC", "HARD_SWISH", "TANH", "RELU", "RELU6")
-# a float model goes to the float IR (tflite_float), which has more ops than the int8 reference
-FLOAT_OPS = tuple(dict.fromkeys(SUPPORTED_OPS + (
+                 "LOGISTIC", "HARD_SWISH", "TANH", "RELU", "RELU6", "TILE", "QUANTIZE")
+# a float model goes to the float IR (tflite_float), which has more ops than the int8 reference; an
+# int8 -> int8 QUANTIZE (a requantization) has no place in it
+FLOAT_OPS = tuple(dict.fromkeys(tuple(op for op in SUPPORTED_OPS if op != "QUANTIZE") + (
     "SUB", "MUL", "TRANSPOSE_CONV", "RESIZE_NEAREST_NEIGHBOR", "RESIZE_BILINEAR", "DEPTH_TO_SPACE", "TILE",
     "TRANSPOSE", "RELU", "RELU6", "RELU_N1_TO_1", "LEAKY_RELU", "LOGISTIC", "TANH", "HARD_SWISH")))
 
@@ -460,9 +461,15 @@ def _check_op(op: TOp, tensors: list[TTensor], source: str) -> None:
         x, block = t(op.inputs[0]), op.options["block"]
         require(len(x.shape) == 4 and block >= 1 and x.shape[3] % (block * block) == 0,
                 "NHWC input with channels a multiple of block^2 expected")
-    elif op.op == "RESHAPE":
+    elif op.op in ("RESHAPE", "TILE"):
         x, y = t(op.inputs[0]), t(op.outputs[0])
-        require(int(np.prod(x.shape)) == int(np.prod(y.shape)), "element counts differ")
+        if op.op == "RESHAPE":
+            require(int(np.prod(x.shape)) == int(np.prod(y.shape)), "element counts differ")
+        else:
+            require(len(op.inputs) == 2 and t(op.inputs[1]).is_const, "the multiples must be a constant tensor")
+            multiples = [int(m) for m in t(op.inputs[1]).data.reshape(-1)]
+            require(len(multiples) == len(x.shape) and [d * m for d, m in zip(x.shape, multiples)] == list(y.shape),
+                    f"multiples {multiples} do not take {list(x.shape)} to the output's {list(y.shape)}")
         require(float(x.scale[0]) == float(y.scale[0]) and int(x.zero_point[0]) == int(y.zero_point[0]),
                 "input and output quantization differ")
 

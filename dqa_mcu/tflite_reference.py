@@ -18,7 +18,10 @@ with ``OpResolverType.BUILTIN_REF`` (TFLite's default double-rounding build,
   absorbing ``1/count``);
 * SOFTMAX: the reference gemmlowp fixed-point softmax (exp in Q5.26,
   accumulation in Q12.19, reciprocal by Newton-Raphson);
-* PAD with the output zero point; RESHAPE and CONCATENATION copy;
+* PAD with the output zero point; RESHAPE, TILE and CONCATENATION copy;
+* QUANTIZE (int8 -> int8): reference ``Requantize``, ``x - zp_x`` through
+  ``MultiplyByQuantizedMultiplier`` of ``s_x / s_y`` (in double), plus
+  ``zp_y``, clamped;
 * SUB: ADD with the second input's multiplier negated; MUL: the product of
   the offset inputs through ``MultiplyByQuantizedMultiplier``;
 * RELU, RELU6, LEAKY_RELU: ``x - zp`` rescaled (by alpha's multiplier where
@@ -464,13 +467,18 @@ def _prepare(g: TFLiteGraph, op: TOp) -> OpParams:
         p["output_multiplier"], p["output_shift"] = _float32_multiplier(
             np.float32(a.scale[0]) * np.float32(b.scale[0]), y.scale[0])
         p["act_min"], p["act_max"] = activation_range(op.options["activation"], y.scale[0], int(y.zero_point[0]))
-    elif op.op in ("LEAKY_RELU", "RELU", "RELU6"):
+    elif op.op in ("LEAKY_RELU", "RELU", "RELU6", "QUANTIZE"):
         x, y = t[op.inputs[0]], t[op.outputs[0]]
         p.update(input_zero_point=int(x.zero_point[0]), output_zero_point=int(y.zero_point[0]))
-        p["multiplier"], p["shift"] = _float32_multiplier(x.scale[0], y.scale[0])
+        if op.op == "QUANTIZE":  # Requantize: s_x / s_y in double (the activations divide in float32)
+            p["multiplier"], p["shift"] = quantize_multiplier(float(x.scale[0]) / float(y.scale[0]))
+        else:
+            p["multiplier"], p["shift"] = _float32_multiplier(x.scale[0], y.scale[0])
         if op.op == "LEAKY_RELU":  # negative inputs: s_x * alpha / s_y, all in float32
             p["alpha_multiplier"], p["alpha_shift"] = _float32_multiplier(
                 np.float32(x.scale[0]) * np.float32(op.options["alpha"]), y.scale[0])
+            p["act_min"], p["act_max"] = -128, 127
+        elif op.op == "QUANTIZE":
             p["act_min"], p["act_max"] = -128, 127
         else:
             p["act_min"], p["act_max"] = activation_range(op.op, y.scale[0], int(y.zero_point[0]))
@@ -529,6 +537,8 @@ def _prepare(g: TFLiteGraph, op: TOp) -> OpParams:
     elif op.op == "RESHAPE":
         y = t[op.outputs[0]]
         p["out_shape"] = tuple(y.shape[1:]) if len(y.shape) >= 1 else ()
+    elif op.op == "TILE":
+        p["multiples"] = tuple(int(m) for m in t[op.inputs[1]].data.reshape(-1))
     return OpParams(op.op, op.index, p)
 
 
@@ -619,7 +629,8 @@ class TFLiteReference:
 
     @staticmethod
     def _rescale_activation(op: TOp, p: dict, x: np.ndarray) -> np.ndarray:
-        """RELU, RELU6 and LEAKY_RELU: x - z_x rescaled to the output (by alpha too if negative), clamped."""
+        """RELU, RELU6, LEAKY_RELU and QUANTIZE: x - z_x rescaled to the output (by alpha too if negative),
+        clamped."""
         v = x - p["input_zero_point"]
         out = multiply_by_quantized_multiplier(v, p["multiplier"], p["shift"])
         if op.op == "LEAKY_RELU":
@@ -699,7 +710,7 @@ class TFLiteReference:
             return self._add(p, x, env[op.inputs[1]])
         if op.op == "MUL":
             return self._mul(p, x, env[op.inputs[1]])
-        if op.op in ("RELU", "RELU6", "LEAKY_RELU"):
+        if op.op in ("RELU", "RELU6", "LEAKY_RELU", "QUANTIZE"):
             return self._rescale_activation(op, p, x)
         if op.op in ("LOGISTIC", "TANH"):
             return p["table"][x + 128]
@@ -721,6 +732,8 @@ class TFLiteReference:
             return softmax_int8(x, p["input_multiplier"], p["input_left_shift"], p["diff_min"])
         if op.op == "RESHAPE":
             return x.reshape((x.shape[0],) + p["out_shape"])
+        if op.op == "TILE":  # the batch's multiple is 1 (activations are [1, ...])
+            return np.tile(x, p["multiples"])
         if op.op == "PAD":
             return np.pad(x, [tuple(r) for r in p["paddings"]], constant_values=p["pad_value"])
         if op.op == "CONCATENATION":

@@ -18,9 +18,9 @@ with np.array_equal:
   and (slow) the decoder under QEMU cortex-m7, against the reference and the
   interpreter.
 
-LiteRT 2.3.0 registers DEPTH_TO_SPACE version 1 only, while TensorFlow 2.21
-writes version 2 for int8 (the same byte permutation): the interpreter runs a
-copy of the model with the version set to 1.
+LiteRT 2.3.0 registers DEPTH_TO_SPACE version 1 only (TILE up to 2), while
+TensorFlow 2.21 writes version 2 (TILE 3) for int8 (the same byte movement):
+the interpreter runs a copy of the model with the registered version.
 """
 import shutil
 from pathlib import Path
@@ -122,21 +122,29 @@ def models(tf, tmp_path_factory):
     return paths
 
 
+# the newest version LiteRT 2.3.0 registers of ops TensorFlow 2.21 writes newer for int8 (the same bytes)
+_LITERT_VERSIONS = {"DEPTH_TO_SPACE": 1, "TILE": 2}
+
+
 def _runnable_by_litert(path: Path) -> Path:
-    """The model itself, or a copy whose DEPTH_TO_SPACE says version 1 (what LiteRT 2.3.0 registers)."""
+    """The model itself, or a copy whose ops say the versions LiteRT 2.3.0 registers (``_LITERT_VERSIONS``)."""
     from ai_edge_litert import schema_py_generated as s
     model = s.ModelT.InitFromPackedBuf(path.read_bytes(), 0)
-    if not any(max(oc.builtinCode, oc.deprecatedBuiltinCode) == s.BuiltinOperator.DEPTH_TO_SPACE
-               for oc in model.operatorCodes):
+    versions = {getattr(s.BuiltinOperator, op): v for op, v in _LITERT_VERSIONS.items()}
+
+    def too_new(oc) -> bool:
+        return oc.version > versions.get(max(oc.builtinCode, oc.deprecatedBuiltinCode), oc.version)
+
+    if not any(too_new(oc) for oc in model.operatorCodes):
         return path
 
-    def version_1(model, s):
+    def registered_versions(model, s):
         for oc in model.operatorCodes:
-            if max(oc.builtinCode, oc.deprecatedBuiltinCode) == s.BuiltinOperator.DEPTH_TO_SPACE:
-                oc.version = 1
+            if too_new(oc):
+                oc.version = versions[max(oc.builtinCode, oc.deprecatedBuiltinCode)]
 
     copy = path.with_name(path.stem + "_litert.tflite")
-    copy.write_bytes(_repack(path.read_bytes(), version_1))
+    copy.write_bytes(_repack(path.read_bytes(), registered_versions))
     return copy
 
 
