@@ -1,7 +1,7 @@
 """Speed figures (QEMU, -icount shift=0) against TFLite Micro + CMSIS-NN and our own all-8-bit builds.
 
     python bench/perf.py [--cores cortex-m7 cortex-m4 cortex-m33 cortex-m55] [--cases r8-int8 r8-dqa4 ...]
-                         [--images 2] [--layers] [--json FILE]
+                         [--images 2] [--layers] [--breakdown] [--json FILE]
 
 Exports, builds and runs (under QEMU, every output checked bit for bit against
 the reference) the MLPerf Tiny ResNet-8 int8 .tflite (TFLite-exact mode), the
@@ -13,21 +13,35 @@ ratios against the TFLite Micro + CMSIS-NN figures quoted in issue 12 (ResNet-8,
 Cortex-M7) and against the same network's all-8-bit DQA build. ResNet-8 runs
 on every core given; ResNet-32 on the first. `--layers` adds the per-layer
 instruction counts of each run (the harness's last extra run of image 0).
+
+`--breakdown` (DQA cases) reruns each image under QEMU with one instruction
+per translation block and the execution trace on (-singlestep -d exec,nochain;
+a few minutes per case) and attributes every executed instruction of the
+per-layer run to the function it lies in, grouped as the cost of DQA is asked
+for in issue 12: multiply-accumulates (the MAC kernel), unpacking and Huffman
+decoding (reader, window), requantization and loop control (conv2d's own
+body), packing and Huffman encoding (writer), and other kernels.
 """
 from __future__ import annotations
 
 import argparse
+import collections
 import json
+import os
+import subprocess
 import tempfile
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from dqa_mcu import cli
+from dqa_mcu import build as fw
+from dqa_mcu import cli, codegen
 from dqa_mcu.calibrate import calibrate, load_images
 from dqa_mcu.quantize import QuantConfig, quantize
 from dqa_mcu.tflite_import import load_tflite
+from dqa_mcu.targets import get_target
 from dqa_mcu.tflite_reference import quantize_input
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
@@ -53,24 +67,40 @@ class Case:
 
 CASES = {
     "r8-int8": Case("ResNet-8 int8 .tflite (TFLite-exact)", "resnet8", None, True),
+    "r8-dqa3": Case("ResNet-8 .h5, DQA n=3 (m=3, r=0.4)", "resnet8", QuantConfig(bits=3), True),
     "r8-dqa4": Case("ResNet-8 .h5, DQA n=4 (m=3, r=0.4)", "resnet8", QuantConfig(bits=4), True),
+    "r8-dqa5": Case("ResNet-8 .h5, DQA n=5 (m=3, r=0.4)", "resnet8", QuantConfig(bits=5), True),
     "r8-8bit": Case("ResNet-8 .h5, all 8-bit", "resnet8", ALL_8_BIT, True),
     "r32-dqa3": Case("ResNet-32, DQA n=3 (m=3, r=0.4)", "resnet32", QuantConfig(bits=3), False),
     "r32-8bit": Case("ResNet-32, all 8-bit", "resnet32", ALL_8_BIT, False),
 }
 ALL_8_BIT_CASE = {"resnet8": "r8-8bit", "resnet32": "r32-8bit"}
+DEFAULT_CASES = ["r8-int8", "r8-dqa4", "r8-8bit", "r32-dqa3", "r32-8bit"]
+
+# --breakdown: the runtime's functions by what they do (the MAC kernel is conv2d's `accumulate`)
+COST_GROUPS = {
+    "MACs": {"accumulate"},
+    "unpack + Huffman decode": {"dqa_read_pixel", "dqa_skip_pixels", "dqa__window_advance", "dqa__window_init",
+                                "dqa_reader_init"},
+    "requant + loop": {"dqa_conv2d", "memset"},
+    "pack + Huffman encode": {"dqa_write_pixel", "dqa_writer_init", "dqa_writer_finish"},
+}
+OTHER = "other kernels"
+# firmware/harness/main.c, templates/model.c.j2
+LAYER_HOOK, COUNTER_READ, MODEL_RUN = b"print_layer", b"dqa_board_instructions", b"dqa_model_run"
+
+
+def node_macs(model, node) -> int:
+    """Multiply-accumulates of one conv2d or linear node (0 for any other op)."""
+    if node.op == "conv2d":
+        h, w, _ = model.tensors[node.output].shape
+        return h * w * node.arrays["weight"].size
+    return node.arrays["weight"].size if node.op == "linear" else 0
 
 
 def dqa_macs(model) -> int:
     """Multiply-accumulates of a quantized model's convolutions and linear layers."""
-    total = 0
-    for node in model.nodes:
-        if node.op == "conv2d":
-            h, w, _ = model.tensors[node.output].shape
-            total += h * w * node.arrays["weight"].size
-        elif node.op == "linear":
-            total += node.arrays["weight"].size
-    return total
+    return sum(node_macs(model, node) for node in model.nodes)
 
 
 def tflite_macs(graph) -> int:
@@ -114,7 +144,7 @@ class Networks:
         return self._models[key]
 
 
-def measure(networks: Networks, key: str, target: str, count: int, out: Path) -> dict:
+def measure(networks: Networks, key: str, target: str, count: int, out: Path, with_breakdown: bool) -> dict:
     """Export, build and run one case on one core; raises when the firmware is not bit-exact."""
     case = CASES[key]
     images = networks.images(count)
@@ -131,10 +161,73 @@ def measure(networks: Networks, key: str, target: str, count: int, out: Path) ->
     report = cli.run_project(out, inputs, None, None, timeout=3600, log=lambda *a: None)
     if not report["bit_exact"]:
         raise SystemExit(f"{case.label} on {target}: the firmware does not match the reference")
-    return {"case": key, "label": case.label, "target": target, "macs": macs, "arena": arena,
-            "instructions": report["instructions_per_inference"],
-            "flash": report["flash"] - inputs.size,  # the harness's test images are not the model's
-            "layers": report["layers"]}
+    row = {"case": key, "label": case.label, "target": target, "macs": macs, "arena": arena,
+           "instructions": report["instructions_per_inference"],
+           "flash": report["flash"] - inputs.size,  # the harness's test images are not the model's
+           "layers": report["layers"]}
+    if with_breakdown and case.config is not None:
+        model = networks.model(key)
+        row["layer_macs"] = {node.name: node_macs(model, node) for node in model.nodes}
+        row["breakdown"] = breakdown(out, target, inputs[0], [name for name, _ in report["layers"]])
+    return row
+
+
+def _count_layer_run(trace, counts: list) -> None:
+    """Instructions per (layer, function) of the harness's per-layer run, from a -singlestep exec trace
+    (one line per instruction, the function's name last): a layer's are those between the counter read
+    that starts it and the model's call of the layer hook after it."""
+    current, previous = collections.Counter(), None
+    for line in trace:
+        symbol = line.rsplit(b" ", 1)[-1].strip()
+        if symbol != previous:
+            if symbol == COUNTER_READ:
+                current = collections.Counter()
+            elif symbol == LAYER_HOOK and previous == MODEL_RUN:
+                counts.append(current)
+            previous = symbol
+        current[symbol] += 1
+
+
+def breakdown(out: Path, target: str, image: np.ndarray, layer_names: list[str]) -> list[dict]:
+    """Per layer of a built export: instructions per COST_GROUPS entry, image `image` run under QEMU."""
+    codegen.write_harness_inputs(out, image[None])
+    core = get_target(target)
+    exe = fw.build(out, core)
+    layers: list = []
+    with tempfile.TemporaryDirectory() as tmp:
+        fifo = Path(tmp) / "trace"
+        os.mkfifo(fifo)
+        cmd = fw.qemu_command(core, exe) + ["-singlestep", "-d", "exec,nochain", "-D", str(fifo)]
+        qemu = subprocess.Popen(cmd, stdout=subprocess.DEVNULL)
+        reader = threading.Thread(target=lambda: _count_layer_run(open(fifo, "rb"), layers))
+        reader.start()
+        qemu.wait()
+        reader.join()
+    rows = []
+    group_of = {name.encode(): group for group, names in COST_GROUPS.items() for name in names}
+    for name, counts in zip(layer_names, layers):
+        row = dict.fromkeys([*COST_GROUPS, OTHER], 0)
+        for symbol, n in counts.items():
+            row[group_of.get(symbol, OTHER)] += n
+        rows.append({"layer": name, **row})
+    return rows
+
+
+def print_breakdown(rows: list[dict]) -> None:
+    groups = [*COST_GROUPS, OTHER]
+    print("\nInstructions per layer by cost (QEMU exec trace of the per-layer run, attributed by function)")
+    for r in rows:
+        layers = r["breakdown"]
+        total = {g: sum(layer[g] for layer in layers) for g in groups}
+        print(f"\n{r['label']} on {r['target']}: {r['macs'] / 1e6:.2f} M MACs")
+        print("| layer | MACs | " + " | ".join(groups) + " | total | per MAC |")
+        print("|---|---|" + "---|" * (len(groups) + 2))
+        for layer in [*layers, {"layer": "all", **total}]:
+            count = sum(layer[g] for g in groups)
+            macs = r["layer_macs"].get(layer["layer"], r["macs"] if layer["layer"] == "all" else 0)
+            share = " | ".join(f"{layer[g] / 1e6:.2f} M ({100 * layer[g] / count:.0f} %)" for g in groups)
+            per_mac = f"{count / macs:.2f}" if macs else "-"
+            print(f"| {layer['layer']} | {macs / 1e6:.3f} M | {share} | {count / 1e6:.2f} M | {per_mac} |")
 
 
 def print_table(rows: list[dict], count: int) -> None:
@@ -166,9 +259,11 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--cores", nargs="+", default=["cortex-m7", "cortex-m4", "cortex-m33", "cortex-m55"],
                         help="ResNet-8 runs on each; ResNet-32 on the first")
-    parser.add_argument("--cases", nargs="+", choices=list(CASES), default=list(CASES))
+    parser.add_argument("--cases", nargs="+", choices=list(CASES), default=DEFAULT_CASES)
     parser.add_argument("--images", type=int, default=2, help="test images run per configuration")
     parser.add_argument("--layers", action="store_true", help="also print instructions per layer")
+    parser.add_argument("--breakdown", action="store_true",
+                        help="DQA cases: also instructions per layer by cost (MACs, unpacking, ...), minutes each")
     parser.add_argument("--json", type=Path, help="also write the rows here")
     args = parser.parse_args()
     networks = Networks()
@@ -176,10 +271,13 @@ def main():
     with tempfile.TemporaryDirectory() as tmp:
         for key in args.cases:
             for target in args.cores if CASES[key].all_cores else args.cores[:1]:
-                rows.append(measure(networks, key, target, args.images, Path(tmp) / f"{key}-{target}"))
+                rows.append(measure(networks, key, target, args.images, Path(tmp) / f"{key}-{target}",
+                                    args.breakdown))
     print_table(rows, args.images)
     if args.layers:
         print_layers(rows)
+    if args.breakdown:
+        print_breakdown([r for r in rows if "breakdown" in r])
     if args.json:
         args.json.write_text(json.dumps(rows, indent=1) + "\n")
 
