@@ -9,8 +9,14 @@ outputs equal the reference's, and LiteRT's reference kernels', bit for bit
 
 Tensors are int8 arrays, NHWC ``[1, H, W, C]`` or vectors ``[1, N]`` (any
 other shape is refused at export, naming the op), in one static arena placed
-by ``planner.place`` from their lifetimes (op steps); a RESHAPE is an alias
-of its input (same bytes). None of the s8 kernels needs scratch memory. The
+by ``planner.place`` from their lifetimes (op steps). RESHAPE and TILE are
+followed as an index map onto the stored tensor their values come from (Keras
+3 writes UpSampling2D as RESHAPE / TILE chains through rank 5): a chain's
+inner tensors are never stored, its last one is an alias of the source when
+the map is the identity (a reshape), or else is written by the nearest-resize
+kernel when every output pixel copies a whole source pixel (an upsampling or
+a spatial tile); any other movement is refused. None of the s8 kernels needs
+scratch memory. The
 project keeps the harness and API of the DQA mode (``main.c``,
 ``dqa_model_input()`` takes the int8 input bytes, ``dqa_model_output()``
 returns the int8 output widened to int16), so ``build`` and ``run`` serve
@@ -33,12 +39,17 @@ from .tflite_reference import TFLiteReference, geometry, wrap32
 
 __all__ = ["S8Plan", "plan_s8", "generate_s8", "fc_scale_parts"]
 
+_MOVES = ("RESHAPE", "TILE")
+
 
 @dataclass
 class S8Plan:
     memory: MemoryPlan
     storage: dict[int, str]                 # activation tensor index -> block name (aliases share one)
     names: dict[int, str] = field(default_factory=dict)  # op index -> C-safe layer name
+    # RESHAPE / TILE output -> (the stored tensor its values come from, index into those values, its shape)
+    moves: dict[int, tuple[int, np.ndarray]] = field(default_factory=dict)
+    folded: set[int] = field(default_factory=set)       # moved tensors only other moves read: never stored
 
     def offset(self, tensor: int) -> int:
         return self.memory.block(self.storage[tensor]).offset
@@ -51,14 +62,59 @@ class S8Plan:
         return "\n".join(rows)
 
 
+def _data_movements(g: TFLiteGraph) -> dict[int, tuple[int, np.ndarray]]:
+    """Every RESHAPE / TILE output as (source, index): element e of it is element index[e] of the
+    flattened source, the first tensor up its chain of moves that another op wrote."""
+    moves: dict[int, tuple[int, np.ndarray]] = {}
+    for op in g.ops:
+        if op.op not in _MOVES:
+            continue
+        x, y = op.inputs[0], g.tensors[op.outputs[0]]
+        shape = g.tensors[x].shape
+        source, index = moves.get(x, (x, np.arange(int(np.prod(shape))).reshape(shape)))
+        if op.op == "RESHAPE":
+            index = index.reshape(y.shape)
+        else:
+            index = np.tile(index, g.tensors[op.inputs[1]].data.astype(np.int64).reshape(-1))
+        moves[y.index] = (source, index)
+    return moves
+
+
+def _is_identity(index: np.ndarray) -> bool:
+    return np.array_equal(index.reshape(-1), np.arange(index.size))
+
+
+def _whole_pixel_indices(index: np.ndarray, source_shape: tuple[int, ...]):
+    """(y_index, x_index) when output pixel (y, x) of an NHWC index map copies NHWC source pixel
+    (y_index[y], x_index[x]) whole, else None."""
+    if len(index.shape) != 4 or len(source_shape) != 4 or index.shape[3] != source_shape[3]:
+        return None
+    _, _, w, c = source_shape
+    pixel = index[0] // c
+    y_index, x_index = pixel[:, 0, 0] // w, pixel[0, :, 0] % w
+    whole = ((y_index[:, None] * w + x_index[None, :]) * c)[:, :, None] + np.arange(c)
+    return (y_index, x_index) if np.array_equal(index[0], whole) else None
+
+
 def plan_s8(g: TFLiteGraph) -> S8Plan:
-    """Static arena for the int8 activations: one block per stored tensor, RESHAPE outputs aliased."""
+    """Static arena for the int8 activations: one block per stored tensor; reshapes are aliases, the
+    inner tensors of a chain of moves are not stored (the report shows them in the chain's last block)."""
     used: set[str] = {"input"}
     names = {op.index: unique_name(c_ident(layer_name(g.tensors[op.outputs[0]]) or op.op.lower()), used)
              for op in g.ops}
+    moves = _data_movements(g)
+    read_by_kernels = {i for op in g.ops if op.op not in _MOVES for i in op.inputs} | set(g.outputs)
+    folded = {t for t in moves if t not in read_by_kernels}
     storage = {g.inputs[0]: "input"}
     for op in g.ops:
-        storage[op.outputs[0]] = storage[op.inputs[0]] if op.op == "RESHAPE" else names[op.index]
+        y = op.outputs[0]
+        if y in moves and y not in folded and _is_identity(moves[y][1]):
+            storage[y] = storage[moves[y][0]]
+        elif y not in folded:
+            storage[y] = names[op.index]
+    for op in reversed(g.ops):  # the block of the move that reads a folded tensor (later ops first)
+        if op.op in _MOVES and op.inputs[0] in folded and op.inputs[0] not in storage:
+            storage[op.inputs[0]] = storage[op.outputs[0]]
     life: dict[str, list[int]] = {}
     sizes: dict[str, int] = {}
     for t, block in storage.items():
@@ -66,12 +122,13 @@ def plan_s8(g: TFLiteGraph) -> S8Plan:
     life["input"] = [0, 0]
     for i, op in enumerate(g.ops):
         life.setdefault(storage[op.outputs[0]], [i, i])
-        for t in op.inputs:
+        reads = op.inputs + ([moves[op.outputs[0]][0]] if op.outputs[0] in moves else [])  # a move reads its source
+        for t in reads:
             if t in storage:
                 life[storage[t]][1] = i
     life[storage[g.outputs[0]]][1] = len(g.ops) - 1  # read by the application after the run
     blocks = [Block(name, sizes[name], first, last) for name, (first, last) in life.items()]
-    return S8Plan(place(blocks), storage, names)
+    return S8Plan(place(blocks), storage, names, moves, folded)
 
 
 def fc_scale_parts(scale: float) -> tuple[int, int]:
@@ -125,6 +182,19 @@ class _Emitter:
             for axis, size, stride in (("h", h, w * c), ("w", w, c), ("c", c, 1)):
                 fields.append((f"input{k + 1}_stride_{axis}", stride if size > 1 else 0))
         return "{ " + ", ".join(f".{name} = {value}" for name, value in fields) + " }"
+
+    def copy_pixels(self, layer: dict, x: int, y: int, y_index: np.ndarray, x_index: np.ndarray) -> None:
+        """Output pixel (i, j) <- input pixel (y_index[i], x_index[j]): the nearest-resize kernel (spec 3.12)."""
+        ident = layer["name"]
+        _, h, w, c = self.shape(x)
+        _, oh, ow, _ = self.shape(y)
+        layer["params_type"] = "dqa_resize_nearest_s8_params_t"
+        layer["params"] = [("in_w", w), ("channels", c), ("out_h", oh), ("out_w", ow),
+                           ("y_index", self.array(f"{ident}_y_index", "int16_t", y_index,
+                                                  f"{ident}: input row of each output row")),
+                           ("x_index", self.array(f"{ident}_x_index", "int16_t", x_index,
+                                                  f"{ident}: input column of each output column"))]
+        layer["call"] = f"dqa_resize_nearest_s8(&{ident}_params, {self.ptr(x)}, {self.ptr(y)});"
 
     def fail(self, op: TOp, why: str) -> UnsupportedTFLiteOpError:
         return UnsupportedTFLiteOpError(f"{Path(self.g.source).name}: operator {op.op} at index {op.index}: "
@@ -199,8 +269,9 @@ class _Emitter:
             layer["params"] = [("shape", self.broadcast(op))] + [(k, p[k]) for k in keys + ("act_min", "act_max")]
             a, b = (self.operand(op, k) for k in (0, 1))
             layer["call"] = f"dqa_{kernel}_s8(&{ident}_params, {a}, {b}, {self.ptr(y)});"
-        elif op.op in ("LEAKY_RELU", "RELU", "RELU6"):
-            # RELU / RELU6 rescale negative inputs like positive ones (their clamp does the rest)
+        elif op.op in ("LEAKY_RELU", "RELU", "RELU6", "QUANTIZE"):
+            # RELU / RELU6 rescale negative inputs like positive ones (their clamp does the rest), and so does
+            # QUANTIZE's Requantize (clamped to int8)
             alpha = "alpha_" if op.op == "LEAKY_RELU" else ""
             layer["params_type"] = "dqa_leaky_relu_s8_params_t"
             layer["params"] = [("size", int(np.prod(self.shape(y))))] + [
@@ -218,15 +289,7 @@ class _Emitter:
             table = self.array(f"{ident}_table", "int8_t", p["table"], f"{ident}: output for input q at q + 128")
             layer["call"] = f"dqa_lookup_s8({table}, {int(np.prod(self.shape(y)))}, {self.ptr(x)}, {self.ptr(y)});"
         elif op.op == "RESIZE_NEAREST_NEIGHBOR":
-            _, h, w, c = self.shape(x)
-            _, oh, ow, _ = self.shape(y)
-            layer["params_type"] = "dqa_resize_nearest_s8_params_t"
-            layer["params"] = [("in_w", w), ("channels", c), ("out_h", oh), ("out_w", ow),
-                               ("y_index", self.array(f"{ident}_y_index", "int16_t", p["y_index"],
-                                                      f"{ident}: input row of each output row")),
-                               ("x_index", self.array(f"{ident}_x_index", "int16_t", p["x_index"],
-                                                      f"{ident}: input column of each output column"))]
-            layer["call"] = f"dqa_resize_nearest_s8(&{ident}_params, {self.ptr(x)}, {self.ptr(y)});"
+            self.copy_pixels(layer, x, y, p["y_index"], p["x_index"])
         elif op.op == "RESIZE_BILINEAR":
             _, h, w, c = self.shape(x)
             _, oh, ow, _ = self.shape(y)
@@ -282,8 +345,19 @@ class _Emitter:
             layer["extra"] = (f"static const int8_t *const {ident}_inputs[{len(op.inputs)}] = {{ "
                               + ", ".join(self.ptr(i) for i in op.inputs) + " };")
             layer["call"] = f"dqa_concat_s8({ident}_inputs, {sizes}, {len(op.inputs)}, {outer}, {self.ptr(y)});"
-        elif op.op == "RESHAPE":
-            layer["call"] = "/* the same bytes: the output aliases the input */"
+        elif op.op in _MOVES:
+            source, index = self.plan.moves[y]
+            if y in self.plan.folded:
+                layer["call"] = "/* not stored: a later RESHAPE / TILE reads through it to its source */"
+            elif self.plan.storage[y] == self.plan.storage[source]:
+                layer["call"] = "/* the same bytes: the output aliases its source */"
+            else:
+                pixels = _whole_pixel_indices(index, self.shape(source))
+                if pixels is None:
+                    raise self.fail(op, f"moves data as a reshape or as copies of whole NHWC pixels only (not "
+                                        f"{list(self.shape(source))} -> {list(self.shape(y))} this way)")
+                layer["comment"] += f", whole pixels of {layer_name(self.g.tensors[source])}"
+                self.copy_pixels(layer, source, y, *pixels)
         else:
             raise self.fail(op, "has no kernel for it")
         return layer
@@ -295,7 +369,7 @@ def generate_s8(g: TFLiteGraph, plan: S8Plan, out_dir: str | Path, target: str, 
     if not g.quantized:
         raise ValueError("generate_s8 needs an int8 model")
     refuse_activation_shapes(g, _is_c_layout, "the C backend handles [1, N] vectors and [1, H, W, C] "
-                                              "NHWC tensors only")
+                                              "NHWC tensors only", exempt=plan.folded)
     x, y = g.input, g.output
     emitter = _Emitter(g, plan)
     layers = [emitter.layer(op) for op in g.ops]  # first: an op the C backend refuses leaves no directory

@@ -36,7 +36,7 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Collection
 
 import numpy as np
 
@@ -132,13 +132,15 @@ def layer_name(t: TTensor) -> str:
     return path[-2] if len(path) > 1 else path[0]
 
 
-def refuse_activation_shapes(g: TFLiteGraph, accepted: Callable[[tuple[int, ...]], bool], limit: str) -> None:
+def refuse_activation_shapes(g: TFLiteGraph, accepted: Callable[[tuple[int, ...]], bool], limit: str,
+                             exempt: Collection[int] = ()) -> None:
     """Raise ``UnsupportedTFLiteOpError`` for the first activation tensor whose shape is not ``accepted``,
-    in one line naming the op that reads or writes it and ``limit`` (what a backend takes)."""
+    in one line naming the op that reads or writes it and ``limit`` (what a backend takes); the tensors
+    in ``exempt`` (a backend never stores them) are not checked."""
     for op in g.ops:
         for i in op.inputs + op.outputs:
             t = g.tensors[i] if i >= 0 else None
-            if t is not None and not t.is_const and not accepted(t.shape):
+            if t is not None and not t.is_const and i not in exempt and not accepted(t.shape):
                 role = "reads" if i in op.inputs else "writes"
                 raise UnsupportedTFLiteOpError(
                     f"{Path(g.source).name}: operator {op.op} at index {op.index} {role} tensor {i} {t.name!r} "
