@@ -92,7 +92,9 @@ def test_every_operator_on_the_host(synthetic, tmp_path):
         assert np.array_equal(fw_out, R.run_litert_interpreter(synthetic[name], x).reshape(len(x), -1))
     seen |= {op.op for op in load_tflite(_need(RESNET8)).ops} | {op.op for op in load_tflite(_need(KWS)).ops}
     from test_tflite_ops import NEW_OPS  # issue 10's ops: run in C in test_tflite_ops
-    assert seen | NEW_OPS == set(SUPPORTED_OPS), f"not run in C: {set(SUPPORTED_OPS) - seen - NEW_OPS}"
+    from test_tflite_unet import UNET_OPS  # and in test_tflite_unet
+    assert seen | NEW_OPS | UNET_OPS == set(SUPPORTED_OPS), \
+        f"not run in C: {set(SUPPORTED_OPS) - seen - NEW_OPS - UNET_OPS}"
 
 
 def test_fully_connected_ties_in_c(tmp_path):
