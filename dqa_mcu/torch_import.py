@@ -37,11 +37,14 @@ linear's weight columns are permuted from torch's CHW order to HWC.
 """
 from __future__ import annotations
 
+import io
+import logging
 import math
 import operator
 import pickle
 import re
 import zipfile
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -69,6 +72,41 @@ def _zip_names(path: Path) -> list[str] | None:
         return z.namelist()
 
 
+def _first_line(e: BaseException) -> str:
+    """An exception's message cut to its first line (torch's run several lines, with graph dumps)."""
+    text = str(e).strip()
+    return text.splitlines()[0][:300] if text else ""
+
+
+class _LoggedErrors(logging.Handler):
+    """Keeps the exceptions logged through a logger instead of printing their tracebacks."""
+
+    def __init__(self):
+        super().__init__()
+        self.errors: list[BaseException] = []
+
+    def emit(self, record):
+        if record.exc_info and record.exc_info[1] is not None:
+            self.errors.append(record.exc_info[1])
+
+
+@contextmanager
+def _torch_logs_kept():
+    """Torch's loggers (each with its own stderr handler) write into a _LoggedErrors meanwhile: torch
+    logs the traceback of an error before raising it, and the caller reports it in one line."""
+    logged = _LoggedErrors()
+    loggers = [log for name, log in logging.Logger.manager.loggerDict.items()
+               if name.split(".")[0] == "torch" and isinstance(log, logging.Logger) and log.handlers]
+    saved = [(log, log.handlers) for log in loggers]
+    for log in loggers:
+        log.handlers = [logged]
+    try:
+        yield logged
+    finally:
+        for log, handlers in saved:
+            log.handlers = handlers
+
+
 def _torchscript_to_fx(ts, example: torch.Tensor) -> torch.fx.GraphModule:
     """Convert a ScriptModule to an aten-level fx GraphModule at the example's shape.
 
@@ -86,12 +124,37 @@ def _torchscript_to_fx(ts, example: torch.Tensor) -> torch.fx.GraphModule:
                                   conv.name_to_non_tensor_attributes, conv.name_to_constant, fqn)
         gm = g.convert()
         c.replace_quantized_ops_with_standard_ops(gm)
-        return torch.export.export(gm, (example,), strict=False).module()
+        with _torch_logs_kept():
+            return torch.export.export(gm, (example,), strict=False).module()
     except Exception as e:  # noqa: BLE001 - private converter, any failure is reported the same way
         raise ir.GraphError(
             "cannot convert this TorchScript archive to a traceable graph (torch.fx cannot trace a "
-            f"ScriptModule directly): {type(e).__name__}: {e}. Export the model with torch.export "
+            f"ScriptModule directly): {type(e).__name__}: {_first_line(e)}. Export the model with torch.export "
             "(.pt2), or give a state_dict checkpoint with a built-in --arch.") from e
+
+
+def _load_archive(load, path: Path, what: str):
+    """`load(path)`; a damaged archive is one line naming the file and the first error (torch.export.load
+    logs that one with its traceback, then raises a vaguer one)."""
+    with _torch_logs_kept() as logged:
+        try:
+            return load(str(path))
+        except Exception as e:  # noqa: BLE001 - torch raises many types (RuntimeError, KeyError, ...) on damage
+            cause = (logged.errors or [e])[0]
+            raise ValueError(f"{path.name}: cannot load as {what}; the file is damaged ({type(cause).__name__}: "
+                             f"{_first_line(cause)})") from None
+
+
+def _without_debug_records(path: str) -> io.BytesIO:
+    """A TorchScript archive without its .debug_pkl entries (source ranges, for torch's own error
+    messages): a damaged one crashes the process in torch's graph printer, which converting calls."""
+    kept = io.BytesIO()
+    with zipfile.ZipFile(path) as archive, zipfile.ZipFile(kept, "w", zipfile.ZIP_STORED) as copy:
+        for entry in archive.infolist():
+            if not entry.filename.endswith(".debug_pkl"):
+                copy.writestr(entry.filename, archive.read(entry))
+    kept.seek(0)
+    return kept
 
 
 def load_torch_model(path, arch: str | None = None, trust_pickle: bool = False):
@@ -107,10 +170,10 @@ def load_torch_model(path, arch: str | None = None, trust_pickle: bool = False):
     norm = zoo.get_entry(arch).normalization if arch is not None else DEFAULT_NORMALIZATION
     names = _zip_names(path)
     if names is not None and any(n == "archive_format" or n.endswith("/archive_format") for n in names):
-        ep = torch.export.load(str(path))
-        return ep.module(), norm
+        return _load_archive(lambda p: torch.export.load(p).module(), path, "a torch.export program"), norm
     if names is not None and any("/code/__torch__/" in n or n.endswith("constants.pkl") for n in names):
-        return torch.jit.load(str(path), map_location="cpu").eval(), norm
+        return _load_archive(lambda p: torch.jit.load(_without_debug_records(p), map_location="cpu").eval(), path,
+                             "a TorchScript archive"), norm
 
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
@@ -422,8 +485,12 @@ class _Importer:
             raise ir.GraphError(f"the model must have exactly one input, it has {len(placeholders)}: "
                                 f"{[p.name for p in placeholders]}")
         rec = _Recorder(gm)
-        with torch.no_grad():
-            rec.run(example)
+        try:
+            with torch.no_grad():
+                rec.run(example)
+        except Exception as e:  # noqa: BLE001 - the model itself fails on an input of the shape it was given
+            raise ir.GraphError(f"the model fails on an input of shape {tuple(example.shape)} (NCHW): "
+                                f"{type(e).__name__}: {_first_line(e)}") from None
         self.values = rec.values
         self.batch = example.shape[0]
         self.nodes: list[ir.Node] = []
@@ -1007,10 +1074,10 @@ def import_module(module, input_shape_hwc, normalization=None) -> ir.Graph:
             gm = torch.fx.symbolic_trace(module)
         except Exception as e:  # noqa: BLE001 - fall back to torch.export, report both on failure
             try:
-                gm = torch.export.export(module, (example,), strict=False).module()
+                with _torch_logs_kept():
+                    gm = torch.export.export(module, (example,), strict=False).module()
                 aten_names = True
             except Exception as e2:  # noqa: BLE001
-                first = str(e2).strip().splitlines()[0][:300] if str(e2).strip() else ""
-                raise ir.GraphError(f"cannot trace the model: torch.fx: {type(e).__name__}: {e}; "
-                                    f"torch.export: {type(e2).__name__}: {first}") from e2
+                raise ir.GraphError(f"cannot trace the model: torch.fx: {type(e).__name__}: {_first_line(e)}; "
+                                    f"torch.export: {type(e2).__name__}: {_first_line(e2)}") from e2
     return _Importer(gm, example, norm, aten_names).run()
