@@ -16,11 +16,10 @@ inner tensors are never stored, its last one is an alias of the source when
 the map is the identity (a reshape), or else is written by the nearest-resize
 kernel when every output pixel copies a whole source pixel (an upsampling or
 a spatial tile); any other movement is refused. None of the s8 kernels needs
-scratch memory. The
-project keeps the harness and API of the DQA mode (``main.c``,
-``dqa_model_input()`` takes the int8 input bytes, ``dqa_model_output()``
-returns the int8 output widened to int16), so ``build`` and ``run`` serve
-both modes.
+scratch memory. The project keeps the harness and API of the DQA mode
+(``main.c``, ``dqa_model_input()`` takes the int8 input bytes,
+``dqa_model_output()`` returns the int8 output widened to int16), so
+``build`` and ``run`` serve both modes.
 """
 from __future__ import annotations
 
@@ -122,8 +121,8 @@ def plan_s8(g: TFLiteGraph) -> S8Plan:
     life["input"] = [0, 0]
     for i, op in enumerate(g.ops):
         life.setdefault(storage[op.outputs[0]], [i, i])
-        reads = op.inputs + ([moves[op.outputs[0]][0]] if op.outputs[0] in moves else [])  # a move reads its source
-        for t in reads:
+        source = [moves[op.outputs[0]][0]] if op.outputs[0] in moves else []  # a move reads its chain's source
+        for t in op.inputs + source:
             if t in storage:
                 life[storage[t]][1] = i
     life[storage[g.outputs[0]]][1] = len(g.ops) - 1  # read by the application after the run
@@ -186,7 +185,7 @@ class _Emitter:
     def copy_pixels(self, layer: dict, x: int, y: int, y_index: np.ndarray, x_index: np.ndarray) -> None:
         """Output pixel (i, j) <- input pixel (y_index[i], x_index[j]): the nearest-resize kernel (spec 3.12)."""
         ident = layer["name"]
-        _, h, w, c = self.shape(x)
+        _, _, w, c = self.shape(x)
         _, oh, ow, _ = self.shape(y)
         layer["params_type"] = "dqa_resize_nearest_s8_params_t"
         layer["params"] = [("in_w", w), ("channels", c), ("out_h", oh), ("out_w", ow),
