@@ -35,6 +35,7 @@ CTYPE_BYTES = {"int8_t": 1, "uint8_t": 1, "int16_t": 2, "int32_t": 4, "uint32_t"
 
 
 MAC_ROWS = 4  # output channels per weight tile: DQA_MAC_ROWS in firmware/runtime/src/dqa_mac.h
+ROW_TILE_TARGETS = ("cortex-m55",)  # MVE: tiles with rows contiguous (DQA_CONV_TILE_ROWS in dqa_runtime.h)
 
 
 def is_depthwise(w: np.ndarray, groups: int) -> bool:
@@ -42,17 +43,20 @@ def is_depthwise(w: np.ndarray, groups: int) -> bool:
     return w.shape[3] == 1 and w.shape[0] == groups
 
 
-def tile_conv_weights(w: np.ndarray, groups: int) -> np.ndarray:
+def tile_conv_weights(w: np.ndarray, groups: int, rows_contiguous: bool = False) -> np.ndarray:
     """OHWI int8 conv weights in the order dqa_conv2d reads them (dqa_conv2d_weights_size() in
     dqa_runtime.h): depthwise unchanged; else per group, tiles of MAC_ROWS output channels (missing rows
-    zero), each row's K = KH*KW*Cin_g weights in pairs (k, k+1) stored as
-    [w(0,k) w(1,k) w(0,k+1) w(1,k+1) w(2,k) w(3,k) w(2,k+1) w(3,k+1)] (an odd K padded with a zero)."""
+    zero), each row's K = KH*KW*Cin_g weights padded to an even count with a zero; within a tile the
+    pairs (k, k+1) as [w(0,k) w(1,k) w(0,k+1) w(1,k+1) w(2,k) w(3,k) w(2,k+1) w(3,k+1)], or with
+    `rows_contiguous` (MVE) row after row."""
     if is_depthwise(w, groups):
         return w.ravel()
     c_out_g, k = w.shape[0] // groups, int(np.prod(w.shape[1:]))
     tiles, pairs = -(-c_out_g // MAC_ROWS), -(-k // 2)
     rows = np.zeros((groups, tiles * MAC_ROWS, 2 * pairs), np.int8)
     rows[:, :c_out_g, :k] = w.reshape(groups, c_out_g, k)
+    if rows_contiguous:
+        return rows.ravel()
     # row r = 2 * r_hi + r_lo and k = 2 * pair + j, stored in the order (group, tile, pair, r_hi, j, r_lo)
     split = rows.reshape(groups, tiles, 2, 2, pairs, 2)
     return split.transpose(0, 1, 4, 2, 5, 3).ravel()
@@ -81,8 +85,9 @@ def _body(values: np.ndarray) -> str:
 class _Emitter:
     """Collects const arrays and per-layer C text for one model."""
 
-    def __init__(self, model: QModel, plan: MemoryPlan):
+    def __init__(self, model: QModel, plan: MemoryPlan, row_tiles: bool):
         self.model, self.plan = model, plan
+        self.row_tiles = row_tiles  # conv weight tiles for MVE (tile_conv_weights)
         self.arrays: list[CArray] = []
 
     def array(self, name: str, ctype: str, values, comment: str) -> str:
@@ -161,8 +166,9 @@ class _Emitter:
                 stride, (pt, _, pl, _), dil, groups = at["stride"], at["padding"], at["dilation"], at["groups"]
             else:
                 stride, pt, pl, dil, groups = (1, 1), 0, 0, (1, 1), 1
-            layout = "OHWI" if is_depthwise(w, groups) else f"in tiles of {MAC_ROWS} output channels"
-            weights = self.array(f"{ident}_weights", "int8_t", tile_conv_weights(w, groups),
+            layout = "OHWI" if is_depthwise(w, groups) else (
+                f"in tiles of {MAC_ROWS} output channels{', rows contiguous' if self.row_tiles else ''}")
+            weights = self.array(f"{ident}_weights", "int8_t", tile_conv_weights(w, groups, self.row_tiles),
                                  f"{node.name}: int8 weights {'x'.join(map(str, w.shape))}, {layout}")
             bias = self.array(f"{ident}_bias", "int32_t", a["bias"], f"{node.name}: int32 biases")
             layer["params_type"] = "dqa_conv_params_t"
@@ -274,7 +280,8 @@ def generate(model: QModel, plan: MemoryPlan, out_dir: str | Path, target: str, 
              source: str = "", images: np.ndarray | None = None) -> Path:
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    emitter = _Emitter(model, plan)
+    row_tiles = target in ROW_TILE_TARGETS
+    emitter = _Emitter(model, plan, row_tiles)
     tensors = {n: emitter.tensor(t) for n, t in model.tensors.items()}
     layers = [emitter.layer(i, node, tensors) for i, node in enumerate(model.nodes) if node.op != "input"]
     out_t = model.tensors[model.output]
@@ -285,7 +292,8 @@ def generate(model: QModel, plan: MemoryPlan, out_dir: str | Path, target: str, 
                output_scale=repr(float(out_t.scale[0])), layer_count=len(layers),
                blocks=sorted(plan.blocks, key=lambda b: (b.first, b.name)),
                tensors=list(tensors.values()), layers=layers, arrays=emitter.arrays,
-               input_enum=tensors[model.input]["enum"], output_enum=tensors[model.output]["enum"], target=target)
+               input_enum=tensors[model.input]["enum"], output_enum=tensors[model.output]["enum"], target=target,
+               row_tiles=int(row_tiles))
     if images is None:
         images = np.zeros((1,) + tuple(in_t.shape), dtype=np.uint8)
     write_project(out_dir, ctx, "model", images, plan.describe(model))

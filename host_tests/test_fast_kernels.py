@@ -1,5 +1,6 @@
 """conv2d's inner kernels (firmware/runtime/src/dqa_mac.h: tiles of 4 output channels over kernel-row runs of the
-line buffer; SXTB16 + SMLAD on DSP cores, portable C on the host and Cortex-M3) and the offline weight tiling
+line buffer; VMLADAVA on Cortex-M55, SXTB16 + SMLAD on the other DSP cores, portable C on the host and Cortex-M3)
+and the offline weight tiling
 (dqa_mcu.codegen.tile_conv_weights), bit-exact with the reference.
 
 Random stacks of convolutions (runtime_vectors.ModelBuilder: random int8 weights, multipliers calibrated on the
@@ -68,13 +69,15 @@ def random_stack(seed: int, layers: int = 4, pixels: np.ndarray | None = None, o
     return b
 
 
-def test_weight_tiles_follow_the_documented_layout():
-    """Byte (r, k) of a tile sits at (k // 2) * 8 + (r // 2) * 4 + (k % 2) * 2 + r % 2 (dqa_runtime.h)."""
+@pytest.mark.parametrize("rows_contiguous", [False, True])
+def test_weight_tiles_follow_the_documented_layout(rows_contiguous):
+    """Byte (r, k) of a tile sits at (k // 2) * 8 + (r // 2) * 4 + (k % 2) * 2 + r % 2, or for MVE at
+    r * (tile bytes / 4) + k (dqa_runtime.h)."""
     rng = np.random.default_rng(7)
     for c_out, kh, kw, c_in_g, groups in [(5, 3, 3, 3, 1), (4, 1, 1, 7, 1), (6, 3, 1, 2, 3), (1, 1, 5, 1, 1),
                                           (8, 3, 3, 1, 4), (6, 3, 3, 1, 6)]:
         w = rng.integers(-127, 128, size=(c_out, kh, kw, c_in_g)).astype(np.int8)
-        tiled = codegen.tile_conv_weights(w, groups)
+        tiled = codegen.tile_conv_weights(w, groups, rows_contiguous)
         if codegen.is_depthwise(w, groups):
             assert np.array_equal(tiled, w.ravel())
             continue
@@ -87,7 +90,8 @@ def test_weight_tiles_follow_the_documented_layout():
             t, r = divmod(j, codegen.MAC_ROWS)
             base = (g * tiles + t) * tile_bytes
             for kk in range(k):
-                assert tiled[base + kk // 2 * 8 + r // 2 * 4 + kk % 2 * 2 + r % 2] == rows[o, kk]
+                offset = r * tile_bytes // 4 + kk if rows_contiguous else kk // 2 * 8 + r // 2 * 4 + kk % 2 * 2 + r % 2
+                assert tiled[base + offset] == rows[o, kk]
         padding = tiled.size - rows.size  # the missing rows and the pad of an odd K are zeros
         assert np.count_nonzero(tiled) <= rows.size and padding >= 0
 
@@ -163,7 +167,7 @@ def _images(rng, shape):
 @pytest.mark.parametrize("seed", QEMU_SEEDS)
 @pytest.mark.parametrize("target", QEMU_CORES)
 def test_random_convs_bit_exact_under_qemu(target, seed, tmp_path):
-    """One project per core and stack: the portable C (M3) and the DSP kernels (M4, M7, M33, M55)."""
+    """One project per core and stack: the portable C (M3), SMLAD (M4, M7, M33) and MVE (M55) kernels."""
     b = random_stack(seed, layers=8, pixels=_images, output=True)
     cli.export_project(b.model, tmp_path / "fast", target, "fast kernel test", b.pixels, None, None,
                        log=lambda *a: None)

@@ -115,6 +115,13 @@ typedef struct {
  * w(2,k) w(3,k) w(2,k+1) w(3,k+1) (an odd K padded with a zero weight). The code generator writes
  * them so (dqa_mcu.codegen.tile_conv_weights); src/dqa_mac.h says why. */
 size_t dqa_conv2d_weights_size(const dqa_conv_params_t *params, uint16_t in_channels, uint16_t out_channels);
+/* 1 on cores with MVE (Cortex-M55): a tile's rows are contiguous instead, w(r, k) at byte
+ * r * (tile bytes / 4) + k, for the vector loads; the generated model.c checks it. */
+#if defined(__ARM_FEATURE_MVE) && (__ARM_FEATURE_MVE & 1)
+#define DQA_CONV_TILE_ROWS 1
+#else
+#define DQA_CONV_TILE_ROWS 0
+#endif
 size_t dqa_conv2d_get_buffer_size(const dqa_conv_params_t *params, const dqa_tensor_info_t *input,
                                   const dqa_tensor_info_t *residual, const dqa_tensor_info_t *output);
 /* residual may be NULL. scratch: dqa_conv2d_get_buffer_size() bytes, 4-byte aligned. */

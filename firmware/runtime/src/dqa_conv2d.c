@@ -83,7 +83,7 @@ static void accumulate(int32_t *acc, const conv_shape_t *k, const dqa_mac_run_t 
         for (; o < end; o += DQA_MAC_ROWS, tile += tile_bytes) {
             uint32_t rows = end - o < DQA_MAC_ROWS ? end - o : DQA_MAC_ROWS, r;
             int32_t sums[DQA_MAC_ROWS] = {0};
-            dqa__mac_tile_runs(sums, tile, runs, n_runs, x_offset);
+            dqa__mac_tile_runs(sums, tile, tile_bytes, runs, n_runs, x_offset);
             for (r = 0; r < rows; r++) { /* the tile's zero rows past the group's end are dropped */
                 acc[o + r] += sums[r];
             }

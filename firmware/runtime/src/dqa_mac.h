@@ -14,16 +14,22 @@
  * activation pair (x_k, x_k+1) as it lies in the line buffer. Missing rows
  * and the pad of an odd K are zero weights.
  *
- * Cores with the DSP extension (Cortex-M4/M7/M33/M55) take two MACs per
- * SMLAD; other cores and the host use portable C. Both are exact: every
- * partial sum is bounded by max|v_x| * sum|W| < 2^31 (docs/spec.md 3.1), and
- * SMLAD wraps, never saturates.
+ * Cores with the DSP extension (Cortex-M4/M7/M33) take two MACs per SMLAD;
+ * other cores and the host use portable C. Cortex-M55 (MVE) takes eight per
+ * VMLADAVA over 8 int16 lanes; for it the code generator writes each tile's
+ * rows contiguous instead (w(r, k) at r * row + k, row = the tile's bytes / 4,
+ * DQA_CONV_TILE_ROWS in dqa_runtime.h), as one widening load then reads 8
+ * weights of a row. All are exact: every partial sum is bounded by
+ * max|v_x| * sum|W| < 2^31 (docs/spec.md 3.1), and SMLAD and VMLADAVA wrap,
+ * never saturate.
  */
 #ifndef DQA_MAC_H
 #define DQA_MAC_H
 
 #include <stdint.h>
 #include <string.h>
+
+#include "dqa_runtime.h"
 
 #define DQA_MAC_ROWS 4u        /* output channels per tile */
 #define DQA_TILE_PAIR_BYTES 8u /* one pair (k, k+1) of all DQA_MAC_ROWS rows */
@@ -53,6 +59,40 @@ static inline uint32_t dqa__tile_bytes(uint32_t k)
         a3 += q_[5] * x_;                                                                                     \
     } while (0)
 
+#if DQA_CONV_TILE_ROWS
+#include <arm_mve.h>
+
+#define DQA_MVE_LANES 8 /* int16 lanes of a vector */
+
+/* acc[r] += sum over the runs of sum over i < len of w(r, k + i) * (x + x_offset)[i], rows contiguous;
+ * the last step of a run is predicated to its length (inactive lanes are neither read nor added). */
+static inline void dqa__mac_tile_runs(int32_t *acc, const int8_t *tile, uint32_t tile_bytes, const dqa_mac_run_t *run,
+                                      uint32_t n_runs, uint32_t x_offset)
+{
+    uint32_t row = tile_bytes / DQA_MAC_ROWS;
+    const dqa_mac_run_t *runs_end = run + n_runs;
+    int32_t a0 = acc[0], a1 = acc[1], a2 = acc[2], a3 = acc[3];
+    for (; run != runs_end; run++) {
+        const int16_t *x = run->x + x_offset;
+        const int8_t *w = tile + run->k;
+        int32_t left = (int32_t)run->len;
+        for (; left > 0; left -= DQA_MVE_LANES, x += DQA_MVE_LANES, w += DQA_MVE_LANES) {
+            mve_pred16_t active = vctp16q((uint32_t)left);
+            int16x8_t xv = vldrhq_z_s16(x, active);
+            a0 = vmladavaq_p_s16(a0, xv, vldrbq_z_s16(w, active), active);
+            a1 = vmladavaq_p_s16(a1, xv, vldrbq_z_s16(w + row, active), active);
+            a2 = vmladavaq_p_s16(a2, xv, vldrbq_z_s16(w + 2u * row, active), active);
+            a3 = vmladavaq_p_s16(a3, xv, vldrbq_z_s16(w + 3u * row, active), active);
+        }
+    }
+    acc[0] = a0;
+    acc[1] = a1;
+    acc[2] = a2;
+    acc[3] = a3;
+}
+
+#else /* weight pairs: SMLAD or portable C */
+
 #if defined(__ARM_FEATURE_DSP) && __ARM_FEATURE_DSP
 #include <arm_acle.h>
 
@@ -72,7 +112,9 @@ static inline int16x2_t dqa__sxtb16_ror8(uint32_t w)
     return r;
 }
 
-/* One pair of all four rows against the activations x[0], x[1]: four SMLADs. */
+/* One pair of all four rows against the activations x[0], x[1]: four SMLADs. The empty asm keeps
+ * GCC's Cortex-M4/M33/M55 scheduling from hoisting the next pair's loads above these, which ran out
+ * of registers and spilled accumulators to the stack inside the loop (Cortex-M7's did not). */
 #define DQA__MAC_PAIR(pairs, x, a0, a1, a2, a3)                                                               \
     do {                                                                                                      \
         int16x2_t xp_ = (int16x2_t)dqa__load32(x);                                                            \
@@ -81,6 +123,7 @@ static inline int16x2_t dqa__sxtb16_ror8(uint32_t w)
         a1 = __smlad(dqa__sxtb16_ror8(w01_), xp_, a1);                                                        \
         a2 = __smlad(__sxtb16((int8x4_t)w23_), xp_, a2);                                                     \
         a3 = __smlad(dqa__sxtb16_ror8(w23_), xp_, a3);                                                        \
+        __asm__ volatile("" ::: "memory");                                                                    \
     } while (0)
 
 #else /* portable C */
@@ -98,11 +141,12 @@ static inline int16x2_t dqa__sxtb16_ror8(uint32_t w)
 #endif
 
 /* acc[r] += sum over the runs of sum over i < len of w(r, k + i) * (x + x_offset)[i]; x_offset: the
- * group's first input channel. */
-static inline void dqa__mac_tile_runs(int32_t *acc, const int8_t *tile, const dqa_mac_run_t *run, uint32_t n_runs,
-                                      uint32_t x_offset)
+ * group's first input channel; tile_bytes: the size of a tile (the row layout's). */
+static inline void dqa__mac_tile_runs(int32_t *acc, const int8_t *tile, uint32_t tile_bytes, const dqa_mac_run_t *run,
+                                      uint32_t n_runs, uint32_t x_offset)
 {
     const dqa_mac_run_t *runs_end = run + n_runs;
+    (void)tile_bytes; /* pairs of all rows lie together */
     int32_t a0 = acc[0], a1 = acc[1], a2 = acc[2], a3 = acc[3];
     for (; run != runs_end; run++) {
         const int16_t *x = run->x + x_offset;
@@ -135,5 +179,7 @@ static inline void dqa__mac_tile_runs(int32_t *acc, const int8_t *tile, const dq
     acc[2] = a2;
     acc[3] = a3;
 }
+
+#endif /* DQA_CONV_TILE_ROWS */
 
 #endif /* DQA_MAC_H */
