@@ -20,6 +20,7 @@ from dqa_mcu.torch_import import import_module
 
 from conftest import shared_file
 
+ROOT = Path(__file__).resolve().parents[1]
 INT8_TFLITE = "models/mlperf_tiny_ic_resnet8_int8.tflite"
 QUIET = {"log": lambda *a: None}
 
@@ -157,3 +158,19 @@ def test_the_same_inputs_give_byte_identical_projects(dqa_model, tmp_path, hash_
         here, there = _files(tmp_path / "here" / mode), _files(tmp_path / "there" / mode)
         assert sorted(here) == sorted(there)
         assert [name for name in here if here[name] != there[name]] == []
+
+
+# -- firmware fuzzing --------------------------------------------------------------------------
+
+FUZZ_SECONDS_PER_TARGET = 60
+
+
+@pytest.mark.slow
+def test_the_firmware_fuzz_targets_find_no_crash(tmp_path):
+    """fuzz/run.sh: the Huffman decoder and code-plane reader, the writer, the int8 kernels, a minute
+    each under ASan + UBSan from seeds of real exports (docs/reliability.md)."""
+    proc = subprocess.run(["bash", str(ROOT / "fuzz" / "run.sh"), str(FUZZ_SECONDS_PER_TARGET), str(tmp_path)],
+                          capture_output=True, text=True, timeout=3 * FUZZ_SECONDS_PER_TARGET + 600)
+    print(proc.stdout)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    assert proc.stdout.count("crashes 0") == 3

@@ -1,0 +1,317 @@
+/*
+ * libFuzzer target: the TFLite-exact int8 kernels (dqa_runtime_s8.h) on any activation bytes, weights
+ * and biases. Byte 0 picks the kernel; the next bytes its geometry, made consistent as the code
+ * generator makes it (TFLite SAME / VALID padding, output shapes from input shapes), and its
+ * multipliers and shifts in the ranges TFLite's quantizer produces; every array is malloc'ed at
+ * exactly the size the kernel's contract gives it, so AddressSanitizer reports an access outside,
+ * and UndefinedBehaviorSanitizer any overflow or bad shift on these bytes.
+ */
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "dqa_runtime_s8.h"
+
+typedef struct {
+    const uint8_t *data;
+    size_t left;
+} source_t;
+
+static uint8_t next_byte(source_t *s)
+{
+    if (s->left == 0) {
+        return 0x5Au;
+    }
+    s->left--;
+    return *s->data++;
+}
+
+static uint32_t next_word(source_t *s)
+{
+    uint32_t w = next_byte(s);
+    w |= (uint32_t)next_byte(s) << 8;
+    w |= (uint32_t)next_byte(s) << 16;
+    return w | (uint32_t)next_byte(s) << 24;
+}
+
+/* 1..limit */
+static uint16_t next_dim(source_t *s, uint32_t limit)
+{
+    return (uint16_t)(1u + next_byte(s) % limit);
+}
+
+/* A buffer of exactly `bytes` bytes (one for none, so that a pointer exists). */
+static void *fresh(size_t bytes)
+{
+    void *p = malloc(bytes ? bytes : 1u);
+    if (p == NULL) {
+        abort();
+    }
+    return p;
+}
+
+/* A buffer of exactly `bytes` bytes filled from the input. */
+static void *next_array(source_t *s, size_t bytes)
+{
+    uint8_t *p = fresh(bytes);
+    size_t i;
+    for (i = 0; i < bytes; i++) {
+        p[i] = next_byte(s);
+    }
+    return p;
+}
+
+/* TFLite's quantized multiplier (Q31 in [2^30, 2^31)) and its shift, here in [-31, 7]. */
+static void next_multiplier(source_t *s, int32_t *multiplier, int32_t *shift)
+{
+    *multiplier = (int32_t)((1u << 30) | (next_word(s) & ((1u << 30) - 1u)));
+    *shift = (int32_t)(next_byte(s) % 39u) - 31;
+}
+
+static int32_t *next_multipliers(source_t *s, uint32_t count, int32_t **shifts)
+{
+    int32_t *m = fresh(sizeof(int32_t) * count);
+    uint32_t i;
+    *shifts = fresh(sizeof(int32_t) * count);
+    for (i = 0; i < count; i++) {
+        next_multiplier(s, &m[i], &(*shifts)[i]);
+    }
+    return m;
+}
+
+/* Output size and leading padding of TFLite's SAME (same = 1) or VALID padding; 0 when VALID
+ * leaves no output. */
+static uint16_t out_size(uint16_t in, uint16_t kernel, uint16_t stride, uint16_t dilation, int same,
+                         uint16_t *pad)
+{
+    uint32_t effective = (uint32_t)(kernel - 1u) * dilation + 1u, out, total;
+    if (same) {
+        out = (in + stride - 1u) / stride;
+        total = (out - 1u) * stride + effective;
+        *pad = (uint16_t)(total > in ? (total - in) / 2u : 0u);
+        return (uint16_t)out;
+    }
+    *pad = 0;
+    return (uint16_t)(in >= effective ? (in - effective) / stride + 1u : 0u);
+}
+
+static void activation_range(source_t *s, int32_t *lo, int32_t *hi)
+{
+    int32_t a = (int8_t)next_byte(s), b = (int8_t)next_byte(s);
+    *lo = a < b ? a : b;
+    *hi = a < b ? b : a;
+}
+
+static void fuzz_conv(source_t *s)
+{
+    dqa_conv_s8_params_t p;
+    int32_t *shift;
+    uint16_t groups = next_dim(s, 4);
+    int same = next_byte(s) & 1;
+    int8_t *input, *output;
+    memset(&p, 0, sizeof p);
+    p.in_h = next_dim(s, 12);
+    p.in_w = next_dim(s, 12);
+    p.in_c_per_group = next_dim(s, 8);
+    p.out_c_per_group = next_dim(s, 8);
+    p.in_c = (uint16_t)(groups * p.in_c_per_group);
+    p.out_c = (uint16_t)(groups * p.out_c_per_group);
+    p.kernel_h = next_dim(s, 5);
+    p.kernel_w = next_dim(s, 5);
+    p.stride_h = next_dim(s, 3);
+    p.stride_w = next_dim(s, 3);
+    p.dilation_h = next_dim(s, 2);
+    p.dilation_w = next_dim(s, 2);
+    p.out_h = out_size(p.in_h, p.kernel_h, p.stride_h, p.dilation_h, same, &p.pad_top);
+    p.out_w = out_size(p.in_w, p.kernel_w, p.stride_w, p.dilation_w, same, &p.pad_left);
+    p.input_offset = -(int32_t)(int8_t)next_byte(s);
+    p.output_offset = (int8_t)next_byte(s);
+    activation_range(s, &p.act_min, &p.act_max);
+    p.weights = next_array(s, (size_t)p.out_c * p.kernel_h * p.kernel_w * p.in_c_per_group);
+    p.bias = next_array(s, sizeof(int32_t) * p.out_c);
+    p.multiplier = next_multipliers(s, p.out_c, &shift);
+    p.shift = shift;
+    input = next_array(s, (size_t)p.in_h * p.in_w * p.in_c);
+    output = fresh((size_t)p.out_h * p.out_w * p.out_c);
+    dqa_conv2d_s8(&p, input, output);
+    free(input);
+    free(output);
+    free((void *)p.weights);
+    free((void *)p.bias);
+    free((void *)p.multiplier);
+    free(shift);
+}
+
+static void fuzz_fully_connected(source_t *s)
+{
+    dqa_fully_connected_s8_params_t p;
+    uint64_t *mantissa;
+    int16_t *exponent;
+    int8_t *input, *output;
+    uint32_t o;
+    memset(&p, 0, sizeof p);
+    p.rows = next_dim(s, 4);
+    p.in_depth = next_dim(s, 64);
+    p.out_depth = next_dim(s, 32);
+    p.output_offset = (int8_t)next_byte(s);
+    activation_range(s, &p.act_min, &p.act_max);
+    mantissa = fresh(sizeof(uint64_t) * p.out_depth);
+    exponent = fresh(sizeof(int16_t) * p.out_depth);
+    for (o = 0; o < p.out_depth; o++) { /* a double's mantissa in [2^52, 2^53): scales 2^-1 .. 2^-50 */
+        mantissa[o] = ((uint64_t)1 << 52) | (((uint64_t)next_word(s) << 20) & (((uint64_t)1 << 52) - 1u));
+        exponent[o] = (int16_t)(-53 - (int32_t)(next_byte(s) % 50u));
+    }
+    p.scale_mantissa = mantissa;
+    p.scale_exponent = exponent;
+    p.weights = next_array(s, (size_t)p.out_depth * p.in_depth);
+    p.folded_bias = next_array(s, sizeof(int32_t) * p.out_depth);
+    input = next_array(s, (size_t)p.rows * p.in_depth);
+    output = fresh((size_t)p.rows * p.out_depth);
+    dqa_fully_connected_s8(&p, input, output);
+    free(input);
+    free(output);
+    free((void *)p.weights);
+    free((void *)p.folded_bias);
+    free(mantissa);
+    free(exponent);
+}
+
+static void fuzz_pool(source_t *s, int is_max)
+{
+    dqa_pool_s8_params_t p;
+    int same = next_byte(s) & 1;
+    int8_t *input, *output;
+    memset(&p, 0, sizeof p);
+    p.in_h = next_dim(s, 12);
+    p.in_w = next_dim(s, 12);
+    p.channels = next_dim(s, 8);
+    p.filter_h = next_dim(s, 5);
+    p.filter_w = next_dim(s, 5);
+    p.stride_h = next_dim(s, 3);
+    p.stride_w = next_dim(s, 3);
+    p.out_h = out_size(p.in_h, p.filter_h, p.stride_h, 1, same, &p.pad_top);
+    p.out_w = out_size(p.in_w, p.filter_w, p.stride_w, 1, same, &p.pad_left);
+    activation_range(s, &p.act_min, &p.act_max);
+    input = next_array(s, (size_t)p.in_h * p.in_w * p.channels);
+    output = fresh((size_t)p.out_h * p.out_w * p.channels);
+    (is_max ? dqa_maxpool_s8 : dqa_avgpool_s8)(&p, input, output);
+    free(input);
+    free(output);
+}
+
+static void fuzz_add(source_t *s)
+{
+    dqa_add_s8_params_t p;
+    dqa_broadcast_s8_t *b = &p.shape;
+    uint8_t broadcast = next_byte(s); /* bit k: operand 2 has size 1 along axis k (h, w, c) */
+    int8_t *in1, *in2, *output;
+    memset(&p, 0, sizeof p);
+    b->out_h = next_dim(s, 8);
+    b->out_w = next_dim(s, 8);
+    b->out_c = next_dim(s, 16);
+    b->input1_stride_c = 1;
+    b->input1_stride_w = b->out_c;
+    b->input1_stride_h = (uint32_t)b->out_w * b->out_c;
+    {
+        uint32_t c2 = (broadcast & 4u) ? 1u : b->out_c, w2 = (broadcast & 2u) ? 1u : b->out_w;
+        b->input2_stride_c = (broadcast & 4u) ? 0u : 1u;
+        b->input2_stride_w = (broadcast & 2u) ? 0u : c2;
+        b->input2_stride_h = (broadcast & 1u) ? 0u : w2 * c2;
+        in2 = next_array(s, (size_t)((broadcast & 1u) ? 1u : b->out_h) * w2 * c2);
+    }
+    p.left_shift = 20; /* what TFLite's int8 ADD uses */
+    p.input1_offset = -(int32_t)(int8_t)next_byte(s);
+    p.input2_offset = -(int32_t)(int8_t)next_byte(s);
+    p.output_offset = (int8_t)next_byte(s);
+    next_multiplier(s, &p.input1_multiplier, &p.input1_shift);
+    next_multiplier(s, &p.input2_multiplier, &p.input2_shift);
+    next_multiplier(s, &p.output_multiplier, &p.output_shift);
+    p.input1_shift = p.input1_shift > 0 ? -p.input1_shift : p.input1_shift; /* <= 0, as checked offline */
+    p.input2_shift = p.input2_shift > 0 ? -p.input2_shift : p.input2_shift;
+    p.output_shift = p.output_shift > 0 ? -p.output_shift : p.output_shift;
+    activation_range(s, &p.act_min, &p.act_max);
+    in1 = next_array(s, (size_t)b->out_h * b->out_w * b->out_c);
+    output = fresh((size_t)b->out_h * b->out_w * b->out_c);
+    dqa_add_s8(&p, in1, in2, output);
+    free(in1);
+    free(in2);
+    free(output);
+}
+
+static void fuzz_softmax(source_t *s)
+{
+    dqa_softmax_s8_params_t p;
+    int8_t *input, *output;
+    size_t n;
+    memset(&p, 0, sizeof p);
+    p.rows = next_dim(s, 4);
+    p.depth = next_dim(s, 64);
+    p.input_multiplier = (int32_t)((1u << 30) | (next_word(s) & ((1u << 30) - 1u)));
+    p.input_left_shift = (int32_t)(next_byte(s) % 24u); /* beta * input scale * 2^(31 - 5), normalized */
+    p.diff_min = -(int32_t)(next_word(s) % 100000u);
+    n = (size_t)p.rows * p.depth;
+    input = next_array(s, n);
+    output = fresh(n);
+    dqa_softmax_s8(&p, input, output);
+    free(input);
+    free(output);
+}
+
+static void fuzz_mean(source_t *s)
+{
+    dqa_mean_s8_params_t p;
+    int8_t *input, *output;
+    memset(&p, 0, sizeof p);
+    p.count = next_dim(s, 255);
+    p.channels = next_dim(s, 32);
+    p.input_zero_point = (int8_t)next_byte(s);
+    p.output_zero_point = (int8_t)next_byte(s);
+    next_multiplier(s, &p.multiplier, &p.shift);
+    input = next_array(s, (size_t)p.count * p.channels);
+    output = fresh(p.channels);
+    dqa_mean_s8(&p, input, output);
+    free(input);
+    free(output);
+}
+
+static void fuzz_pad_and_lookup(source_t *s)
+{
+    dqa_pad_s8_params_t p;
+    int8_t *input, *output, *table;
+    size_t in_bytes, out_bytes;
+    memset(&p, 0, sizeof p);
+    p.in_h = next_dim(s, 8);
+    p.in_w = next_dim(s, 8);
+    p.channels = next_dim(s, 8);
+    p.pad_top = (uint16_t)(next_byte(s) % 4u);
+    p.pad_bottom = (uint16_t)(next_byte(s) % 4u);
+    p.pad_left = (uint16_t)(next_byte(s) % 4u);
+    p.pad_right = (uint16_t)(next_byte(s) % 4u);
+    p.pad_value = (int8_t)next_byte(s);
+    in_bytes = (size_t)p.in_h * p.in_w * p.channels;
+    out_bytes = (size_t)(p.in_h + p.pad_top + p.pad_bottom) * (p.in_w + p.pad_left + p.pad_right) * p.channels;
+    table = next_array(s, 256);
+    input = next_array(s, in_bytes);
+    output = fresh(out_bytes);
+    dqa_pad_s8(&p, input, output);
+    dqa_lookup_s8(table, (uint32_t)out_bytes, output, output); /* in place, as LOGISTIC / TANH may run */
+    free(table);
+    free(input);
+    free(output);
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    source_t s = {data, size};
+    switch (next_byte(&s) % 8u) {
+    case 0: fuzz_conv(&s); break;
+    case 1: fuzz_fully_connected(&s); break;
+    case 2: fuzz_pool(&s, 0); break;
+    case 3: fuzz_pool(&s, 1); break;
+    case 4: fuzz_add(&s); break;
+    case 5: fuzz_softmax(&s); break;
+    case 6: fuzz_mean(&s); break;
+    default: fuzz_pad_and_lookup(&s); break;
+    }
+    return 0;
+}
