@@ -290,8 +290,8 @@ def _convert(model, buf: bytes, s, fail, source: str) -> TFLiteGraph:
             opname = f"CUSTOM({custom[o.opcodeIndex]})"
         ins = [int(i) for i in (o.inputs if o.inputs is not None else [])]
         outs = [int(i) for i in (o.outputs if o.outputs is not None else [])]
-        for i in ins + outs:
-            if i >= len(tensors):
+        for i, lowest in [(i, -1) for i in ins] + [(i, 0) for i in outs]:  # -1: an absent optional input
+            if not lowest <= i < len(tensors):
                 raise fail(f"truncated or corrupt flatbuffer (operator {oi} refers to tensor {i})")
         supported = SUPPORTED_OPS if quantized else FLOAT_OPS
         if opname not in supported:

@@ -507,3 +507,13 @@ def test_a_damaged_torchscript_debug_record_is_not_read(folder):
     outcomes = Outcomes(folder, name, load_float(SR_INPUT))
     outcomes.check(as_zip({**entries, record: bytes(damaged)}))
     assert outcomes.counts["graph"] == 1
+
+
+def test_a_negative_operand_index_is_one_line(keras_cases, folder):
+    """Found by the fuzzer: an operand index below -1 (the mark of an absent optional input) passed the
+    reader and failed in the float converter with an IndexError."""
+    model = _schema().ModelT.InitFromPackedBuf(keras_cases[2], 0)
+    add = next(i for i, o in enumerate(model.subgraphs[0].operators) if len(o.inputs) == 2)
+    outcomes = Outcomes(folder, "resnet8_float.tflite", load_float((32, 32, 3)))
+    outcomes.check(rewrite_tflite(model, [("operand", add, 1, -2 ** 31)]))
+    assert outcomes.counts["one line"] == 1
