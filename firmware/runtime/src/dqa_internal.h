@@ -17,8 +17,8 @@ static inline int32_t dqa__asr(int32_t x, unsigned s)
     return x >= 0 ? (int32_t)((uint32_t)x >> s) : (int32_t) ~(~(uint32_t)x >> s);
 }
 
-/* Spec 3 + 4: rshift_round, then saturate to [lo, hi]. A shift T above 32 (every multiplier below
- * 2^-1, the common case) needs only x's high word h: x's low 32 bits cannot reach the result, so
+/* Spec 3 + 4: rshift_round, then saturate to [lo, hi]. A shift T above 32 (multipliers below about
+ * 2^-2, the common case) needs only x's high word h: x's low 32 bits cannot reach the result, so
  * rshift_round(x, T) = rshift_round(h, T - 32) = (h >> q) + bit q - 1 of h (q = T - 32), which fits
  * 32 bits; the general case works in 64 bits. */
 static inline int32_t dqa__requant(int64_t x, uint8_t shift, int32_t lo, int32_t hi)
