@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -174,3 +175,34 @@ def test_the_firmware_fuzz_targets_find_no_crash(tmp_path):
     print(proc.stdout)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
     assert proc.stdout.count("crashes 0") == 3
+
+
+# -- static checks -----------------------------------------------------------------------------
+
+STRICT_WARNINGS = ["-std=c99", "-Wall", "-Wextra", "-Werror", "-Wconversion"]
+
+
+@pytest.fixture(scope="module")
+def projects(dqa_model, tmp_path_factory):
+    """A DQA export and an int8 .tflite export, not built."""
+    root = tmp_path_factory.mktemp("projects")
+    _export_dqa(dqa_model, root / "dqa")
+    api.export(shared_file(INT8_TFLITE), root / "s8", "host", **QUIET)
+    return root
+
+
+@pytest.mark.parametrize("mode", ["dqa", "s8"])
+@pytest.mark.parametrize("compiler", ["gcc", "clang"])
+def test_the_generated_c_compiles_without_a_warning(projects, mode, compiler):
+    """Every C file of an export (model, weights, harness, the runtime copy) under -Wconversion too."""
+    if shutil.which(compiler) is None:
+        pytest.fail(f"{compiler} not found: ./install.sh installs it")
+    project = projects / mode
+    include = [f"-I{project}", f"-I{project / 'dqa' / 'runtime' / 'include'}",
+               f"-I{project / 'dqa' / 'board' / 'include'}"]
+    sources = sorted(project.glob("*.c")) + sorted((project / "dqa" / "runtime" / "src").glob("*.c"))
+    assert len(sources) > 10
+    for source in sources:
+        proc = subprocess.run([compiler, *STRICT_WARNINGS, *include, "-c", str(source), "-o", os.devnull],
+                              capture_output=True, text=True)
+        assert proc.returncode == 0, f"{compiler} {source.name}:\n{proc.stderr[-3000:]}"
