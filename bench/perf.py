@@ -79,7 +79,7 @@ DEFAULT_CASES = ["r8-int8", "r8-dqa4", "r8-8bit", "r32-dqa3", "r32-8bit"]
 
 # --breakdown: the runtime's functions by what they do (the MAC kernel is conv2d's `accumulate`)
 COST_GROUPS = {
-    "MACs": {"accumulate"},
+    "MAC kernel": {"accumulate"},
     "unpack + Huffman decode": {"dqa_read_pixel", "dqa_skip_pixels", "dqa__window_advance", "dqa__window_init",
                                 "dqa_reader_init"},
     "requant + loop": {"dqa_conv2d", "memset"},

@@ -65,7 +65,8 @@ static inline uint32_t dqa__tile_bytes(uint32_t k)
 #define DQA_MVE_LANES 8 /* int16 lanes of a vector */
 
 /* acc[r] += sum over the runs of sum over i < len of w(r, k + i) * (x + x_offset)[i], rows contiguous;
- * the last step of a run is predicated to its length (inactive lanes are neither read nor added). */
+ * whole vectors unpredicated (GCC 12 gives every predicated instruction its own VPST), then one step
+ * predicated to the run's rest (inactive lanes are neither read nor added). */
 static inline void dqa__mac_tile_runs(int32_t *acc, const int8_t *tile, uint32_t tile_bytes, const dqa_mac_run_t *run,
                                       uint32_t n_runs, uint32_t x_offset)
 {
@@ -75,14 +76,27 @@ static inline void dqa__mac_tile_runs(int32_t *acc, const int8_t *tile, uint32_t
     for (; run != runs_end; run++) {
         const int16_t *x = run->x + x_offset;
         const int8_t *w = tile + run->k;
-        int32_t left = (int32_t)run->len;
-        for (; left > 0; left -= DQA_MVE_LANES, x += DQA_MVE_LANES, w += DQA_MVE_LANES) {
-            mve_pred16_t active = vctp16q((uint32_t)left);
+        uint32_t left = run->len;
+        const int8_t *w1 = w + row, *w2 = w1 + row, *w3 = w2 + row;
+        for (; left >= DQA_MVE_LANES; left -= DQA_MVE_LANES) {
+            int16x8_t xv = vldrhq_s16(x);
+            a0 = vmladavaq_s16(a0, xv, vldrbq_s16(w));
+            a1 = vmladavaq_s16(a1, xv, vldrbq_s16(w1));
+            a2 = vmladavaq_s16(a2, xv, vldrbq_s16(w2));
+            a3 = vmladavaq_s16(a3, xv, vldrbq_s16(w3));
+            x += DQA_MVE_LANES;
+            w += DQA_MVE_LANES;
+            w1 += DQA_MVE_LANES;
+            w2 += DQA_MVE_LANES;
+            w3 += DQA_MVE_LANES;
+        }
+        if (left > 0u) {
+            mve_pred16_t active = vctp16q(left);
             int16x8_t xv = vldrhq_z_s16(x, active);
             a0 = vmladavaq_p_s16(a0, xv, vldrbq_z_s16(w, active), active);
-            a1 = vmladavaq_p_s16(a1, xv, vldrbq_z_s16(w + row, active), active);
-            a2 = vmladavaq_p_s16(a2, xv, vldrbq_z_s16(w + 2u * row, active), active);
-            a3 = vmladavaq_p_s16(a3, xv, vldrbq_z_s16(w + 3u * row, active), active);
+            a1 = vmladavaq_p_s16(a1, xv, vldrbq_z_s16(w1, active), active);
+            a2 = vmladavaq_p_s16(a2, xv, vldrbq_z_s16(w2, active), active);
+            a3 = vmladavaq_p_s16(a3, xv, vldrbq_z_s16(w3, active), active);
         }
     }
     acc[0] = a0;
