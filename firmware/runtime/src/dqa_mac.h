@@ -48,21 +48,10 @@ static inline uint32_t dqa__tile_bytes(uint32_t k)
     return ((k + 1u) >> 1) * DQA_TILE_PAIR_BYTES;
 }
 
-/* a_r += w(r, k) * xk for the one weight k (a run's odd first or last element). */
-#define DQA__MAC_SINGLE(tile, k, xk, a0, a1, a2, a3)                                                          \
-    do {                                                                                                      \
-        const int8_t *q_ = (tile) + ((k) >> 1) * DQA_TILE_PAIR_BYTES + ((k) & 1u) * 2u;                       \
-        int32_t x_ = (xk);                                                                                    \
-        a0 += q_[0] * x_;                                                                                     \
-        a1 += q_[1] * x_;                                                                                     \
-        a2 += q_[4] * x_;                                                                                     \
-        a3 += q_[5] * x_;                                                                                     \
-    } while (0)
-
 #if DQA_CONV_TILE_ROWS
 #include <arm_mve.h>
 
-#define DQA_MVE_LANES 8 /* int16 lanes of a vector */
+#define DQA_MVE_LANES 8u /* int16 lanes of a vector */
 
 /* acc[r] += sum over the runs of sum over i < len of w(r, k + i) * (x + x_offset)[i], rows contiguous;
  * whole vectors unpredicated (GCC 12 gives every predicated instruction its own VPST), then one step
@@ -106,6 +95,17 @@ static inline void dqa__mac_tile_runs(int32_t *acc, const int8_t *tile, uint32_t
 }
 
 #else /* weight pairs: SMLAD or portable C */
+
+/* a_r += w(r, k) * xk for the one weight k (a run's odd first or last element). */
+#define DQA__MAC_SINGLE(tile, k, xk, a0, a1, a2, a3)                                                          \
+    do {                                                                                                      \
+        const int8_t *q_ = (tile) + ((k) >> 1) * DQA_TILE_PAIR_BYTES + ((k) & 1u) * 2u;                       \
+        int32_t x_ = (xk);                                                                                    \
+        a0 += q_[0] * x_;                                                                                     \
+        a1 += q_[1] * x_;                                                                                     \
+        a2 += q_[4] * x_;                                                                                     \
+        a3 += q_[5] * x_;                                                                                     \
+    } while (0)
 
 #if defined(__ARM_FEATURE_DSP) && __ARM_FEATURE_DSP
 #include <arm_acle.h>
