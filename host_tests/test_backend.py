@@ -115,6 +115,7 @@ def test_a_run_that_does_not_finish_is_stopped(digits_model, tmp_path):
     require_arm()
     model, images, _ = digits_model
     out = tmp_path / "slow"
-    api.export_project(model, out, "cortex-m7", "m", np.repeat(images, 40, axis=0), None, None, log=lambda *a: None)
+    # 6,400 inferences: several seconds under QEMU however fast the kernels get
+    api.export_project(model, out, "cortex-m7", "m", np.repeat(images, 400, axis=0), None, None, log=lambda *a: None)
     with pytest.raises(fw.BuildError, match=r"timed out after 1 s and was stopped"):
         api.run_project(out, None, None, None, timeout=1, log=lambda *a: None)
