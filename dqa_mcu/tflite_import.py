@@ -328,15 +328,22 @@ def _options(opname: str, opt, oi: int, source: str) -> dict:
                 f"{Path(source).name}: operator {opname} at index {oi}: unsupported fused activation {a}")
         return _ACTIVATIONS[a]
 
+    def positive(options: dict) -> dict:  # strides, dilations and windows divide and count: 0 is damage
+        for key in ("stride", "dilation", "filter"):
+            if key in options and min(options[key]) < 1:
+                raise UnsupportedTFLiteOpError(f"{Path(source).name}: operator {opname} at index {oi}: "
+                                               f"{key} {options[key]}, must be 1 or more")
+        return options
+
     if opname == "CONV_2D":
         o = need(opt)
-        return dict(stride=(int(o.strideH), int(o.strideW)), padding=_PADDING[int(o.padding)],
-                    dilation=(int(o.dilationHFactor), int(o.dilationWFactor)), activation=act(o))
+        return positive(dict(stride=(int(o.strideH), int(o.strideW)), padding=_PADDING[int(o.padding)],
+                             dilation=(int(o.dilationHFactor), int(o.dilationWFactor)), activation=act(o)))
     if opname == "DEPTHWISE_CONV_2D":
         o = need(opt)
-        return dict(stride=(int(o.strideH), int(o.strideW)), padding=_PADDING[int(o.padding)],
-                    dilation=(int(o.dilationHFactor), int(o.dilationWFactor)), activation=act(o),
-                    depth_multiplier=int(o.depthMultiplier))
+        return positive(dict(stride=(int(o.strideH), int(o.strideW)), padding=_PADDING[int(o.padding)],
+                             dilation=(int(o.dilationHFactor), int(o.dilationWFactor)), activation=act(o),
+                             depth_multiplier=int(o.depthMultiplier)))
     if opname == "FULLY_CONNECTED":
         o = need(opt)
         if int(o.weightsFormat) != 0:
@@ -345,14 +352,14 @@ def _options(opname: str, opt, oi: int, source: str) -> dict:
         return dict(activation=act(o), keep_num_dims=bool(o.keepNumDims))
     if opname in ("AVERAGE_POOL_2D", "MAX_POOL_2D"):
         o = need(opt)
-        return dict(stride=(int(o.strideH), int(o.strideW)), padding=_PADDING[int(o.padding)],
-                    filter=(int(o.filterHeight), int(o.filterWidth)), activation=act(o))
+        return positive(dict(stride=(int(o.strideH), int(o.strideW)), padding=_PADDING[int(o.padding)],
+                             filter=(int(o.filterHeight), int(o.filterWidth)), activation=act(o)))
     if opname in ("ADD", "SUB", "MUL"):
         return dict(activation=act(opt) if opt is not None else "NONE")
     if opname == "TRANSPOSE_CONV":
         o = need(opt)
-        return dict(stride=(int(o.strideH), int(o.strideW)), padding=_PADDING[int(o.padding)],
-                    activation=act(o) if hasattr(o, "fusedActivationFunction") else "NONE")
+        return positive(dict(stride=(int(o.strideH), int(o.strideW)), padding=_PADDING[int(o.padding)],
+                             activation=act(o) if hasattr(o, "fusedActivationFunction") else "NONE"))
     if opname in ("RESIZE_NEAREST_NEIGHBOR", "RESIZE_BILINEAR"):
         return dict(align_corners=bool(opt.alignCorners) if opt is not None else False,
                     half_pixel_centers=bool(opt.halfPixelCenters) if opt is not None else False)
@@ -487,10 +494,15 @@ def _check_float_op(op: TOp, tensors: list[TTensor], source: str) -> None:
             raise UnsupportedTFLiteOpError(
                 f"{Path(source).name}: operator {op.op} at index {op.index}: tensor {i} {tensors[i].name!r} is "
                 f"{tensors[i].dtype} in a float model (only float32; convert without weight quantization)")
-    if op.op in ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "TRANSPOSE_CONV") and \
-            not tensors[op.inputs[1]].is_const:
-        raise UnsupportedTFLiteOpError(f"{Path(source).name}: operator {op.op} at index {op.index}: "
-                                       "the weights must be a constant tensor")
+    if op.op in ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "TRANSPOSE_CONV"):
+        weights = tensors[op.inputs[1]] if len(op.inputs) > 1 and op.inputs[1] >= 0 else None
+        if weights is None or not weights.is_const:
+            raise UnsupportedTFLiteOpError(f"{Path(source).name}: operator {op.op} at index {op.index}: "
+                                           "the weights must be a constant tensor")
+        rank = 2 if op.op == "FULLY_CONNECTED" else 4
+        if len(weights.shape) != rank:  # as the int8 check: the float converter indexes them so
+            raise UnsupportedTFLiteOpError(f"{Path(source).name}: operator {op.op} at index {op.index}: "
+                                           f"weights of rank {len(weights.shape)}, expected {rank}")
     if op.op in ("MEAN", "PAD", "TILE", "TRANSPOSE", "RESIZE_NEAREST_NEIGHBOR", "RESIZE_BILINEAR") and \
             (len(op.inputs) != 2 or not tensors[op.inputs[1]].is_const):
         raise UnsupportedTFLiteOpError(f"{Path(source).name}: operator {op.op} at index {op.index}: "

@@ -517,3 +517,16 @@ def test_a_negative_operand_index_is_one_line(keras_cases, folder):
     outcomes = Outcomes(folder, "resnet8_float.tflite", load_float((32, 32, 3)))
     outcomes.check(rewrite_tflite(model, [("operand", add, 1, -2 ** 31)]))
     assert outcomes.counts["one line"] == 1
+
+
+@pytest.mark.parametrize("edits", [
+    [("operand", 0, 1, 3)],  # a first CONV_2D reading a 1-D constant as its weights: an IndexError
+    [("option", 0, 6, 0)],   # a stride of 0 (strideH: the options' numeric fields in sorted order)
+], ids=["weights-rank", "zero-stride"])
+def test_inconsistent_float_operators_are_one_line(keras_cases, folder, edits):
+    """Found by the fuzzer: the float converter indexed weights of the wrong rank and divided by a
+    zero stride; the reader now refuses both, as it does for int8 models."""
+    model = _schema().ModelT.InitFromPackedBuf(keras_cases[2], 0)
+    outcomes = Outcomes(folder, "resnet8_float.tflite", load_float((32, 32, 3)))
+    outcomes.check(rewrite_tflite(model, edits))
+    assert outcomes.counts["one line"] == 1
