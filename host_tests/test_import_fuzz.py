@@ -530,3 +530,13 @@ def test_inconsistent_float_operators_are_one_line(keras_cases, folder, edits):
     outcomes = Outcomes(folder, "resnet8_float.tflite", load_float((32, 32, 3)))
     outcomes.check(rewrite_tflite(model, edits))
     assert outcomes.counts["one line"] == 1
+
+
+def test_a_damaged_pt2_archive_is_one_line_without_a_logged_traceback(folder):
+    """Found by the fuzzer: a flipped bit in the zip header raised torch's RuntimeError, after torch.export
+    had printed the traceback of the first error."""
+    data = bytearray(shared_file(f"models/{TORCH_MODELS[0]}").read_bytes())
+    data[0] ^= 1
+    outcomes = Outcomes(folder, TORCH_MODELS[0], load_float(SR_INPUT))
+    outcomes.check(bytes(data))
+    assert outcomes.counts["one line"] == 1
