@@ -37,7 +37,7 @@ from pathlib import Path
 import numpy as np
 
 from dqa_mcu import build as fw
-from dqa_mcu import cli, codegen
+from dqa_mcu import api, codegen
 from dqa_mcu.calibrate import calibrate, load_images
 from dqa_mcu.quantize import QuantConfig, quantize
 from dqa_mcu.tflite_import import load_tflite
@@ -130,9 +130,9 @@ class Networks:
     def graph(self, network: str):
         if network not in self._graphs:
             if network == "resnet8":
-                self._graphs[network] = cli.load_graph(str(RESNET8_KERAS), None, False, CIFAR_SHAPE)
+                self._graphs[network] = api.load_graph(str(RESNET8_KERAS), None, False, CIFAR_SHAPE)
             else:
-                self._graphs[network] = cli.load_graph(str(RESNET32), "resnet32", False, CIFAR_SHAPE)
+                self._graphs[network] = api.load_graph(str(RESNET32), "resnet32", False, CIFAR_SHAPE)
             self._calib[network] = calibrate(self._graphs[network], self.calib_x, show_progress=False)
         return self._graphs[network]
 
@@ -151,14 +151,14 @@ def measure(networks: Networks, key: str, target: str, count: int, out: Path, wi
     if case.config is None:
         graph = load_tflite(RESNET8_INT8)
         inputs = quantize_input(graph, images)
-        plan = cli.export_s8_project(graph, out, target, str(RESNET8_INT8), inputs, None, None, log=lambda *a: None)
+        plan = api.export_s8_project(graph, out, target, str(RESNET8_INT8), inputs, None, None, log=lambda *a: None)
         arena, macs = plan.memory.arena_bytes, tflite_macs(graph)
     else:
         model = networks.model(key)
         inputs = images
-        plan = cli.export_project(model, out, target, case.network, inputs, None, None, log=lambda *a: None)
+        plan = api.export_project(model, out, target, case.network, inputs, None, None, log=lambda *a: None)
         arena, macs = plan.arena_bytes, dqa_macs(model)
-    report = cli.run_project(out, inputs, None, None, timeout=3600, log=lambda *a: None)
+    report = api.run_project(out, inputs, None, None, timeout=3600, log=lambda *a: None)
     if not report["bit_exact"]:
         raise SystemExit(f"{case.label} on {target}: the firmware does not match the reference")
     row = {"case": key, "label": case.label, "target": target, "macs": macs, "arena": arena,

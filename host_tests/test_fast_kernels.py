@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 import runtime_vectors as rv
-from dqa_mcu import cli, codegen
+from dqa_mcu import api, codegen
 
 KERNELS = [(1, 1), (3, 3), (5, 3), (1, 5), (3, 1), (5, 5)]
 MAX_OUT_CHANNELS = 13  # 1..13 output channels: every remainder of the 4-channel tile, more than 3 tiles
@@ -169,7 +169,7 @@ def _images(rng, shape):
 def test_random_convs_bit_exact_under_qemu(target, seed, tmp_path):
     """One project per core and stack: the portable C (M3), SMLAD (M4, M7, M33) and MVE (M55) kernels."""
     b = random_stack(seed, layers=8, pixels=_images, output=True)
-    cli.export_project(b.model, tmp_path / "fast", target, "fast kernel test", b.pixels, None, None,
+    api.export_project(b.model, tmp_path / "fast", target, "fast kernel test", b.pixels, None, None,
                        log=lambda *a: None)
-    report = cli.run_project(tmp_path / "fast", b.pixels, None, None, timeout=600, log=lambda *a: None)
+    report = api.run_project(tmp_path / "fast", b.pixels, None, None, timeout=600, log=lambda *a: None)
     assert report["bit_exact"], report["mismatched_images"]
