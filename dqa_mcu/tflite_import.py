@@ -503,6 +503,10 @@ def _check_float_op(op: TOp, tensors: list[TTensor], source: str) -> None:
         if len(weights.shape) != rank:  # as the int8 check: the float converter indexes them so
             raise UnsupportedTFLiteOpError(f"{Path(source).name}: operator {op.op} at index {op.index}: "
                                            f"weights of rank {len(weights.shape)}, expected {rank}")
+        bias_index = 3 if op.op == "TRANSPOSE_CONV" else 2
+        if len(op.inputs) > bias_index and op.inputs[bias_index] >= 0 and not tensors[op.inputs[bias_index]].is_const:
+            raise UnsupportedTFLiteOpError(f"{Path(source).name}: operator {op.op} at index {op.index}: "
+                                           "the bias must be a constant tensor")
     if op.op in ("MEAN", "PAD", "TILE", "TRANSPOSE", "RESIZE_NEAREST_NEIGHBOR", "RESIZE_BILINEAR") and \
             (len(op.inputs) != 2 or not tensors[op.inputs[1]].is_const):
         raise UnsupportedTFLiteOpError(f"{Path(source).name}: operator {op.op} at index {op.index}: "

@@ -521,11 +521,12 @@ def test_a_negative_operand_index_is_one_line(keras_cases, folder):
 
 @pytest.mark.parametrize("edits", [
     [("operand", 0, 1, 3)],  # a first CONV_2D reading a 1-D constant as its weights: an IndexError
-    [("option", 0, 6, 0)],   # a stride of 0 (strideH: the options' numeric fields in sorted order)
-], ids=["weights-rank", "zero-stride"])
+    [("option", 0, 6, 0)],   # a stride of 0 (strideW: the options' numeric fields in sorted order)
+    [("operand", 0, 2, 0)],  # the model input as the bias: an AttributeError on its missing data
+], ids=["weights-rank", "zero-stride", "bias-not-constant"])
 def test_inconsistent_float_operators_are_one_line(keras_cases, folder, edits):
-    """Found by the fuzzer: the float converter indexed weights of the wrong rank and divided by a
-    zero stride; the reader now refuses both, as it does for int8 models."""
+    """Found by the fuzzer: the float converter indexed weights of the wrong rank, divided by a zero
+    stride and read a bias that is not a constant; the reader now refuses them, as it does for int8."""
     model = _schema().ModelT.InitFromPackedBuf(keras_cases[2], 0)
     outcomes = Outcomes(folder, "resnet8_float.tflite", load_float((32, 32, 3)))
     outcomes.check(rewrite_tflite(model, edits))
