@@ -168,7 +168,7 @@ def export_project(model: QModel, out: Path, target_name: str, source: str, imag
     plan = planner.plan(model)
     # the input node's normalization stays on the host (features.py): not a constant in flash
     const_bytes = sum(a.nbytes for n in model.nodes if n.op != "input" for a in n.arrays.values())
-    _check_fits(target, plan.arena_bytes, const_bytes, ram_bytes, flash_bytes)
+    _check_fits(target, plan.arena_bytes, const_bytes + images.nbytes, ram_bytes, flash_bytes)
     with _staged_output(out, force) as staged:
         codegen.generate(model, plan, staged, target.name, source=source, images=images)
         model.save(staged / QMODEL_FILE)
@@ -182,14 +182,16 @@ def export_project(model: QModel, out: Path, target_name: str, source: str, imag
 
 
 def _check_fits(target, arena_bytes: int, const_bytes: int, ram_bytes: int | None, flash_bytes: int | None):
+    """The arena against RAM, the constants (weights, tables, the harness's test inputs) against flash;
+    code and small tables are left to the linker (build.build names an overflow in one line)."""
     ram_limit = ram_bytes or target.ram_bytes
     if arena_bytes > ram_limit:
         raise QuantizationError(f"activation arena of {arena_bytes} bytes does not fit {target.name}'s "
                                 f"RAM of {ram_limit} bytes; use fewer bits or a smaller model")
     flash_limit = flash_bytes or target.flash_bytes
     if const_bytes > flash_limit:
-        raise QuantizationError(f"weights and tables need {const_bytes} bytes, more than {target.name}'s "
-                                f"flash of {flash_limit} bytes")
+        raise QuantizationError(f"weights, tables and test inputs need {const_bytes} bytes, more than "
+                                f"{target.name}'s flash of {flash_limit} bytes")
 
 
 def export_s8_project(graph, out: Path, target_name: str, source: str, images: np.ndarray,
@@ -201,7 +203,7 @@ def export_s8_project(graph, out: Path, target_name: str, source: str, images: n
     target = get_target(target_name)
     plan = plan_s8(graph)
     const_bytes = sum(t.data.nbytes for t in graph.tensors if t.is_const)
-    _check_fits(target, plan.memory.arena_bytes, const_bytes, ram_bytes, flash_bytes)
+    _check_fits(target, plan.memory.arena_bytes, const_bytes + images.nbytes, ram_bytes, flash_bytes)
     with _staged_output(out, force) as staged:
         generate_s8(graph, plan, staged, target.name, source=source, images=images)
         (staged / TFLITE_MODEL_FILE).write_bytes(Path(graph.source).read_bytes())

@@ -20,6 +20,7 @@ import numpy as np
 from .targets import Target
 
 DEFAULT_TIMEOUT_S = 600
+LINKER_OVERFLOW = re.compile(r"region [`'\"]?(\w+)[`'\"]? overflowed by (\d+) bytes")
 TOOL_PACKAGES = {
     "cmake": "cmake",
     "gcc": "gcc",
@@ -66,6 +67,11 @@ def build(project: Path, target: Target, build_dir: Path | None = None, sanitize
     for cmd in (configure, ["cmake", "--build", str(build_dir), "-j", "2"]):
         proc = _run(cmd)
         if proc.returncode != 0:
+            overflow = LINKER_OVERFLOW.search(proc.stdout + proc.stderr)
+            if overflow:  # the export's fit check counts constants only: code and tables can still overflow
+                raise BuildError(f"{project}: the image does not fit {target.name}: its {overflow.group(1)} region "
+                                 f"overflows by {int(overflow.group(2))} bytes (use fewer bits, a smaller model or "
+                                 "a larger part)")
             log = (proc.stdout + proc.stderr)[-4000:]
             raise BuildError(f"{' '.join(cmd[:2])} failed in {project}:\n{log}")
     if not exe.exists():

@@ -98,7 +98,7 @@ def test_model_too_big_for_the_part_fails_at_export_with_numbers(digits_model, t
     model, images, _ = digits_model
     with pytest.raises(cli.QuantizationError, match=r"activation arena of \d+ bytes does not fit cortex-m4's RAM of 1000 bytes"):
         api.export_project(model, tmp_path, "cortex-m4", "m", images, ram_bytes=1000, flash_bytes=None)
-    with pytest.raises(cli.QuantizationError, match=r"weights and tables need \d+ bytes, more than cortex-m4's flash of 2000"):
+    with pytest.raises(cli.QuantizationError, match=r"weights, tables and test inputs need \d+ bytes, more than cortex-m4's flash of 2000"):
         api.export_project(model, tmp_path, "cortex-m4", "m", images, ram_bytes=None, flash_bytes=2000)
 
 

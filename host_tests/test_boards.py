@@ -325,3 +325,22 @@ def test_flash_compares_the_board_output_as_run_does(exports, monkeypatch, capsy
     monkeypatch.setattr(shutil, "which", lambda tool: "/usr/bin/openocd" if tool == "openocd" else which(tool))
     assert cli.main(["flash", str(out), "--timeout", "60"]) == 0
     assert "bit-exact with the reference" in capsys.readouterr().out
+
+
+def test_a_linker_region_overflow_is_named_in_one_line(tmp_path, monkeypatch):
+    """Code and small tables are not in the export's fit check: when the image then overflows a memory
+    region, the build says so with the bytes, not with the linker's log."""
+    ld = ("/usr/bin/arm-none-eabi-ld: dqa_model.elf section `.rodata' will not fit in region `FLASH'\n"
+          "/usr/bin/arm-none-eabi-ld: region `FLASH' overflowed by 34280 bytes\ncollect2: error: ld returned 1")
+
+    def fake_run(cmd, cwd=None, timeout=None):
+        failed = "--build" in cmd
+        return subprocess.CompletedProcess(cmd, 1 if failed else 0, "", ld if failed else "")
+
+    monkeypatch.setattr(fw, "_run", fake_run)
+    monkeypatch.setattr(fw, "require_tool", lambda tool: tool)
+    (tmp_path / "CMakeLists.txt").write_text("dqa_add_firmware(dqa_model SOURCES main.c)\n")
+    with pytest.raises(fw.BuildError) as err:
+        fw.build(tmp_path, get_target("nucleo-f446re"))
+    assert str(err.value) == (f"{tmp_path}: the image does not fit nucleo-f446re: its FLASH region overflows by "
+                              "34280 bytes (use fewer bits, a smaller model or a larger part)")
