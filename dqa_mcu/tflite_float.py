@@ -192,22 +192,32 @@ class _Converter:
 
     def move(self, op: TOp) -> str:
         x, index = self.moving(op)
-        if op.op == "RESHAPE":
-            index = index.reshape(self.g.tensors[op.outputs[0]].shape)
-        elif op.op == "TILE":
-            index = np.tile(index, self.g.tensors[op.inputs[1]].data.astype(np.int64).reshape(-1))
-        elif op.op == "TRANSPOSE":
-            index = index.transpose(self.g.tensors[op.inputs[1]].data.astype(np.int64).reshape(-1))
-        else:  # DEPTH_TO_SPACE, TFLite's DCR order: out[h*r + i, w*r + j, c] = in[h, w, (i*r + j)*C + c]
-            r = op.options["block"]
-            n, h, w, c = index.shape
-            index = index.reshape(n, h, w, r, r, c // (r * r)).transpose(0, 1, 3, 2, 4, 5) \
-                .reshape(n, h * r, w * r, c // (r * r))
+        shape = list(index.shape)
+        try:
+            index = self.moved_index(op, index)
+        except ValueError:  # numpy's word for operands that do not fit the input
+            raise self.fail(op, f"its operands do not fit its input of shape {shape}") from None
         if index.shape != tuple(self.g.tensors[op.outputs[0]].shape):
             raise self.fail(op, f"output shape {list(self.g.tensors[op.outputs[0]].shape)} where the operands give "
                                 f"{list(index.shape)}")
         self.moved[op.outputs[0]] = (x, index)
         return ""
+
+    def moved_index(self, op: TOp, index: np.ndarray) -> np.ndarray:
+        """Where each element of op's output comes from, given where its input's come from."""
+        if op.op == "RESHAPE":
+            return index.reshape(self.g.tensors[op.outputs[0]].shape)
+        if op.op == "TILE":
+            return np.tile(index, self.g.tensors[op.inputs[1]].data.astype(np.int64).reshape(-1))
+        if op.op == "TRANSPOSE":
+            return index.transpose(self.g.tensors[op.inputs[1]].data.astype(np.int64).reshape(-1))
+        # DEPTH_TO_SPACE, TFLite's DCR order: out[h*r + i, w*r + j, c] = in[h, w, (i*r + j)*C + c]
+        r = op.options["block"]
+        n, h, w, c = index.shape
+        if r < 1 or c % (r * r):
+            raise ValueError("channels not a multiple of block^2")
+        return index.reshape(n, h, w, r, r, c // (r * r)).transpose(0, 1, 3, 2, 4, 5) \
+            .reshape(n, h * r, w * r, c // (r * r))
 
     def resolve(self, op: TOp, t: int) -> str:
         """The IR op a moved tensor amounts to, emitted when `op` reads it."""
