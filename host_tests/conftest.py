@@ -43,6 +43,15 @@ def resnet20():
     return graph, calibrate(graph, data, show_progress=False)
 
 
+def int8_inputs(graph, count: int, seed: int) -> np.ndarray:
+    """Random int8 inputs of an int8 TFLiteGraph, plus the extremes and the input zero point."""
+    rng = np.random.default_rng(seed)
+    shape = graph.input.shape[1:]
+    return np.concatenate([rng.integers(-128, 128, (count,) + shape), np.full((1,) + shape, -128),
+                           np.full((1,) + shape, 127),
+                           np.full((1,) + shape, int(graph.input.zero_point[0]))]).astype(np.int8)
+
+
 def tflite_int8(tf, model, samples: np.ndarray) -> bytes:
     """A Keras model converted to full-int8 TFLite (int8 input and output), calibrated on `samples`."""
     def representative():

@@ -12,7 +12,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-import torch.nn as nn
 
 from dqa_mcu import api, cli, codegen, passes
 from dqa_mcu.calibrate import DataError, calibrate
@@ -20,32 +19,18 @@ from dqa_mcu.quantize import QuantConfig, quantize
 from dqa_mcu.torch_import import import_module
 
 from conftest import shared_file
+from test_library import Residual
 
 ROOT = Path(__file__).resolve().parents[1]
 INT8_TFLITE = "models/mlperf_tiny_ic_resnet8_int8.tflite"
 QUIET = {"log": lambda *a: None}
 
 
-class SmallResidual(nn.Module):
-    """conv-BN-ReLU, a residual conv, pooling and a classifier: every kind of file a DQA export writes."""
-
-    def __init__(self):
-        super().__init__()
-        self.stem = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1, bias=False), nn.BatchNorm2d(8), nn.ReLU())
-        self.conv = nn.Conv2d(8, 8, 3, padding=1)
-        self.head = nn.Linear(8, 10)
-
-    def forward(self, x):
-        x = self.stem(x)
-        x = torch.relu(self.conv(x) + x)
-        return self.head(nn.functional.max_pool2d(x, 2).mean(dim=(2, 3)))
-
-
 def small_dqa_model():
     """(a DQA 4-bit QModel with Huffman-coded tensors, uint8 harness images), the same on every call."""
     torch.manual_seed(0)
     images = np.random.default_rng(0).integers(0, 256, (20, 12, 12, 3), dtype=np.uint8)
-    graph = passes.optimize(import_module(SmallResidual().eval(), images.shape[1:]))
+    graph = passes.optimize(import_module(Residual().eval(), images.shape[1:]))
     model = quantize(graph, calibrate(graph, images[:16], show_progress=False), QuantConfig(bits=4), images[:16])
     return model, images[16:]
 

@@ -22,7 +22,7 @@ import pytest
 from dqa_mcu import api, cli
 from dqa_mcu import tflite_reference as R
 from dqa_mcu.tflite_import import UnsupportedTFLiteOpError, load_tflite
-from conftest import tflite_int8
+from conftest import int8_inputs, tflite_int8
 from test_tflite import assert_bit_exact, tf  # noqa: F401  (tf is a fixture)
 from test_tflite_backend import _firmware_outputs
 
@@ -79,15 +79,6 @@ def models(tf, tmp_path_factory):
     return paths
 
 
-def _inputs(graph, count: int, seed: int) -> np.ndarray:
-    """Random int8 vectors plus the extremes and the input zero point."""
-    rng = np.random.default_rng(seed)
-    shape = graph.input.shape[1:]
-    return np.concatenate([rng.integers(-128, 128, (count,) + shape), np.full((1,) + shape, -128),
-                           np.full((1,) + shape, 127),
-                           np.full((1,) + shape, int(graph.input.zero_point[0]))]).astype(np.int8)
-
-
 def _require(tool: str):
     if shutil.which(tool) is None:
         pytest.fail(f"{tool} not found: ./install.sh installs it")
@@ -108,7 +99,7 @@ def test_autoencoder_is_a_vector_model_bit_exact_with_litert(models):
     assert all(op.inputs[2] >= 0 for op in g.ops)                      # the biases are kept
     assert g.input.shape == (1, FEATURES) and g.output.shape == (1, FEATURES)
     assert all(len(g.tensors[op.outputs[0]].shape) == 2 for op in g.ops)
-    out = assert_bit_exact(models["autoencoder"], _inputs(g, 200, 22))
+    out = assert_bit_exact(models["autoencoder"], int8_inputs(g, 200, 22))
     assert len(np.unique(out)) > 100                                   # a real spread, not saturated
 
 
@@ -117,7 +108,7 @@ def test_autoencoder_on_cortex_m7_equals_litert(models, tmp_path):
     _require("arm-none-eabi-gcc")
     path = models["autoencoder"]
     g = load_tflite(path)
-    x = _inputs(g, 8, 23)
+    x = int8_inputs(g, 8, 23)
     fw_out = _export_and_run(path, tmp_path / "ae", "cortex-m7", x)
     assert fw_out.shape == (len(x), FEATURES)
     assert np.array_equal(fw_out, R.run_litert_interpreter(path, x))
@@ -129,7 +120,7 @@ def test_autoencoder_on_cortex_m7_equals_litert(models, tmp_path):
 def test_autoencoder_on_the_host_with_sanitizers(models, tmp_path):
     _require("gcc")
     path = models["autoencoder"]
-    x = _inputs(load_tflite(path), 8, 24)
+    x = int8_inputs(load_tflite(path), 8, 24)
     fw_out = _export_and_run(path, tmp_path / "ae", "host", x, sanitize=True)
     assert np.array_equal(fw_out, R.run_litert_interpreter(path, x))
 
@@ -137,7 +128,7 @@ def test_autoencoder_on_the_host_with_sanitizers(models, tmp_path):
 def test_rank3_tensor_refused_in_one_line_naming_the_op(models, tmp_path, capsys):
     path = models["softmax_rows"]
     g = load_tflite(path)
-    x = _inputs(g, 4, 25)
+    x = int8_inputs(g, 4, 25)
     litert = np.concatenate([R.run_litert_interpreter(path, x[i:i + 1]) for i in range(len(x))])
     assert np.array_equal(R.TFLiteReference(g).run(x), litert)         # the reference runs it ...
     out = tmp_path / "sm"

@@ -29,11 +29,10 @@ import numpy as np
 import pytest
 
 from dqa_mcu import api, build as fw
-from dqa_mcu import cli
 from dqa_mcu import tflite_reference as R
 from dqa_mcu.targets import get_target
 from dqa_mcu.tflite_import import load_tflite
-from conftest import tflite_int8
+from conftest import int8_inputs, tflite_int8
 from test_tflite import _repack, tf  # noqa: F401  (tf is a fixture)
 
 NEW_OPS = {"SUB", "MUL", "LEAKY_RELU", "RESIZE_NEAREST_NEIGHBOR", "DEPTH_TO_SPACE", "TRANSPOSE_CONV",
@@ -179,22 +178,13 @@ def assert_every_tensor_equal(path: Path, x: np.ndarray) -> np.ndarray:
     return out
 
 
-def _inputs(graph, count: int, seed: int) -> np.ndarray:
-    """Random int8 inputs plus the extremes and the input zero point."""
-    rng = np.random.default_rng(seed)
-    shape = graph.input.shape[1:]
-    return np.concatenate([rng.integers(-128, 128, (count,) + shape), np.full((1,) + shape, -128),
-                           np.full((1,) + shape, 127),
-                           np.full((1,) + shape, int(graph.input.zero_point[0]))]).astype(np.int8)
-
-
 def test_decoder_every_tensor_equals_litert(models):
     g = load_tflite(models["decoder"])
     ops = [op.op for op in g.ops]
     assert NEW_OPS <= set(ops), f"not converted to: {NEW_OPS - set(ops)}"
     tconv = [op for op in g.ops if op.op == "TRANSPOSE_CONV"]
     assert {op.options["padding"] for op in tconv} == {"VALID", "SAME"} and all(len(op.inputs) == 4 for op in tconv)
-    out = assert_every_tensor_equal(models["decoder"], _inputs(g, 300, 32))
+    out = assert_every_tensor_equal(models["decoder"], int8_inputs(g, 300, 32))
     assert len(np.unique(out)) > 100  # a real spread, not saturated
 
 
@@ -209,7 +199,7 @@ def test_variants_every_tensor_equals_litert(models):
                   if op.op in ("SUB", "MUL") or op.op == "ADD" and g.tensors[op.inputs[0]].shape[1] == 1}
     assert broadcasts == {("SUB", (1, 13, 9, 4), (1, 1, 1, 4)), ("MUL", (1, 13, 9, 4), (1, 13, 9, 1)),
                           ("ADD", (1, 1, 1, 4), (1, 13, 9, 4)), ("MUL", (1, 13, 9, 4), (4,))}
-    assert_every_tensor_equal(models["variants"], _inputs(g, 200, 36))
+    assert_every_tensor_equal(models["variants"], int8_inputs(g, 200, 36))
 
 
 def test_logistic_output_quantization_refused_in_one_line(models, tmp_path):
@@ -275,13 +265,13 @@ def _assert_c_equals_reference_and_litert(path: Path, out: Path, target: str, x:
 def test_decoder_on_the_host_with_sanitizers(models, tmp_path):
     _require("gcc")
     _assert_c_equals_reference_and_litert(models["decoder"], tmp_path / "dec", "host",
-                                          _inputs(load_tflite(models["decoder"]), 12, 33), sanitize=True)
+                                          int8_inputs(load_tflite(models["decoder"]), 12, 33), sanitize=True)
 
 
 def test_variants_on_the_host_with_sanitizers(models, tmp_path):
     _require("gcc")
     _assert_c_equals_reference_and_litert(models["variants"], tmp_path / "var", "host",
-                                          _inputs(load_tflite(models["variants"]), 8, 37), sanitize=True)
+                                          int8_inputs(load_tflite(models["variants"]), 8, 37), sanitize=True)
 
 
 def test_hard_swish_in_c_on_every_input(models, tmp_path):
@@ -298,4 +288,4 @@ def test_hard_swish_in_c_on_every_input(models, tmp_path):
 def test_decoder_on_cortex_m7_equals_reference_and_litert(models, tmp_path):
     _require("arm-none-eabi-gcc")
     _assert_c_equals_reference_and_litert(models["decoder"], tmp_path / "dec", "cortex-m7",
-                                          _inputs(load_tflite(models["decoder"]), 6, 35), sanitize=False)
+                                          int8_inputs(load_tflite(models["decoder"]), 6, 35), sanitize=False)

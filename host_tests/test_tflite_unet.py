@@ -22,9 +22,9 @@ import pytest
 from dqa_mcu import tflite_reference as R
 from dqa_mcu.tflite_codegen import plan_s8
 from dqa_mcu.tflite_import import load_tflite
-from conftest import tflite_int8
+from conftest import int8_inputs, tflite_int8
 from test_tflite import _repack, tf  # noqa: F401  (tf is a fixture)
-from test_tflite_ops import (_assert_c_equals_reference_and_litert, _c_outputs, _inputs, _require,
+from test_tflite_ops import (_assert_c_equals_reference_and_litert, _c_outputs, _require,
                              _requantized, _with_random_biases, assert_every_tensor_equal)
 
 UNET_OPS = {"TILE", "QUANTIZE"}  # covered here, for the every-operator tests of test_tflite(_backend)
@@ -98,7 +98,7 @@ def test_unet_converts_to_tile_chains_and_a_requantization(models):
 
 def test_unet_every_tensor_equals_litert(models):
     g = load_tflite(models["unet"])
-    out = assert_every_tensor_equal(models["unet"], _inputs(g, 300, 42))
+    out = assert_every_tensor_equal(models["unet"], int8_inputs(g, 300, 42))
     assert len(np.unique(out)) > 100  # a real spread, not saturated
 
 
@@ -106,7 +106,7 @@ def test_tiles_every_tensor_equals_litert(models):
     for name in ("tiles", "channel_tile"):
         g = load_tflite(models[name])
         assert [op.op for op in g.ops].count("TILE") == 2 + (name == "channel_tile")
-        assert_every_tensor_equal(models[name], _inputs(g, 100, 43))
+        assert_every_tensor_equal(models[name], int8_inputs(g, 100, 43))
 
 
 def test_quantize_exhaustive_under_random_quantizations(models, tmp_path):
@@ -132,7 +132,7 @@ def test_unet_on_the_host_with_sanitizers(models, tmp_path):
     assert rank5 and rank5 <= plan.folded
     stored = {plan.storage[t] for t in plan.storage if t not in plan.folded}
     assert {b.name for b in plan.memory.blocks} == stored  # no block of its own for a folded tensor
-    _assert_c_equals_reference_and_litert(models["unet"], tmp_path / "unet", "host", _inputs(g, 12, 45),
+    _assert_c_equals_reference_and_litert(models["unet"], tmp_path / "unet", "host", int8_inputs(g, 12, 45),
                                           sanitize=True)
     model_c = (tmp_path / "unet" / "model.c").read_text()
     assert model_c.count("dqa_resize_nearest_s8(&") == 1  # the UpSampling2D chain, as one kernel call
@@ -141,7 +141,7 @@ def test_unet_on_the_host_with_sanitizers(models, tmp_path):
 def test_tiles_on_the_host_with_sanitizers(models, tmp_path):
     _require("gcc")
     _assert_c_equals_reference_and_litert(models["tiles"], tmp_path / "tiles", "host",
-                                          _inputs(load_tflite(models["tiles"]), 8, 46), sanitize=True)
+                                          int8_inputs(load_tflite(models["tiles"]), 8, 46), sanitize=True)
 
 
 def test_channel_tile_refused_in_c_in_one_line(models, tmp_path):
@@ -151,7 +151,7 @@ def test_channel_tile_refused_in_c_in_one_line(models, tmp_path):
                                                          rf"{op.index}: the C backend moves data as a reshape "
                                                          r"or as copies of whole NHWC pixels only \(not "
                                                          r"\[1, 8, 15, 8\] -> \[1, 8, 15, 16\] this way\)$"):
-        _c_outputs(models["channel_tile"], tmp_path / "ct", "host", _inputs(g, 1, 47))
+        _c_outputs(models["channel_tile"], tmp_path / "ct", "host", int8_inputs(g, 1, 47))
     assert not (tmp_path / "ct").exists()
 
 
@@ -159,4 +159,4 @@ def test_channel_tile_refused_in_c_in_one_line(models, tmp_path):
 def test_unet_on_cortex_m7_equals_reference_and_litert(models, tmp_path):
     _require("arm-none-eabi-gcc")
     _assert_c_equals_reference_and_litert(models["unet"], tmp_path / "unet", "cortex-m7",
-                                          _inputs(load_tflite(models["unet"]), 6, 48), sanitize=False)
+                                          int8_inputs(load_tflite(models["unet"]), 6, 48), sanitize=False)
