@@ -33,7 +33,8 @@ from . import __version__
 from .codegen import CArray, _body, c_ident, write_project
 from .ir import unique_name
 from .planner import Block, MemoryPlan, place
-from .tflite_import import TFLiteGraph, TOp, UnsupportedTFLiteOpError, layer_name, refuse_activation_shapes
+from .tflite_import import (TFLiteGraph, TOp, UnsupportedTFLiteOpError, layer_name, moved_index,
+                            refuse_activation_shapes)
 from .tflite_reference import TFLiteReference, geometry, wrap32
 
 __all__ = ["S8Plan", "plan_s8", "generate_s8", "fc_scale_parts"]
@@ -71,11 +72,7 @@ def _data_movements(g: TFLiteGraph) -> dict[int, tuple[int, np.ndarray]]:
         x, y = op.inputs[0], g.tensors[op.outputs[0]]
         shape = g.tensors[x].shape
         source, index = moves.get(x, (x, np.arange(int(np.prod(shape))).reshape(shape)))
-        if op.op == "RESHAPE":
-            index = index.reshape(y.shape)
-        else:
-            index = np.tile(index, g.tensors[op.inputs[1]].data.astype(np.int64).reshape(-1))
-        moves[y.index] = (source, index)
+        moves[y.index] = (source, moved_index(g, op, index))
     return moves
 
 

@@ -51,7 +51,7 @@ import numpy as np
 from . import ir
 from .keras_import import RAW_PIXELS, tf_same_pads
 from .npconv import out_size
-from .tflite_import import TFLiteGraph, TOp, UnsupportedTFLiteOpError, layer_name
+from .tflite_import import TFLiteGraph, TOp, UnsupportedTFLiteOpError, layer_name, moved_index
 
 __all__ = ["tflite_to_ir"]
 
@@ -194,7 +194,7 @@ class _Converter:
         x, index = self.moving(op)
         shape = list(index.shape)
         try:
-            index = self.moved_index(op, index)
+            index = moved_index(self.g, op, index)
         except ValueError:  # numpy's word for operands that do not fit the input
             raise self.fail(op, f"its operands do not fit its input of shape {shape}") from None
         if index.shape != tuple(self.g.tensors[op.outputs[0]].shape):
@@ -202,22 +202,6 @@ class _Converter:
                                 f"{list(index.shape)}")
         self.moved[op.outputs[0]] = (x, index)
         return ""
-
-    def moved_index(self, op: TOp, index: np.ndarray) -> np.ndarray:
-        """Where each element of op's output comes from, given where its input's come from."""
-        if op.op == "RESHAPE":
-            return index.reshape(self.g.tensors[op.outputs[0]].shape)
-        if op.op == "TILE":
-            return np.tile(index, self.g.tensors[op.inputs[1]].data.astype(np.int64).reshape(-1))
-        if op.op == "TRANSPOSE":
-            return index.transpose(self.g.tensors[op.inputs[1]].data.astype(np.int64).reshape(-1))
-        # DEPTH_TO_SPACE, TFLite's DCR order: out[h*r + i, w*r + j, c] = in[h, w, (i*r + j)*C + c]
-        r = op.options["block"]
-        n, h, w, c = index.shape
-        if r < 1 or c % (r * r):
-            raise ValueError("channels not a multiple of block^2")
-        return index.reshape(n, h, w, r, r, c // (r * r)).transpose(0, 1, 3, 2, 4, 5) \
-            .reshape(n, h * r, w * r, c // (r * r))
 
     def resolve(self, op: TOp, t: int) -> str:
         """The IR op a moved tensor amounts to, emitted when `op` reads it."""

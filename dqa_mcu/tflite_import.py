@@ -43,7 +43,7 @@ import numpy as np
 from . import ir
 
 __all__ = ["TFLiteGraph", "TTensor", "TOp", "TFLiteFormatError", "UnsupportedTFLiteOpError",
-           "load_tflite", "parse_tflite", "layer_name", "refuse_activation_shapes", "SUPPORTED_OPS",
+           "load_tflite", "parse_tflite", "layer_name", "refuse_activation_shapes", "moved_index", "SUPPORTED_OPS",
            "FLOAT_OPS"]
 
 SUPPORTED_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "ADD", "AVERAGE_POOL_2D",
@@ -130,6 +130,27 @@ def layer_name(t: TTensor) -> str:
     (``model/activation_1/Relu;model/conv2d_1/BiasAdd`` -> ``activation_1``)."""
     path = t.name.split(";")[0].split("/")
     return path[-2] if len(path) > 1 else path[0]
+
+
+def moved_index(g: TFLiteGraph, op: TOp, index: np.ndarray) -> np.ndarray:
+    """Where each element of a data-movement op's output (RESHAPE, TILE, TRANSPOSE, DEPTH_TO_SPACE)
+    comes from, given where its input's come from (`index`: source element numbers in the input's
+    shape). Both TFLite front ends follow chains of moves this way. Raises numpy's ValueError when
+    the operands do not fit the input."""
+    if op.op == "RESHAPE":
+        return index.reshape(g.tensors[op.outputs[0]].shape)
+    if op.op == "TILE":
+        return np.tile(index, g.tensors[op.inputs[1]].data.astype(np.int64).reshape(-1))
+    if op.op == "TRANSPOSE":
+        return index.transpose(g.tensors[op.inputs[1]].data.astype(np.int64).reshape(-1))
+    if op.op != "DEPTH_TO_SPACE":
+        raise ValueError(f"{op.op} is not a data movement")
+    # TFLite's DCR order: out[h*r + i, w*r + j, c] = in[h, w, (i*r + j)*C + c]
+    r = op.options["block"]
+    n, h, w, c = index.shape
+    if r < 1 or c % (r * r):
+        raise ValueError("channels not a multiple of block^2")
+    return index.reshape(n, h, w, r, r, c // (r * r)).transpose(0, 1, 3, 2, 4, 5).reshape(n, h * r, w * r, c // (r * r))
 
 
 def refuse_activation_shapes(g: TFLiteGraph, accepted: Callable[[tuple[int, ...]], bool], limit: str,
