@@ -166,8 +166,7 @@ def export_project(model: QModel, out: Path, target_name: str, source: str, imag
     out = Path(out)
     target = get_target(target_name)
     plan = planner.plan(model)
-    # the input node's normalization stays on the host (features.py): not a constant in flash
-    const_bytes = sum(a.nbytes for n in model.nodes if n.op != "input" for a in n.arrays.values())
+    const_bytes = sum(a.nbytes for n in model.nodes for a in n.arrays.values())
     _check_fits(target, plan.arena_bytes, const_bytes + images.nbytes, ram_bytes, flash_bytes)
     with _staged_output(out, force) as staged:
         codegen.generate(model, plan, staged, target.name, source=source, images=images)

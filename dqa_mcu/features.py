@@ -55,9 +55,9 @@ def model_normalization(model: QModel) -> Normalization | None:
     """The normalization a quantized model was built with (its input node keeps it; None in a model
     saved before it did)."""
     node = next(n for n in model.nodes if n.op == "input")
-    if "mean" not in node.arrays:
+    if "mean" not in node.attrs:
         return None
-    return Normalization(float(node.attrs["pixel_scale"]), tuple(node.arrays["mean"]), tuple(node.arrays["std"]))
+    return Normalization(float(node.attrs["pixel_scale"]), tuple(node.attrs["mean"]), tuple(node.attrs["std"]))
 
 
 def is_feature_file(path) -> bool:

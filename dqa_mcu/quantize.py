@@ -267,7 +267,7 @@ def _qnode(node: Node, tensors: dict[str, QTensor]) -> QNode:
         (mult,), shift = fixed_point(x.fine_step * vec.fine_step / out.storage_step)
         arrays["multiplier"] = mult
     elif node.op == "input":  # its normalization, so that the model can quantize new data (features.py)
-        arrays.update(mean=np.asarray(node.params["mean"], np.float64), std=np.asarray(node.params["std"], np.float64))
+        at.update(mean=tuple(float(v) for v in node.params["mean"]), std=tuple(float(v) for v in node.params["std"]))
         return QNode(node.name, node.op, [], node.output, at, arrays)
     elif node.op == "activation":
         arrays["index_multiplier"], arrays["index_shift"], arrays["table"], table_step = _table(node, ins[0])
