@@ -12,11 +12,12 @@ images; bits per activation as `dqa-mcu eval` counts them.
 """
 from pathlib import Path
 
-from dqa_mcu import api, evaluate, reference
-from dqa_mcu.budget import network_counts
-from dqa_mcu.calibrate import calibrate, load_images, subsample
-from dqa_mcu.greedy import rankings_for
-from dqa_mcu.quantize import QuantConfig, quantize
+from dqa_mcu import api
+from dqa_mcu.quantize.budget import network_counts
+from dqa_mcu.quantize.calibrate import calibrate, load_images, subsample
+from dqa_mcu.quantize.greedy import rankings_for
+from dqa_mcu.quantize.quantizer import QuantConfig, quantize
+from dqa_mcu.reference import evaluate, dqa as reference
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 TARGET_BITS, TARGET_DROP = 4.2, 1.5

@@ -7,17 +7,19 @@ RAM (.data + .bss), flash (.text + .rodata + .data), instructions per
 inference (QEMU -icount shift=0: instructions, not cycles) and top-1 on the
 test images (NumPy reference, bit-exact with the firmware), then the DQA
 arena as a share of the all-8-bit arena (goal at n = 3: at most 50 %). The
-last row asks for exactly that share with `--memory-budget` (dqa_mcu.budget):
+last row asks for exactly that share with `--memory-budget` (dqa_mcu.quantize.budget):
 important ratios move off the arena peak instead of being 0.4 everywhere.
 """
 import argparse
 import tempfile
 from pathlib import Path
 
-from dqa_mcu import api, evaluate, planner, reference
-from dqa_mcu.budget import fit_arena
-from dqa_mcu.calibrate import calibrate, load_images
-from dqa_mcu.quantize import QuantConfig, quantize
+from dqa_mcu import api
+from dqa_mcu.codegen import planner
+from dqa_mcu.quantize.budget import fit_arena
+from dqa_mcu.quantize.calibrate import calibrate, load_images
+from dqa_mcu.quantize.quantizer import QuantConfig, quantize
+from dqa_mcu.reference import evaluate, dqa as reference
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 CONFIGS = {

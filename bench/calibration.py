@@ -10,10 +10,11 @@ this machine (2 cores). Wall-clock times: run it on an idle machine.
 import time
 from pathlib import Path
 
-from dqa_mcu import api, evaluate
-from dqa_mcu.calibrate import calibrate, load_images, subsample
-from dqa_mcu.quantize import QuantConfig, quantize
-from dqa_mcu.zoo import Normalization
+from dqa_mcu import api
+from dqa_mcu.frontends.zoo import Normalization
+from dqa_mcu.quantize.calibrate import calibrate, load_images, subsample
+from dqa_mcu.quantize.quantizer import QuantConfig, quantize
+from dqa_mcu.reference import evaluate
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 MOBILENET = ("MobileNetV2", "models/mobilenetv2_cifar10.pt2", None,

@@ -19,12 +19,14 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from dqa_mcu import api, evaluate, planner
-from dqa_mcu.calibrate import calibrate, load_images, subsample
-from dqa_mcu.greedy import rankings_for
-from dqa_mcu.quantize import QuantConfig, quantize
-from dqa_mcu.recommend import Budget, recommend
-from dqa_mcu.zoo import Normalization
+from dqa_mcu import api
+from dqa_mcu.codegen import planner
+from dqa_mcu.frontends.zoo import Normalization
+from dqa_mcu.quantize.calibrate import calibrate, load_images, subsample
+from dqa_mcu.quantize.greedy import rankings_for
+from dqa_mcu.quantize.quantizer import QuantConfig, quantize
+from dqa_mcu.quantize.recommend import Budget, recommend
+from dqa_mcu.reference import evaluate
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 MOBILENET_NORMALIZATION = Normalization(1 / 255, (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616))

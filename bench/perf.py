@@ -36,13 +36,14 @@ from pathlib import Path
 
 import numpy as np
 
-from dqa_mcu import build as fw
-from dqa_mcu import api, codegen
-from dqa_mcu.calibrate import calibrate, load_images
-from dqa_mcu.quantize import QuantConfig, quantize
-from dqa_mcu.tflite_import import load_tflite
+from dqa_mcu import api
+from dqa_mcu.codegen import dqa as codegen
+from dqa_mcu.device import build as fw
+from dqa_mcu.frontends.tflite_import import load_tflite
+from dqa_mcu.quantize.calibrate import calibrate, load_images
+from dqa_mcu.quantize.quantizer import QuantConfig, quantize
+from dqa_mcu.reference.tflite import quantize_input
 from dqa_mcu.targets import get_target
-from dqa_mcu.tflite_reference import quantize_input
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 RESNET8_INT8 = SHARED / "models/mlperf_tiny_ic_resnet8_int8.tflite"

@@ -18,11 +18,12 @@ import argparse
 import time
 from pathlib import Path
 
-from dqa_mcu import evaluate, passes
-from dqa_mcu.calibrate import calibrate, load_images, subsample
-from dqa_mcu.greedy import greedy_search, load_rankings, save_rankings, taylor_search
-from dqa_mcu.quantize import QuantConfig, quantize
-from dqa_mcu.torch_import import import_module, load_torch_model
+from dqa_mcu.frontends import passes
+from dqa_mcu.frontends.torch_import import import_module, load_torch_model
+from dqa_mcu.quantize.calibrate import calibrate, load_images, subsample
+from dqa_mcu.quantize.greedy import greedy_search, load_rankings, save_rankings, taylor_search
+from dqa_mcu.quantize.quantizer import QuantConfig, quantize
+from dqa_mcu.reference import evaluate
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 GOALS_S = {1000: 360.0, 5000: 1800.0}
@@ -99,7 +100,7 @@ def main():
 
 
 def paper_table(module, norm, test_x, test_y, calib_all, calib_y_all, greedy_images, args):
-    from dqa_mcu.paper_sim import paper_accuracy, paper_greedy_rankings
+    from dqa_mcu.research.paper_sim import paper_accuracy, paper_greedy_rankings
     calib_x, calib_y = subsample(2000, calib_all, calib_y_all)
     gx, gy = subsample(greedy_images, calib_all, calib_y_all)
     print(f"\nPaper mode, {args.model} (PyTorch float: block outputs quantized, FP32 weights, signed per-channel max-abs), "

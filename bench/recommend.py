@@ -14,11 +14,12 @@ import argparse
 import time
 from pathlib import Path
 
-from dqa_mcu import api, evaluate, reference
-from dqa_mcu.calibrate import calibrate, load_images, subsample
-from dqa_mcu.greedy import rankings_for
-from dqa_mcu.quantize import QuantConfig
-from dqa_mcu.recommend import Budget, recommend
+from dqa_mcu import api
+from dqa_mcu.quantize.calibrate import calibrate, load_images, subsample
+from dqa_mcu.quantize.greedy import rankings_for
+from dqa_mcu.quantize.quantizer import QuantConfig
+from dqa_mcu.quantize.recommend import Budget, recommend
+from dqa_mcu.reference import evaluate, dqa as reference
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 TARGET_BITS, TARGET_DROP = 4.2, 1.5

@@ -9,9 +9,10 @@ import argparse
 import time
 from pathlib import Path
 
-from dqa_mcu import api, evaluate
-from dqa_mcu.calibrate import calibrate, load_images
-from dqa_mcu.quantize import QuantConfig, quantize
+from dqa_mcu import api
+from dqa_mcu.quantize.calibrate import calibrate, load_images
+from dqa_mcu.quantize.quantizer import QuantConfig, quantize
+from dqa_mcu.reference import evaluate
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 GOAL_S = 60.0

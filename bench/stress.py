@@ -16,8 +16,8 @@ from pathlib import Path
 import numpy as np
 
 from dqa_mcu import api
-from dqa_mcu.build import BuildError
-from dqa_mcu.quantize import QuantConfig, QuantizationError
+from dqa_mcu.device.build import BuildError
+from dqa_mcu.quantize.quantizer import QuantConfig, QuantizationError
 from dqa_mcu.targets import TARGETS
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"

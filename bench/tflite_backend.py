@@ -16,9 +16,9 @@ import tempfile
 from pathlib import Path
 
 from dqa_mcu import api
-from dqa_mcu.calibrate import load_images
-from dqa_mcu.tflite_import import load_tflite
-from dqa_mcu.tflite_reference import quantize_input
+from dqa_mcu.frontends.tflite_import import load_tflite
+from dqa_mcu.quantize.calibrate import load_images
+from dqa_mcu.reference.tflite import quantize_input
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 MODEL = SHARED / "models/mlperf_tiny_ic_resnet8_int8.tflite"

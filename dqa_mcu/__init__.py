@@ -11,6 +11,6 @@ _API = ("load", "quantize_model", "export", "run")
 
 def __getattr__(name: str):
     if name in _API:
-        from . import api
+        from dqa_mcu import api
         return getattr(api, name)
     raise AttributeError(f"module 'dqa_mcu' has no attribute {name!r}")

@@ -22,12 +22,15 @@ from pathlib import Path
 
 import numpy as np
 
-from . import build as fw
-from . import budget, codegen, evaluate, passes, planner, reference
-from .calibrate import DataError, calibrate
-from .qmodel import QModel
-from .quantize import QuantConfig, QuantizationError, quantize
-from .targets import get_target
+from dqa_mcu.codegen import dqa as codegen, planner
+from dqa_mcu.device import build as fw
+from dqa_mcu.frontends import passes
+from dqa_mcu.qmodel import QModel
+from dqa_mcu.quantize import budget
+from dqa_mcu.quantize.calibrate import DataError, calibrate
+from dqa_mcu.quantize.quantizer import QuantConfig, QuantizationError, quantize
+from dqa_mcu.reference import evaluate, dqa as reference
+from dqa_mcu.targets import get_target
 
 __all__ = ["load", "quantize_model", "export", "run", "export_project", "export_s8_project", "run_project",
            "check_output_dir", "load_graph", "load_tflite_int8", "model_kind", "exported_tflite",
@@ -46,7 +49,7 @@ HARNESS_IMAGES_FILE = "harness_images.npz"
 def model_kind(path: str) -> str:
     """Which importer reads a model file: 'keras', 'tflite' or 'torch', from its first bytes
     (the extension decides only when they say nothing, so the importer can name the problem)."""
-    from .keras_import import HDF5_SIGNATURE
+    from dqa_mcu.frontends.keras_import import HDF5_SIGNATURE
     p = Path(path)
     if not p.is_file():
         return "torch"  # its loader names the missing file
@@ -71,7 +74,7 @@ def load_tflite_int8(path: str):
     """The int8 TFLiteGraph of a full-integer .tflite file, or None for any other model file."""
     if model_kind(path) != "tflite":
         return None
-    from .tflite_import import load_tflite
+    from dqa_mcu.frontends.tflite_import import load_tflite
     graph = load_tflite(path)
     return graph if graph.quantized else None
 
@@ -81,15 +84,15 @@ def load_graph(path: str, arch: str | None, trust_pickle: bool, input_shape, nor
     `input_shape` is (H, W, C) for images, (N,) for feature vectors."""
     kind = model_kind(path)
     if kind == "torch":
-        from .torch_import import import_module, load_torch_model
+        from dqa_mcu.frontends.torch_import import import_module, load_torch_model
         module, norm = load_torch_model(path, arch=arch, trust_pickle=trust_pickle)
         return passes.optimize(import_module(module, input_shape, normalization or norm))
     if kind == "keras":
-        from .keras_import import load_keras
+        from dqa_mcu.frontends.keras_import import load_keras
         graph = load_keras(path, normalization)  # raw 0..255 pixels unless --pixel-scale/--mean/--std
     else:
-        from .tflite_float import tflite_to_ir
-        from .tflite_import import load_tflite
+        from dqa_mcu.frontends.tflite_float import tflite_to_ir
+        from dqa_mcu.frontends.tflite_import import load_tflite
         tgraph = load_tflite(path)
         if tgraph.quantized:
             raise DataError(f"{Path(path).name} is an int8 model: it keeps its own quantization, DQA needs a float "
@@ -197,7 +200,7 @@ def export_s8_project(graph, out: Path, target_name: str, source: str, images: n
                       ram_bytes: int | None, flash_bytes: int | None, log=print, force: bool = False):
     """TFLite-exact int8 mode: the .tflite's own quantization, TFLite's arithmetic in C (docs/spec_tflite.md);
     ``images`` are int8 model inputs for the harness. `out` is replaced whole, as by `export_project`."""
-    from .tflite_codegen import generate_s8, plan_s8
+    from dqa_mcu.codegen.tflite import generate_s8, plan_s8
     out = Path(out)
     target = get_target(target_name)
     plan = plan_s8(graph)
@@ -219,7 +222,7 @@ def exported_tflite(out: Path):
     """The int8 TFLiteGraph of a TFLite-exact export; None for a DQA export."""
     if json.loads((out / EXPORT_INFO_FILE).read_text()).get("mode") != TFLITE_INT8_MODE:
         return None
-    from .tflite_import import load_tflite
+    from dqa_mcu.frontends.tflite_import import load_tflite
     return load_tflite(out / TFLITE_MODEL_FILE)
 
 
@@ -227,7 +230,7 @@ def _expected(out: Path, images: np.ndarray):
     """(outputs, overflowed tensors) the reference gives for an export, image by image."""
     tgraph = exported_tflite(out)
     if tgraph is not None:
-        from .tflite_reference import TFLiteReference
+        from dqa_mcu.reference.tflite import TFLiteReference
         outputs = TFLiteReference(tgraph).run(images)
         return outputs.reshape(len(images), -1).astype(np.int64), np.zeros(len(images), np.int64)
     expected = reference.run(QModel.load(out / QMODEL_FILE), images)
@@ -301,7 +304,7 @@ def quantize_model(graph, calib_inputs: np.ndarray, config: QuantConfig | None =
     ranking (``config.rank`` taylor or greedy) is computed on the same inputs unless `rankings`
     gives one; a budget (SRAM bytes of the arena, or average stored bits) fits the important
     channels into it."""
-    from .greedy import rankings_for
+    from dqa_mcu.quantize.greedy import rankings_for
     config = config or QuantConfig()
     calib = calibrate(graph, calib_inputs, show_progress=False)
     ranked = None

@@ -19,17 +19,21 @@ from pathlib import Path
 
 import numpy as np
 
-from . import build as fw
-from . import budget, evaluate, passes, planner, recommend
-from .api import (EXPORT_INFO_FILE, QMODEL_FILE, check_output_dir, export_project, export_s8_project, exported_tflite,
-                  load_graph, load_tflite_int8, model_kind, run_project)
-from .calibrate import DataError, calibrate, load_images, subsample
-from .features import feature_codes, feature_normalization, is_feature_file, load_features, model_normalization
-from .ir import GraphError
-from .qmodel import QModel
-from .quantize import CLIP_METHODS, QuantConfig, QuantizationError, quantize
-from .ranking import GLOBAL_RANKINGS, RANKERS
-from .targets import TARGETS, get_target
+from dqa_mcu.codegen import planner
+from dqa_mcu.device import build as fw
+from dqa_mcu.frontends import passes
+from dqa_mcu.quantize import budget, recommend
+from dqa_mcu.reference import evaluate
+from dqa_mcu.api import (EXPORT_INFO_FILE, QMODEL_FILE, check_output_dir, export_project, export_s8_project,
+                         exported_tflite, load_graph, load_tflite_int8, model_kind, run_project)
+from dqa_mcu.ir import GraphError
+from dqa_mcu.qmodel import QModel
+from dqa_mcu.quantize.calibrate import DataError, calibrate, load_images, subsample
+from dqa_mcu.quantize.features import (feature_codes, feature_normalization, is_feature_file, load_features,
+                                      model_normalization)
+from dqa_mcu.quantize.quantizer import CLIP_METHODS, QuantConfig, QuantizationError, quantize
+from dqa_mcu.quantize.ranking import GLOBAL_RANKINGS, RANKERS
+from dqa_mcu.targets import TARGETS, get_target
 
 DEFAULT_CALIB_IMAGES = 2000
 
@@ -39,7 +43,7 @@ DEFAULT_CALIB_IMAGES = 2000
 def _normalization_override(args):
     if args.mean is None and args.std is None and args.pixel_scale is None:
         return None
-    from .zoo import Normalization
+    from dqa_mcu.frontends.zoo import Normalization
     return Normalization(args.pixel_scale if args.pixel_scale is not None else 1 / 255,
                          tuple(args.mean or (0.0,)), tuple(args.std or (1.0,)))
 
@@ -58,7 +62,7 @@ def _rank(args) -> str:
     (budgets allocate channels across tensors, by whole-network scores)."""
     if args.rank or not args.rankings:
         return args.rank or ("taylor" if _budget(args) else QuantConfig.rank)
-    from .greedy import load_rankings
+    from dqa_mcu.quantize.greedy import load_rankings
     method = load_rankings(args.rankings).meta.get("method")
     if method not in GLOBAL_RANKINGS:
         raise DataError(f"{args.rankings}: the file does not say which method made it: "
@@ -74,7 +78,7 @@ def _rankings(args, config: QuantConfig, graph, calib, calib_x, calib_y):
 
 
 def _ranking_result(args, config: QuantConfig, graph, calib, calib_x, calib_y, show_progress: bool = True):
-    from .greedy import rankings_for
+    from dqa_mcu.quantize.greedy import rankings_for
     images, labels = subsample(args.rank_images, calib_x, calib_y)
     result = rankings_for(config, graph, calib, images, labels, path=args.rankings,
                           save=args.save_rankings, show_progress=show_progress, regress=_regress(args))
@@ -184,8 +188,8 @@ def cmd_eval(args) -> int:
 
 
 def cmd_table(args) -> int:
-    from . import report
-    from .torch_import import load_torch_model
+    from dqa_mcu.frontends.torch_import import load_torch_model
+    from dqa_mcu.research import tables as report
     arches = args.arch or [None] * len(args.models)
     if len(arches) != len(args.models):
         raise DataError(f"--arch names {len(arches)} architectures for {len(args.models)} models: one per model")
@@ -325,7 +329,7 @@ def _harness_images(args, model: QModel, calib_x):
 def _s8_inputs(path: str, graph):
     """(int8 model inputs, labels or None) for an int8 .tflite: uint8 NHWC pixels for an image model; for a
     vector model ([1, N] input) an .npz whose x is (count, N), real values or already-quantized int8."""
-    from .tflite_reference import quantize_input
+    from dqa_mcu.reference.tflite import quantize_input
     shape = tuple(graph.input.shape[1:])
     if len(shape) != 1:
         x, y = load_images(path, shape)
@@ -378,7 +382,7 @@ def cmd_run(args) -> int:
 
 
 def cmd_flash(args) -> int:
-    from . import flash
+    from dqa_mcu.device import flash
     out = Path(args.project)
     if not (out / EXPORT_INFO_FILE).exists():
         raise DataError(f"{out}: not a dqa-mcu export (no {EXPORT_INFO_FILE}); run dqa-mcu export first")
@@ -394,7 +398,7 @@ def cmd_flash(args) -> int:
 
 
 def cmd_report(args) -> int:
-    from . import export_report
+    from dqa_mcu import export_report
     out = Path(args.project)
     status = 0
     if args.data:  # run it first, as `dqa-mcu run OUT --data ... --json RUN` does
@@ -405,8 +409,8 @@ def cmd_report(args) -> int:
 
 
 def cmd_demo(args) -> int:
-    from . import demo
-    from .torch_import import import_module
+    from dqa_mcu import demo
+    from dqa_mcu.frontends.torch_import import import_module
     print("demo: training a small residual CNN on scikit-learn's digits (8x8 pixels) ...")
     train_x, train_y, test_x, test_y = demo.digits_dataset()
     module = demo.train_digits_model(train_x, train_y)
@@ -582,7 +586,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", help="also write the report to this file")
     p.set_defaults(func=cmd_run)
 
-    from .flash import DEFAULT_PORT, PROBES
+    from dqa_mcu.device.flash import DEFAULT_PORT, PROBES
     p = sub.add_parser("flash", help="flash a board's export (openocd, st-flash or pyocd), read its serial "
                                      "output, compare bit for bit")
     p.add_argument("project")

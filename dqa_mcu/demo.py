@@ -9,7 +9,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .zoo import Normalization
+from dqa_mcu.frontends.zoo import Normalization
 
 DIGITS_PIXEL_MAX = 16  # sklearn digits are 0..16
 DEMO_NORMALIZATION = Normalization(1.0 / 255.0, (0.1,), (0.3,))

@@ -31,10 +31,11 @@ from pathlib import Path
 
 import numpy as np
 
-from . import evaluate, planner, reference
-from .api import EXPORT_INFO_FILE, HARNESS_IMAGES_FILE, QMODEL_FILE, TFLITE_INT8_MODE, TFLITE_MODEL_FILE
-from .codegen import LAYOUT_FILE, c_ident, config_summary, layout_blocks
-from .qmodel import QModel, QTensor
+from dqa_mcu.api import EXPORT_INFO_FILE, HARNESS_IMAGES_FILE, QMODEL_FILE, TFLITE_INT8_MODE, TFLITE_MODEL_FILE
+from dqa_mcu.codegen import planner
+from dqa_mcu.codegen.dqa import LAYOUT_FILE, c_ident, config_summary, layout_blocks
+from dqa_mcu.qmodel import QModel, QTensor
+from dqa_mcu.reference import evaluate, dqa as reference
 
 RUN_FILE = "run.json"  # the run the report shows unless told otherwise
 REPORT_FILE = "report.html"
@@ -158,8 +159,8 @@ def _dqa_rows(out: Path, blocks: dict[str, dict]) -> tuple[list[LayerRow], QMode
 
 
 def _tflite_rows(out: Path, layout: dict, blocks: dict[str, dict]) -> list[LayerRow]:
-    from .tflite_codegen import plan_s8
-    from .tflite_import import load_tflite
+    from dqa_mcu.codegen.tflite import plan_s8
+    from dqa_mcu.frontends.tflite_import import load_tflite
     try:
         graph = load_tflite(out / TFLITE_MODEL_FILE)
     except (OSError, ValueError) as exc:

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .bitpack import plane_bytes
-from .huffman import HuffmanCode
+from dqa_mcu.bitpack import plane_bytes
+from dqa_mcu.huffman import HuffmanCode
 
 FORMAT_VERSION = 1
 

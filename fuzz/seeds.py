@@ -32,10 +32,11 @@ def tensor_header(shape, bits: int, extra_bits: int, signed: bool, important, ca
 
 
 def dqa_seeds(out: Path) -> int:
-    from dqa_mcu import bitpack, passes
-    from dqa_mcu.calibrate import calibrate
-    from dqa_mcu.quantize import QuantConfig, quantize
-    from dqa_mcu.torch_import import import_module, load_torch_model
+    from dqa_mcu import bitpack
+    from dqa_mcu.frontends import passes
+    from dqa_mcu.frontends.torch_import import import_module, load_torch_model
+    from dqa_mcu.quantize.calibrate import calibrate
+    from dqa_mcu.quantize.quantizer import QuantConfig, quantize
 
     module, norm = load_torch_model(SHARED / "models" / "resnet20_cifar10.th", arch="resnet20")
     graph = passes.optimize(import_module(module, (32, 32, 3), norm))
@@ -78,7 +79,7 @@ def _symbol_odds(lengths) -> np.ndarray:
 
 def s8_seeds(out: Path) -> int:
     """One seed per kernel of fuzz_s8.c (byte 0), small geometry, ResNet-8's first int8 weights after it."""
-    from dqa_mcu.tflite_import import load_tflite
+    from dqa_mcu.frontends.tflite_import import load_tflite
     graph = load_tflite(SHARED / "models" / "mlperf_tiny_ic_resnet8_int8.tflite")
     weights = next(t.data for t in graph.tensors if t.is_const and t.dtype == "int8" and t.data.ndim == 4)
     payload = weights.astype(np.int8).tobytes()

@@ -28,8 +28,8 @@ def cifar_calib():
 
 
 def load_resnet(arch: str):
-    from dqa_mcu import passes
-    from dqa_mcu.torch_import import import_module, load_torch_model
+    from dqa_mcu.frontends import passes
+    from dqa_mcu.frontends.torch_import import import_module, load_torch_model
     module, norm = load_torch_model(shared_file(f"models/{arch}_cifar10.th"), arch=arch)
     return passes.optimize(import_module(module, (32, 32, 3), norm))
 
@@ -37,7 +37,7 @@ def load_resnet(arch: str):
 @pytest.fixture(scope="session")
 def resnet20():
     """(graph, calibration) of the pretrained ResNet-20."""
-    from dqa_mcu.calibrate import calibrate
+    from dqa_mcu.quantize.calibrate import calibrate
     graph = load_resnet("resnet20")
     data = np.load(shared_file("data/cifar10_calib.npz"))["x"][::10]
     return graph, calibrate(graph, data, show_progress=False)

@@ -7,7 +7,7 @@
   `run_program` runs it and parses what the driver writes back.
 * `ModelBuilder` builds small random QModels directly from dqa_mcu.qmodel
   (random int8 weights, int32 biases, multipliers from
-  dqa_mcu.quantize.fixed_point calibrated on the actual accumulators, random
+  dqa_mcu.quantize.quantizer.fixed_point calibrated on the actual accumulators, random
   important masks, Huffman codes from random counts, error-stream capacities
   that sometimes overflow); `expected_storage` derives the bytes a producer
   must write from the reference's values with dqa_mcu.bitpack / dqa_mcu.huffman.
@@ -22,11 +22,13 @@ from pathlib import Path
 
 import numpy as np
 
-from dqa_mcu import bitpack, codegen, npconv, reference
+from dqa_mcu import bitpack
+from dqa_mcu.codegen import dqa as codegen
 from dqa_mcu.huffman import HuffmanCode
 from dqa_mcu.ir import act_bounds
 from dqa_mcu.qmodel import QModel, QNode, QTensor
-from dqa_mcu.quantize import fixed_point, out_range
+from dqa_mcu.quantize.quantizer import fixed_point, out_range
+from dqa_mcu.reference import npconv, dqa as reference
 
 ROOT = Path(__file__).resolve().parents[1]
 RUNTIME = ROOT / "firmware" / "runtime"
@@ -120,7 +122,7 @@ class Program:
         self.op(OP_READSKIP, self.index[name], len(pairs), *[x for p in pairs for x in p])
 
     def node(self, model: QModel, node: QNode) -> None:
-        """The C call the code generator makes for `node` (see dqa_mcu/codegen.py)."""
+        """The C call the code generator makes for `node` (see dqa_mcu/codegen/dqa.py)."""
         a, at, ix = node.arrays, node.attrs, self.index
         rq = lambda residual: ([*a["multiplier"]] + ([*a["residual_multiplier"]] if residual else [])  # noqa: E731
                                + [*a["shift"], *a["out_min"], *a["out_max"]])

@@ -4,8 +4,9 @@ import pytest
 import torch
 
 import dqa_mcu
-from dqa_mcu import api, demo, planner
-from dqa_mcu.quantize import QuantConfig
+from dqa_mcu import api, demo
+from dqa_mcu.codegen import planner
+from dqa_mcu.quantize.quantizer import QuantConfig
 
 from conftest import shared_file
 

@@ -5,10 +5,11 @@ import shutil
 import numpy as np
 import pytest
 
-from dqa_mcu import api, cli, passes
-from dqa_mcu import build as fw
-from dqa_mcu.calibrate import calibrate
-from dqa_mcu.quantize import QuantConfig, quantize
+from dqa_mcu import api, cli
+from dqa_mcu.device import build as fw
+from dqa_mcu.frontends import passes
+from dqa_mcu.quantize.calibrate import calibrate
+from dqa_mcu.quantize.quantizer import QuantConfig, quantize
 
 from conftest import load_resnet
 
@@ -25,7 +26,7 @@ def require_arm():
 def digits_model():
     """The demo's small residual CNN (conv, fused residual, stride 2, maxpool, GAP, linear), DQA 4-bit."""
     from dqa_mcu import demo
-    from dqa_mcu.torch_import import import_module
+    from dqa_mcu.frontends.torch_import import import_module
     train_x, train_y, test_x, test_y = demo.digits_dataset()
     module = demo.train_digits_model(train_x, train_y, epochs=5)
     graph = passes.optimize(import_module(module, train_x.shape[1:], demo.DEMO_NORMALIZATION))

@@ -7,7 +7,7 @@ from hypothesis import given, settings, strategies as st
 
 from dqa_mcu import bitpack
 from dqa_mcu.huffman import HUFF_MAX_LEN, HuffmanCode, canonical_codes, limited_lengths
-from dqa_mcu.reference import rshift_round
+from dqa_mcu.reference.dqa import rshift_round
 
 
 @given(bits=st.integers(1, 16), signed=st.booleans(), data=st.data())

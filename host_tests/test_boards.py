@@ -9,8 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from dqa_mcu import build as fw
-from dqa_mcu import api, cli, flash
+from dqa_mcu import api, cli
+from dqa_mcu.codegen import dqa as codegen
+from dqa_mcu.device import build as fw, flash
 from dqa_mcu.targets import KIB, get_target
 
 from conftest import shared_file
@@ -108,7 +109,7 @@ def _build_program(tmp_path: Path, name: str, source: str, target: str) -> subpr
     (src / f"{name}.c").write_text(source)
     (src / "CMakeLists.txt").write_text(
         "cmake_minimum_required(VERSION 3.16)\n"
-        f"include({(Path(fw.__file__).parents[1] / 'firmware/cmake/dqa_targets.cmake').as_posix()})\n"
+        f"include({(codegen.FIRMWARE / 'cmake/dqa_targets.cmake').as_posix()})\n"
         f"project({name} C)\ndqa_add_firmware({name} SOURCES {name}.c)\n")
     subprocess.run(["cmake", "-S", str(src), "-B", str(src / "b"), f"-DDQA_TARGET={target}"],
                    capture_output=True, check=True)
@@ -159,7 +160,7 @@ def test_netduinoplus2_systick_ticks_at_168_mhz(tmp_path):
     """The F446RE hello under QEMU: DWT reads 0, so SysTick counts; 2N extra loop instructions read as
     2N x 168e6 / 1e9 ticks (the scale `run` uses), and the run stops at the board's exit line."""
     require_arm()
-    examples = Path(fw.__file__).parents[1] / "firmware/board/examples"
+    examples = codegen.FIRMWARE / "board/examples"
     subprocess.run(["cmake", "-S", str(examples), "-B", str(tmp_path), "-DDQA_TARGET=nucleo-f446re"],
                    capture_output=True, check=True)
     subprocess.run(["cmake", "--build", str(tmp_path)], capture_output=True, check=True)
@@ -175,10 +176,11 @@ def test_a_model_too_big_for_the_board_fails_at_export_with_numbers(tmp_path):
     """The fit check uses the board's real SRAM: the digits CNN on 128 x 128 inputs at 8 bits needs
     about 780 KB of arena, which the F446RE's 128 KB cannot hold (a QEMU core's 4 MB can)."""
     import torch
-    from dqa_mcu import demo, passes
-    from dqa_mcu.calibrate import calibrate
-    from dqa_mcu.quantize import QuantConfig, quantize
-    from dqa_mcu.torch_import import import_module
+    from dqa_mcu import demo
+    from dqa_mcu.frontends import passes
+    from dqa_mcu.frontends.torch_import import import_module
+    from dqa_mcu.quantize.calibrate import calibrate
+    from dqa_mcu.quantize.quantizer import QuantConfig, quantize
     torch.manual_seed(0)
     x = np.random.default_rng(0).integers(0, 17, (2, 128, 128, 1)).astype(np.uint8)
     graph = passes.optimize(import_module(demo.DigitsNet().eval(), x.shape[1:], demo.DEMO_NORMALIZATION))

@@ -2,9 +2,9 @@
 import numpy as np
 import pytest
 
-from dqa_mcu import planner
-from dqa_mcu.budget import fit_arena
-from dqa_mcu.quantize import QuantConfig, QuantizationError, quantize
+from dqa_mcu.codegen import planner
+from dqa_mcu.quantize.budget import fit_arena
+from dqa_mcu.quantize.quantizer import QuantConfig, QuantizationError, quantize
 
 from test_backend import export_and_run
 
@@ -89,7 +89,7 @@ def test_a_budget_for_an_already_quantized_model_is_refused(tmp_path):
 
 
 def test_network_counts_spend_the_share_on_the_best_channels_per_element():
-    from dqa_mcu.budget import network_counts
+    from dqa_mcu.quantize.budget import network_counts
     shapes = {"big": (4, 4, 2), "small": (2, 2, 2)}  # 16 and 4 elements per channel
     scores = {"big": np.array([32.0, 1.0]), "small": np.array([4.0, 3.0])}  # per element: 2, 1/16 | 1, 3/4
     total = 2 * 16 + 2 * 4

@@ -15,12 +15,14 @@ import numpy as np
 import pytest
 import torch
 
-from dqa_mcu import api, cli, export_report, passes, planner
-from dqa_mcu.calibrate import calibrate
-from dqa_mcu.quantize import QuantConfig, quantize
-from dqa_mcu.tflite_codegen import plan_s8
-from dqa_mcu.tflite_import import load_tflite
-from dqa_mcu.torch_import import import_module
+from dqa_mcu import api, cli, export_report
+from dqa_mcu.codegen import planner
+from dqa_mcu.codegen.tflite import plan_s8
+from dqa_mcu.frontends import passes
+from dqa_mcu.frontends.tflite_import import load_tflite
+from dqa_mcu.frontends.torch_import import import_module
+from dqa_mcu.quantize.calibrate import calibrate
+from dqa_mcu.quantize.quantizer import QuantConfig, quantize
 
 from conftest import shared_file
 from test_backend import require_arm

@@ -1,7 +1,7 @@
 """conv2d's inner kernels (firmware/runtime/src/dqa_mac.h: tiles of 4 output channels over kernel-row runs of the
 line buffer; VMLADAVA on Cortex-M55, SXTB16 + SMLAD on the other DSP cores, portable C on the host and Cortex-M3)
 and the offline weight tiling
-(dqa_mcu.codegen.tile_conv_weights), bit-exact with the reference.
+(dqa_mcu.codegen.dqa.tile_conv_weights), bit-exact with the reference.
 
 Random stacks of convolutions (runtime_vectors.ModelBuilder: random int8 weights, multipliers calibrated on the
 actual values, DQA tensors with Huffman-coded errors) cover odd channel counts, output channels that are not a
@@ -18,7 +18,8 @@ import numpy as np
 import pytest
 
 import runtime_vectors as rv
-from dqa_mcu import api, codegen
+from dqa_mcu import api
+from dqa_mcu.codegen import dqa as codegen
 
 KERNELS = [(1, 1), (3, 3), (5, 3), (1, 5), (3, 1), (5, 5)]
 MAX_OUT_CHANNELS = 13  # 1..13 output channels: every remainder of the 4-channel tile, more than 3 tiles

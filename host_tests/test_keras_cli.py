@@ -17,10 +17,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from dqa_mcu import api, cli, evaluate
-from dqa_mcu.calibrate import DataError
-from dqa_mcu.float_exec import run_float
+from dqa_mcu import api, cli
 from dqa_mcu.ir import GraphError
+from dqa_mcu.quantize.calibrate import DataError
+from dqa_mcu.reference import evaluate
+from dqa_mcu.reference.float_exec import run_float
 
 from conftest import shared_file
 from test_tflite import tf  # noqa: F401 - the fixture

@@ -17,12 +17,14 @@ import pytest
 import torch
 import torch.nn as nn
 
-from dqa_mcu import api, passes, reference
-from dqa_mcu.calibrate import calibrate
-from dqa_mcu.quantize import QuantConfig, quantize
-from dqa_mcu.tflite_import import load_tflite
-from dqa_mcu.tflite_reference import TFLiteReference
-from dqa_mcu.torch_import import import_module
+from dqa_mcu import api
+from dqa_mcu.frontends import passes
+from dqa_mcu.frontends.tflite_import import load_tflite
+from dqa_mcu.frontends.torch_import import import_module
+from dqa_mcu.quantize.calibrate import calibrate
+from dqa_mcu.quantize.quantizer import QuantConfig, quantize
+from dqa_mcu.reference import dqa as reference
+from dqa_mcu.reference.tflite import TFLiteReference
 
 from conftest import shared_file
 

@@ -18,9 +18,11 @@ import numpy as np
 import pytest
 
 import runtime_vectors as rv
-from dqa_mcu import api, planner, reference
+from dqa_mcu import api
+from dqa_mcu.codegen import planner
 from dqa_mcu.qmodel import QNode, QTensor
-from dqa_mcu.quantize import fixed_point
+from dqa_mcu.quantize.quantizer import fixed_point
+from dqa_mcu.reference import dqa as reference
 
 
 # -- the spec, read literally -------------------------------------------------------------------

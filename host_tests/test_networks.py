@@ -8,12 +8,15 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from dqa_mcu import api, cli, evaluate, ir, passes, quantize as quantize_module, reference
-from dqa_mcu.calibrate import calibrate
-from dqa_mcu.float_exec import run_float
-from dqa_mcu.torch_import import import_module
-from dqa_mcu.quantize import QuantConfig, quantize
-from dqa_mcu.zoo import Normalization
+from dqa_mcu import api, cli, ir
+from dqa_mcu.frontends import passes
+from dqa_mcu.frontends.torch_import import import_module
+from dqa_mcu.frontends.zoo import Normalization
+from dqa_mcu.quantize import quantizer as quantize_module
+from dqa_mcu.quantize.calibrate import calibrate
+from dqa_mcu.quantize.quantizer import QuantConfig, quantize
+from dqa_mcu.reference import evaluate, dqa as reference
+from dqa_mcu.reference.float_exec import run_float
 
 from conftest import shared_file
 from test_backend import export_and_run, require_arm
@@ -276,7 +279,7 @@ def test_clamps_are_fused_with_their_ranges_and_follow_torch(clamped):
 # -- the same layers from Keras: Conv2DTranspose, UpSampling2D (nearest, bilinear), LeakyReLU ----------
 
 def test_keras_unet_layers_match_keras_and_are_bit_exact(tf, tmp_path):
-    from dqa_mcu.keras_import import load_keras
+    from dqa_mcu.frontends.keras_import import load_keras
     layers = tf.keras.layers
     tf.keras.utils.set_random_seed(0)
     inp = tf.keras.Input((16, 16, 3))
@@ -299,7 +302,7 @@ def test_keras_unet_layers_match_keras_and_are_bit_exact(tf, tmp_path):
 
 
 def test_keras_transposed_conv_with_overlap_is_refused(tf, tmp_path):
-    from dqa_mcu.keras_import import load_keras
+    from dqa_mcu.frontends.keras_import import load_keras
     inp = tf.keras.Input((8, 8, 3))
     model = tf.keras.Model(inp, tf.keras.layers.Conv2DTranspose(4, 3, strides=2, padding="same")(inp))
     model.save(tmp_path / "t.keras")
@@ -464,7 +467,7 @@ class Autoencoder(nn.Module):
 @pytest.fixture(scope="module")
 def autoencoder():
     """The autoencoder, its optimized graph, calibration feature codes and DQA n = 4 model."""
-    from dqa_mcu.features import feature_codes, feature_normalization
+    from dqa_mcu.quantize.features import feature_codes, feature_normalization
     net, calib = Autoencoder().eval(), _feature_vectors(500, 1)
     normalization = feature_normalization(calib)
     graph = passes.optimize(import_module(net, (FEATURES,), normalization))
@@ -474,7 +477,7 @@ def autoencoder():
 
 
 def test_a_vector_autoencoder_is_a_graph_of_linear_layers_on_feature_codes(autoencoder):
-    from dqa_mcu.features import feature_codes
+    from dqa_mcu.quantize.features import feature_codes
     net, graph, normalization, _, model = autoencoder
     assert graph.shapes[graph.input] == (1, 1, FEATURES) and [n.op for n in graph.nodes[1:]] == ["linear"] * 3
     x = _feature_vectors(200, 2)
@@ -514,7 +517,7 @@ def test_the_cli_scores_exports_and_runs_an_autoencoder_on_feature_files(autoenc
 
 
 def test_rankings_and_recommend_follow_the_output_error_of_a_regression_model(autoencoder, tmp_path, capsys):
-    from dqa_mcu.greedy import RankingError, greedy_search, taylor_search
+    from dqa_mcu.quantize.greedy import RankingError, greedy_search, taylor_search
     net, graph, _, codes, _ = autoencoder
     calib = calibrate(graph, codes, show_progress=False)
     ranked = taylor_search(graph, calib, DQA4, codes[:100], show_progress=False, regress=True)
@@ -566,7 +569,7 @@ def test_network_is_bit_exact_on_cortex_m7(name, request, tmp_path):
 
 
 def test_keras_squeeze_excite_and_table_activations_match_keras_and_are_bit_exact(tf, tmp_path):
-    from dqa_mcu.keras_import import load_keras
+    from dqa_mcu.frontends.keras_import import load_keras
     layers = tf.keras.layers
     tf.keras.utils.set_random_seed(1)
     inp = tf.keras.Input((12, 12, 3))

@@ -3,15 +3,15 @@ import numpy as np
 import pytest
 import torch
 
-from dqa_mcu import paper_sim
-from dqa_mcu.paper_sim import PaperScheme, block_points, paper_accuracy, paper_greedy_rankings
+from dqa_mcu.research import paper_sim
+from dqa_mcu.research.paper_sim import PaperScheme, block_points, paper_accuracy, paper_greedy_rankings
 
 from conftest import shared_file
 
 
 @pytest.fixture(scope="module")
 def r20():
-    from dqa_mcu.torch_import import load_torch_model
+    from dqa_mcu.frontends.torch_import import load_torch_model
     return load_torch_model(shared_file("models/resnet20_cifar10.th"), arch="resnet20")
 
 

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from dqa_mcu import planner
-from dqa_mcu.calibrate import load_images, subsample
-from dqa_mcu.quantize import QuantConfig, quantize
+from dqa_mcu.codegen import planner
+from dqa_mcu.quantize.calibrate import load_images, subsample
+from dqa_mcu.quantize.quantizer import QuantConfig, quantize
 
 
 @pytest.fixture(scope="module")

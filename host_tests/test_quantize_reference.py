@@ -3,11 +3,11 @@ import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from dqa_mcu import evaluate, reference
-from dqa_mcu.calibrate import DataError, load_images
 from dqa_mcu.huffman import HuffmanCode
 from dqa_mcu.qmodel import QModel, QTensor
-from dqa_mcu.quantize import QuantConfig, QuantizationError, fixed_point, quantize
+from dqa_mcu.quantize.calibrate import DataError, load_images
+from dqa_mcu.quantize.quantizer import QuantConfig, QuantizationError, fixed_point, quantize
+from dqa_mcu.reference import evaluate, dqa as reference
 
 
 # -- spec 2 / 2.3: the DQA split and the overflow policy, against a scalar model --

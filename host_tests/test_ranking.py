@@ -4,17 +4,18 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from dqa_mcu import ir, reference
-from dqa_mcu.calibrate import calibrate
+from dqa_mcu import ir
 from dqa_mcu.cli import QMODEL_FILE, main
-from dqa_mcu.evaluate import top1
-from dqa_mcu.float_exec import run_float
-from dqa_mcu.greedy import (RankingError, RankingResult, greedy_search, load_rankings, quant_params,
-                            save_rankings, taylor_search)
+from dqa_mcu.quantize.calibrate import calibrate
+from dqa_mcu.reference import dqa as reference
+from dqa_mcu.reference.evaluate import top1
+from dqa_mcu.reference.float_exec import run_float
+from dqa_mcu.quantize.greedy import (RankingError, RankingResult, greedy_search, load_rankings, quant_params,
+                                     save_rankings, taylor_search)
 from dqa_mcu.qmodel import QModel
-from dqa_mcu.quantize import QuantConfig, QuantizationError, quantize
-from dqa_mcu.ranking import RANKERS
-from dqa_mcu.torch_exec import TorchExec, stored_tensors
+from dqa_mcu.quantize.quantizer import QuantConfig, QuantizationError, quantize
+from dqa_mcu.quantize.ranking import RANKERS
+from dqa_mcu.reference.torch_exec import TorchExec, stored_tensors
 
 from conftest import load_resnet, shared_file
 

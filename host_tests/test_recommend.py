@@ -2,15 +2,16 @@
 import numpy as np
 import pytest
 
-from dqa_mcu import evaluate, planner
-from dqa_mcu.budget import fit_bits
-from dqa_mcu.calibrate import calibrate
 from dqa_mcu.cli import main
-from dqa_mcu.greedy import taylor_search
+from dqa_mcu.codegen import planner
 from dqa_mcu.qmodel import QModel
-from dqa_mcu.quantize import QuantConfig, QuantizationError, quantize
-from dqa_mcu.recommend import Budget, Candidate, recommend, score
-from dqa_mcu.torch_exec import stored_tensors
+from dqa_mcu.quantize.budget import fit_bits
+from dqa_mcu.quantize.calibrate import calibrate
+from dqa_mcu.quantize.greedy import taylor_search
+from dqa_mcu.quantize.quantizer import QuantConfig, QuantizationError, quantize
+from dqa_mcu.quantize.recommend import Budget, Candidate, recommend, score
+from dqa_mcu.reference import evaluate
+from dqa_mcu.reference.torch_exec import stored_tensors
 
 from conftest import shared_file
 from test_ranking import signal_data, signal_graph

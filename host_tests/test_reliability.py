@@ -13,10 +13,12 @@ import numpy as np
 import pytest
 import torch
 
-from dqa_mcu import api, cli, codegen, passes
-from dqa_mcu.calibrate import DataError, calibrate
-from dqa_mcu.quantize import QuantConfig, quantize
-from dqa_mcu.torch_import import import_module
+from dqa_mcu import api, cli
+from dqa_mcu.codegen import dqa as codegen
+from dqa_mcu.frontends import passes
+from dqa_mcu.frontends.torch_import import import_module
+from dqa_mcu.quantize.calibrate import DataError, calibrate
+from dqa_mcu.quantize.quantizer import QuantConfig, quantize
 
 from conftest import shared_file
 from test_library import Residual

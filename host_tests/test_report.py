@@ -5,10 +5,10 @@ import numpy as np
 import pytest
 import torch
 
-from dqa_mcu import zoo
 from dqa_mcu.cli import main
-from dqa_mcu.paper_sim import _to_input
-from dqa_mcu.report import ABLATION_FILE, BITS_PLOT, MEMORY_PLOT, TABLE_FILE
+from dqa_mcu.frontends import zoo
+from dqa_mcu.research.paper_sim import _to_input
+from dqa_mcu.research.tables import ABLATION_FILE, BITS_PLOT, MEMORY_PLOT, TABLE_FILE
 
 PNG = b"\x89PNG\r\n\x1a\n"
 

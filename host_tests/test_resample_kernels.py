@@ -17,9 +17,11 @@ import numpy as np
 import pytest
 
 import runtime_vectors as rv
-from dqa_mcu import api, planner, reference
+from dqa_mcu import api
+from dqa_mcu.codegen import planner
 from dqa_mcu.qmodel import QNode, QTensor
-from dqa_mcu.quantize import fixed_point
+from dqa_mcu.quantize.quantizer import fixed_point
+from dqa_mcu.reference import dqa as reference
 
 
 # -- the spec, read literally -------------------------------------------------------------------
@@ -250,10 +252,10 @@ def test_quantized_networks_are_bit_exact_on_the_host(net, tmp_path):
     from torch import nn
     from torch.nn import functional as F
 
-    from dqa_mcu import passes
-    from dqa_mcu.calibrate import calibrate
-    from dqa_mcu.quantize import QuantConfig, quantize
-    from dqa_mcu.torch_import import import_module
+    from dqa_mcu.frontends import passes
+    from dqa_mcu.frontends.torch_import import import_module
+    from dqa_mcu.quantize.calibrate import calibrate
+    from dqa_mcu.quantize.quantizer import QuantConfig, quantize
     torch.manual_seed(0)
     module, shape, m = {"sr": _sr_net, "unet_decoder": _unet_decoder}[net](nn, F)
     x = np.random.default_rng(0).integers(0, 256, size=(24, *shape), dtype=np.uint8)

@@ -7,7 +7,7 @@ AddressSanitizer + UBSan runs the real kernels on test vectors made here:
     code plane and error stream bytes the C writer leaves equal Python's
     encoding of the same data; the C reader reads Python's encodings back;
     bounded streams overflow exactly as spec 2.3 says;
-(b) every kernel against dqa_mcu.reference on small random QModels: fine
+(b) every kernel against dqa_mcu.reference.dqa on small random QModels: fine
     values of every tensor, plane and stream bytes, n_coded and the overflow
     counter, compared with np.array_equal / ==.
 """
@@ -20,7 +20,8 @@ import numpy as np
 import pytest
 
 import runtime_vectors as rv
-from dqa_mcu import bitpack, planner
+from dqa_mcu import bitpack
+from dqa_mcu.codegen import planner
 from dqa_mcu.huffman import HuffmanCode
 
 ARM_FLAGS = ["-mcpu=cortex-m3", "-mthumb", "-O2", *rv.WARNINGS]
@@ -420,7 +421,7 @@ def test_comparison_detects_a_wrong_stream(driver, work):
 def test_resnet20_runs_bit_exact(driver, work, resnet20, cifar_calib, cifar_test):
     """The pretrained ResNet-20 (fused option-A residuals, global pooling, linear), quantized
     with DQA and error-stream capacities cut short so that streams overflow."""
-    from dqa_mcu.quantize import QuantConfig, quantize
+    from dqa_mcu.quantize.quantizer import QuantConfig, quantize
     graph, calib = resnet20
     model = quantize(graph, calib, QuantConfig(bits=4, extra_bits=3, stream_margin=-0.2), cifar_calib[:100])
     facts = rv.check_model(driver, model, cifar_test[0][:1], work, "resnet20")

@@ -14,12 +14,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from dqa_mcu import ir, passes
-from dqa_mcu import tflite_reference as R
-from dqa_mcu.float_exec import run_float
+from dqa_mcu import ir
+from dqa_mcu.frontends import passes
+from dqa_mcu.reference import tflite as R
+from dqa_mcu.reference.float_exec import run_float
 from conftest import tflite_int8
-from dqa_mcu.tflite_import import (SUPPORTED_OPS, TFLiteFormatError, UnsupportedTFLiteOpError, load_tflite,
-                                   parse_tflite)
+from dqa_mcu.frontends.tflite_import import (SUPPORTED_OPS, TFLiteFormatError, UnsupportedTFLiteOpError, load_tflite,
+                                             parse_tflite)
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 RESNET8_H5 = SHARED / "models" / "mlperf_tiny_ic_resnet8.h5"
@@ -334,7 +335,7 @@ def test_truncated_files_rejected(tmp_path):
 # --------------------------------------------------------------------------- Keras -> float IR
 
 def test_keras_resnet8_matches_keras_predict(tf, cifar_test):
-    from dqa_mcu.keras_import import import_keras_model, load_keras_model
+    from dqa_mcu.frontends.keras_import import import_keras_model, load_keras_model
     x, y = cifar_test                                   # 1,000 images, 100 per class
     model = load_keras_model(_need(RESNET8_H5))
     g = import_keras_model(model)                       # the final softmax is dropped: logits out
@@ -356,7 +357,7 @@ def test_keras_resnet8_matches_keras_predict(tf, cifar_test):
 
 
 def test_keras_other_layers_match_keras_predict(tf, synthetic):
-    from dqa_mcu.keras_import import load_keras
+    from dqa_mcu.frontends.keras_import import load_keras
     model = tf.keras.models.load_model(str(synthetic["a.keras"]), compile=False)
     g = load_keras(synthetic["a.keras"])
     ops = [n.op for n in g.nodes]
@@ -372,7 +373,7 @@ def test_keras_other_layers_match_keras_predict(tf, synthetic):
 
 
 def test_keras_softmax_and_unsupported_layers(tf):
-    from dqa_mcu.keras_import import import_keras_model
+    from dqa_mcu.frontends.keras_import import import_keras_model
     keras, L = tf.keras, tf.keras.layers
     inp = keras.Input((8, 8, 3))
     model = keras.Model(inp, L.Dense(4, activation="softmax")(L.Flatten()(L.Conv2D(2, 3)(inp))))

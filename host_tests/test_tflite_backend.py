@@ -15,12 +15,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from dqa_mcu import api, build as fw
-from dqa_mcu import cli
-from dqa_mcu import tflite_reference as R
+from dqa_mcu import api, cli
+from dqa_mcu.codegen.tflite import fc_scale_parts
+from dqa_mcu.device import build as fw
+from dqa_mcu.frontends.tflite_import import SUPPORTED_OPS, load_tflite
+from dqa_mcu.reference import tflite as R
 from dqa_mcu.targets import get_target
-from dqa_mcu.tflite_codegen import fc_scale_parts
-from dqa_mcu.tflite_import import SUPPORTED_OPS, load_tflite
 from test_tflite import (KWS, RESNET8, TEST_NPZ, ZERO_INPUT_OUTPUT, _need, resnet8_with_fc_ties,  # noqa: F401
                          synthetic, tf)
 

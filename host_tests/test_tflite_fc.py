@@ -20,8 +20,8 @@ import numpy as np
 import pytest
 
 from dqa_mcu import api, cli
-from dqa_mcu import tflite_reference as R
-from dqa_mcu.tflite_import import UnsupportedTFLiteOpError, load_tflite
+from dqa_mcu.frontends.tflite_import import UnsupportedTFLiteOpError, load_tflite
+from dqa_mcu.reference import tflite as R
 from conftest import int8_inputs, tflite_int8
 from test_tflite import assert_bit_exact, tf  # noqa: F401  (tf is a fixture)
 from test_tflite_backend import _firmware_outputs

@@ -6,13 +6,13 @@ import re
 import numpy as np
 import pytest
 
-from dqa_mcu import passes
-from dqa_mcu.calibrate import calibrate
-from dqa_mcu.float_exec import run_float
-from dqa_mcu.keras_import import import_keras_model
-from dqa_mcu.quantize import QuantConfig, quantize
-from dqa_mcu.tflite_float import tflite_to_ir
-from dqa_mcu.tflite_import import UnsupportedTFLiteOpError, parse_tflite
+from dqa_mcu.frontends import passes
+from dqa_mcu.frontends.keras_import import import_keras_model
+from dqa_mcu.frontends.tflite_float import tflite_to_ir
+from dqa_mcu.frontends.tflite_import import UnsupportedTFLiteOpError, parse_tflite
+from dqa_mcu.quantize.calibrate import calibrate
+from dqa_mcu.quantize.quantizer import QuantConfig, quantize
+from dqa_mcu.reference.float_exec import run_float
 
 from test_backend import export_and_run, require_arm
 from test_tflite import tf  # noqa: F401  (a fixture)

@@ -28,10 +28,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from dqa_mcu import api, build as fw
-from dqa_mcu import tflite_reference as R
+from dqa_mcu import api
+from dqa_mcu.device import build as fw
+from dqa_mcu.frontends.tflite_import import load_tflite
+from dqa_mcu.reference import tflite as R
 from dqa_mcu.targets import get_target
-from dqa_mcu.tflite_import import load_tflite
 from conftest import int8_inputs, tflite_int8
 from test_tflite import _repack, tf  # noqa: F401  (tf is a fixture)
 

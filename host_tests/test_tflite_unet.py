@@ -19,9 +19,9 @@ int8, checked with np.array_equal:
 import numpy as np
 import pytest
 
-from dqa_mcu import tflite_reference as R
-from dqa_mcu.tflite_codegen import plan_s8
-from dqa_mcu.tflite_import import load_tflite
+from dqa_mcu.codegen.tflite import plan_s8
+from dqa_mcu.frontends.tflite_import import load_tflite
+from dqa_mcu.reference import tflite as R
 from conftest import int8_inputs, tflite_int8
 from test_tflite import _repack, tf  # noqa: F401  (tf is a fixture)
 from test_tflite_ops import (_assert_c_equals_reference_and_litert, _c_outputs, _require,

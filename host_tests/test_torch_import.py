@@ -7,9 +7,10 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from dqa_mcu import ir, passes, zoo
-from dqa_mcu.float_exec import run_float
-from dqa_mcu.torch_import import import_module, load_torch_model
+from dqa_mcu import ir
+from dqa_mcu.frontends import passes, zoo
+from dqa_mcu.frontends.torch_import import import_module, load_torch_model
+from dqa_mcu.reference.float_exec import run_float
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 MODELS = SHARED / "models"

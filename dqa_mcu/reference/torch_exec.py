@@ -42,7 +42,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from . import ir
+from dqa_mcu import ir
 
 __all__ = ["TensorQuant", "TorchExec", "plan_from_qmodel", "stored_tensors", "parallel_map", "single_thread"]
 

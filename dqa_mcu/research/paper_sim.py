@@ -53,8 +53,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from .torch_exec import default_workers, parallel_map
-from .zoo import BasicBlock, Normalization
+from dqa_mcu.frontends.zoo import BasicBlock, Normalization
+from dqa_mcu.reference.torch_exec import default_workers, parallel_map
 
 __all__ = ["PaperScheme", "paper_accuracy", "paper_greedy_rankings", "block_points", "calibration_maxima",
            "METHODS"]

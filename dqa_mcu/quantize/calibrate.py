@@ -16,8 +16,8 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from .ir import Graph
-from .torch_exec import TorchExec, parallel_map
+from dqa_mcu.ir import Graph
+from dqa_mcu.reference.torch_exec import TorchExec, parallel_map
 
 HIST_BINS = 2048
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".ppm", ".pgm")

@@ -76,10 +76,10 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from . import ir
-from .ranking import GLOBAL_RANKINGS, rank_by_noise
-from .quantize import activation_tensors, out_range
-from .torch_exec import TensorQuant, TorchExec, default_workers, parallel_map, stored_tensors
+from dqa_mcu import ir
+from dqa_mcu.quantize.quantizer import activation_tensors, out_range
+from dqa_mcu.quantize.ranking import GLOBAL_RANKINGS, rank_by_noise
+from dqa_mcu.reference.torch_exec import TensorQuant, TorchExec, default_workers, parallel_map, stored_tensors
 
 __all__ = ["greedy_rankings", "greedy_search", "taylor_rankings", "RankingResult", "save_rankings",
            "load_rankings", "SEARCHES", "compute_rankings", "RankingError", "taylor_search", "rankings_for",

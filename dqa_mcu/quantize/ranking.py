@@ -3,7 +3,7 @@
 Every criterion here has one signature: (stats, clip, rng) -> channel indices,
 most important first; these are the local ones, computed inside quantize().
 The whole-network criteria (``GLOBAL_RANKINGS``: the paper's greedy search and
-its fast Taylor proxy) need the graph and images, live in ``dqa_mcu.greedy``
+its fast Taylor proxy) need the graph and images, live in ``dqa_mcu.quantize.greedy``
 (``compute_rankings(name, graph, calib, config, images, labels)``) and reach
 quantize() as its ``rankings=`` argument (or a rankings file).
 """
@@ -13,7 +13,7 @@ from typing import Callable
 
 import numpy as np
 
-from .calibrate import ChannelStats
+from dqa_mcu.quantize.calibrate import ChannelStats
 
 Ranker = Callable[[ChannelStats, np.ndarray, np.random.Generator], np.ndarray]
 
@@ -44,7 +44,7 @@ RANKERS: dict[str, Ranker] = {
 }
 
 
-# Whole-network rankings, by name (computed by dqa_mcu.greedy.compute_rankings):
+# Whole-network rankings, by name (computed by dqa_mcu.quantize.greedy.compute_rankings):
 #   greedy: the paper's search, one network evaluation per channel (minutes);
 #   taylor: first-order loss sensitivity to each channel's rounding noise (seconds).
 GLOBAL_RANKINGS: tuple[str, ...] = ("greedy", "taylor")

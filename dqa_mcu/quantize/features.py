@@ -15,9 +15,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from .calibrate import DataError
-from .qmodel import QModel
-from .zoo import Normalization
+from dqa_mcu.frontends.zoo import Normalization
+from dqa_mcu.qmodel import QModel
+from dqa_mcu.quantize.calibrate import DataError
 
 __all__ = ["feature_normalization", "feature_codes", "model_normalization", "load_features", "is_feature_file",
            "MIN_RANGE"]

@@ -29,13 +29,13 @@ from pathlib import Path
 
 import numpy as np
 
-from . import __version__
-from .codegen import CArray, _body, c_ident, write_project
-from .ir import unique_name
-from .planner import Block, MemoryPlan, place
-from .tflite_import import (TFLiteGraph, TOp, UnsupportedTFLiteOpError, layer_name, moved_index,
-                            refuse_activation_shapes)
-from .tflite_reference import TFLiteReference, geometry, wrap32
+from dqa_mcu import __version__
+from dqa_mcu.codegen.dqa import CArray, _body, c_ident, write_project
+from dqa_mcu.codegen.planner import Block, MemoryPlan, place
+from dqa_mcu.ir import unique_name
+from dqa_mcu.frontends.tflite_import import (TFLiteGraph, TOp, UnsupportedTFLiteOpError, layer_name, moved_index,
+                                             refuse_activation_shapes)
+from dqa_mcu.reference.tflite import TFLiteReference, geometry, wrap32
 
 __all__ = ["S8Plan", "plan_s8", "generate_s8", "fc_scale_parts"]
 

@@ -48,10 +48,10 @@ from pathlib import Path
 
 import numpy as np
 
-from . import ir
-from .keras_import import RAW_PIXELS, tf_same_pads
-from .npconv import out_size
-from .tflite_import import TFLiteGraph, TOp, UnsupportedTFLiteOpError, layer_name, moved_index
+from dqa_mcu import ir
+from dqa_mcu.frontends.keras_import import RAW_PIXELS, tf_same_pads
+from dqa_mcu.frontends.tflite_import import TFLiteGraph, TOp, UnsupportedTFLiteOpError, layer_name, moved_index
+from dqa_mcu.reference.npconv import out_size
 
 __all__ = ["tflite_to_ir"]
 

@@ -1,6 +1,6 @@
 """Fit a quantized model into a memory budget by choosing each tensor's important channels.
 
-Two budgets, for fixed n and m (dqa_mcu.recommend searches over n and m):
+Two budgets, for fixed n and m (dqa_mcu.quantize.recommend searches over n and m):
 
 * `fit_arena`: SRAM bytes of the planned activation arena (`--memory-budget`);
 * `fit_bits`: average stored bits per activation over all stored tensors
@@ -33,12 +33,12 @@ from itertools import groupby
 
 import numpy as np
 
-from . import planner
-from .calibrate import Calibration
-from .evaluate import memory
-from .ir import Graph
-from .qmodel import QModel
-from .quantize import QuantConfig, QuantizationError, channel_orders, quantize
+from dqa_mcu.codegen import planner
+from dqa_mcu.ir import Graph
+from dqa_mcu.qmodel import QModel
+from dqa_mcu.quantize.calibrate import Calibration
+from dqa_mcu.quantize.quantizer import QuantConfig, QuantizationError, channel_orders, quantize
+from dqa_mcu.reference.evaluate import memory
 
 MAX_ROUNDS = 8  # real quantizations; each shrinks further if the estimate fell short
 SHARE_RESOLUTION = 1e-3  # of all activations: the bisection's stopping width

@@ -21,14 +21,14 @@ from pathlib import Path
 
 import numpy as np
 
-from . import evaluate
-from .calibrate import calibrate, subsample
-from .greedy import RankingError, rankings_for
-from .ir import Graph
-from .paper_sim import paper_accuracy
-from .quantize import QuantConfig, quantize
-from .ranking import GLOBAL_RANKINGS
-from .zoo import Normalization
+from dqa_mcu.frontends.zoo import Normalization
+from dqa_mcu.ir import Graph
+from dqa_mcu.quantize.calibrate import calibrate, subsample
+from dqa_mcu.quantize.greedy import RankingError, rankings_for
+from dqa_mcu.quantize.quantizer import QuantConfig, quantize
+from dqa_mcu.quantize.ranking import GLOBAL_RANKINGS
+from dqa_mcu.reference import evaluate
+from dqa_mcu.research.paper_sim import paper_accuracy
 
 PAPER_METHODS = {"direct": "direct", "noisyquant": "NoisyQuant", "dqa": "DQA"}
 DEPLOYABLE_METHODS = {"direct": "direct", "dqa": "DQA"}

@@ -17,13 +17,13 @@ from dataclasses import asdict, dataclass, replace
 import numpy as np
 import torch
 
-from . import reference
-from .calibrate import HIST_BINS, Calibration, ChannelStats
-from .huffman import HuffmanCode
-from .ir import NON_NEGATIVE_FUNCTIONS, Graph, Node, act_bounds
-from .qmodel import QModel, QNode, QTensor
-from .ranking import GLOBAL_RANKINGS, RANKERS
-from .torch_exec import TABLE_FUNCTIONS
+from dqa_mcu.huffman import HuffmanCode
+from dqa_mcu.ir import NON_NEGATIVE_FUNCTIONS, Graph, Node, act_bounds
+from dqa_mcu.qmodel import QModel, QNode, QTensor
+from dqa_mcu.quantize.calibrate import HIST_BINS, Calibration, ChannelStats
+from dqa_mcu.quantize.ranking import GLOBAL_RANKINGS, RANKERS
+from dqa_mcu.reference import dqa as reference
+from dqa_mcu.reference.torch_exec import TABLE_FUNCTIONS
 
 OUTPUT_BITS = 16
 TABLE_REACH = 2047  # a table activation's index runs over [-TABLE_REACH, TABLE_REACH] (spec 5.4.2)
@@ -360,12 +360,12 @@ def quantize(graph: Graph, calib: Calibration, config: QuantConfig, calib_images
     """`rankings` (tensor -> channels, most important first) overrides the
     config's local ranking criterion, e.g. with a whole-network greedy search;
     `important_counts` (tensor -> channels) overrides the config's important
-    ratio per tensor, e.g. to fit a memory budget (dqa_mcu.budget)."""
+    ratio per tensor, e.g. to fit a memory budget (dqa_mcu.quantize.budget)."""
     config.validate()
     if config.uses_dqa and config.rank in GLOBAL_RANKINGS and not rankings:
         # a whole-network ranking needs the graph and images: quantize() cannot make one
         raise QuantizationError(f"ranking {config.rank!r} is computed over the whole network: pass its "
-                                "rankings (dqa_mcu.greedy.compute_rankings, or --rankings FILE)")
+                                "rankings (dqa_mcu.quantize.greedy.compute_rankings, or --rankings FILE)")
     tensors = activation_tensors(graph, calib, config, rankings, important_counts)
     nodes = [_qnode(node, tensors) for node in graph.nodes]
     model = QModel(nodes, tensors, graph.input, graph.output, config=asdict(config))

@@ -6,9 +6,9 @@ from dataclasses import dataclass, replace
 import numpy as np
 from tqdm import tqdm
 
-from . import reference
-from .float_exec import run_float
-from .qmodel import QModel
+from dqa_mcu.qmodel import QModel
+from dqa_mcu.reference import dqa as reference
+from dqa_mcu.reference.float_exec import run_float
 
 
 @dataclass

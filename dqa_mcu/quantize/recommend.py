@@ -24,13 +24,15 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from . import budget, evaluate, planner, reference
-from .calibrate import Calibration
-from .greedy import RankingResult
-from .ir import Graph
-from .qmodel import QModel
-from .quantize import QuantConfig, QuantizationError, quantize
-from .ranking import GLOBAL_RANKINGS
+from dqa_mcu.codegen import planner
+from dqa_mcu.ir import Graph
+from dqa_mcu.qmodel import QModel
+from dqa_mcu.quantize import budget
+from dqa_mcu.quantize.calibrate import Calibration
+from dqa_mcu.quantize.greedy import RankingResult
+from dqa_mcu.quantize.quantizer import QuantConfig, QuantizationError, quantize
+from dqa_mcu.quantize.ranking import GLOBAL_RANKINGS
+from dqa_mcu.reference import evaluate, dqa as reference
 
 EXTRA_BITS = (1, 2, 3, 4)
 MAX_BITS = 8

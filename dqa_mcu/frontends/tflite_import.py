@@ -40,7 +40,7 @@ from typing import Callable, Collection
 
 import numpy as np
 
-from . import ir
+from dqa_mcu import ir
 
 __all__ = ["TFLiteGraph", "TTensor", "TOp", "TFLiteFormatError", "UnsupportedTFLiteOpError",
            "load_tflite", "parse_tflite", "layer_name", "refuse_activation_shapes", "moved_index", "SUPPORTED_OPS",

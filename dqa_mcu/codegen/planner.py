@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .qmodel import QModel, QNode
+from dqa_mcu.qmodel import QModel, QNode
 
 ALIGN = 4
 LINE_BUFFER_ELEMENT_BYTES = 2  # int16 fine-domain values

@@ -17,7 +17,7 @@ from typing import Callable
 
 import numpy as np
 
-from .targets import Target
+from dqa_mcu.targets import Target
 
 DEFAULT_TIMEOUT_S = 600
 LINKER_OVERFLOW = re.compile(r"region [`'\"]?(\w+)[`'\"]? overflowed by (\d+) bytes")

@@ -20,11 +20,11 @@ from pathlib import Path
 import jinja2
 import numpy as np
 
-from . import __version__
-from .planner import MemoryPlan, scratch_bytes
-from .qmodel import QModel, QNode, QTensor
+from dqa_mcu import __version__
+from dqa_mcu.codegen.planner import MemoryPlan, scratch_bytes
+from dqa_mcu.qmodel import QModel, QNode, QTensor
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 TEMPLATES = ROOT / "templates"
 FIRMWARE = ROOT / "firmware"
 VALUES_PER_LINE = 16

@@ -48,9 +48,9 @@ from pathlib import Path
 
 import numpy as np
 
-from . import ir
-from .ir import TABLE_FUNCTIONS
-from .npconv import out_size
+from dqa_mcu import ir
+from dqa_mcu.ir import TABLE_FUNCTIONS
+from dqa_mcu.reference.npconv import out_size
 
 __all__ = ["load_keras", "load_keras_model", "import_keras_model", "RAW_PIXELS"]
 

@@ -16,8 +16,8 @@ from typing import Callable
 import numpy as np
 import torch
 
-from . import ir
-from .torch_exec import TorchExec
+from dqa_mcu import ir
+from dqa_mcu.reference.torch_exec import TorchExec
 
 __all__ = ["run_float", "to_nhwc"]
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import ir
+from dqa_mcu import ir
 
 __all__ = ["fold_batchnorm", "fuse_activations", "lower_shortcuts", "fuse_residual", "optimize"]
 

@@ -11,8 +11,8 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from . import build as fw
-from .targets import TARGETS, Board, Target
+from dqa_mcu.device import build as fw
+from dqa_mcu.targets import TARGETS, Board, Target
 
 PROBES = ("openocd", "st-flash", "pyocd")  # tried in this order
 PROBE_INSTALL = {

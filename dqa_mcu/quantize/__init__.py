@@ -1,0 +1,1 @@
+"""Quantization: calibration, channel rankings, the DQA quantizer, memory budgets and `recommend`."""

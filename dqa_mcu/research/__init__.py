@@ -1,0 +1,1 @@
+"""The paper's setting simulated in float, and the accuracy / memory tables of `dqa-mcu table`."""
