@@ -33,7 +33,7 @@ from dqa_mcu.reference import evaluate, dqa as reference
 from dqa_mcu.targets import get_target
 
 __all__ = ["load", "quantize_model", "export", "run", "export_project", "export_s8_project", "run_project",
-           "check_output_dir", "load_graph", "load_tflite_int8", "model_kind", "exported_tflite",
+           "check_output_dir", "constant_bytes", "load_graph", "load_tflite_int8", "model_kind", "exported_tflite",
            "QMODEL_FILE", "TFLITE_MODEL_FILE", "TFLITE_INT8_MODE", "EXPORT_INFO_FILE", "HARNESS_IMAGES_FILE"]
 
 # the files an export writes
@@ -169,7 +169,7 @@ def export_project(model: QModel, out: Path, target_name: str, source: str, imag
     out = Path(out)
     target = get_target(target_name)
     plan = planner.plan(model)
-    const_bytes = sum(a.nbytes for n in model.nodes for a in n.arrays.values())
+    const_bytes = _model_constant_bytes(model)
     _check_fits(target, plan.arena_bytes, const_bytes + images.nbytes, ram_bytes, flash_bytes)
     with _staged_output(out, force) as staged:
         codegen.generate(model, plan, staged, target.name, source=source, images=images)
@@ -183,17 +183,37 @@ def export_project(model: QModel, out: Path, target_name: str, source: str, imag
     return plan
 
 
+def _model_constant_bytes(model) -> int:
+    """The weights and tables of a QModel, or the constant tensors of an int8 TFLiteGraph."""
+    if isinstance(model, QModel):
+        return sum(a.nbytes for n in model.nodes for a in n.arrays.values())
+    return sum(t.data.nbytes for t in model.tensors if t.is_const)
+
+
+def constant_bytes(out: Path) -> int:
+    """What an export's fit check counted against flash beside the code: weights, tables, test inputs."""
+    out = Path(out)
+    tgraph = exported_tflite(out)
+    model = tgraph if tgraph is not None else QModel.load(out / QMODEL_FILE)
+    return _model_constant_bytes(model) + np.load(out / HARNESS_IMAGES_FILE)["x"].nbytes
+
+
 def _check_fits(target, arena_bytes: int, const_bytes: int, ram_bytes: int | None, flash_bytes: int | None):
-    """The arena against RAM, the constants (weights, tables, the harness's test inputs) against flash;
-    code and small tables are left to the linker (build.build names an overflow in one line)."""
-    ram_limit = ram_bytes or target.ram_bytes
-    if arena_bytes > ram_limit:
-        raise QuantizationError(f"activation arena of {arena_bytes} bytes does not fit {target.name}'s "
-                                f"RAM of {ram_limit} bytes; use fewer bits or a smaller model")
+    """The arena against RAM, the constants (weights, tables, the harness's test inputs) and the code
+    against flash, before anything is written: a model too big fails here with the numbers, not at
+    link time. A target's own RAM also holds its static variables, stack and heap; a `ram_bytes`
+    given is what the arena may take."""
+    ram = ram_bytes or target.ram_bytes
+    reserved = 0 if ram_bytes else target.reserved_ram_bytes
+    if arena_bytes > ram - reserved:
+        beside = f" less {reserved} for static variables, stack and heap" if reserved else ""
+        raise QuantizationError(f"activation arena of {arena_bytes} bytes does not fit {target.name}'s RAM of "
+                                f"{ram} bytes{beside}; use fewer bits or a smaller model")
     flash_limit = flash_bytes or target.flash_bytes
-    if const_bytes > flash_limit:
-        raise QuantizationError(f"weights, tables and test inputs need {const_bytes} bytes, more than "
-                                f"{target.name}'s flash of {flash_limit} bytes")
+    if const_bytes + target.code_bytes > flash_limit:
+        raise QuantizationError(f"weights, tables and test inputs need {const_bytes} bytes and code up to "
+                                f"{target.code_bytes}: {const_bytes + target.code_bytes} bytes, more than "
+                                f"{target.name}'s flash of {flash_limit} bytes; use a smaller model or a larger part")
 
 
 def export_s8_project(graph, out: Path, target_name: str, source: str, images: np.ndarray,
@@ -204,7 +224,7 @@ def export_s8_project(graph, out: Path, target_name: str, source: str, images: n
     out = Path(out)
     target = get_target(target_name)
     plan = plan_s8(graph)
-    const_bytes = sum(t.data.nbytes for t in graph.tensors if t.is_const)
+    const_bytes = _model_constant_bytes(graph)
     _check_fits(target, plan.memory.arena_bytes, const_bytes + images.nbytes, ram_bytes, flash_bytes)
     with _staged_output(out, force) as staged:
         generate_s8(graph, plan, staged, target.name, source=source, images=images)

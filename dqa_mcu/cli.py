@@ -546,8 +546,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", help="images for the test harness (default: a few calibration images)")
     p.add_argument("-n", "--count", type=int, default=20, help="harness images")
     _task_args(p)
-    p.add_argument("--ram-bytes", type=int, help="the device's RAM, to check the arena fits")
-    p.add_argument("--flash-bytes", type=int, help="the device's flash, to check the weights fit")
+    p.add_argument("--ram-bytes", type=int, help="the RAM the activation arena may take (default: the "
+                   "target's, less its static variables, stack and heap)")
+    p.add_argument("--flash-bytes", type=int, help="the device's flash, to check that the constants and the "
+                   "code fit (default: the target's)")
     _budget_args(p, required=False)
     p.add_argument("--no-build", action="store_true")
     p.set_defaults(func=cmd_export)

@@ -12,6 +12,18 @@ from dataclasses import dataclass
 KIB = 1024
 MIB = 1024 * KIB
 
+# Flash beside the model's constants: the runtime kernels, the harness, startup, newlib's printf and
+# the generated calls and tables. Upper bounds of what the largest exports link (test_reliability's
+# code-size test builds them and checks): 33-48 KB on a bare core, 8-9 KB more for a board's clocks
+# and UART.
+CORE_CODE_BYTES = 56 * KIB
+BOARD_CODE_BYTES = 64 * KIB
+# RAM beside the arena: the runtime's and harness's .data and .bss (about 3 KB), and the stack and
+# heap the linker scripts keep free (DQA_MIN_STACK_HEAP in firmware/board/ld).
+STATIC_RAM_BYTES = 4 * KIB
+CORE_STACK_HEAP_BYTES = 64 * KIB
+BOARD_STACK_HEAP_BYTES = 16 * KIB
+
 
 @dataclass(frozen=True)
 class Board:
@@ -40,6 +52,18 @@ class Target:
     @property
     def is_host(self) -> bool:
         return self.name == "host"
+
+    @property
+    def code_bytes(self) -> int:
+        """The flash its code takes beside the model's constants, at most."""
+        return 0 if self.is_host else BOARD_CODE_BYTES if self.board else CORE_CODE_BYTES
+
+    @property
+    def reserved_ram_bytes(self) -> int:
+        """The RAM its image keeps beside the activation arena: static variables, stack and heap."""
+        if self.is_host:
+            return 0
+        return STATIC_RAM_BYTES + (BOARD_STACK_HEAP_BYTES if self.board else CORE_STACK_HEAP_BYTES)
 
 
 ARM_PACKAGES = ("gcc-arm-none-eabi", "libnewlib-arm-none-eabi", "qemu-system-arm", "cmake")

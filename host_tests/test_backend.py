@@ -1,15 +1,18 @@
 """C backend end to end: export -> build -> run (QEMU / host) == reference, bit for bit."""
 import filecmp
 import shutil
+from dataclasses import replace
 
 import numpy as np
 import pytest
 
 from dqa_mcu import api, cli
+from dqa_mcu.codegen import planner
 from dqa_mcu.device import build as fw
 from dqa_mcu.frontends import passes
 from dqa_mcu.quantize.calibrate import calibrate
 from dqa_mcu.quantize.quantizer import QuantConfig, quantize
+from dqa_mcu.targets import get_target
 
 from conftest import load_resnet
 
@@ -97,10 +100,31 @@ def test_unknown_target_lists_the_valid_ones(capsys):
 
 def test_model_too_big_for_the_part_fails_at_export_with_numbers(digits_model, tmp_path):
     model, images, _ = digits_model
-    with pytest.raises(cli.QuantizationError, match=r"activation arena of \d+ bytes does not fit cortex-m4's RAM of 1000 bytes"):
+    with pytest.raises(cli.QuantizationError, match=r"activation arena of \d+ bytes does not fit cortex-m4's RAM of "
+                                                    r"1000 bytes; use fewer bits"):
         api.export_project(model, tmp_path, "cortex-m4", "m", images, ram_bytes=1000, flash_bytes=None)
-    with pytest.raises(cli.QuantizationError, match=r"weights, tables and test inputs need \d+ bytes, more than cortex-m4's flash of 2000"):
+    with pytest.raises(cli.QuantizationError, match=r"weights, tables and test inputs need \d+ bytes and code up to "
+                                                    r"57344: \d+ bytes, more than cortex-m4's flash of 2000"):
         api.export_project(model, tmp_path, "cortex-m4", "m", images, ram_bytes=None, flash_bytes=2000)
+
+
+def test_the_fit_check_counts_code_stack_and_heap_to_the_byte(digits_model, tmp_path, monkeypatch):
+    """Flash holds the constants and the code allowance, a board's RAM the arena and what its image keeps
+    beside it: one byte less than needed is refused, exactly enough is written."""
+    model, images, _ = digits_model
+    board = get_target("nucleo-f446re")
+    arena = planner.plan(model).arena_bytes
+    flash = sum(a.nbytes for n in model.nodes for a in n.arrays.values()) + images.nbytes + board.code_bytes
+    with pytest.raises(cli.QuantizationError, match=f"more than nucleo-f446re's flash of {flash - 1} bytes"):
+        api.export_project(model, tmp_path / "a", board.name, "m", images, ram_bytes=None, flash_bytes=flash - 1)
+    api.export_project(model, tmp_path / "b", board.name, "m", images, ram_bytes=None, flash_bytes=flash)
+    ram = arena + board.reserved_ram_bytes
+    monkeypatch.setattr(api, "get_target", lambda name: replace(board, ram_bytes=ram - 1))
+    with pytest.raises(cli.QuantizationError, match=f"nucleo-f446re's RAM of {ram - 1} bytes less "
+                                                    f"{board.reserved_ram_bytes} for static variables, stack and heap"):
+        api.export_project(model, tmp_path / "c", board.name, "m", images, ram_bytes=None, flash_bytes=None)
+    monkeypatch.setattr(api, "get_target", lambda name: replace(board, ram_bytes=ram))
+    api.export_project(model, tmp_path / "d", board.name, "m", images, ram_bytes=None, flash_bytes=None)
 
 
 def test_missing_toolchain_names_the_debian_package(monkeypatch):

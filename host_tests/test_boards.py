@@ -12,7 +12,7 @@ import pytest
 from dqa_mcu import api, cli
 from dqa_mcu.codegen import dqa as codegen
 from dqa_mcu.device import build as fw, flash
-from dqa_mcu.targets import KIB, get_target
+from dqa_mcu.targets import KIB, STATIC_RAM_BYTES, get_target
 
 from conftest import shared_file
 from test_backend import digits_model, require_arm  # noqa: F401 (a fixture, shared)
@@ -96,7 +96,11 @@ def test_every_board_image_fits_its_memories(exports):
             assert _inside(*sections[".fast_bss"], DTCM), (board, "arena not in the DTCM")
         sizes = fw.sizes(elf)
         assert sizes["flash"] <= target.flash_bytes and sizes["ram"] <= target.ram_bytes
-        rows.append(f"{board:14s} {model:13s} flash {sizes['flash']:7d} of {target.flash_bytes:7d} B  "
+        # what the export's fit check allows for beside the constants and the arena
+        code = sizes["flash"] - api.constant_bytes(out)
+        assert code <= target.code_bytes, (board, model, code)
+        assert sizes["ram"] - sections[".fast_bss"][0] <= STATIC_RAM_BYTES, (board, model)
+        rows.append(f"{board:14s} {model:13s} flash {sizes['flash']:7d} of {target.flash_bytes:7d} B (code {code:6d}) "
                     f"RAM {sizes['ram']:6d} of {target.ram_bytes:6d} B  (arena {sections['.fast_bss'][0]} B "
                     f"at 0x{sections['.fast_bss'][1]:08x})")
     print("\n" + "\n".join(rows))

@@ -15,13 +15,16 @@ import torch
 
 from dqa_mcu import api, cli
 from dqa_mcu.codegen import dqa as codegen
+from dqa_mcu.device import build as fw
 from dqa_mcu.frontends import passes
 from dqa_mcu.frontends.torch_import import import_module
 from dqa_mcu.quantize.calibrate import DataError, calibrate
 from dqa_mcu.quantize.quantizer import QuantConfig, quantize
+from dqa_mcu.targets import get_target
 
 from conftest import shared_file
 from test_library import Residual
+from test_tflite_ops import models, tf  # noqa: F401 (fixtures: the int8 networks of every op)
 
 ROOT = Path(__file__).resolve().parents[1]
 INT8_TFLITE = "models/mlperf_tiny_ic_resnet8_int8.tflite"
@@ -162,6 +165,20 @@ def test_the_firmware_fuzz_targets_find_no_crash(tmp_path):
     print(proc.stdout)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
     assert proc.stdout.count("crashes 0") == 3
+
+
+# -- fitting the part ----------------------------------------------------------------------------
+
+@pytest.mark.slow
+def test_the_code_allowance_covers_every_int8_kernel_on_cortex_m3(models, tmp_path):
+    """The export's fit check counts code as an allowance (targets.CORE_CODE_BYTES), so that a model too big
+    for the part is refused at export, not at link time: the allowance must hold for the most code an
+    export links. The decoder network calls every int8 kernel, and Cortex-M3 runs them in portable C."""
+    target = get_target("cortex-m3")
+    out = api.export(models["decoder"], tmp_path / "decoder", target.name, build=True, **QUIET)
+    code = fw.sizes(Path(out["executable"]))["flash"] - api.constant_bytes(tmp_path / "decoder")
+    print(f"decoder on cortex-m3: code {code} bytes, allowance {target.code_bytes}")
+    assert 0 < code <= target.code_bytes
 
 
 # -- static checks -----------------------------------------------------------------------------

@@ -68,7 +68,7 @@ def build(project: Path, target: Target, build_dir: Path | None = None, sanitize
         proc = _run(cmd)
         if proc.returncode != 0:
             overflow = LINKER_OVERFLOW.search(proc.stdout + proc.stderr)
-            if overflow:  # the export's fit check counts constants only: code and tables can still overflow
+            if overflow:  # past the fit check's code allowance (targets.CORE_CODE_BYTES): named in one line
                 raise BuildError(f"{project}: the image does not fit {target.name}: its {overflow.group(1)} region "
                                  f"overflows by {int(overflow.group(2))} bytes (use fewer bits, a smaller model or "
                                  "a larger part)")
