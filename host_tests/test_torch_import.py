@@ -1,4 +1,6 @@
 """PyTorch import -> graph passes -> float executor, checked against torch itself."""
+import os
+import signal
 from pathlib import Path
 
 import numpy as np
@@ -8,7 +10,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from dqa_mcu import ir
-from dqa_mcu.frontends import passes, zoo
+from dqa_mcu.frontends import passes, torch_import, zoo
 from dqa_mcu.frontends.torch_import import import_module, load_torch_model
 from dqa_mcu.reference.float_exec import run_float
 
@@ -104,6 +106,31 @@ def test_torchscript_and_export_match_state_dict(tmp_path, images):
     # without arch the normalization is the documented default
     _, n = load_torch_model(tmp_path / "model.pt2")
     assert n.pixel_scale == pytest.approx(1 / 255) and n.mean == (0.0,) and n.std == (1.0,)
+
+
+def _segfault():
+    os.kill(os.getpid(), signal.SIGSEGV)
+
+
+def _raise():
+    raise KeyError("damaged")
+
+
+def test_the_converter_probe_survives_a_crash_in_its_child():
+    """What runs torch's TorchScript converter first (docs/reliability.md): a crash in the child is named,
+    this process goes on; an exception there is left to the caller's own run."""
+    assert torch_import.probe_in_a_child(_segfault) == "it crashed (SIGSEGV)"
+    assert torch_import.probe_in_a_child(_raise) is None
+
+
+def test_a_crash_in_torchs_torchscript_converter_is_one_line(tmp_path, monkeypatch):
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU()).eval()
+    torch.jit.script(model).save(tmp_path / "model.ts.pt")
+    loaded, norm = load_torch_model(tmp_path / "model.ts.pt")
+    monkeypatch.setattr(torch_import, "probe_in_a_child", lambda work, *args: "it crashed (SIGSEGV)")
+    with pytest.raises(ir.GraphError, match=r"^torch's TorchScript converter failed on this archive: it crashed "
+                                            r"\(SIGSEGV\); the archive is probably damaged\. Export the model"):
+        import_module(loaded, (8, 8, 3), norm)
 
 
 def test_whole_pickle_needs_trust(tmp_path, images):

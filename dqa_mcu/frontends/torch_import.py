@@ -40,9 +40,12 @@ from __future__ import annotations
 import io
 import logging
 import math
+import multiprocessing
 import operator
+import os
 import pickle
 import re
+import signal
 import zipfile
 from contextlib import contextmanager
 from pathlib import Path
@@ -108,30 +111,84 @@ def _torch_logs_kept():
             log.handlers = handlers
 
 
+# How long converting a TorchScript archive may take in the child process that does it first
+CONVERTER_PROBE_SECONDS = 300
+
+
+def _torchscript_graph(ts, example: torch.Tensor) -> torch.fx.GraphModule:
+    """The fx graph of a ScriptModule, from torch's private TorchScript converter."""
+    from torch._export import converter as c
+
+    conv = c.TS2EPConverter(ts, (example,))
+    lifted, fqn = c.get_block_to_lifted_attrs(conv.ts_graph)
+    g = c.TS2FXGraphConverter(conv.ts_graph, conv.name_to_param, conv.name_to_buffer, lifted,
+                              conv.name_to_non_tensor_attributes, conv.name_to_constant, fqn)
+    gm = g.convert()
+    c.replace_quantized_ops_with_standard_ops(gm)
+    return gm
+
+
+def _convert_saved(archive: bytes, shape: tuple[int, ...]) -> None:
+    """The converter on a saved ScriptModule: what the probe child runs."""
+    _torchscript_graph(torch.jit.load(io.BytesIO(archive), map_location="cpu").eval(), torch.zeros(shape))
+
+
+def _silently(work, *args) -> None:
+    """A probe child's body: what it would print or raise, the caller's own run reports."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 1)
+    os.dup2(devnull, 2)
+    try:
+        work(*args)
+    except BaseException:  # noqa: BLE001 - reported by the caller's run in its own process
+        pass
+
+
+def probe_in_a_child(work, *args) -> str | None:
+    """Run `work(*args)` in a fresh child process first: None if the child survived (an exception
+    there is raised again by the caller's own run), else how it died. A damaged TorchScript archive
+    can crash torch's C++ converter, which no handler in this process could catch. (A fresh child, not
+    a fork: a forked child of a process that has run torch.export deadlocked here.)"""
+    child = multiprocessing.get_context("spawn").Process(target=_silently, args=(work, *args), daemon=True)
+    child.start()
+    try:
+        child.join(CONVERTER_PROBE_SECONDS)
+        timed_out = child.exitcode is None
+    finally:  # also when the wait is interrupted (a signal, Ctrl-C)
+        if child.exitcode is None:
+            child.kill()
+            child.join()
+    if timed_out:
+        return f"it ran over {CONVERTER_PROBE_SECONDS} s"
+    if child.exitcode < 0:
+        return f"it crashed ({signal.Signals(-child.exitcode).name})"
+    return None
+
+
 def _torchscript_to_fx(ts, example: torch.Tensor) -> torch.fx.GraphModule:
     """Convert a ScriptModule to an aten-level fx GraphModule at the example's shape.
 
-    PyTorch's TorchScript converter turns the TorchScript graph into fx; its own
-    re-export uses dynamic shapes, which fails on shape arithmetic such as
-    ``avg_pool2d(x, x.size(3))``, so we re-trace with ``torch.export`` at the
+    PyTorch's TorchScript converter turns the TorchScript graph into fx (in a child process first, so
+    that a crash in it is one line here); its own re-export uses dynamic shapes, which fails on shape
+    arithmetic such as ``avg_pool2d(x, x.size(3))``, so we re-trace with ``torch.export`` at the
     static example shape instead.
     """
+    advice = ("Export the model with torch.export (.pt2), or give a state_dict checkpoint with a built-in "
+              "--arch.")
+    saved = io.BytesIO()
+    torch.jit.save(ts, saved)
+    death = probe_in_a_child(_convert_saved, saved.getvalue(), tuple(example.shape))
+    if death is not None:
+        raise ir.GraphError(f"torch's TorchScript converter failed on this archive: {death}; the archive is "
+                            f"probably damaged. {advice}")
     try:
-        from torch._export import converter as c
-
-        conv = c.TS2EPConverter(ts, (example,))
-        lifted, fqn = c.get_block_to_lifted_attrs(conv.ts_graph)
-        g = c.TS2FXGraphConverter(conv.ts_graph, conv.name_to_param, conv.name_to_buffer, lifted,
-                                  conv.name_to_non_tensor_attributes, conv.name_to_constant, fqn)
-        gm = g.convert()
-        c.replace_quantized_ops_with_standard_ops(gm)
+        gm = _torchscript_graph(ts, example)
         with _torch_logs_kept():
             return torch.export.export(gm, (example,), strict=False).module()
     except Exception as e:  # noqa: BLE001 - private converter, any failure is reported the same way
         raise ir.GraphError(
             "cannot convert this TorchScript archive to a traceable graph (torch.fx cannot trace a "
-            f"ScriptModule directly): {type(e).__name__}: {_first_line(e)}. Export the model with torch.export "
-            "(.pt2), or give a state_dict checkpoint with a built-in --arch.") from e
+            f"ScriptModule directly): {type(e).__name__}: {_first_line(e)}. {advice}") from e
 
 
 def _load_archive(load, path: Path, what: str):
