@@ -250,6 +250,9 @@ def cmd_export(args) -> int:
             raise DataError(f"{limit.flag}: {args.model} is an int8 model that keeps its own 8-bit "
                             "quantization; a memory budget needs a float model (.pt/.th, .h5/.keras, "
                             "float .tflite)")
+        if args.schedule != "layer":
+            raise DataError(f"--schedule {args.schedule}: the TFLite-exact int8 mode runs layer by layer "
+                            "(row streaming covers the DQA path so far); use --schedule layer")
         out = Path(args.output)
         export_s8_project(tgraph, out, target.name, args.model, _s8_harness_images(args, tgraph),
                           args.ram_bytes, args.flash_bytes, force=args.force)
@@ -275,7 +278,8 @@ def cmd_export(args) -> int:
             model = quantize(graph, calib, config, calib_x, rankings)
     images = _harness_images(args, model, calib_x)
     out = Path(args.output)
-    export_project(model, out, target.name, args.model, images, args.ram_bytes, args.flash_bytes, force=args.force)
+    export_project(model, out, target.name, args.model, images, args.ram_bytes, args.flash_bytes, force=args.force,
+                   schedule=args.schedule)
     return _build_export(out, target, args.no_build)
 
 
@@ -546,6 +550,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--flash-bytes", type=int, help="the device's flash, to check the weights fit")
     _budget_args(p, required=False)
     p.add_argument("--no-build", action="store_true")
+    p.add_argument("--schedule", choices=planner.SCHEDULES, default="layer",
+                   help="layer: each layer over whole tensors; stream: runs of consecutive layers as row "
+                        "pipelines (docs/spec.md 2.4); auto: stream where it lowers the arena")
     p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("recommend", help="the configuration (n, m, important channels) that wins at a memory "

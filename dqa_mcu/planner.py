@@ -264,13 +264,18 @@ def simulate(stages: list[Stage], heights: dict[str, int], streamed: set[str]) -
     return steps, ring
 
 
-def row_slot_bytes(t) -> int:
-    """One ring row of a streamed tensor: its packed codes and, with DQA errors, the row's error
-    stream (capacity + one look-ahead byte) and its coded-symbol count (uint32)."""
+def has_errors(t) -> bool:
+    return t.extra_bits > 0 and bool(t.important.any())
+
+
+def ring_slot(t) -> tuple[int, int]:
+    """(offset of the error stream, bytes) of one ring row of a streamed tensor (dqa_tensor_t): its
+    packed codes, then with DQA errors the row's error stream (capacity + one look-ahead byte) and,
+    in the slot's last 4 bytes, its coded-symbol count."""
     plane = _align(math.ceil(t.shape[1] * t.channels * t.bits / 8))
-    if t.extra_bits == 0 or not t.important.any():
-        return plane
-    return plane + _align((t.err_row_capacity_bits + 7) // 8 + 1) + 4
+    if not has_errors(t):
+        return plane, plane
+    return plane, plane + _align((t.err_row_capacity_bits + 7) // 8 + 1) + 4
 
 
 def stage_of(node: QNode, model: QModel) -> Stage:
@@ -306,9 +311,11 @@ def _streamed_tensors(model: QModel, first: int, last: int) -> set[str]:
     for i, node in enumerate(model.nodes):
         for name in node.inputs:
             users.setdefault(name, []).append(i)
+    t = model.tensors
     return {name for name in inside if name != model.output and users.get(name)
-            and all(first <= i <= last for i in users[name]) and model.tensors[name].alias_of is None
-            and not any(t.alias_of == name for t in model.tensors.values())}
+            and all(first <= i <= last for i in users[name]) and t[name].alias_of is None
+            and not any(x.alias_of == name for x in t.values())
+            and (t[name].err_row_capacity_bits > 0 or not has_errors(t[name]))}  # older models: no row capacity
 
 
 def segment(model: QModel, first: int, last: int) -> Segment:
@@ -331,7 +338,8 @@ def _blocks(model: QModel, segments: list[Segment]) -> list[Block]:
         t = model.tensors[name]
         if name in rings:
             rows, seg = rings[name]
-            blocks.append(Block(name, rows * row_slot_bytes(t), seg.first, seg.last))
+            stream_offset, slot = ring_slot(t)
+            blocks.append(Block(name, rows * slot, seg.first, seg.last, plane_bytes=stream_offset))
         else:
             blocks.append(Block(name, _align(_align(t.plane_bytes) + t.stream_bytes), span[first][0],
                                 span[last][1], plane_bytes=_align(t.plane_bytes)))
