@@ -1,0 +1,58 @@
+"""Row-streamed execution (issue 13, docs/spec.md 2.4): the C runtime under a streamed schedule equals
+the reference bit for bit, on the host under ASan + UBSan and under QEMU on Cortex-M4, M7 and M55."""
+import numpy as np
+import pytest
+
+from dqa_mcu import api, planner
+from dqa_mcu.planner import PointRead
+from dqa_mcu.quantize import QuantConfig, quantize
+
+from test_backend import require_arm
+
+OVERFLOWING = "layer1_1_conv1"  # a streamed DQA tensor whose row capacity the tests cut to a third
+
+
+@pytest.fixture(scope="module")
+def streamed(resnet20, cifar_calib, cifar_test):
+    graph, calib = resnet20
+    model = quantize(graph, calib, QuantConfig(bits=3), cifar_calib)
+    model.tensors[OVERFLOWING].err_row_capacity_bits //= 3
+    return model, cifar_test[0][:2]
+
+
+def run(model, images, target, out, **run_args):
+    api.export_project(model, out, target, "test model", images, None, None, log=lambda *a: None,
+                       schedule="stream")
+    return api.run_project(out, images, None, None, timeout=600, log=lambda *a: None, **run_args)
+
+
+def test_the_stream_schedule_covers_a_subsampled_shortcut_an_overflow_and_pooling_of_rows(streamed):
+    model, _ = streamed
+    (seg,) = planner.plan(model, "stream").segments
+    subsampled = [name for s in seg.stages for name, r in s.reads
+                  if isinstance(r, PointRead) and r.stride == 2 and name in seg.ring_rows]
+    assert subsampled and OVERFLOWING in seg.ring_rows
+    assert seg.stages[-2].final_only  # global average pooling takes rows as they come
+
+
+@pytest.mark.parametrize("target", ["host", "cortex-m4", "cortex-m7", "cortex-m55"])
+def test_streamed_resnet20_is_bit_exact_with_its_overflowing_rows(streamed, target, tmp_path):
+    if target != "host":
+        require_arm()
+    model, images = streamed
+    report = run(model, images, target, tmp_path / target, sanitize=target == "host")
+    assert report["bit_exact"], report["mismatched_images"]
+    assert report["overflowed_tensors"] >= len(images)  # every image overflows the cut rows
+
+
+def test_a_ring_one_row_short_breaks_exactness(streamed, tmp_path, monkeypatch):
+    model, images = streamed
+    real = planner.segment
+
+    def short(m, first, last):
+        seg = real(m, first, last)
+        seg.ring_rows["layer1_0_conv2"] -= 1  # the block output its shortcut still reads
+        return seg
+    monkeypatch.setattr(planner, "segment", short)
+    report = run(model, images, "host", tmp_path / "short", sanitize=True)
+    assert not report["bit_exact"]
