@@ -20,6 +20,13 @@ def streamed(resnet20, cifar_calib, cifar_test):
     return model, cifar_test[0][:2]
 
 
+@pytest.fixture(scope="module")
+def direct8(resnet20, cifar_calib):
+    """All 8-bit direct (m = 0): ring slots without error streams or n_coded."""
+    graph, calib = resnet20
+    return quantize(graph, calib, QuantConfig(bits=8, extra_bits=0), cifar_calib)
+
+
 def run(model, images, target, out, **run_args):
     api.export_project(model, out, target, "test model", images, None, None, log=lambda *a: None,
                        schedule="stream")
@@ -45,6 +52,15 @@ def test_streamed_resnet20_is_bit_exact_with_its_overflowing_rows(streamed, targ
     assert report["overflowed_tensors"] >= len(images)  # every image overflows the cut rows
 
 
+@pytest.mark.parametrize("target", ["host", "cortex-m7"])
+def test_streamed_direct_8bit_resnet20_is_bit_exact(direct8, streamed, target, tmp_path):
+    if target != "host":
+        require_arm()
+    images = streamed[1]
+    report = run(direct8, images, target, tmp_path / target, sanitize=target == "host")
+    assert report["bit_exact"], report["mismatched_images"]
+
+
 def test_a_ring_one_row_short_breaks_exactness(streamed, tmp_path, monkeypatch):
     model, images = streamed
     real = planner.segment
@@ -56,3 +72,25 @@ def test_a_ring_one_row_short_breaks_exactness(streamed, tmp_path, monkeypatch):
     monkeypatch.setattr(planner, "segment", short)
     report = run(model, images, "host", tmp_path / "short", sanitize=True)
     assert not report["bit_exact"]
+
+
+def test_export_cli_takes_a_schedule_and_reports_it_in_the_plan_and_the_summary(streamed, tmp_path):
+    from test_planner_cli import run_cli
+    model, _ = streamed
+    model.save(tmp_path / "m.dqa.npz")
+    proc = run_cli("export", str(tmp_path / "m.dqa.npz"), "--target", "host", "--no-build", "--schedule", "auto",
+                   "-o", str(tmp_path / "out"))
+    assert proc.returncode == 0, proc.stderr
+    auto = planner.plan(model, "auto")
+    assert f"arena {auto.arena_bytes} bytes (auto schedule, {len(auto.segments)} row-streamed segments)" in proc.stdout
+    assert auto.segments[0].describe() in (tmp_path / "out" / "memory_plan.txt").read_text()
+
+
+def test_the_int8_mode_refuses_a_streamed_schedule_in_one_line(tmp_path):
+    from conftest import shared_file
+    from test_planner_cli import run_cli
+    proc = run_cli("export", str(shared_file("models/mlperf_tiny_kws_dscnn_int8.tflite")), "--target", "host",
+                   "--no-build", "--schedule", "stream", "-o", str(tmp_path / "out"))
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    (line,) = proc.stderr.strip().splitlines()
+    assert "--schedule stream" in line and "layer by layer" in line

@@ -51,7 +51,7 @@ typedef struct {
     uint32_t n_coded; /* error symbols the producer managed to code */
     /* Row-streamed (spec 2.4) when ring_rows > 0: image row h lives in slot h % ring_rows, slot_bytes
      * apart from plane on (its codes) and from stream on (its error stream of row_capacity_bits, if
-     * stream is not NULL); a slot's last 4 bytes hold the row's n_coded. */
+     * stream is not NULL), and then the slot's last 4 bytes hold the row's n_coded. */
     uint16_t ring_rows;
     uint32_t slot_bytes;
     uint32_t row_capacity_bits;

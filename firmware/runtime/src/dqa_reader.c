@@ -68,7 +68,10 @@ static void enter_band(dqa_reader_t *r, uint32_t start)
         r->plane = t->plane + slot;
         r->stream = t->stream != NULL ? t->stream + slot : NULL;
         r->stream_bytes = (t->row_capacity_bits + 7u) >> 3;
-        r->n_coded = *(const uint32_t *)(const void *)(t->plane + slot + t->slot_bytes - 4u);
+        r->n_coded = 0;
+        if (t->stream != NULL) { /* a slot without an error stream has no n_coded either */
+            r->n_coded = *(const uint32_t *)(const void *)(t->plane + slot + t->slot_bytes - 4u);
+        }
     }
 }
 

@@ -136,7 +136,7 @@ static void end_band(dqa_writer_t *w)
     dqa_tensor_t *t = w->tensor;
     if (t->ring_rows == 0u) {
         t->n_coded = w->symbol;
-    } else {
+    } else if (t->stream != NULL) { /* a slot without an error stream has no n_coded either */
         size_t slot = (size_t)((w->band_start / ((uint32_t)t->info->width * t->info->channels)) % t->ring_rows);
         *(uint32_t *)(void *)(t->plane + (slot + 1u) * t->slot_bytes - 4u) = w->symbol;
     }
