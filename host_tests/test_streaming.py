@@ -1,6 +1,7 @@
 """Row-streamed execution (issue 13, docs/spec.md 2.4): the C runtime under a streamed schedule equals
 the reference bit for bit, on the host under ASan + UBSan and under QEMU on Cortex-M4, M7 and M55."""
 import numpy as np
+import torch
 import pytest
 
 from dqa_mcu import api, planner
@@ -94,3 +95,46 @@ def test_the_int8_mode_refuses_a_streamed_schedule_in_one_line(tmp_path):
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     (line,) = proc.stderr.strip().splitlines()
     assert "--schedule stream" in line and "layer by layer" in line
+
+
+class TwoBranches(torch.nn.Module):
+    """conv -> two conv branches added (an add no conv can fuse) -> avgpool 2x2 -> maxpool 3x3 stride 2
+    pad 1 -> GAP -> linear: the streamed add and windowed pooling kernels."""
+
+    def __init__(self):
+        super().__init__()
+        self.stem = torch.nn.Conv2d(3, 8, 3, padding=1)
+        self.a = torch.nn.Conv2d(8, 8, 3, padding=1)
+        self.b = torch.nn.Conv2d(8, 8, 1)
+        self.fc = torch.nn.Linear(8, 4)
+
+    def forward(self, x):
+        x = torch.relu(self.stem(x))
+        x = torch.relu(self.a(x)) + torch.relu(self.b(x))
+        x = torch.nn.functional.max_pool2d(torch.nn.functional.avg_pool2d(x, 2), 3, 2, 1)
+        return self.fc(torch.nn.functional.adaptive_avg_pool2d(x, 1).flatten(1))
+
+
+@pytest.fixture(scope="module")
+def branches():
+    from dqa_mcu import passes
+    from dqa_mcu.calibrate import calibrate
+    from dqa_mcu.zoo import Normalization
+    from dqa_mcu.torch_import import import_module
+    torch.manual_seed(0)
+    images = np.random.default_rng(0).integers(0, 256, (64, 12, 12, 3), dtype=np.uint8)
+    graph = passes.optimize(import_module(TwoBranches(), (12, 12, 3), Normalization(1 / 255, (0.5,) * 3, (0.25,) * 3)))
+    model = quantize(graph, calibrate(graph, images, show_progress=False), QuantConfig(bits=4), images)
+    return model, images[:4]
+
+
+@pytest.mark.parametrize("target", ["host", "cortex-m55"])
+def test_streamed_add_and_windowed_pooling_are_bit_exact(branches, target, tmp_path):
+    model, images = branches
+    (seg,) = planner.plan(model, "stream").segments
+    ops = [model.nodes[i].op for i in range(seg.first, seg.last + 1)]
+    assert {"add", "avgpool", "maxpool", "global_avgpool"} <= set(ops)
+    if target != "host":
+        require_arm()
+    report = run(model, images, target, tmp_path / target, sanitize=target == "host")
+    assert report["bit_exact"], report["mismatched_images"]
