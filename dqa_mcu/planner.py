@@ -51,7 +51,7 @@ class MemoryPlan:
             first, last = model.nodes[b.first].name, model.nodes[b.last].name
             rows.append(f"{b.name:40s} {b.offset:8d} {b.size:8d}  {b.first}..{b.last} ({first} .. {last})")
         for seg in self.segments:
-            rows.append(seg.describe(model))
+            rows.append(seg.describe())
         rows.append(f"arena peak: {self.arena_bytes} bytes")
         return "\n".join(rows)
 
@@ -223,7 +223,7 @@ class Segment:
     steps: list[list[int]]
     ring_rows: dict[str, int]
 
-    def describe(self, model: QModel | None = None) -> str:
+    def describe(self) -> str:
         rings = ", ".join(f"{t} {r} rows" for t, r in self.ring_rows.items()) or "none"
         names = " -> ".join(s.name for s in self.stages)
         return f"stream segment {self.first}..{self.last} ({len(self.steps)} steps): {names}; rings: {rings}"
@@ -254,7 +254,11 @@ def simulate(stages: list[Stage], heights: dict[str, int], streamed: set[str]) -
 
     steps = []
     while True:
-        moved = [i for i in range(len(stages)) if ready(i) and advance(i) is None]
+        moved = False
+        for i in range(len(stages)):  # in order: a row written this round can be read this round
+            if ready(i):
+                advance(i)
+                moved = True
         if not moved:
             break
         steps.append(list(done))
