@@ -21,7 +21,7 @@ import jinja2
 import numpy as np
 
 from . import __version__
-from .planner import MemoryPlan, Segment, has_errors, ring_slot, scratch_bytes
+from .planner import MemoryPlan, Segment, ring_slot, scratch_bytes
 from .qmodel import QModel, QNode, QTensor
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -101,7 +101,7 @@ class _Emitter:
         ident = c_ident(t.name)
         store = self.model.storage_of(t.name)
         block = self.plan.block(store.name)
-        errors = has_errors(t)
+        errors = t.has_errors
         null = "NULL"
         important = huff_table = huff_codes = huff_lengths = lut = null
         if errors:

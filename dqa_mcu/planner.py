@@ -268,16 +268,12 @@ def simulate(stages: list[Stage], heights: dict[str, int], streamed: set[str]) -
     return steps, ring
 
 
-def has_errors(t) -> bool:
-    return t.extra_bits > 0 and bool(t.important.any())
-
-
 def ring_slot(t) -> tuple[int, int]:
     """(offset of the error stream, bytes) of one ring row of a streamed tensor (dqa_tensor_t): its
     packed codes, then with DQA errors the row's error stream (capacity + one look-ahead byte) and,
     in the slot's last 4 bytes, its coded-symbol count."""
     plane = _align(math.ceil(t.shape[1] * t.channels * t.bits / 8))
-    if not has_errors(t):
+    if not t.has_errors:
         return plane, plane
     return plane, plane + _align((t.err_row_capacity_bits + 7) // 8 + 1) + 4
 
@@ -319,7 +315,7 @@ def _streamed_tensors(model: QModel, first: int, last: int) -> set[str]:
     return {name for name in inside if name != model.output and users.get(name)
             and all(first <= i <= last for i in users[name]) and t[name].alias_of is None
             and not any(x.alias_of == name for x in t.values())
-            and (t[name].err_row_capacity_bits > 0 or not has_errors(t[name]))}  # older models: no row capacity
+            and (t[name].err_row_capacity_bits > 0 or not t[name].has_errors)}  # older models: no row capacity
 
 
 def segment(model: QModel, first: int, last: int) -> Segment:

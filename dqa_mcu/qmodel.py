@@ -51,9 +51,14 @@ class QTensor:
         return plane_bytes(self.size, self.bits)
 
     @property
+    def has_errors(self) -> bool:
+        """DQA with important channels: the tensor has an error stream."""
+        return self.extra_bits > 0 and bool(self.important.any())
+
+    @property
     def stream_bytes(self) -> int:
         """Error stream buffer: capacity plus one byte of decoder look-ahead."""
-        if self.extra_bits == 0 or not self.important.any():
+        if not self.has_errors:
             return 0
         return (self.err_capacity_bits + 7) // 8 + 1
 
