@@ -163,12 +163,13 @@ def _replace(out: Path, staged: Path) -> None:
 
 
 def export_project(model: QModel, out: Path, target_name: str, source: str, images: np.ndarray,
-                   ram_bytes: int | None, flash_bytes: int | None, log=print, force: bool = False
-                   ) -> planner.MemoryPlan:
-    """Write the C project of a DQA model into `out` (replaced whole: see `check_output_dir`)."""
+                   ram_bytes: int | None, flash_bytes: int | None, log=print, force: bool = False,
+                   schedule: str = "layer") -> planner.MemoryPlan:
+    """Write the C project of a DQA model into `out` (replaced whole: see `check_output_dir`), run with
+    `schedule` (planner.SCHEDULES)."""
     out = Path(out)
     target = get_target(target_name)
-    plan = planner.plan(model)
+    plan = planner.plan(model, schedule)
     const_bytes = _model_constant_bytes(model)
     _check_fits(target, plan.arena_bytes, const_bytes + images.nbytes, ram_bytes, flash_bytes)
     with _staged_output(out, force) as staged:
@@ -178,7 +179,8 @@ def export_project(model: QModel, out: Path, target_name: str, source: str, imag
         (staged / EXPORT_INFO_FILE).write_text(json.dumps({"target": target.name, "source": source}, indent=1)
                                                + "\n")
     log(plan.describe(model))
-    log(f"wrote {out}/ for {target.name}: arena {plan.arena_bytes} bytes, constants {const_bytes} bytes "
+    log(f"wrote {out}/ for {target.name}: arena {plan.arena_bytes} bytes ({schedule} schedule, "
+        f"{len(plan.segments)} row-streamed segments), constants {const_bytes} bytes "
         f"(memory plan also in {out / 'memory_plan.txt'})")
     return plan
 
@@ -253,7 +255,8 @@ def _expected(out: Path, images: np.ndarray):
         from dqa_mcu.reference.tflite import TFLiteReference
         outputs = TFLiteReference(tgraph).run(images)
         return outputs.reshape(len(images), -1).astype(np.int64), np.zeros(len(images), np.int64)
-    expected = reference.run(QModel.load(out / QMODEL_FILE), images)
+    streamed = json.loads((out / codegen.LAYOUT_FILE).read_text()).get("streamed", [])  # spec 2.4
+    expected = reference.run(QModel.load(out / QMODEL_FILE), images, streamed=streamed)
     return expected.output.reshape(len(images), -1), expected.overflowed_tensors  # as the harness prints them
 
 
@@ -344,11 +347,12 @@ def quantize_model(graph, calib_inputs: np.ndarray, config: QuantConfig | None =
 
 def export(model, out, target: str = "cortex-m7", harness_inputs: np.ndarray | None = None, *,
            ram_bytes: int | None = None, flash_bytes: int | None = None, build: bool = False,
-           source: str = "", log=print, force: bool = False) -> dict:
+           source: str = "", log=print, force: bool = False, schedule: str = "layer") -> dict:
     """Write the C project for `model` (a QModel, a saved ``.dqa.npz``, or an int8 ``.tflite`` file
     kept in its own arithmetic) into `out`, with `harness_inputs` (model inputs, default one zero
     input) compiled into the test harness; build it too with `build`. `out` is replaced whole if it
-    is an earlier export, refused if it holds other files (unless `force`). Returns what was written:
+    is an earlier export, refused if it holds other files (unless `force`); `schedule`: layer, stream or
+    auto (planner.SCHEDULES; a DQA model only). Returns what was written:
     target, mode, arena and constant bytes, and the executable when built."""
     out = Path(out)
     tgraph = None
@@ -366,7 +370,8 @@ def export(model, out, target: str = "cortex-m7", harness_inputs: np.ndarray | N
     else:
         inputs = harness_inputs if harness_inputs is not None else \
             np.zeros((1,) + tuple(model.tensors[model.input].shape), np.uint8)
-        plan = export_project(model, out, target, source, inputs, ram_bytes, flash_bytes, log=log, force=force)
+        plan = export_project(model, out, target, source, inputs, ram_bytes, flash_bytes, log=log, force=force,
+                              schedule=schedule)
         arena, mode = plan.arena_bytes, "dqa"
     written = {"out": str(out), "target": target, "mode": mode, "arena_bytes": int(arena), "executable": None}
     if build:

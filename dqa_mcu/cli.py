@@ -30,7 +30,7 @@ from dqa_mcu.ir import GraphError
 from dqa_mcu.qmodel import QModel
 from dqa_mcu.quantize.calibrate import DataError, calibrate, load_images, subsample
 from dqa_mcu.quantize.features import (feature_codes, feature_normalization, is_feature_file, load_features,
-                                      model_normalization)
+                                       model_normalization)
 from dqa_mcu.quantize.quantizer import CLIP_METHODS, QuantConfig, QuantizationError, quantize
 from dqa_mcu.quantize.ranking import GLOBAL_RANKINGS, RANKERS
 from dqa_mcu.targets import TARGETS, get_target
@@ -254,6 +254,9 @@ def cmd_export(args) -> int:
             raise DataError(f"{limit.flag}: {args.model} is an int8 model that keeps its own 8-bit "
                             "quantization; a memory budget needs a float model (.pt/.th, .h5/.keras, "
                             "float .tflite)")
+        if args.schedule != "layer":
+            raise DataError(f"--schedule {args.schedule}: the TFLite-exact int8 mode runs layer by layer "
+                            "(row streaming covers the DQA path so far); use --schedule layer")
         out = Path(args.output)
         export_s8_project(tgraph, out, target.name, args.model, _s8_harness_images(args, tgraph),
                           args.ram_bytes, args.flash_bytes, force=args.force)
@@ -279,7 +282,8 @@ def cmd_export(args) -> int:
             model = quantize(graph, calib, config, calib_x, rankings)
     images = _harness_images(args, model, calib_x)
     out = Path(args.output)
-    export_project(model, out, target.name, args.model, images, args.ram_bytes, args.flash_bytes, force=args.force)
+    export_project(model, out, target.name, args.model, images, args.ram_bytes, args.flash_bytes, force=args.force,
+                   schedule=args.schedule)
     return _build_export(out, target, args.no_build)
 
 
@@ -552,6 +556,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "code fit (default: the target's)")
     _budget_args(p, required=False)
     p.add_argument("--no-build", action="store_true")
+    p.add_argument("--schedule", choices=planner.SCHEDULES, default="layer",
+                   help="layer: each layer over whole tensors; stream: runs of consecutive layers as row "
+                        "pipelines (docs/spec.md 2.4); auto: stream where it lowers the arena")
     p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("recommend", help="the configuration (n, m, important channels) that wins at a memory "

@@ -29,6 +29,7 @@ class QTensor:
     important: np.ndarray  # bool (C,)
     huffman: HuffmanCode | None = None
     err_capacity_bits: int = 0
+    err_row_capacity_bits: int = 0  # a row-streamed tensor's error stream per row (spec 2.4)
     alias_of: str | None = None  # flatten: shares storage with this tensor
     lut: np.ndarray | None = None  # input tensor: int8 (C, 256) pixel -> v
 
@@ -50,9 +51,14 @@ class QTensor:
         return plane_bytes(self.size, self.bits)
 
     @property
+    def has_errors(self) -> bool:
+        """DQA with important channels: the tensor has an error stream."""
+        return self.extra_bits > 0 and bool(self.important.any())
+
+    @property
     def stream_bytes(self) -> int:
         """Error stream buffer: capacity plus one byte of decoder look-ahead."""
-        if self.extra_bits == 0 or not self.important.any():
+        if not self.has_errors:
             return 0
         return (self.err_capacity_bits + 7) // 8 + 1
 
@@ -120,7 +126,7 @@ class QModel:
             tensors.append({
                 "name": t.name, "shape": list(t.shape), "bits": t.bits, "signed": t.signed,
                 "extra_bits": t.extra_bits, "err_capacity_bits": t.err_capacity_bits,
-                "alias_of": t.alias_of,
+                "err_row_capacity_bits": t.err_row_capacity_bits, "alias_of": t.alias_of,
                 "huffman_lengths": list(t.huffman.lengths) if t.huffman else None,
             })
         nodes = []
@@ -153,7 +159,8 @@ class QModel:
                 extra_bits=t["extra_bits"], scale=data[f"{name}/scale"],
                 important=data[f"{name}/important"],
                 huffman=HuffmanCode(tuple(lengths)) if lengths else None,
-                err_capacity_bits=t["err_capacity_bits"], alias_of=t["alias_of"],
+                err_capacity_bits=t["err_capacity_bits"],
+                err_row_capacity_bits=t.get("err_row_capacity_bits", 0), alias_of=t["alias_of"],
                 lut=data[f"{name}/lut"] if f"{name}/lut" in data else None)
         nodes = [QNode(n["name"], n["op"], n["inputs"], n["output"], _tuples(n["attrs"]),
                        {k: data[f"{n['name']}/{k}"] for k in n["arrays"]})

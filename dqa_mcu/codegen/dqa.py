@@ -21,7 +21,7 @@ import jinja2
 import numpy as np
 
 from dqa_mcu import __version__
-from dqa_mcu.codegen.planner import MemoryPlan, scratch_bytes
+from dqa_mcu.codegen.planner import MemoryPlan, Segment, ring_slot, scratch_bytes
 from dqa_mcu.qmodel import QModel, QNode, QTensor
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -89,6 +89,8 @@ class _Emitter:
         self.model, self.plan = model, plan
         self.row_tiles = row_tiles  # conv weight tiles for MVE (tile_conv_weights)
         self.arrays: list[CArray] = []
+        self.rings = {name: (rows, segment_ident(seg)) for seg in plan.segments
+                      for name, rows in seg.ring_rows.items()}
 
     def array(self, name: str, ctype: str, values, comment: str) -> str:
         values = np.asarray(values)
@@ -99,10 +101,10 @@ class _Emitter:
         ident = c_ident(t.name)
         store = self.model.storage_of(t.name)
         block = self.plan.block(store.name)
-        has_errors = t.extra_bits > 0 and t.important.any()
+        errors = t.has_errors
         null = "NULL"
         important = huff_table = huff_codes = huff_lengths = lut = null
-        if has_errors:
+        if errors:
             important = self.array(f"{ident}_important", "uint8_t", t.important.astype(np.uint8),
                                    f"{t.name}: 1 = important channel (n + m bits)")
             code = t.huffman
@@ -116,7 +118,7 @@ class _Emitter:
             lut = self.array(f"{ident}_lut", "int8_t", t.lut,
                              f"{t.name}: input stage, pixel -> value per channel (normalization folded)")
             description = "uint8 pixels, read through the normalization table"
-        elif t.extra_bits and t.important.any():
+        elif errors:
             description = (f"{t.bits}-bit codes, {int(t.important.sum())}/{t.channels} channels "
                            f"+{t.extra_bits} bits Huffman coded, stream {t.err_capacity_bits} bits")
         else:
@@ -124,11 +126,17 @@ class _Emitter:
         if t.alias_of:
             description += f", alias of {t.alias_of}"
         stream = f"dqa_arena + {block.offset + block.plane_bytes}" if store.stream_bytes else null
+        ring = self.rings.get(t.name)
+        if ring:
+            description += (f"; row-streamed in {ring[1]}: a ring of {ring[0]} rows of {ring_slot(t)[1]} bytes"
+                            + (f", {t.err_row_capacity_bits} error bits a row" if errors else ""))
         return dict(name=t.name, ident=ident, enum=f"T_{ident.upper()}", shape=t.shape, bits=t.bits,
                     extra_bits=t.extra_bits, signed=int(t.signed),
                     important=important, huffman_table=huff_table, huffman_codes=huff_codes,
-                    huffman_lengths=huff_lengths, capacity=t.err_capacity_bits if has_errors else 0,
-                    lut=lut, description=description, plane_offset=block.offset, stream_ptr=stream)
+                    huffman_lengths=huff_lengths, capacity=t.err_capacity_bits if errors else 0,
+                    lut=lut, description=description, plane_offset=block.offset, stream_ptr=stream,
+                    ring_rows=ring[0] if ring else 0, ring_define=f"{ident.upper()}_RING_ROWS",
+                    slot_bytes=ring_slot(t)[1], row_capacity=t.err_row_capacity_bits if errors else 0)
 
     def requant(self, ident: str, node: QNode) -> str:
         a = node.arrays
@@ -180,6 +188,8 @@ class _Emitter:
                 ("residual_channel_offset", at.get("residual_channel_offset", 0))]
             res, res_info = (ref(ins[1]), info(ins[1])) if len(ins) == 2 else ("NULL", "NULL")
             layer["call"] = (f"dqa_conv2d(&{ident}_params, {ref(ins[0])}, {res}, {ref(out)}, {scratch}, status);")
+            layer["state"] = ("dqa_conv_state_t", f"dqa_conv2d_start(&{ident}_state, &{ident}_params, "
+                              f"{ref(ins[0])}, {res}, {ref(out)}, {scratch});", "dqa_conv2d_rows")
             layer["scratch_call"] = (f"dqa_conv2d_get_buffer_size(&{ident}_params, {info(ins[0])}, {res_info}, "
                                      f"{info(out)})")
         elif node.op == "add":
@@ -187,6 +197,8 @@ class _Emitter:
             layer["params"] = [("b_stride", at["b_stride"]), ("b_channel_offset", at["b_channel_offset"]),
                                ("requant", self.requant(ident, node))]
             layer["call"] = f"dqa_add(&{ident}_params, {ref(ins[0])}, {ref(ins[1])}, {ref(out)}, {scratch}, status);"
+            layer["state"] = ("dqa_add_state_t", f"dqa_add_start(&{ident}_state, {ref(ins[0])}, {ref(ins[1])}, "
+                              f"{ref(out)}, {scratch});", "dqa_add_rows")
             layer["scratch_call"] = f"dqa_add_get_buffer_size({info(ins[0])}, {info(ins[1])}, {info(out)})"
         elif node.op in ("maxpool", "avgpool", "global_avgpool"):
             x = t[node.inputs[0]]
@@ -201,6 +213,8 @@ class _Emitter:
                                ("requant", requant)]
             fn = "dqa_maxpool" if node.op == "maxpool" else "dqa_avgpool"
             layer["call"] = f"{fn}(&{ident}_params, {ref(ins[0])}, {ref(out)}, {scratch}, status);"
+            layer["state"] = ("dqa_pool_state_t", f"dqa_pool_start(&{ident}_state, &{ident}_params, {ref(ins[0])}, "
+                              f"{ref(out)}, {scratch}, {int(node.op == 'maxpool')});", "dqa_pool_rows")
             layer["scratch_call"] = f"dqa_pool_get_buffer_size(&{ident}_params, {info(ins[0])}, {info(out)})"
         elif node.op == "concat":
             if len(ins) != 2:
@@ -252,6 +266,32 @@ class _Emitter:
         return layer
 
 
+def segment_ident(seg: Segment) -> str:
+    return f"segment_{seg.first}_{seg.last}"
+
+
+def run_order(plan: MemoryPlan, layers: list[dict]) -> list[dict]:
+    """What dqa_model_run calls, in order: a layer run whole, or a segment (its layers, rounds, rings)."""
+    by_index = {layer["index"]: layer for layer in layers}
+    starts = {seg.first: seg for seg in plan.segments}
+    steps, i = [], min(by_index, default=0)
+    while i in by_index:
+        seg = starts.get(i)
+        if seg is None:
+            steps.append({"layer": by_index[i], "segment": None})
+            i += 1
+            continue
+        members = [by_index[k] for k in range(seg.first, seg.last + 1)]
+        rings = ", ".join(f"{name} {rows}" for name, rows in seg.ring_rows.items()) or "none"
+        table = ",\n".join("    {" + ", ".join(map(str, row)) + "}" for row in seg.steps)
+        comment = (f"layers {seg.first}..{seg.last} as a row pipeline "
+                   f"({' -> '.join(m['name'] for m in members)}); ring rows: {rings}")
+        steps.append({"layer": None, "segment": {"ident": segment_ident(seg), "layers": members,
+                                                 "rounds": len(seg.steps), "table": table, "comment": comment}})
+        i = seg.last + 1
+    return steps
+
+
 def config_summary(model: QModel) -> str:
     c = model.config
     if not c:
@@ -293,7 +333,8 @@ def generate(model: QModel, plan: MemoryPlan, out_dir: str | Path, target: str, 
                blocks=sorted(plan.blocks, key=lambda b: (b.first, b.name)),
                tensors=list(tensors.values()), layers=layers, arrays=emitter.arrays,
                input_enum=tensors[model.input]["enum"], output_enum=tensors[model.output]["enum"], target=target,
-               row_tiles=int(row_tiles))
+               row_tiles=int(row_tiles), run_order=run_order(plan, layers),
+               streamed=sorted(emitter.rings))
     if images is None:
         images = np.zeros((1,) + tuple(in_t.shape), dtype=np.uint8)
     write_project(out_dir, ctx, "model", images, plan.describe(model))
@@ -325,7 +366,8 @@ def layout_blocks(blocks) -> list[dict]:
 def _layout(ctx: dict) -> dict:
     """What the generated C places where: arena blocks (offsets, bytes, lifetimes in layer steps),
     the layers in run order (the harness's per-layer counts follow it), and every const array."""
-    return {"arena_bytes": ctx["arena_bytes"], "blocks": layout_blocks(ctx["blocks"]),
+    streamed = {"streamed": ctx["streamed"]} if "streamed" in ctx else {}  # rings of a row-streamed schedule
+    return {"arena_bytes": ctx["arena_bytes"], "blocks": layout_blocks(ctx["blocks"]), **streamed,
             "layers": [{"index": layer["index"], "name": layer["name"]} for layer in ctx["layers"]],
             "constants": [{"name": a.name, "ctype": a.ctype, "length": a.length,
                            "bytes": a.length * CTYPE_BYTES[a.ctype]} for a in ctx["arrays"]]}

@@ -1,4 +1,4 @@
-"""Static memory plan: one activation arena, offsets from tensor lifetimes.
+"""Static memory plan: one activation arena, offsets from tensor lifetimes, and the schedule.
 
 Every stored tensor (code plane + error stream) and every kernel's scratch
 buffer is a block with a lifetime [first step, last step]; blocks whose
@@ -6,10 +6,18 @@ lifetimes overlap must not overlap in memory. Placement is greedy, largest
 block first, lowest free offset (as in TFLite Micro's greedy planner).
 Scratch sizes mirror the C kernels' *_get_buffer_size(); the generated
 init function checks the two agree.
+
+The schedule (docs/spec.md 2.4) runs a segment of consecutive layers as a
+row pipeline: a tensor produced and consumed only inside the segment is kept
+as a ring of rows, each layer producing an output row as soon as the input
+rows its window needs exist. The scheduler is a pure function of the layers'
+row geometry (`Stage`, `WindowRead`, ...) and of per-row storage bytes, so
+the int8 mode can build its own stages and reuse it.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
+from dataclasses import dataclass, field
 
 from dqa_mcu.qmodel import QModel, QNode
 
@@ -32,6 +40,7 @@ class Block:
 class MemoryPlan:
     blocks: list[Block]
     arena_bytes: int
+    segments: list["Segment"] = field(default_factory=list)  # row-streamed segments, in run order
 
     def block(self, name: str) -> Block:
         return next(b for b in self.blocks if b.name == name)
@@ -41,6 +50,8 @@ class MemoryPlan:
         for b in sorted(self.blocks, key=lambda b: (b.first, b.name)):
             first, last = model.nodes[b.first].name, model.nodes[b.last].name
             rows.append(f"{b.name:40s} {b.offset:8d} {b.size:8d}  {b.first}..{b.last} ({first} .. {last})")
+        for seg in self.segments:
+            rows.append(seg.describe())
         rows.append(f"arena peak: {self.arena_bytes} bytes")
         return "\n".join(rows)
 
@@ -104,19 +115,6 @@ def _lifetimes(model: QModel) -> dict[str, list[int]]:
     return life
 
 
-def plan(model: QModel) -> MemoryPlan:
-    blocks = []
-    for name, (first, last) in _lifetimes(model).items():
-        t = model.tensors[name]
-        blocks.append(Block(name, _align(_align(t.plane_bytes) + t.stream_bytes), first, last,
-                            plane_bytes=_align(t.plane_bytes)))
-    for i, node in enumerate(model.nodes):
-        size = scratch_bytes(node, model)
-        if size:
-            blocks.append(Block(f"{node.name}/scratch", _align(size), i, i))
-    return place(blocks)
-
-
 def place(blocks: list[Block]) -> MemoryPlan:
     """Give every block an offset (sizes rounded up to ALIGN); blocks alive at once never overlap."""
     for b in blocks:
@@ -133,3 +131,288 @@ def place(blocks: list[Block]) -> MemoryPlan:
         b.offset = offset
         placed.append(b)
     return MemoryPlan(blocks, max((b.offset + b.size for b in blocks), default=0))
+
+
+# ---- the row-streamed schedule -------------------------------------------------------------------
+SCHEDULES = ("auto", "layer", "stream")  # auto: stream where it lowers the arena
+STREAMED_OPS = ("conv2d", "linear", "add", "maxpool", "avgpool", "global_avgpool")  # row-resumable kernels
+
+
+@dataclass(frozen=True)
+class WindowRead:
+    """A sliding window over an (h, w) input, walked as dqa_window.c does; one unit = one output row."""
+    h: int
+    w: int
+    w_out: int
+    kh: int
+    kw: int
+    sh: int = 1
+    sw: int = 1
+    pt: int = 0
+    pl: int = 0
+    dh: int = 1
+    dw: int = 1
+
+    def need(self, u: int) -> int:
+        """Input rows that must exist before output row u - 1 can be computed."""
+        return max(0, min(self.h, (u - 1) * self.sh - self.pt + (self.kh - 1) * self.dh + 1))
+
+    def oldest(self, u: int) -> int:
+        """First input row still to be read after u output rows: the row of the reader's next pixel,
+        or the next window's top row when the reader jumps to it (a ring's rows are skipped unread)."""
+        top = min(max(u * self.sh - self.pt, 0), self.h)
+        if u == 0:
+            return top
+        last_row = min((u - 1) * self.sh - self.pt + (self.kh - 1) * self.dh, self.h - 1)
+        last_col = min((self.w_out - 1) * self.sw - self.pl + (self.kw - 1) * self.dw, self.w - 1)
+        last = last_row * self.w + last_col
+        return max(top, 0 if last_row < 0 or last < 0 else (last + 1) // self.w)
+
+
+@dataclass(frozen=True)
+class PointRead:
+    """One input pixel per output pixel at (oh * stride, ow * stride): a fused residual, an add."""
+    h: int
+    w: int
+    w_out: int
+    stride: int = 1
+
+    def need(self, u: int) -> int:
+        return max(0, min(self.h, (u - 1) * self.stride + 1))
+
+    def oldest(self, u: int) -> int:
+        return min(u * self.stride, self.h)  # the reader jumps to the next row it reads
+
+
+@dataclass(frozen=True)
+class RowsRead:
+    """Every input row once, in order, into one output position (global pooling); one unit = one input row."""
+    h: int
+
+    def need(self, u: int) -> int:
+        return u
+
+    def oldest(self, u: int) -> int:
+        return u
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One layer as the scheduler sees it: `units` steps of its row loop, what each step reads, and
+    how many output rows exist after u steps (all `out_rows` at the last step with `final_only`)."""
+    name: str
+    output: str
+    out_rows: int
+    units: int
+    reads: tuple  # ((tensor, WindowRead | PointRead | RowsRead), ...)
+    final_only: bool = False
+
+    def rows_after(self, u: int) -> int:
+        if self.final_only:
+            return self.out_rows if u == self.units else 0
+        return u
+
+
+@dataclass
+class Segment:
+    """Layers first..last (node indices) run as one row pipeline. steps[s][i]: units stage i has done
+    after step s (the generated C's table); ring_rows: the rows each streamed tensor keeps."""
+    first: int
+    last: int
+    stages: list[Stage]
+    steps: list[list[int]]
+    ring_rows: dict[str, int]
+
+    def describe(self) -> str:
+        rings = ", ".join(f"{t} {r} rows" for t, r in self.ring_rows.items()) or "none"
+        names = " -> ".join(s.name for s in self.stages)
+        return f"stream segment {self.first}..{self.last} ({len(self.steps)} steps): {names}; rings: {rings}"
+
+
+def simulate(stages: list[Stage], heights: dict[str, int], streamed: set[str]) -> tuple[list, dict]:
+    """The row pipeline in rounds: each round, every stage in order does one unit when its inputs
+    allow (so no stage runs ahead of its consumers by more than its window). Returns the table of
+    units done after each round and the ring rows each streamed tensor needs: after each row
+    written, the rows from its consumers' oldest still needed row to the newest."""
+    done = [0] * len(stages)
+    produced = {s.output: 0 for s in stages}
+    consumers = {t: [(i, r) for i, s in enumerate(stages) for name, r in s.reads if name == t] for t in streamed}
+    ring = {t: 0 for t in streamed}
+
+    def ready(i: int) -> bool:
+        s = stages[i]
+        return done[i] < s.units and all(
+            r.need(done[i] + 1) <= (produced[name] if name in produced else heights[name]) for name, r in s.reads)
+
+    def advance(i: int) -> None:
+        done[i] += 1
+        out = stages[i].output
+        produced[out] = stages[i].rows_after(done[i])
+        if out in streamed:
+            oldest = min(r.oldest(done[j]) for j, r in consumers[out])
+            ring[out] = max(ring[out], produced[out] - oldest)
+
+    steps = []
+    while True:
+        moved = False
+        for i in range(len(stages)):  # in order: a row written this round can be read this round
+            if ready(i):
+                advance(i)
+                moved = True
+        if not moved:
+            break
+        steps.append(list(done))
+    stuck = [s.name for s, d in zip(stages, done) if d < s.units]
+    if stuck:
+        raise ValueError(f"row pipeline: {', '.join(stuck)} cannot finish (an input is not produced in order)")
+    return steps, ring
+
+
+def ring_slot(t) -> tuple[int, int]:
+    """(offset of the error stream, bytes) of one ring row of a streamed tensor (dqa_tensor_t): its
+    packed codes, then with DQA errors the row's error stream (capacity + one look-ahead byte) and,
+    in the slot's last 4 bytes, its coded-symbol count."""
+    plane = _align(math.ceil(t.shape[1] * t.channels * t.bits / 8))
+    if not t.has_errors:
+        return plane, plane
+    return plane, plane + _align((t.err_row_capacity_bits + 7) // 8 + 1) + 4
+
+
+def stage_of(node: QNode, model: QModel) -> Stage:
+    """The row geometry of a DQA-path layer (one of STREAMED_OPS)."""
+    t = model.tensors
+    out = t[node.output]
+    ins = [t[i] for i in node.inputs]
+    h, w = ins[0].shape[:2]
+    at = node.attrs
+    if node.op == "global_avgpool" or (node.op in ("maxpool", "avgpool") and out.shape[:2] == (1, 1)):
+        return Stage(node.name, node.output, 1, h, ((node.inputs[0], RowsRead(h)),), final_only=True)
+    if node.op in ("conv2d", "maxpool", "avgpool"):
+        if node.op == "conv2d":
+            _, kh, kw, _ = node.arrays["weight"].shape
+            (pt, _, pl, _), dil = at["padding"], at["dilation"]
+        else:
+            (kh, kw), (pt, _, pl, _), dil = at["kernel"], at["padding"], (1, 1)
+        reads = [(node.inputs[0], WindowRead(h, w, out.shape[1], kh, kw, *at["stride"], pt, pl, *dil))]
+        if len(ins) == 2:
+            reads.append((node.inputs[1], PointRead(*ins[1].shape[:2], out.shape[1], at["residual_stride"])))
+    elif node.op == "linear":
+        reads = [(node.inputs[0], WindowRead(h, w, 1, h, w))]
+    else:  # add
+        reads = [(node.inputs[0], PointRead(h, w, out.shape[1])),
+                 (node.inputs[1], PointRead(*ins[1].shape[:2], out.shape[1], at["b_stride"]))]
+    return Stage(node.name, node.output, out.shape[0], out.shape[0], tuple(reads))
+
+
+def _streamed_tensors(model: QModel, first: int, last: int) -> set[str]:
+    """Tensors written and read only by layers first..last: rings (the graph output never is)."""
+    inside = {model.nodes[i].output for i in range(first, last + 1)}
+    users = {}
+    for i, node in enumerate(model.nodes):
+        for name in node.inputs:
+            users.setdefault(name, []).append(i)
+    t = model.tensors
+    return {name for name in inside if name != model.output and users.get(name)
+            and all(first <= i <= last for i in users[name]) and t[name].alias_of is None
+            and not any(x.alias_of == name for x in t.values())
+            and (t[name].err_row_capacity_bits > 0 or not t[name].has_errors)}  # older models: no row capacity
+
+
+def segment(model: QModel, first: int, last: int) -> Segment:
+    stages = [stage_of(model.nodes[i], model) for i in range(first, last + 1)]
+    heights = {name: t.shape[0] for name, t in model.tensors.items()}
+    steps, rings = simulate(stages, heights, _streamed_tensors(model, first, last))
+    return Segment(first, last, stages, steps, dict(sorted(rings.items())))
+
+
+def _blocks(model: QModel, segments: list[Segment]) -> list[Block]:
+    """Arena blocks under a schedule: a segment's layers all run from its first step to its last, so
+    its scratch, rings and every tensor it touches live across the whole segment."""
+    span = {i: (i, i) for i in range(len(model.nodes))}
+    rings = {}
+    for seg in segments:
+        span.update({i: (seg.first, seg.last) for i in range(seg.first, seg.last + 1)})
+        rings.update({name: (rows, seg) for name, rows in seg.ring_rows.items()})
+    blocks = []
+    for name, (first, last) in _lifetimes(model).items():
+        t = model.tensors[name]
+        if name in rings:
+            rows, seg = rings[name]
+            stream_offset, slot = ring_slot(t)
+            blocks.append(Block(name, rows * slot, seg.first, seg.last, plane_bytes=stream_offset))
+        else:
+            blocks.append(Block(name, _align(_align(t.plane_bytes) + t.stream_bytes), span[first][0],
+                                span[last][1], plane_bytes=_align(t.plane_bytes)))
+    for i, node in enumerate(model.nodes):
+        size = scratch_bytes(node, model)
+        if size:
+            blocks.append(Block(f"{node.name}/scratch", _align(size), *span[i]))
+    return blocks
+
+
+def _runs(model: QModel) -> list[tuple[int, int]]:
+    """Maximal runs of consecutive layers with row-resumable kernels."""
+    runs, start = [], None
+    for i, node in enumerate(model.nodes + [None]):
+        if node is not None and node.op in STREAMED_OPS:
+            start = i if start is None else start
+        elif start is not None:
+            runs.append((start, i - 1))
+            start = None
+    return runs
+
+
+def _profile(model: QModel, segments: list[Segment]) -> tuple:
+    """What auto minimizes: the arena, then the live bytes of each step, largest first."""
+    blocks = _blocks(model, segments)
+    live = sorted((sum(b.size for b in blocks if b.first <= s <= b.last) for s in range(len(model.nodes))),
+                  reverse=True)
+    return (place(blocks).arena_bytes, live)
+
+
+def choose_segments(model: QModel, schedule: str) -> list[Segment]:
+    """layer: none; stream: every maximal run of two or more resumable layers; auto: starting from
+    layer by layer, merge neighbouring pieces of a run while the arena (then the per-step live bytes,
+    largest first) goes down."""
+    if schedule not in SCHEDULES:
+        raise ValueError(f"schedule must be one of {', '.join(SCHEDULES)}, got {schedule!r}")
+    if schedule == "layer":
+        return []
+    runs = [r for r in _runs(model) if r[1] > r[0]]
+    if schedule == "stream":
+        return [segment(model, *r) for r in runs]
+    cache: dict[tuple[int, int], Segment] = {}
+
+    def seg(a: int, b: int) -> Segment:
+        if (a, b) not in cache:
+            cache[(a, b)] = segment(model, a, b)
+        return cache[(a, b)]
+
+    pieces = [(i, i) for a, b in runs for i in range(a, b + 1)]
+
+    def segments_of(parts):
+        return [seg(a, b) for a, b in parts if b > a]
+
+    best = _profile(model, segments_of(pieces))
+    while True:
+        trials = []
+        for k in range(len(pieces) - 1):
+            (a, b), (c, d) = pieces[k], pieces[k + 1]
+            if c == b + 1 and any(a >= r0 and d <= r1 for r0, r1 in runs):
+                merged = pieces[:k] + [(a, d)] + pieces[k + 2:]
+                trials.append((_profile(model, segments_of(merged)), merged))
+        if not trials:
+            break
+        score, merged = min(trials, key=lambda x: x[0])
+        if score >= best:
+            break
+        best, pieces = score, merged
+    return segments_of(pieces)
+
+
+def plan(model: QModel, schedule: str = "layer") -> MemoryPlan:
+    """The arena for `schedule` (SCHEDULES); layer: every tensor whole, as before issue 13."""
+    segments = choose_segments(model, schedule)
+    memory = place(_blocks(model, segments))
+    memory.segments = segments
+    return memory

@@ -497,3 +497,5 @@ def _fit_error_streams(model: QModel, images: np.ndarray, config: QuantConfig) -
         t.huffman = HuffmanCode.from_counts(s.symbol_counts)
         longest = int((s.image_symbol_counts @ np.asarray(t.huffman.lengths)).max())
         t.err_capacity_bits = int(np.ceil(longest * (1 + config.stream_margin)))
+        longest_row = int((np.concatenate(s.per_row_counts) @ np.asarray(t.huffman.lengths)).max())
+        t.err_row_capacity_bits = int(np.ceil(longest_row * (1 + config.stream_margin)))

@@ -32,6 +32,7 @@ class TensorStats:
     """What storing one tensor saw over a run."""
     symbol_counts: np.ndarray  # int64 (2^m,): error symbols, before coding
     per_image_counts: list = field(default_factory=list)  # (N, 2^m) per batch, when asked for
+    per_row_counts: list = field(default_factory=list)  # (N * H, 2^m) per batch: each image row's
     stream_bits: list = field(default_factory=list)  # per image, before any truncation
     overflowed_images: int = 0
 
@@ -49,13 +50,15 @@ class RunResult:
 
 
 def _store(t: QTensor, u: np.ndarray, result_stats: dict, overflow: np.ndarray,
-           per_image: bool = False) -> np.ndarray:
+           per_image: bool = False, rows: bool = False) -> np.ndarray:
     """Simulate storing storage-domain values `u`; return what consumers read (v).
 
     Whole-tensor arithmetic: every element gets a symbol, unimportant channels
     ones in [2^m, 2^(m+1)) with code length 0 (nothing coded), so per-image sums
     and (for the rare images over capacity) a cumulative sum in index order
     give each important symbol's end position in the stream (spec 2.2, 2.3).
+    With `rows` (a row-streamed tensor, spec 2.4) every image row is a stream
+    of its own, of err_row_capacity_bits.
     """
     m = t.extra_bits
     u = u.astype(np.int32)
@@ -73,16 +76,22 @@ def _store(t: QTensor, u: np.ndarray, result_stats: dict, overflow: np.ndarray,
         rows = (np.arange(n, dtype=np.int32) * (2 * uncoded))[:, None, None, None]
         counts = np.bincount((symbols + rows).ravel(), minlength=n * 2 * uncoded)
         stats.per_image_counts.append(counts.reshape(n, 2 * uncoded)[:, :uncoded])
+        row_offsets = (np.arange(n * u.shape[1], dtype=np.int32) * (2 * uncoded)).reshape(n, -1)[:, :, None, None]
+        counts = np.bincount((symbols + row_offsets).ravel(), minlength=n * u.shape[1] * 2 * uncoded)
+        stats.per_row_counts.append(counts.reshape(-1, 2 * uncoded)[:, :uncoded])
     v = u * np.where(imp, 1, uncoded).astype(np.int32)
     if t.huffman is not None:
         table = np.concatenate([np.asarray(t.huffman.lengths, dtype=np.int32), np.zeros(uncoded, np.int32)])
         lengths = np.take(table, symbols).reshape(n, -1)
-        totals = lengths.sum(axis=1, dtype=np.int64)
-        stats.stream_bits.extend(totals.tolist())
-        over = np.flatnonzero(totals > t.err_capacity_bits)
+        stats.stream_bits.extend(lengths.sum(axis=1, dtype=np.int64).tolist())
+        cap = t.err_row_capacity_bits if rows else t.err_capacity_bits
+        streams = u.shape[1] if rows else 1  # per image: one stream per row, or one
+        over = np.flatnonzero((lengths.reshape(n * streams, -1).sum(axis=1, dtype=np.int64) > cap)
+                              .reshape(n, streams).any(axis=1))
         if len(over):
-            written = np.cumsum(lengths[over], axis=1).reshape((len(over),) + u.shape[1:])
-            lost = imp & (written > t.err_capacity_bits)
+            written = np.cumsum(lengths[over].reshape(len(over) * streams, -1), axis=1)
+            written = written.reshape((len(over),) + u.shape[1:])
+            lost = imp & (written > cap)
             stats.overflowed_images += len(over)
             overflow[over] += 1
             v[over] = np.where(lost, ((u[over] >> m) << m) + (1 << (m - 1)), v[over])
@@ -158,7 +167,7 @@ def bilinear_sum(v: np.ndarray, sh: int, sw: int) -> np.ndarray:
 
 
 def _run_node(node: QNode, model: QModel, values: dict, stats: dict, overflow: np.ndarray,
-              per_image: bool) -> None:
+              per_image: bool, streamed: frozenset = frozenset()) -> None:
     out_t = model.tensors[node.output]
     ins = [values[name] for name in node.inputs]
     a, at = node.arrays, node.attrs
@@ -218,15 +227,16 @@ def _run_node(node: QNode, model: QModel, values: dict, stats: dict, overflow: n
         u = np.where(out_t.important, v, v >> out_t.extra_bits)
     else:
         raise ValueError(f"node {node.name!r}: the reference has no op {node.op!r}")
-    values[node.output] = _store(out_t, u, stats, overflow, per_image)
+    values[node.output] = _store(out_t, u, stats, overflow, per_image, node.output in streamed)
 
 
 def run(model: QModel, pixels: np.ndarray, batch: int = DEFAULT_BATCH, keep_tensors: bool = False,
-        progress=None, per_image_stats: bool = False) -> RunResult:
+        progress=None, per_image_stats: bool = False, streamed=frozenset()) -> RunResult:
     """Run uint8 NHWC `pixels` through `model`; exact integers out.
 
     `per_image_stats` also records each image's error-symbol counts (for
-    sizing error streams); totals are always recorded."""
+    sizing error streams); totals are always recorded. `streamed`: the
+    tensors a row-streamed schedule keeps as rings (spec 2.4)."""
     expected = model.tensors[model.input].shape
     if pixels.dtype != np.uint8 or pixels.ndim != 4 or tuple(pixels.shape[1:]) != tuple(expected):
         raise ValueError(f"input must be uint8 of shape (N, {', '.join(map(str, expected))}), "
@@ -239,7 +249,7 @@ def run(model: QModel, pixels: np.ndarray, batch: int = DEFAULT_BATCH, keep_tens
         values = {PIXELS: chunk}
         overflow = np.zeros(len(chunk), dtype=np.int64)
         for node in model.nodes:
-            _run_node(node, model, values, stats, overflow, per_image_stats)
+            _run_node(node, model, values, stats, overflow, per_image_stats, frozenset(streamed))
         out = values[model.output]
         outputs.append(out.reshape(len(chunk), -1) if out.shape[1:3] == (1, 1) else out)
         overflows.append(overflow)

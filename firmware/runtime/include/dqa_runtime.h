@@ -49,38 +49,70 @@ typedef struct {
     uint8_t *plane;   /* ceil(H*W*C*n / 8) bytes */
     uint8_t *stream;  /* (capacity + 7)/8 + 1 bytes, NULL without errors */
     uint32_t n_coded; /* error symbols the producer managed to code */
+    /* Row-streamed (spec 2.4) when ring_rows > 0: image row h lives in slot h % ring_rows, slot_bytes
+     * apart from plane on (its codes) and from stream on (its error stream of row_capacity_bits, if
+     * stream is not NULL), and then the slot's last 4 bytes hold the row's n_coded. */
+    uint16_t ring_rows;
+    uint32_t slot_bytes;
+    uint32_t row_capacity_bits;
 } dqa_tensor_t;
 
-/* Sequential reader: yields fine-domain values (spec section 1), pixel by pixel. */
+/* Sequential reader: yields fine-domain values (spec section 1), pixel by pixel. It works on one
+ * band at a time: the whole tensor, or one row of a row-streamed tensor (entered when reached). */
 typedef struct {
     const dqa_tensor_t *tensor;
-    uint32_t element; /* next element index (h*W + w)*C + c */
-    uint32_t symbol;  /* next error symbol index */
-    uint32_t bit;     /* next error-stream bit */
+    uint32_t element;    /* next element index (h*W + w)*C + c */
+    uint32_t symbol;     /* next error symbol index of the band */
+    uint32_t bit;        /* next bit of the band's error stream */
+    uint32_t band_start; /* the band's first element; band_end: one past its last */
+    uint32_t band_end;
+    const uint8_t *plane; /* the band's code plane and error stream */
+    const uint8_t *stream;
+    uint32_t stream_bytes; /* bytes the band's producer can have written */
+    uint32_t n_coded;
 } dqa_reader_t;
 
 void dqa_reader_init(dqa_reader_t *reader, const dqa_tensor_t *tensor);
 /* Reads the next pixel's `channels` values into v. */
 void dqa_read_pixel(dqa_reader_t *reader, int16_t *v);
-/* Skips the next `pixels` pixels (error symbols still have to be decoded). */
+/* Skips the next `pixels` pixels (error symbols of the band still have to be decoded; the rows of a
+ * row-streamed tensor skipped whole are not touched). */
 void dqa_skip_pixels(dqa_reader_t *reader, uint32_t pixels);
 
 #define DQA_MAX_EXTRA_BITS 4 /* m: at most 2^4 error symbols */
 
-/* Sequential writer: takes storage-domain values u, pixel by pixel. */
+/* Sequential writer: takes storage-domain values u, pixel by pixel, band by band as the reader. */
 typedef struct {
     dqa_tensor_t *tensor;
     uint32_t element;
     uint32_t symbol;
     uint32_t bit;
-    uint8_t closed; /* the error stream overflowed (spec 2.3) */
+    uint32_t band_start, band_end;
+    uint8_t *plane; /* the band's code plane and error stream */
+    uint8_t *stream;
+    uint32_t capacity_bits;
+    uint8_t closed;     /* the band's error stream overflowed (spec 2.3, 2.4) */
+    uint8_t overflowed; /* some band of the tensor did */
     uint8_t stream_codes[1 << DQA_MAX_EXTRA_BITS]; /* huffman_codes bit-reversed into stream order */
 } dqa_writer_t;
 
 void dqa_writer_init(dqa_writer_t *writer, dqa_tensor_t *tensor);
 void dqa_write_pixel(dqa_writer_t *writer, const int32_t *u);
-/* Records n_coded and counts an overflow in status. */
+/* Counts an overflow of the tensor in status (each band's n_coded is recorded as it fills). */
 void dqa_writer_finish(dqa_writer_t *writer, dqa_status_t *status);
+
+/*
+ * Sliding window over an input tensor read in index order (dqa_window.c): a ring of the most recent
+ * `ring_pixels` pixels (int16, `channels` values each). Pixel q lives in slot q % ring_pixels while it
+ * is among the last ring_pixels pixels read.
+ */
+typedef struct {
+    dqa_reader_t reader;
+    int16_t *ring;
+    uint32_t ring_pixels;
+    uint32_t next; /* index of the next input pixel (read or skip) */
+    uint16_t channels;
+} dqa_window_t;
 
 /* Per-output-channel requantization (spec 5.2, 5.4, 5.5). */
 typedef struct {
@@ -128,6 +160,24 @@ size_t dqa_conv2d_get_buffer_size(const dqa_conv_params_t *params, const dqa_ten
 void dqa_conv2d(const dqa_conv_params_t *params, const dqa_tensor_t *input, const dqa_tensor_t *residual,
                 dqa_tensor_t *output, void *scratch, dqa_status_t *status);
 
+/* A layer of a row-streamed segment (spec 2.4) runs in pieces: *_start once, then *_rows(state, ...,
+ * end, status) computes its output rows up to `end` (exclusive) in order, the last call finishing the
+ * output; the scratch must stay untouched in between. The whole-tensor call is start + rows(height). */
+typedef struct {
+    dqa_window_t win;
+    dqa_reader_t residual;
+    dqa_writer_t writer;
+    void *scratch;
+    uint32_t residual_pos; /* residual pixels passed */
+    uint16_t row;          /* output rows done */
+    uint8_t has_residual;
+} dqa_conv_state_t;
+
+void dqa_conv2d_start(dqa_conv_state_t *state, const dqa_conv_params_t *params, const dqa_tensor_t *input,
+                      const dqa_tensor_t *residual, dqa_tensor_t *output, void *scratch);
+void dqa_conv2d_rows(dqa_conv_state_t *state, const dqa_conv_params_t *params, uint16_t end,
+                     dqa_status_t *status);
+
 typedef struct {
     uint16_t b_stride, b_channel_offset;
     dqa_requant_t requant;
@@ -137,6 +187,18 @@ size_t dqa_add_get_buffer_size(const dqa_tensor_info_t *a, const dqa_tensor_info
                                const dqa_tensor_info_t *output);
 void dqa_add(const dqa_add_params_t *params, const dqa_tensor_t *a, const dqa_tensor_t *b,
              dqa_tensor_t *output, void *scratch, dqa_status_t *status);
+
+typedef struct {
+    dqa_reader_t a, b;
+    dqa_writer_t writer;
+    void *scratch;
+    uint32_t b_pos; /* b pixels passed */
+    uint16_t row;   /* output rows done */
+} dqa_add_state_t;
+
+void dqa_add_start(dqa_add_state_t *state, const dqa_tensor_t *a, const dqa_tensor_t *b, dqa_tensor_t *output,
+                   void *scratch);
+void dqa_add_rows(dqa_add_state_t *state, const dqa_add_params_t *params, uint16_t end, dqa_status_t *status);
 
 typedef struct {
     uint16_t kernel_h, kernel_w;
@@ -152,6 +214,20 @@ void dqa_avgpool(const dqa_pool_params_t *params, const dqa_tensor_t *input, dqa
                  void *scratch, dqa_status_t *status);
 void dqa_maxpool(const dqa_pool_params_t *params, const dqa_tensor_t *input, dqa_tensor_t *output,
                  void *scratch, dqa_status_t *status);
+
+/* Pooling in pieces: `end` counts output rows, or, for a single output position (global pooling),
+ * input rows taken so far (the output is written with the last). */
+typedef struct {
+    dqa_window_t win;
+    dqa_writer_t writer;
+    void *scratch;
+    uint16_t row; /* units done: output rows, or input rows for a single output position */
+    uint8_t is_max;
+} dqa_pool_state_t;
+
+void dqa_pool_start(dqa_pool_state_t *state, const dqa_pool_params_t *params, const dqa_tensor_t *input,
+                    dqa_tensor_t *output, void *scratch, int is_max);
+void dqa_pool_rows(dqa_pool_state_t *state, const dqa_pool_params_t *params, uint16_t end, dqa_status_t *status);
 
 size_t dqa_concat_get_buffer_size(const dqa_tensor_info_t *a, const dqa_tensor_info_t *b,
                                   const dqa_tensor_info_t *output);

@@ -164,11 +164,27 @@ static int32_t end_inside(int32_t start, int32_t step, int32_t size, int32_t tap
     return end < taps ? end : taps;
 }
 
-void dqa_conv2d(const dqa_conv_params_t *params, const dqa_tensor_t *input, const dqa_tensor_t *residual,
-                dqa_tensor_t *output, void *scratch, dqa_status_t *status)
+void dqa_conv2d_start(dqa_conv_state_t *state, const dqa_conv_params_t *params, const dqa_tensor_t *input,
+                      const dqa_tensor_t *residual, dqa_tensor_t *output, void *scratch)
 {
-    const dqa_tensor_info_t *in = input->info;
-    const dqa_tensor_info_t *out = output->info;
+    uint32_t ring_pixels = conv_ring_pixels(params, input->info);
+    int16_t *ring = (int16_t *)(void *)((int32_t *)scratch + output->info->channels);
+    dqa__window_init(&state->win, input, ring, ring_pixels);
+    state->has_residual = residual != NULL;
+    if (residual != NULL) {
+        dqa_reader_init(&state->residual, residual);
+    }
+    dqa_writer_init(&state->writer, output);
+    state->scratch = scratch;
+    state->residual_pos = 0;
+    state->row = 0;
+}
+
+void dqa_conv2d_rows(dqa_conv_state_t *state, const dqa_conv_params_t *params, uint16_t end,
+                     dqa_status_t *status)
+{
+    const dqa_tensor_info_t *in = state->win.reader.tensor->info;
+    const dqa_tensor_info_t *out = state->writer.tensor->info;
     uint32_t c_in = in->channels, c_out = out->channels;
     uint32_t groups = params->groups ? params->groups : 1u;
     uint32_t c_in_g = c_in / groups, c_out_g = c_out / groups;
@@ -177,14 +193,11 @@ void dqa_conv2d(const dqa_conv_params_t *params, const dqa_tensor_t *input, cons
     int32_t dh = params->dilation_h ? params->dilation_h : 1, dw = params->dilation_w ? params->dilation_w : 1;
     int32_t h = in->height, w = in->width;
     uint32_t w_stride = (uint32_t)kh_n * (uint32_t)kw_n * c_in_g; /* weights per output channel */
-    uint32_t ring_pixels = conv_ring_pixels(params, in);
-    int32_t *acc = (int32_t *)scratch;
-    int16_t *ring = (int16_t *)(void *)(acc + c_out);
+    uint32_t ring_pixels = state->win.ring_pixels;
+    int32_t *acc = (int32_t *)state->scratch;
+    int16_t *ring = state->win.ring;
     int16_t *res = ring + (size_t)ring_pixels * c_in;
-    dqa_window_t win;
-    dqa_reader_t res_reader;
-    dqa_writer_t writer;
-    uint32_t c_res = 0, res_w = 0, res_pos = 0;
+    uint32_t c_res = 0, res_w = 0;
     int32_t res_stride = params->residual_stride ? params->residual_stride : 1;
     int32_t oh, ow;
     /* a kernel row's input pixels are consecutive in the ring and their channels in the weights
@@ -197,15 +210,18 @@ void dqa_conv2d(const dqa_conv_params_t *params, const dqa_tensor_t *input, cons
     shape.c_in_g = c_in_g;
     shape.c_out_g = c_out_g;
     shape.groups = groups;
-    dqa__window_init(&win, input, ring, ring_pixels);
-    if (residual != NULL) {
-        dqa_reader_init(&res_reader, residual);
-        c_res = residual->info->channels;
-        res_w = residual->info->width;
+    if (state->has_residual) {
+        c_res = state->residual.tensor->info->channels;
+        res_w = state->residual.tensor->info->width;
     }
-    dqa_writer_init(&writer, output);
+    if (end > out->height) {
+        end = out->height;
+    }
+    if (end <= state->row) {
+        return; /* nothing new: a segment round in which this layer waits */
+    }
 
-    for (oh = 0; oh < (int32_t)out->height; oh++) {
+    for (oh = state->row; oh < (int32_t)end; oh++) {
         int32_t top = oh * sh - (int32_t)params->pad_top;
         int32_t bottom = top + (kh_n - 1) * dh;
         for (ow = 0; ow < (int32_t)out->width; ow++) {
@@ -213,7 +229,7 @@ void dqa_conv2d(const dqa_conv_params_t *params, const dqa_tensor_t *input, cons
             int32_t right = left + (kw_n - 1) * dw;
             int32_t kh, kw;
             uint32_t o;
-            dqa__window_advance(&win, top, left, bottom, right);
+            dqa__window_advance(&state->win, top, left, bottom, right);
             for (o = 0; o < c_out; o++) {
                 acc[o] = 0;
             }
@@ -245,17 +261,28 @@ void dqa_conv2d(const dqa_conv_params_t *params, const dqa_tensor_t *input, cons
                 }
                 accumulate(acc, &shape, runs, n_runs);
             }
-            if (residual != NULL) { /* v_r[oh * s, ow * s, o - k] */
+            if (state->has_residual) { /* v_r[oh * s, ow * s, o - k] */
                 uint32_t target = ((uint32_t)(oh * res_stride) * res_w + (uint32_t)(ow * res_stride));
-                if (target > res_pos) {
-                    dqa_skip_pixels(&res_reader, target - res_pos);
+                if (target > state->residual_pos) {
+                    dqa_skip_pixels(&state->residual, target - state->residual_pos);
                 }
-                dqa_read_pixel(&res_reader, res);
-                res_pos = target + 1u;
+                dqa_read_pixel(&state->residual, res);
+                state->residual_pos = target + 1u;
             }
-            requantize(acc, params, c_out, residual != NULL ? res : NULL, c_res);
-            dqa_write_pixel(&writer, acc);
+            requantize(acc, params, c_out, state->has_residual ? res : NULL, c_res);
+            dqa_write_pixel(&state->writer, acc);
         }
     }
-    dqa_writer_finish(&writer, status);
+    state->row = (uint16_t)end;
+    if (end == out->height) {
+        dqa_writer_finish(&state->writer, status);
+    }
+}
+
+void dqa_conv2d(const dqa_conv_params_t *params, const dqa_tensor_t *input, const dqa_tensor_t *residual,
+                dqa_tensor_t *output, void *scratch, dqa_status_t *status)
+{
+    dqa_conv_state_t state;
+    dqa_conv2d_start(&state, params, input, residual, output, scratch);
+    dqa_conv2d_rows(&state, params, output->info->height, status);
 }

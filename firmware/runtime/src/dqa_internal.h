@@ -62,20 +62,6 @@ static inline int32_t dqa__fine_to_storage(const dqa_tensor_info_t *out, uint16_
     return dqa__asr(v, out->extra_bits);
 }
 
-/*
- * Sliding window over an input tensor read in index order: a ring of the
- * most recent `ring_pixels` pixels (int16, `channels` values each).
- * Pixel q lives in slot q % ring_pixels while it is among the last
- * ring_pixels pixels read.
- */
-typedef struct {
-    dqa_reader_t reader;
-    int16_t *ring;
-    uint32_t ring_pixels;
-    uint32_t next;  /* index of the next input pixel (read or skip) */
-    uint16_t channels;
-} dqa_window_t;
-
 /* Pixels a window of kernel (kh, kw) with dilation (dh, dw) needs over an
  * input of (h, w): (kh-1)*dh*w + min((kw-1)*dw, w-1) + 1, at most h*w. */
 uint32_t dqa__window_ring_pixels(uint16_t h, uint16_t w, uint16_t kh, uint16_t kw, uint16_t dh, uint16_t dw);

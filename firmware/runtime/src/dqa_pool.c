@@ -63,63 +63,95 @@ static void pool_write(const dqa_pool_params_t *params, dqa_writer_t *writer, in
     dqa_write_pixel(writer, acc);
 }
 
-void dqa__pool(const dqa_pool_params_t *params, const dqa_tensor_t *input, dqa_tensor_t *output, void *scratch,
-               dqa_status_t *status, int is_max)
+/* Units of the row loop: output rows, or input rows for a single output position. */
+static uint16_t pool_units(const dqa_tensor_info_t *in, const dqa_tensor_info_t *out)
 {
-    const dqa_tensor_info_t *in = input->info;
-    const dqa_tensor_info_t *out = output->info;
+    return out->height == 1u && out->width == 1u ? in->height : out->height;
+}
+
+void dqa_pool_start(dqa_pool_state_t *state, const dqa_pool_params_t *params, const dqa_tensor_t *input,
+                    dqa_tensor_t *output, void *scratch, int is_max)
+{
+    int32_t *acc = (int32_t *)scratch;
+    dqa__window_init(&state->win, input, (int16_t *)(void *)(acc + input->info->channels),
+                     dqa__pool_ring_pixels(params, input->info, output->info));
+    dqa_writer_init(&state->writer, output);
+    state->scratch = scratch;
+    state->row = 0;
+    state->is_max = (uint8_t)(is_max != 0);
+    pool_start(acc, input->info->channels, is_max);
+}
+
+/* One output position over the whole input: take input rows [from, end) of the window as they come. */
+static void pool_single_rows(dqa_pool_state_t *state, const dqa_pool_params_t *params, int32_t *acc,
+                             int32_t from, int32_t end)
+{
+    const dqa_tensor_info_t *in = state->win.reader.tensor->info;
+    int32_t top = -(int32_t)params->pad_top, left = -(int32_t)params->pad_left;
+    int32_t kh_n = params->kernel_h, kw_n = params->kernel_w, w = in->width;
+    int32_t ih, iw;
+    for (ih = from; ih < end; ih++) {
+        for (iw = 0; iw < w; iw++) {
+            if (ih >= top && ih < top + kh_n && iw >= left && iw < left + kw_n) {
+                dqa__window_advance(&state->win, ih, iw, ih, iw); /* skips what the window leaves out */
+                pool_take(acc, state->win.ring, in->channels, state->is_max);
+            }
+        }
+    }
+}
+
+void dqa_pool_rows(dqa_pool_state_t *state, const dqa_pool_params_t *params, uint16_t end, dqa_status_t *status)
+{
+    const dqa_tensor_info_t *in = state->win.reader.tensor->info;
+    const dqa_tensor_info_t *out = state->writer.tensor->info;
     uint32_t c_n = in->channels;
     int32_t kh_n = params->kernel_h, kw_n = params->kernel_w;
     int32_t sh = params->stride_h ? params->stride_h : 1, sw = params->stride_w ? params->stride_w : 1;
     int32_t h = in->height, w = in->width;
-    uint32_t ring_pixels = dqa__pool_ring_pixels(params, in, out);
-    int32_t *acc = (int32_t *)scratch;
-    int16_t *ring = (int16_t *)(void *)(acc + c_n);
-    dqa_writer_t writer;
+    int single = out->height == 1u && out->width == 1u; /* dqa__pool_ring_pixels(): 1, streamed */
+    uint16_t units = pool_units(in, out);
+    int32_t *acc = (int32_t *)state->scratch;
     int32_t oh, ow;
 
-    dqa_writer_init(&writer, output);
-    if (ring_pixels == 1u && out->height == 1u && out->width == 1u) {
-        /* one window: stream the input, taking the pixels inside it */
-        int32_t top = -(int32_t)params->pad_top, left = -(int32_t)params->pad_left;
-        int32_t ih, iw;
-        uint32_t skipped = 0;
-        dqa_reader_t reader;
-        dqa_reader_init(&reader, input);
-        pool_start(acc, c_n, is_max);
-        for (ih = 0; ih < h && ih < top + kh_n; ih++) {
-            for (iw = 0; iw < w; iw++) {
-                if (ih < top || iw < left || iw >= left + kw_n) {
-                    skipped++;
-                    continue;
-                }
-                if (skipped) {
-                    dqa_skip_pixels(&reader, skipped);
-                    skipped = 0;
-                }
-                dqa_read_pixel(&reader, ring);
-                pool_take(acc, ring, c_n, is_max);
-            }
+    if (end > units) {
+        end = units;
+    }
+    if (end <= state->row) {
+        return; /* nothing new: a segment round in which this layer waits */
+    }
+    if (single) {
+        pool_single_rows(state, params, acc, state->row, end);
+        if (end == units) {
+            pool_write(params, &state->writer, acc, state->is_max);
         }
-        pool_write(params, &writer, acc, is_max);
     } else {
-        dqa_window_t win;
-        dqa__window_init(&win, input, ring, ring_pixels);
-        for (oh = 0; oh < (int32_t)out->height; oh++) {
+        for (oh = state->row; oh < (int32_t)end; oh++) {
             int32_t top = oh * sh - (int32_t)params->pad_top;
             for (ow = 0; ow < (int32_t)out->width; ow++) {
                 int32_t left = ow * sw - (int32_t)params->pad_left;
                 int32_t ih, iw;
-                dqa__window_advance(&win, top, left, top + kh_n - 1, left + kw_n - 1);
-                pool_start(acc, c_n, is_max);
+                dqa__window_advance(&state->win, top, left, top + kh_n - 1, left + kw_n - 1);
+                pool_start(acc, c_n, state->is_max);
                 for (ih = top < 0 ? 0 : top; ih < top + kh_n && ih < h; ih++) {
                     for (iw = left < 0 ? 0 : left; iw < left + kw_n && iw < w; iw++) {
-                        pool_take(acc, dqa__window_pixel(&win, (uint32_t)(ih * w + iw)), c_n, is_max);
+                        pool_take(acc, dqa__window_pixel(&state->win, (uint32_t)(ih * w + iw)), c_n,
+                                  state->is_max);
                     }
                 }
-                pool_write(params, &writer, acc, is_max);
+                pool_write(params, &state->writer, acc, state->is_max);
             }
         }
     }
-    dqa_writer_finish(&writer, status);
+    state->row = end;
+    if (end == units) {
+        dqa_writer_finish(&state->writer, status);
+    }
+}
+
+void dqa__pool(const dqa_pool_params_t *params, const dqa_tensor_t *input, dqa_tensor_t *output, void *scratch,
+               dqa_status_t *status, int is_max)
+{
+    dqa_pool_state_t state;
+    dqa_pool_start(&state, params, input, output, scratch, is_max);
+    dqa_pool_rows(&state, params, pool_units(input->info, output->info), status);
 }

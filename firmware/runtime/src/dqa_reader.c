@@ -6,11 +6,13 @@
  * Bounds: plane bytes are read only where a code has bits; stream bytes only
  * below ceil(capacity / 8) (bytes the producer can have written; the buffer
  * is at least capacity/8 + 1 bytes long), later peeked bits read as 0; and
- * symbol j is decoded only when j < n_coded.
+ * symbol j is decoded only when j < n_coded. A row-streamed tensor (spec 2.4)
+ * is read the same way, row by row: each row is a band with its own plane
+ * bits, error stream and n_coded, found in its ring slot when reached.
  */
 #include "dqa_internal.h"
 
-/* Error stream state for decoding (a tensor without a usable stream codes nothing). */
+/* Error stream state for decoding (a band without a usable stream codes nothing). */
 typedef struct {
     const uint8_t *stream;
     const uint8_t *table;
@@ -18,13 +20,12 @@ typedef struct {
     uint32_t n_coded;
 } stream_t;
 
-static void stream_of(const dqa_tensor_t *t, stream_t *s)
+static void stream_of(const dqa_reader_t *r, stream_t *s)
 {
-    const dqa_tensor_info_t *info = t->info;
-    s->stream = t->stream;
-    s->table = info->huffman_table;
-    s->nbytes = (info->stream_capacity_bits + 7u) >> 3;
-    s->n_coded = (t->stream != NULL && info->huffman_table != NULL) ? t->n_coded : 0u;
+    s->stream = r->stream;
+    s->table = r->tensor->info->huffman_table;
+    s->nbytes = r->stream_bytes;
+    s->n_coded = (r->stream != NULL && s->table != NULL) ? r->n_coded : 0u;
 }
 
 /* Table entry (length << 4 | symbol) of the code starting at stream bit `bit`. */
@@ -40,25 +41,59 @@ static inline uint32_t peek_entry(const stream_t *s, uint32_t bit)
     return s->table[(window >> (bit & 7u)) & 0xFFu];
 }
 
+static uint32_t row_elements(const dqa_tensor_info_t *info)
+{
+    return (uint32_t)info->width * info->channels;
+}
+
+/* Starts the band whose first element is `start`: the whole tensor, or a ring row (spec 2.4). */
+static void enter_band(dqa_reader_t *r, uint32_t start)
+{
+    const dqa_tensor_t *t = r->tensor;
+    const dqa_tensor_info_t *info = t->info;
+    r->element = start;
+    r->symbol = 0;
+    r->bit = 0;
+    if (t->ring_rows == 0u) {
+        r->band_start = 0;
+        r->band_end = (uint32_t)info->height * row_elements(info);
+        r->plane = t->plane;
+        r->stream = t->stream;
+        r->stream_bytes = (info->stream_capacity_bits + 7u) >> 3;
+        r->n_coded = t->n_coded;
+    } else {
+        size_t slot = (size_t)(start / row_elements(info) % t->ring_rows) * t->slot_bytes;
+        r->band_start = start;
+        r->band_end = start + row_elements(info);
+        r->plane = t->plane + slot;
+        r->stream = t->stream != NULL ? t->stream + slot : NULL;
+        r->stream_bytes = (t->row_capacity_bits + 7u) >> 3;
+        r->n_coded = 0;
+        if (t->stream != NULL) { /* a slot without an error stream has no n_coded either */
+            r->n_coded = *(const uint32_t *)(const void *)(t->plane + slot + t->slot_bytes - 4u);
+        }
+    }
+}
+
 void dqa_reader_init(dqa_reader_t *reader, const dqa_tensor_t *tensor)
 {
     reader->tensor = tensor;
     reader->element = 0;
-    reader->symbol = 0;
-    reader->bit = 0;
+    reader->band_end = 0; /* the first read enters the first band */
 }
 
 void dqa_read_pixel(dqa_reader_t *reader, int16_t *v)
 {
-    const dqa_tensor_t *t = reader->tensor;
-    const dqa_tensor_info_t *info = t->info;
-    const uint8_t *plane = t->plane;
+    const dqa_tensor_info_t *info = reader->tensor->info;
     uint32_t channels = info->channels;
-    uint32_t i = reader->element;
-    uint32_t n = info->bits;
-    uint32_t m = info->extra_bits;
-    uint32_t c;
-    reader->element = i + channels;
+    uint32_t i, n = info->bits, m = info->extra_bits, c;
+    const uint8_t *plane;
+    if (reader->element == reader->band_end) {
+        enter_band(reader, reader->element);
+    }
+    plane = reader->plane;
+    i = reader->element - reader->band_start;
+    reader->element += channels;
 
     if (info->lut != NULL) { /* input stage: uint8 pixels through the table */
         const uint8_t *p = plane + i;
@@ -94,7 +129,7 @@ void dqa_read_pixel(dqa_reader_t *reader, int16_t *v)
             stream_t s;
             uint32_t bit = reader->bit, symbol = reader->symbol;
             int32_t half = unit >> 1, e_mask = unit - 1;
-            stream_of(t, &s);
+            stream_of(reader, &s);
             for (c = 0; c < channels; c++, pos += n) {
                 uint32_t byte = pos >> 3, off = pos & 7u;
                 uint32_t raw = plane[byte];
@@ -127,16 +162,30 @@ void dqa_skip_pixels(dqa_reader_t *reader, uint32_t pixels)
     const dqa_tensor_t *t = reader->tensor;
     const dqa_tensor_info_t *info = t->info;
     uint32_t channels = info->channels;
+    uint32_t target = reader->element + pixels * channels;
     uint32_t per_pixel = 0, c, end, coded_end, bit, j;
     stream_t s;
-    reader->element += pixels * channels;
-    if (info->extra_bits == 0 || info->important == NULL || info->lut != NULL || pixels == 0u) {
+    if (pixels == 0u) {
+        return;
+    }
+    if (reader->element == reader->band_end || target > reader->band_end) { /* a later band */
+        uint32_t start = t->ring_rows ? target - target % row_elements(info) : 0u;
+        if (start == target) { /* a ring row's start: entered when read */
+            reader->element = target;
+            reader->band_end = target;
+            return;
+        }
+        enter_band(reader, start);
+    }
+    pixels = (target - reader->element) / channels;
+    reader->element = target;
+    if (info->extra_bits == 0 || info->important == NULL || info->lut != NULL) {
         return;
     }
     for (c = 0; c < channels; c++) {
         per_pixel += info->important[c] != 0;
     }
-    stream_of(t, &s);
+    stream_of(reader, &s);
     end = reader->symbol + per_pixel * pixels;
     coded_end = s.n_coded < end ? s.n_coded : end;
     bit = reader->bit;

@@ -6,7 +6,9 @@
  *
  * Buffers need not be cleared beforehand: bits are written in order, so the
  * first write into a byte always starts at its bit 0 and assigns the byte
- * (which also leaves the unused high bits of the last byte 0).
+ * (which also leaves the unused high bits of the last byte 0). A row-streamed
+ * tensor (spec 2.4) is written band by band: each row into its ring slot,
+ * with a stream of its own whose n_coded is stored as soon as the row is full.
  */
 #include "dqa_internal.h"
 
@@ -89,18 +91,56 @@ static void put_error(dqa_writer_t *w, const dqa_tensor_info_t *info, uint32_t e
     if (w->closed) {
         return;
     }
-    if (w->tensor->stream == NULL || info->huffman_table == NULL) {
+    if (w->stream == NULL || info->huffman_table == NULL) {
         w->closed = 1; /* nowhere to code errors: as with capacity 0 */
         return;
     }
     rev = code_from_table(info->huffman_table, e, &length);
-    if (length == 0u || length > info->stream_capacity_bits - w->bit) {
-        w->closed = 1; /* this and all later symbols are not coded */
+    if (length == 0u || length > w->capacity_bits - w->bit) {
+        w->closed = 1; /* this and all later symbols of the band are not coded */
         return;
     }
-    put_bits(w->tensor->stream, w->bit, rev, length);
+    put_bits(w->stream, w->bit, rev, length);
     w->bit += length;
     w->symbol++;
+}
+
+/* Starts the band whose first element is `start` (the whole tensor, or a ring row). */
+static void begin_band(dqa_writer_t *w, uint32_t start)
+{
+    dqa_tensor_t *t = w->tensor;
+    const dqa_tensor_info_t *info = t->info;
+    uint32_t row = (uint32_t)info->width * info->channels;
+    w->symbol = 0;
+    w->bit = 0;
+    w->closed = 0;
+    if (t->ring_rows == 0u) {
+        w->band_start = 0;
+        w->band_end = (uint32_t)info->height * row;
+        w->plane = t->plane;
+        w->stream = t->stream;
+        w->capacity_bits = info->stream_capacity_bits;
+    } else {
+        size_t slot = (size_t)(start / row % t->ring_rows) * t->slot_bytes;
+        w->band_start = start;
+        w->band_end = start + row;
+        w->plane = t->plane + slot;
+        w->stream = t->stream != NULL ? t->stream + slot : NULL;
+        w->capacity_bits = t->row_capacity_bits;
+    }
+}
+
+/* Records the full band's n_coded where its readers find it. */
+static void end_band(dqa_writer_t *w)
+{
+    dqa_tensor_t *t = w->tensor;
+    if (t->ring_rows == 0u) {
+        t->n_coded = w->symbol;
+    } else if (t->stream != NULL) { /* a slot without an error stream has no n_coded either */
+        size_t slot = (size_t)((w->band_start / ((uint32_t)t->info->width * t->info->channels)) % t->ring_rows);
+        *(uint32_t *)(void *)(t->plane + (slot + 1u) * t->slot_bytes - 4u) = w->symbol;
+    }
+    w->overflowed = (uint8_t)(w->overflowed | w->closed);
 }
 
 void dqa_writer_init(dqa_writer_t *writer, dqa_tensor_t *tensor)
@@ -108,9 +148,8 @@ void dqa_writer_init(dqa_writer_t *writer, dqa_tensor_t *tensor)
     const dqa_tensor_info_t *info = tensor->info;
     writer->tensor = tensor;
     writer->element = 0;
-    writer->symbol = 0;
-    writer->bit = 0;
-    writer->closed = 0;
+    writer->band_end = 0; /* the first write begins the first band */
+    writer->overflowed = 0;
     if (info->huffman_codes != NULL && info->huffman_lengths != NULL && info->extra_bits <= DQA_MAX_EXTRA_BITS) {
         uint32_t e;
         for (e = 0; e < (1u << info->extra_bits); e++) { /* most significant bit first, in stream order */
@@ -121,20 +160,20 @@ void dqa_writer_init(dqa_writer_t *writer, dqa_tensor_t *tensor)
     }
 }
 
-void dqa_write_pixel(dqa_writer_t *writer, const int32_t *u)
+/* One pixel into the current band. */
+static inline void put_pixel(dqa_writer_t *writer, const int32_t *u)
 {
-    dqa_tensor_t *t = writer->tensor;
-    const dqa_tensor_info_t *info = t->info;
-    uint8_t *plane = t->plane;
+    const dqa_tensor_info_t *info = writer->tensor->info;
     uint32_t channels = info->channels;
     uint32_t n = info->bits;
     uint32_t m = info->extra_bits;
     const uint8_t *imp = m ? info->important : NULL;
-    uint32_t i = writer->element;
     uint32_t mask = (1u << n) - 1u;
+    uint8_t *plane = writer->plane;
+    uint32_t i = writer->element - writer->band_start;
     uint32_t pos = i * n;
     uint32_t c;
-    writer->element = i + channels;
+    writer->element += channels;
 
     if (n == 16) { /* graph output: little-endian int16 */
         uint8_t *p = plane + 2u * i;
@@ -166,14 +205,14 @@ void dqa_write_pixel(dqa_writer_t *writer, const int32_t *u)
     }
     {
         const uint8_t *lengths = info->huffman_lengths;
-        uint32_t cap = info->stream_capacity_bits;
+        uint32_t cap = writer->capacity_bits;
         uint32_t bit = writer->bit, symbol = writer->symbol;
-        uint32_t closed = writer->closed || t->stream == NULL || info->huffman_table == NULL;
+        uint32_t closed = writer->closed || writer->stream == NULL || info->huffman_table == NULL;
         uint32_t e_mask = (1u << m) - 1u;
         bit_sink_t codes, errors = {NULL, 0, 0};
         sink_open(&codes, plane, pos);
         if (!closed) {
-            sink_open(&errors, t->stream, bit);
+            sink_open(&errors, writer->stream, bit);
         }
         for (c = 0; c < channels; c++) {
             int32_t x = u[c];
@@ -182,7 +221,7 @@ void dqa_write_pixel(dqa_writer_t *writer, const int32_t *u)
                     uint32_t e = (uint32_t)x & e_mask;
                     uint32_t len = lengths[e];
                     if (len == 0u || len > cap - bit) {
-                        closed = 1; /* spec 2.3: this and all later symbols are not coded */
+                        closed = 1; /* spec 2.3: this and all later symbols of the band are not coded */
                     } else {
                         sink_put(&errors, writer->stream_codes[e], len);
                         bit += len;
@@ -203,10 +242,20 @@ void dqa_write_pixel(dqa_writer_t *writer, const int32_t *u)
     }
 }
 
+void dqa_write_pixel(dqa_writer_t *writer, const int32_t *u)
+{
+    if (writer->element == writer->band_end) {
+        begin_band(writer, writer->element);
+    }
+    put_pixel(writer, u);
+    if (writer->element == writer->band_end) {
+        end_band(writer);
+    }
+}
+
 void dqa_writer_finish(dqa_writer_t *writer, dqa_status_t *status)
 {
-    writer->tensor->n_coded = writer->symbol;
-    if (writer->closed && status != NULL) {
+    if (writer->overflowed && status != NULL) {
         status->overflowed_tensors++;
     }
 }

@@ -74,7 +74,7 @@ static void test_direct_codes_round_trip(void)
             dqa_tensor_info_t info = { .height = H, .width = W, .channels = C, .bits = (uint8_t)bits,
                                        .is_signed = (uint8_t)is_signed };
             uint8_t plane[ELEMENTS + 1];
-            dqa_tensor_t t = { &info, plane, NULL, 0 };
+            dqa_tensor_t t = { &info, plane, NULL, 0, 0, 0, 0 };
             int32_t u[ELEMENTS];
             int16_t v[ELEMENTS];
             dqa_status_t status;
@@ -117,7 +117,7 @@ static void test_dqa_split_round_trip(void)
     dqa_tensor_info_t info = { .height = H, .width = W, .channels = C, .bits = BITS, .extra_bits = EXTRA,
                                .important = important, .huffman_table = table,
                                .stream_capacity_bits = IMPORTANT_SYMBOLS * EXTRA };
-    dqa_tensor_t t = { &info, plane, stream, 0 };
+    dqa_tensor_t t = { &info, plane, stream, 0, 0, 0, 0 };
     int32_t u[ELEMENTS];
     int16_t v[ELEMENTS];
     dqa_status_t status;
@@ -139,7 +139,7 @@ static void test_full_error_stream_falls_back(void)
     dqa_tensor_info_t info = { .height = H, .width = W, .channels = C, .bits = BITS, .extra_bits = EXTRA,
                                .important = important, .huffman_table = table,
                                .stream_capacity_bits = CODED * EXTRA + 1 };
-    dqa_tensor_t t = { &info, plane, stream, 0 };
+    dqa_tensor_t t = { &info, plane, stream, 0, 0, 0, 0 };
     int32_t u[ELEMENTS];
     int16_t v[ELEMENTS];
     dqa_status_t status;
@@ -165,7 +165,7 @@ static void test_maxpool_takes_the_largest_value(void)
     dqa_tensor_info_t in_info = { .height = 2, .width = 2, .channels = 1, .bits = 4 };
     dqa_tensor_info_t out_info = { .height = 1, .width = 1, .channels = 1, .bits = 4 };
     uint8_t in_plane[2], out_plane[1];
-    dqa_tensor_t in = { &in_info, in_plane, NULL, 0 }, out = { &out_info, out_plane, NULL, 0 };
+    dqa_tensor_t in = { &in_info, in_plane, NULL, 0, 0, 0, 0 }, out = { &out_info, out_plane, NULL, 0, 0, 0, 0 };
     const dqa_pool_params_t params = { .kernel_h = 2, .kernel_w = 2, .stride_h = 2, .stride_w = 2 };
     uint32_t scratch[64];
     dqa_status_t status = { 0 };

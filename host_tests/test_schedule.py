@@ -1,0 +1,88 @@
+"""The row-streamed schedule (planner, issue 13) and the per-row error streams of spec 2.4."""
+import numpy as np
+import pytest
+
+from dqa_mcu.codegen import planner
+from dqa_mcu.codegen.planner import PointRead, RowsRead, Stage, WindowRead, simulate
+from dqa_mcu.quantize.quantizer import QuantConfig, quantize
+from dqa_mcu.reference import dqa as reference
+
+
+def conv3x3(name, src, h, stride=1, residual=None):
+    h_out = (h - 1) // stride + 1
+    reads = [(src, WindowRead(h, h, h_out, 3, 3, stride, stride, 1, 1))]
+    if residual:
+        reads.append((residual, PointRead(h, h, h_out, stride)))
+    return Stage(name, name, h_out, h_out, tuple(reads))
+
+
+def test_rings_of_a_residual_block_hold_what_its_windows_and_shortcut_still_read():
+    # x -> a -> b (+ x): b's window lags a by one row, the shortcut reads x two rows behind a's window
+    stages = [conv3x3("x", "in", 8), conv3x3("a", "x", 8), conv3x3("b", "a", 8, residual="x")]
+    steps, rings = simulate(stages, {"in": 8}, {"x", "a"})
+    assert rings == {"a": 2, "x": 3}
+    assert steps[-1] == [8, 8, 8] and len(steps) == 10  # two rounds of pipeline fill, no row twice
+
+
+def test_a_stride_2_block_with_a_subsampled_shortcut_and_global_pooling_of_rows():
+    stages = [conv3x3("x", "in", 8), conv3x3("a", "x", 8, stride=2), conv3x3("b", "a", 4, residual=None),
+              Stage("pool", "pool", 1, 4, (("b", RowsRead(4)),), final_only=True)]
+    stages[2] = Stage("b", "b", 4, 4, stages[2].reads + (("x", PointRead(8, 8, 4, 2)),))
+    steps, rings = simulate(stages, {"in": 8}, {"x", "a", "b"})
+    assert rings == {"a": 2, "b": 1, "x": 4}
+    assert steps[-1] == [8, 4, 4, 4]
+
+
+def test_a_pipeline_that_waits_on_itself_is_refused_in_one_line():
+    stages = [conv3x3("a", "in", 8), conv3x3("p", "q", 8), conv3x3("q", "p", 8)]
+    with pytest.raises(ValueError, match="p, q cannot finish"):
+        simulate(stages, {"in": 8}, {"p", "q"})
+
+
+@pytest.fixture(scope="module")
+def dqa3(resnet20, cifar_calib):
+    graph, calib = resnet20
+    return quantize(graph, calib, QuantConfig(bits=3), cifar_calib)
+
+
+@pytest.mark.parametrize("schedule", ["auto", "stream"])
+def test_streamed_plans_never_overlap_live_blocks_and_auto_lowers_the_arena(dqa3, schedule):
+    plan = planner.plan(dqa3, schedule)
+    layer = planner.plan(dqa3, "layer")
+    assert plan.segments and (schedule != "auto" or plan.arena_bytes < layer.arena_bytes)
+    for i, a in enumerate(plan.blocks):
+        for b in plan.blocks[i + 1:]:
+            if a.first <= b.last and b.first <= a.last:
+                assert a.offset + a.size <= b.offset or b.offset + b.size <= a.offset, (a.name, b.name)
+    for seg in plan.segments:  # a ring is read only inside its segment
+        for name in seg.ring_rows:
+            users = [i for i, n in enumerate(dqa3.nodes) if name in n.inputs]
+            assert all(seg.first <= i <= seg.last for i in users)
+
+
+def test_a_row_stream_that_overflows_loses_exactly_the_symbols_past_its_rows_capacity(dqa3, cifar_calib):
+    name = "layer1_0_conv1"
+    t = dqa3.tensors[name]
+    images = cifar_calib[:2]
+    whole = reference.run(dqa3, images, keep_tensors=True).tensors[name]
+    old = t.err_row_capacity_bits
+    same = reference.run(dqa3, images, keep_tensors=True, streamed={name})
+    assert np.array_equal(same.tensors[name], whole) and not same.overflowed_tensors.any()
+    try:
+        t.err_row_capacity_bits = old // 3
+        streamed = reference.run(dqa3, images, keep_tensors=True, streamed={name})
+    finally:
+        t.err_row_capacity_bits = old
+    m, lengths = t.extra_bits, np.asarray(t.huffman.lengths)
+    expected = whole.copy()
+    for img in range(len(images)):
+        for row in range(t.shape[0]):
+            written = 0
+            for col in range(t.shape[1]):
+                for c in np.flatnonzero(t.important):
+                    v = whole[img, row, col, c]
+                    written += lengths[v & ((1 << m) - 1)]
+                    if written > old // 3:
+                        expected[img, row, col, c] = ((v >> m) << m) + (1 << (m - 1))
+    assert np.array_equal(streamed.tensors[name], expected)
+    assert (streamed.overflowed_tensors >= 1).all()

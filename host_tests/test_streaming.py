@@ -1,0 +1,141 @@
+"""Row-streamed execution (issue 13, docs/spec.md 2.4): the C runtime under a streamed schedule equals
+the reference bit for bit, on the host under ASan + UBSan and under QEMU on Cortex-M4, M7 and M55."""
+import numpy as np
+import torch
+import pytest
+
+from dqa_mcu import api
+from dqa_mcu.codegen import planner
+from dqa_mcu.codegen.planner import PointRead
+from dqa_mcu.quantize.quantizer import QuantConfig, quantize
+
+from test_backend import require_arm
+
+OVERFLOWING = "layer1_1_conv1"  # a streamed DQA tensor whose row capacity the tests cut to a third
+
+
+@pytest.fixture(scope="module")
+def streamed(resnet20, cifar_calib, cifar_test):
+    graph, calib = resnet20
+    model = quantize(graph, calib, QuantConfig(bits=3), cifar_calib)
+    model.tensors[OVERFLOWING].err_row_capacity_bits //= 3
+    return model, cifar_test[0][:2]
+
+
+@pytest.fixture(scope="module")
+def direct8(resnet20, cifar_calib):
+    """All 8-bit direct (m = 0): ring slots without error streams or n_coded."""
+    graph, calib = resnet20
+    return quantize(graph, calib, QuantConfig(bits=8, extra_bits=0), cifar_calib)
+
+
+def run(model, images, target, out, **run_args):
+    api.export_project(model, out, target, "test model", images, None, None, log=lambda *a: None,
+                       schedule="stream")
+    return api.run_project(out, images, None, None, timeout=600, log=lambda *a: None, **run_args)
+
+
+def test_the_stream_schedule_covers_a_subsampled_shortcut_an_overflow_and_pooling_of_rows(streamed):
+    model, _ = streamed
+    (seg,) = planner.plan(model, "stream").segments
+    subsampled = [name for s in seg.stages for name, r in s.reads
+                  if isinstance(r, PointRead) and r.stride == 2 and name in seg.ring_rows]
+    assert subsampled and OVERFLOWING in seg.ring_rows
+    assert seg.stages[-2].final_only  # global average pooling takes rows as they come
+
+
+@pytest.mark.parametrize("target", ["host", "cortex-m4", "cortex-m7", "cortex-m55"])
+def test_streamed_resnet20_is_bit_exact_with_its_overflowing_rows(streamed, target, tmp_path):
+    if target != "host":
+        require_arm()
+    model, images = streamed
+    report = run(model, images, target, tmp_path / target, sanitize=target == "host")
+    assert report["bit_exact"], report["mismatched_images"]
+    assert report["overflowed_tensors"] >= len(images)  # every image overflows the cut rows
+
+
+@pytest.mark.parametrize("target", ["host", "cortex-m7"])
+def test_streamed_direct_8bit_resnet20_is_bit_exact(direct8, streamed, target, tmp_path):
+    if target != "host":
+        require_arm()
+    images = streamed[1]
+    report = run(direct8, images, target, tmp_path / target, sanitize=target == "host")
+    assert report["bit_exact"], report["mismatched_images"]
+
+
+def test_a_ring_one_row_short_breaks_exactness(streamed, tmp_path, monkeypatch):
+    model, images = streamed
+    real = planner.segment
+
+    def short(m, first, last):
+        seg = real(m, first, last)
+        seg.ring_rows["layer1_0_conv2"] -= 1  # the block output its shortcut still reads
+        return seg
+    monkeypatch.setattr(planner, "segment", short)
+    report = run(model, images, "host", tmp_path / "short", sanitize=True)
+    assert not report["bit_exact"]
+
+
+def test_export_cli_takes_a_schedule_and_reports_it_in_the_plan_and_the_summary(streamed, tmp_path):
+    from test_planner_cli import run_cli
+    model, _ = streamed
+    model.save(tmp_path / "m.dqa.npz")
+    proc = run_cli("export", str(tmp_path / "m.dqa.npz"), "--target", "host", "--no-build", "--schedule", "auto",
+                   "-o", str(tmp_path / "out"))
+    assert proc.returncode == 0, proc.stderr
+    auto = planner.plan(model, "auto")
+    assert f"arena {auto.arena_bytes} bytes (auto schedule, {len(auto.segments)} row-streamed segments)" in proc.stdout
+    assert auto.segments[0].describe() in (tmp_path / "out" / "memory_plan.txt").read_text()
+
+
+def test_the_int8_mode_refuses_a_streamed_schedule_in_one_line(tmp_path):
+    from conftest import shared_file
+    from test_planner_cli import run_cli
+    proc = run_cli("export", str(shared_file("models/mlperf_tiny_kws_dscnn_int8.tflite")), "--target", "host",
+                   "--no-build", "--schedule", "stream", "-o", str(tmp_path / "out"))
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    (line,) = proc.stderr.strip().splitlines()
+    assert "--schedule stream" in line and "layer by layer" in line
+
+
+class TwoBranches(torch.nn.Module):
+    """conv -> two conv branches added (an add no conv can fuse) -> avgpool 2x2 -> maxpool 3x3 stride 2
+    pad 1 -> GAP -> linear: the streamed add and windowed pooling kernels."""
+
+    def __init__(self):
+        super().__init__()
+        self.stem = torch.nn.Conv2d(3, 8, 3, padding=1)
+        self.a = torch.nn.Conv2d(8, 8, 3, padding=1)
+        self.b = torch.nn.Conv2d(8, 8, 1)
+        self.fc = torch.nn.Linear(8, 4)
+
+    def forward(self, x):
+        x = torch.relu(self.stem(x))
+        x = torch.relu(self.a(x)) + torch.relu(self.b(x))
+        x = torch.nn.functional.max_pool2d(torch.nn.functional.avg_pool2d(x, 2), 3, 2, 1)
+        return self.fc(torch.nn.functional.adaptive_avg_pool2d(x, 1).flatten(1))
+
+
+@pytest.fixture(scope="module")
+def branches():
+    from dqa_mcu.frontends import passes
+    from dqa_mcu.frontends.torch_import import import_module
+    from dqa_mcu.frontends.zoo import Normalization
+    from dqa_mcu.quantize.calibrate import calibrate
+    torch.manual_seed(0)
+    images = np.random.default_rng(0).integers(0, 256, (64, 12, 12, 3), dtype=np.uint8)
+    graph = passes.optimize(import_module(TwoBranches(), (12, 12, 3), Normalization(1 / 255, (0.5,) * 3, (0.25,) * 3)))
+    model = quantize(graph, calibrate(graph, images, show_progress=False), QuantConfig(bits=4), images)
+    return model, images[:4]
+
+
+@pytest.mark.parametrize("target", ["host", "cortex-m55"])
+def test_streamed_add_and_windowed_pooling_are_bit_exact(branches, target, tmp_path):
+    model, images = branches
+    (seg,) = planner.plan(model, "stream").segments
+    ops = [model.nodes[i].op for i in range(seg.first, seg.last + 1)]
+    assert {"add", "avgpool", "maxpool", "global_avgpool"} <= set(ops)
+    if target != "host":
+        require_arm()
+    report = run(model, images, target, tmp_path / target, sanitize=target == "host")
+    assert report["bit_exact"], report["mismatched_images"]
