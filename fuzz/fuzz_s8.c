@@ -199,26 +199,34 @@ static void fuzz_pool(source_t *s, int is_max)
     free(output);
 }
 
-static void fuzz_add(source_t *s)
+/* An output shape and operand 2's strides, broadcast NumPy-style along the axes `next_byte` picks
+ * (bit k: operand 2 has size 1 along axis k = h, w, c); operand 1 has the output's shape. Returns
+ * operand 2's bytes. */
+static size_t next_broadcast(source_t *s, dqa_broadcast_s8_t *b)
 {
-    dqa_add_s8_params_t p;
-    dqa_broadcast_s8_t *b = &p.shape;
-    uint8_t broadcast = next_byte(s); /* bit k: operand 2 has size 1 along axis k (h, w, c) */
-    int8_t *in1, *in2, *output;
-    memset(&p, 0, sizeof p);
+    uint8_t broadcast = next_byte(s);
+    uint32_t c2, w2;
     b->out_h = next_dim(s, 8);
     b->out_w = next_dim(s, 8);
     b->out_c = next_dim(s, 16);
     b->input1_stride_c = 1;
     b->input1_stride_w = b->out_c;
     b->input1_stride_h = (uint32_t)b->out_w * b->out_c;
-    {
-        uint32_t c2 = (broadcast & 4u) ? 1u : b->out_c, w2 = (broadcast & 2u) ? 1u : b->out_w;
-        b->input2_stride_c = (broadcast & 4u) ? 0u : 1u;
-        b->input2_stride_w = (broadcast & 2u) ? 0u : c2;
-        b->input2_stride_h = (broadcast & 1u) ? 0u : w2 * c2;
-        in2 = next_array(s, (size_t)((broadcast & 1u) ? 1u : b->out_h) * w2 * c2);
-    }
+    c2 = (broadcast & 4u) ? 1u : b->out_c;
+    w2 = (broadcast & 2u) ? 1u : b->out_w;
+    b->input2_stride_c = (broadcast & 4u) ? 0u : 1u;
+    b->input2_stride_w = (broadcast & 2u) ? 0u : c2;
+    b->input2_stride_h = (broadcast & 1u) ? 0u : w2 * c2;
+    return (size_t)((broadcast & 1u) ? 1u : b->out_h) * w2 * c2;
+}
+
+static void fuzz_add(source_t *s)
+{
+    dqa_add_s8_params_t p;
+    const dqa_broadcast_s8_t *b = &p.shape;
+    int8_t *in1, *in2, *output;
+    memset(&p, 0, sizeof p);
+    in2 = next_array(s, next_broadcast(s, &p.shape));
     p.left_shift = 20; /* what TFLite's int8 ADD uses */
     p.input1_offset = -(int32_t)(int8_t)next_byte(s);
     p.input2_offset = -(int32_t)(int8_t)next_byte(s);
@@ -233,6 +241,26 @@ static void fuzz_add(source_t *s)
     in1 = next_array(s, (size_t)b->out_h * b->out_w * b->out_c);
     output = fresh((size_t)b->out_h * b->out_w * b->out_c);
     dqa_add_s8(&p, in1, in2, output);
+    free(in1);
+    free(in2);
+    free(output);
+}
+
+static void fuzz_mul(source_t *s)
+{
+    dqa_mul_s8_params_t p;
+    const dqa_broadcast_s8_t *b = &p.shape;
+    int8_t *in1, *in2, *output;
+    memset(&p, 0, sizeof p);
+    in2 = next_array(s, next_broadcast(s, &p.shape));
+    p.input1_offset = -(int32_t)(int8_t)next_byte(s);
+    p.input2_offset = -(int32_t)(int8_t)next_byte(s);
+    p.output_offset = (int8_t)next_byte(s);
+    next_multiplier(s, &p.output_multiplier, &p.output_shift);
+    activation_range(s, &p.act_min, &p.act_max);
+    in1 = next_array(s, (size_t)b->out_h * b->out_w * b->out_c);
+    output = fresh((size_t)b->out_h * b->out_w * b->out_c);
+    dqa_mul_s8(&p, in1, in2, output);
     free(in1);
     free(in2);
     free(output);
@@ -300,10 +328,204 @@ static void fuzz_pad_and_lookup(source_t *s)
     free(output);
 }
 
+static void fuzz_transpose_conv(source_t *s)
+{
+    dqa_conv_s8_params_t p;
+    int32_t *shift;
+    int8_t *input, *output;
+    memset(&p, 0, sizeof p);
+    p.in_h = next_dim(s, 8);
+    p.in_w = next_dim(s, 8);
+    p.in_c = p.in_c_per_group = next_dim(s, 8);
+    p.out_c = p.out_c_per_group = next_dim(s, 8);
+    p.kernel_h = next_dim(s, 5);
+    p.kernel_w = next_dim(s, 5);
+    p.stride_h = next_dim(s, 3);
+    p.stride_w = next_dim(s, 3);
+    p.dilation_h = p.dilation_w = 1;
+    /* TFLite's output shape is an operand of the op: any size, with the leading padding of SAME
+     * (half of what the taps reach beyond it) or VALID (none) */
+    p.out_h = next_dim(s, 24);
+    p.out_w = next_dim(s, 24);
+    if (next_byte(s) & 1u) {
+        uint32_t reach_h = (uint32_t)(p.in_h - 1u) * p.stride_h + p.kernel_h;
+        uint32_t reach_w = (uint32_t)(p.in_w - 1u) * p.stride_w + p.kernel_w;
+        p.pad_top = (uint16_t)(reach_h > p.out_h ? (reach_h - p.out_h) / 2u : 0u);
+        p.pad_left = (uint16_t)(reach_w > p.out_w ? (reach_w - p.out_w) / 2u : 0u);
+    }
+    p.input_offset = -(int32_t)(int8_t)next_byte(s);
+    p.output_offset = (int8_t)next_byte(s);
+    activation_range(s, &p.act_min, &p.act_max);
+    p.weights = next_array(s, (size_t)p.out_c * p.kernel_h * p.kernel_w * p.in_c);
+    p.bias = next_array(s, sizeof(int32_t) * p.out_c);
+    p.multiplier = next_multipliers(s, p.out_c, &shift);
+    p.shift = shift;
+    input = next_array(s, (size_t)p.in_h * p.in_w * p.in_c);
+    output = fresh((size_t)p.out_h * p.out_w * p.out_c);
+    dqa_transpose_conv_s8(&p, input, output);
+    free(input);
+    free(output);
+    free((void *)p.weights);
+    free((void *)p.bias);
+    free((void *)p.multiplier);
+    free(shift);
+}
+
+static void fuzz_leaky_relu(source_t *s)
+{
+    dqa_leaky_relu_s8_params_t p;
+    int8_t *input, *output;
+    memset(&p, 0, sizeof p);
+    p.size = next_dim(s, 255);
+    p.input_zero_point = (int8_t)next_byte(s);
+    p.output_zero_point = (int8_t)next_byte(s);
+    next_multiplier(s, &p.multiplier, &p.shift);
+    next_multiplier(s, &p.alpha_multiplier, &p.alpha_shift);
+    activation_range(s, &p.act_min, &p.act_max);
+    input = next_array(s, p.size);
+    output = fresh(p.size);
+    dqa_leaky_relu_s8(&p, input, output);
+    free(input);
+    free(output);
+}
+
+static void fuzz_hard_swish(source_t *s)
+{
+    dqa_hard_swish_s8_params_t p;
+    int8_t *input, *output;
+    memset(&p, 0, sizeof p);
+    p.size = next_dim(s, 255);
+    p.input_zero_point = (int8_t)next_byte(s);
+    p.output_zero_point = (int8_t)next_byte(s);
+    p.output_multiplier = (int16_t)next_word(s); /* Q15, as DownScaleInt32ToInt16Multiplier gives */
+    p.reluish_multiplier = (int16_t)next_word(s);
+    /* the exponents the export admits: e_o in [-31, 0], e_r >= -31 (spec_tflite 3.14) */
+    p.output_exponent = (int16_t)-(int16_t)(next_byte(s) % 32u);
+    p.reluish_exponent = (int16_t)((int32_t)next_byte(s) - 31);
+    input = next_array(s, p.size);
+    output = fresh(p.size);
+    dqa_hard_swish_s8(&p, input, output);
+    free(input);
+    free(output);
+}
+
+/* count indices, each below `limit` (the code generator's index maps stay inside the input) */
+static int16_t *next_indices(source_t *s, uint32_t count, uint16_t limit)
+{
+    int16_t *index = fresh(sizeof(int16_t) * count);
+    uint32_t i;
+    for (i = 0; i < count; i++) {
+        index[i] = (int16_t)(next_byte(s) % limit);
+    }
+    return index;
+}
+
+static void fuzz_resize_nearest(source_t *s)
+{
+    dqa_resize_nearest_s8_params_t p;
+    uint16_t in_h = next_dim(s, 8);
+    int8_t *input, *output;
+    memset(&p, 0, sizeof p);
+    p.in_w = next_dim(s, 8);
+    p.channels = next_dim(s, 8);
+    p.out_h = next_dim(s, 24);
+    p.out_w = next_dim(s, 24);
+    p.y_index = next_indices(s, p.out_h, in_h);
+    p.x_index = next_indices(s, p.out_w, p.in_w);
+    input = next_array(s, (size_t)in_h * p.in_w * p.channels);
+    output = fresh((size_t)p.out_h * p.out_w * p.channels);
+    dqa_resize_nearest_s8(&p, input, output);
+    free(input);
+    free(output);
+    free((void *)p.y_index);
+    free((void *)p.x_index);
+}
+
+/* The Q10 input step per output step, as reference.tflite.bilinear_scale_10 derives it. */
+static int32_t bilinear_scale_10(uint16_t out, uint16_t in, int align_corners)
+{
+    if (align_corners && out > 1u) {
+        return (int32_t)((1024u * (in - 1u) + (out - 1u) / 2u) / (out - 1u));
+    }
+    return (int32_t)((1024u * in + out / 2u) / out);
+}
+
+/* Whether the last output position's lower tap lies inside the input (else the export refuses). */
+static int inside(uint16_t out, uint16_t in, int32_t scale_10, int half_pixel_centers)
+{
+    int32_t last = (int32_t)(out - 1u) * scale_10 + (half_pixel_centers ? scale_10 / 2 - 512 : 0);
+    return last / 1024 < (int32_t)in;
+}
+
+static void fuzz_resize_bilinear(source_t *s)
+{
+    dqa_resize_bilinear_s8_params_t p;
+    uint8_t mode = next_byte(s); /* bit 0: align corners, bit 1: half-pixel centres */
+    int8_t *input, *output;
+    memset(&p, 0, sizeof p);
+    p.in_h = next_dim(s, 8);
+    p.in_w = next_dim(s, 8);
+    p.channels = next_dim(s, 8);
+    p.out_h = next_dim(s, 96);
+    p.out_w = next_dim(s, 96);
+    p.half_pixel_centers = (uint8_t)((mode >> 1) & 1u);
+    p.scale_10_h = bilinear_scale_10(p.out_h, p.in_h, mode & 1u);
+    p.scale_10_w = bilinear_scale_10(p.out_w, p.in_w, mode & 1u);
+    if (!inside(p.out_h, p.in_h, p.scale_10_h, p.half_pixel_centers) ||
+        !inside(p.out_w, p.in_w, p.scale_10_w, p.half_pixel_centers)) {
+        return; /* refused at export (spec_tflite 3.13) */
+    }
+    input = next_array(s, (size_t)p.in_h * p.in_w * p.channels);
+    output = fresh((size_t)p.out_h * p.out_w * p.channels);
+    dqa_resize_bilinear_s8(&p, input, output);
+    free(input);
+    free(output);
+}
+
+static void fuzz_depth_to_space(source_t *s)
+{
+    dqa_depth_to_space_s8_params_t p;
+    uint16_t out_c = next_dim(s, 8);
+    int8_t *input, *output;
+    size_t bytes;
+    memset(&p, 0, sizeof p);
+    p.in_h = next_dim(s, 8);
+    p.in_w = next_dim(s, 8);
+    p.block = next_dim(s, 4);
+    p.in_c = (uint16_t)(out_c * p.block * p.block);
+    bytes = (size_t)p.in_h * p.in_w * p.in_c;
+    input = next_array(s, bytes);
+    output = fresh(bytes);
+    dqa_depth_to_space_s8(&p, input, output);
+    free(input);
+    free(output);
+}
+
+#define MAX_CONCAT_INPUTS 4
+
+static void fuzz_concat(source_t *s)
+{
+    const int8_t *inputs[MAX_CONCAT_INPUTS];
+    uint32_t inner[MAX_CONCAT_INPUTS], outer = next_dim(s, 8), total = 0;
+    uint16_t count = next_dim(s, MAX_CONCAT_INPUTS), i;
+    int8_t *output;
+    for (i = 0; i < count; i++) {
+        inner[i] = next_dim(s, 16);
+        inputs[i] = next_array(s, (size_t)outer * inner[i]);
+        total += inner[i];
+    }
+    output = fresh((size_t)outer * total);
+    dqa_concat_s8(inputs, inner, count, outer, output);
+    for (i = 0; i < count; i++) {
+        free((void *)inputs[i]);
+    }
+    free(output);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     source_t s = {data, size};
-    switch (next_byte(&s) % 8u) {
+    switch (next_byte(&s) % 16u) {
     case 0: fuzz_conv(&s); break;
     case 1: fuzz_fully_connected(&s); break;
     case 2: fuzz_pool(&s, 0); break;
@@ -311,7 +533,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     case 4: fuzz_add(&s); break;
     case 5: fuzz_softmax(&s); break;
     case 6: fuzz_mean(&s); break;
-    default: fuzz_pad_and_lookup(&s); break;
+    case 7: fuzz_pad_and_lookup(&s); break;
+    case 8: fuzz_transpose_conv(&s); break;
+    case 9: fuzz_mul(&s); break;
+    case 10: fuzz_leaky_relu(&s); break;
+    case 11: fuzz_hard_swish(&s); break;
+    case 12: fuzz_resize_nearest(&s); break;
+    case 13: fuzz_resize_bilinear(&s); break;
+    case 14: fuzz_depth_to_space(&s); break;
+    default: fuzz_concat(&s); break;
     }
     return 0;
 }

@@ -4,6 +4,7 @@
 # line per target (executions, edges covered, crashes) and exits 1 if any target crashed.
 #
 #   fuzz/run.sh [SECONDS_PER_TARGET (default 60)] [WORK_DIR (default fuzz/build)]
+#   FUZZ_TARGETS=fuzz_s8 fuzz/run.sh ...     # some of the targets only
 #
 # Crashing inputs are kept in WORK_DIR/crashes/<target>/; replay one with WORK_DIR/bin/<target> FILE.
 set -euo pipefail
@@ -19,7 +20,7 @@ declare -A sources=(
   [fuzz_writer]="$runtime/src/dqa_reader.c $runtime/src/dqa_writer.c"
   [fuzz_s8]="$(ls $runtime/src/*_s8.c | tr '\n' ' ')"
 )
-targets=(fuzz_reader fuzz_writer fuzz_s8)
+targets=(${FUZZ_TARGETS:-fuzz_reader fuzz_writer fuzz_s8})
 for target in "${targets[@]}"; do
   # shellcheck disable=SC2086 # the source lists are word lists
   clang -std=c99 -g -O1 -Wall -Wextra -Werror -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \

@@ -77,6 +77,9 @@ def _symbol_odds(lengths) -> np.ndarray:
     return odds / odds.sum()
 
 
+S8_KERNELS = 16  # the cases of fuzz_s8.c's switch on byte 0
+
+
 def s8_seeds(out: Path) -> int:
     """One seed per kernel of fuzz_s8.c (byte 0), small geometry, ResNet-8's first int8 weights after it."""
     from dqa_mcu.frontends.tflite_import import load_tflite
@@ -85,9 +88,9 @@ def s8_seeds(out: Path) -> int:
     payload = weights.astype(np.int8).tobytes()
     geometry = bytes([1, 1, 7, 7, 2, 3, 2, 2, 0, 0, 0, 0, 0x80, 0x10, 0x7F])
     (out / "fuzz_s8").mkdir(parents=True, exist_ok=True)
-    for kernel in range(8):
+    for kernel in range(S8_KERNELS):
         (out / "fuzz_s8" / f"seed_{kernel}").write_bytes(bytes([kernel]) + geometry + payload)
-    return 8
+    return S8_KERNELS
 
 
 if __name__ == "__main__":
