@@ -243,6 +243,32 @@ def test_activation_exhaustive_under_random_quantizations(models, op, tmp_path):
     assert compared >= 50
 
 
+def _with_scales(path: Path, out: Path, in_scale: float, out_scale: float) -> Path:
+    """A copy of a one-activation model with the given input and output scales (zero points 0)."""
+    def edit(model, s):
+        tensors, graph = model.subgraphs[0].tensors, model.subgraphs[0]
+        for i, scale in ((graph.inputs[0], in_scale), (graph.outputs[0], out_scale)):
+            tensors[i].quantization.scale = np.array([scale], np.float32)
+            tensors[i].quantization.zeroPoint = np.array([0], np.int64)
+
+    out.write_bytes(_repack(path.read_bytes(), edit))
+    return out
+
+
+def test_a_bilinear_resize_reading_past_its_input_is_refused_in_one_line(tf, tmp_path):
+    """Found by fuzzing the kernel: resizing 1 -> 62 without half-pixel centres rounds the Q10 step 1024 / 62 up
+    to 17, so the last source position (61 * 17 = 1037) lies past the only input row; TFLite's integer kernel
+    reads there."""
+    keras = tf.keras
+    inp = keras.Input(batch_shape=(1, 1, 1, 2))
+    model = keras.Model(inp, keras.layers.Lambda(lambda t: tf.compat.v1.image.resize_bilinear(t, (62, 62)))(inp))
+    path = tmp_path / "resize.tflite"
+    path.write_bytes(tflite_int8(tf, model, np.random.default_rng(2).uniform(-1, 1, (8, 1, 1, 2)).astype(np.float32)))
+    with pytest.raises(R.UnsupportedTFLiteOpError, match=r"^RESIZE_BILINEAR at index 0: resizing the height from 1 "
+                                                          r"to 62 rounds a source position past the input"):
+        R.TFLiteReference(load_tflite(path))
+
+
 def _require(tool: str):
     if shutil.which(tool) is None:
         pytest.fail(f"{tool} not found: ./install.sh installs it")
@@ -281,6 +307,16 @@ def test_hard_swish_in_c_on_every_input(models, tmp_path):
     _require("gcc")
     path = _requantized(models["HARD_SWISH"], tmp_path / "hard_swish.tflite", np.random.default_rng(34),
                         keep_output=False)
+    _assert_c_equals_reference_and_litert(path, tmp_path / "hs", "host", np.arange(-128, 128, dtype=np.int8)[None],
+                                          sanitize=True)
+
+
+def test_hard_swish_with_a_left_shift_past_int16_saturates_in_c(models, tmp_path):
+    """An input scale of 1e4 makes the reluish rescale a left shift by 19 bits: C saturates it as TFLite's
+    SaturatingLeftShift does, without the int32 product that overflowed (found by fuzzing; UBSan reports it)."""
+    _require("gcc")
+    path = _with_scales(models["HARD_SWISH"], tmp_path / "hard_swish_wide.tflite", 1e4, 1e3)
+    assert R.TFLiteReference(load_tflite(path)).params[0].values["reluish_exponent"] >= 17
     _assert_c_equals_reference_and_litert(path, tmp_path / "hs", "host", np.arange(-128, 128, dtype=np.int8)[None],
                                           sanitize=True)
 

@@ -502,6 +502,12 @@ def _prepare(g: TFLiteGraph, op: TOp) -> OpParams:
             p["scale_10"] = (bilinear_scale_10(oh, h, align), bilinear_scale_10(ow, w, align))
             p["y_taps"] = bilinear_taps(oh, h, p["scale_10"][0], half)
             p["x_taps"] = bilinear_taps(ow, w, p["scale_10"][1], half)
+            for axis, n, m, (lower, _, _) in (("height", h, oh, p["y_taps"]), ("width", w, ow, p["x_taps"])):
+                if lower.max() >= n:  # TFLite's kernel reads past the input there: undefined
+                    raise UnsupportedTFLiteOpError(
+                        f"RESIZE_BILINEAR at index {op.index}: resizing the {axis} from {n} to {m} rounds a source "
+                        f"position past the input (row or column {int(lower.max())} of {n}), which TFLite's "
+                        "integer kernel reads out of bounds")
     elif op.op == "DEPTH_TO_SPACE":
         p["block"] = op.options["block"]
     elif op.op in ("AVERAGE_POOL_2D", "MAX_POOL_2D"):

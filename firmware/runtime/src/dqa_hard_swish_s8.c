@@ -16,6 +16,16 @@ static int16_t saturate16(int32_t v)
     return (int16_t)(v < INT16_MIN ? INT16_MIN : (v > INT16_MAX ? INT16_MAX : v));
 }
 
+/* x * 2^shift clamped to int16: from 15 bits on, any non-zero x saturates (and the int32 product could
+ * overflow), so it is not computed. */
+static int16_t saturating_left_shift16(int16_t x, int32_t shift)
+{
+    if (shift >= 15) {
+        return x > 0 ? INT16_MAX : (x < 0 ? INT16_MIN : 0);
+    }
+    return saturate16((int32_t)x * (1 << shift));
+}
+
 void dqa_hard_swish_s8(const dqa_hard_swish_s8_params_t *p, const int8_t *input, int8_t *output)
 {
     for (uint32_t i = 0; i < p->size; ++i) {
@@ -24,7 +34,7 @@ void dqa_hard_swish_s8(const dqa_hard_swish_s8_params_t *p, const int8_t *input,
         /* relu6(x + 3) / 6 as a Q0.15 value in [0, 1]: x rescaled so that 3 maps to 2^15, saturating */
         int16_t reluish = hires;
         if (p->reluish_exponent > 0) { /* all of the left shift but its last bit before the multiply */
-            reluish = saturate16((int32_t)reluish * (1 << (p->reluish_exponent - 1)));
+            reluish = saturating_left_shift16(reluish, p->reluish_exponent - 1);
         }
         reluish = srdhm16(reluish, p->reluish_multiplier);
         if (p->reluish_exponent > 0) {
