@@ -15,8 +15,9 @@ followed as an index map onto the stored tensor their values come from (Keras
 inner tensors are never stored, its last one is an alias of the source when
 the map is the identity (a reshape), or else is written by the nearest-resize
 kernel when every output pixel copies a whole source pixel (an upsampling or
-a spatial tile); any other movement is refused. None of the s8 kernels needs
-scratch memory. The project keeps the harness and API of the DQA mode
+a spatial tile); any other movement is refused. A CONV_2D gathers each output
+pixel's window, widened to int16, into a scratch block of its own (its
+weights are tiled as the DQA convolution's, ``codegen.tile_conv_weights``). The project keeps the harness and API of the DQA mode
 (``main.c``, ``dqa_model_input()`` takes the int8 input bytes,
 ``dqa_model_output()`` returns the int8 output widened to int16), so
 ``build`` and ``run`` serve both modes.
@@ -30,7 +31,8 @@ from pathlib import Path
 import numpy as np
 
 from . import __version__
-from .codegen import CArray, _body, c_ident, write_project
+from .codegen import (MAC_ROWS, ROW_TILE_TARGETS, CArray, _body, c_ident, is_depthwise, tile_conv_weights,
+                      write_project)
 from .ir import unique_name
 from .planner import Block, MemoryPlan, place
 from .tflite_import import (TFLiteGraph, TOp, UnsupportedTFLiteOpError, layer_name, moved_index,
@@ -124,7 +126,28 @@ def plan_s8(g: TFLiteGraph) -> S8Plan:
                 life[storage[t]][1] = i
     life[storage[g.outputs[0]]][1] = len(g.ops) - 1  # read by the application after the run
     blocks = [Block(name, sizes[name], first, last) for name, (first, last) in life.items()]
+    blocks += [Block(scratch_name(names[op.index]), 2 * column_size(g, op), i, i)
+               for i, op in enumerate(g.ops) if column_size(g, op)]
     return S8Plan(place(blocks), storage, names, moves, folded)
+
+
+def scratch_name(layer: str) -> str:
+    return f"{layer}/scratch"
+
+
+def _on_tiles(g: TFLiteGraph, op: TOp) -> bool:
+    """A CONV_2D that dqa_conv2d_s8 runs on weight tiles; one with one input and output channel per group
+    is a depthwise convolution (tile_conv_weights leaves it OHWI)."""
+    if op.op != "CONV_2D":
+        return False
+    w = g.tensors[op.inputs[1]].data
+    return not is_depthwise(w, g.tensors[op.inputs[0]].shape[3] // w.shape[3])
+
+
+def column_size(g: TFLiteGraph, op: TOp) -> int:
+    """int16 values of dqa_conv2d_s8's window scratch (0 for an op that has none): one output pixel's
+    kernel_h x kernel_w x in_c / groups window."""
+    return int(np.prod(g.tensors[op.inputs[1]].shape[1:])) if _on_tiles(g, op) else 0
 
 
 def fc_scale_parts(scale: float) -> tuple[int, int]:
@@ -139,8 +162,9 @@ def _is_c_layout(shape: tuple[int, ...]) -> bool:
 
 
 class _Emitter:
-    def __init__(self, g: TFLiteGraph, plan: S8Plan):
+    def __init__(self, g: TFLiteGraph, plan: S8Plan, row_tiles: bool):
         self.g, self.plan = g, plan
+        self.row_tiles = row_tiles  # conv weight tiles for MVE (tile_conv_weights)
         self.ref = TFLiteReference(g)
         self.arrays: list[CArray] = []
 
@@ -218,6 +242,10 @@ class _Emitter:
                 dilation = op.options["dilation"]
                 _, _, pad = geometry(op.options["padding"], h, w, wt.shape[1], wt.shape[2], op.options["stride"],
                                      dilation)
+            tiled = _on_tiles(self.g, op)
+            layout = "OHWI" + ("" if not tiled else f" in tiles of {MAC_ROWS} output channels"
+                               + (", rows contiguous" if self.row_tiles else ""))
+            weights = tile_conv_weights(wt, groups, self.row_tiles) if tiled else wt
             layer["params_type"] = "dqa_conv_s8_params_t"
             layer["params"] = [
                 ("in_h", h), ("in_w", w), ("in_c", cin), ("out_h", oh), ("out_w", ow), ("out_c", cout),
@@ -227,15 +255,20 @@ class _Emitter:
                 ("in_c_per_group", wt.shape[3]), ("out_c_per_group", cout // groups),
                 ("input_offset", p["input_offset"]), ("output_offset", p["output_offset"]),
                 ("act_min", p["act_min"]), ("act_max", p["act_max"]),
-                ("weights", self.array(f"{ident}_weights", "int8_t", wt,
-                                       f"{ident}: int8 weights, OHWI {'x'.join(map(str, wt.shape))}")),
+                ("weights", self.array(f"{ident}_weights", "int8_t", weights,
+                                       f"{ident}: int8 weights, {layout} {'x'.join(map(str, wt.shape))}")),
                 ("bias", self.array(f"{ident}_bias", "int32_t", p["bias"], f"{ident}: int32 biases")),
                 ("multiplier", self.array(f"{ident}_multiplier", "int32_t", p["multiplier"],
                                           f"{ident}: per output channel multipliers (Q31)")),
                 ("shift", self.array(f"{ident}_shift", "int32_t", p["shift"],
                                      f"{ident}: per output channel shifts (> 0: left)"))]
-            fn = "dqa_transpose_conv_s8" if transposed else "dqa_conv2d_s8"
-            layer["call"] = f"{fn}(&{ident}_params, {self.ptr(x)}, {self.ptr(y)});"
+            if tiled:
+                column = self.plan.memory.block(scratch_name(ident)).offset
+                layer["call"] = (f"dqa_conv2d_s8(&{ident}_params, {self.ptr(x)}, {self.ptr(y)}, "
+                                 f"(int16_t *)(dqa_arena + {column}));")
+            else:
+                fn = "dqa_transpose_conv_s8" if transposed else "dqa_depthwise_conv2d_s8"
+                layer["call"] = f"{fn}(&{ident}_params, {self.ptr(x)}, {self.ptr(y)});"
         elif op.op == "FULLY_CONNECTED":
             wt = p["weight"]
             parts = [fc_scale_parts(s) for s in p["effective_scale"]]
@@ -367,7 +400,8 @@ def generate_s8(g: TFLiteGraph, plan: S8Plan, out_dir: str | Path, target: str, 
     refuse_activation_shapes(g, _is_c_layout, "the C backend handles [1, N] vectors and [1, H, W, C] "
                                               "NHWC tensors only", exempt=plan.folded)
     x, y = g.input, g.output
-    emitter = _Emitter(g, plan)
+    row_tiles = target in ROW_TILE_TARGETS
+    emitter = _Emitter(g, plan, row_tiles)
     layers = [emitter.layer(op) for op in g.ops]  # first: an op the C backend refuses leaves no directory
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -379,7 +413,8 @@ def generate_s8(g: TFLiteGraph, plan: S8Plan, out_dir: str | Path, target: str, 
                output_count=int(np.prod(y.shape)), output_scale=repr(float(y.scale[0])),
                output_zero_point=int(y.zero_point[0]), layer_count=len(layers), layers=layers,
                arrays=emitter.arrays, blocks=sorted(plan.memory.blocks, key=lambda b: (b.first, b.name)),
-               input_offset=plan.offset(g.inputs[0]), output_offset=plan.offset(g.outputs[0]), target=target)
+               input_offset=plan.offset(g.inputs[0]), output_offset=plan.offset(g.outputs[0]), target=target,
+               row_tiles=int(row_tiles))
     if images is None:
         images = np.full((1,) + tuple(x.shape[1:]), int(x.zero_point[0]), np.int8)
     write_project(out_dir, ctx, "model_s8", np.asarray(images, np.int8).view(np.uint8), plan.describe())

@@ -2,7 +2,7 @@
  * dqa-mcu C runtime, TFLite-exact int8 mode: kernels that reproduce TFLite's
  * reference int8 kernels bit for bit (docs/spec_tflite.md; the NumPy side is
  * dqa_mcu/tflite_reference.py). Tensors are plain int8 NHWC arrays (or [1, N]
- * vectors) in the model's static arena; none of these kernels needs scratch memory.
+ * vectors) in the model's static arena; only dqa_conv2d_s8 needs scratch memory.
  *
  * Multipliers and shifts follow TFLite's convention: real ~= M * 2^(shift - 31),
  * shift > 0 multiplies first (spec 2, MBQM).
@@ -16,15 +16,18 @@
 extern "C" {
 #endif
 
-/* CONV_2D, and DEPTHWISE_CONV_2D as a grouped convolution (spec 3.1, 3.2); TRANSPOSE_CONV (spec 3.15)
- * with the same fields (no dilation, one group, weights OHWI out_c x kernel_h x kernel_w x in_c). */
+/* CONV_2D (spec 3.1, groups allowed), DEPTHWISE_CONV_2D (spec 3.2) and TRANSPOSE_CONV (spec 3.15, no
+ * dilation, one group). */
 typedef struct {
     uint16_t in_h, in_w, in_c, out_h, out_w, out_c;
     uint16_t kernel_h, kernel_w, stride_h, stride_w, dilation_h, dilation_w, pad_top, pad_left;
     uint16_t in_c_per_group;  /* weights' depth: in_c / groups (1 for depthwise) */
     uint16_t out_c_per_group; /* out_c / groups (the depth multiplier for depthwise) */
     int32_t input_offset, output_offset, act_min, act_max;
-    const int8_t *weights;     /* OHWI: out_c x kernel_h x kernel_w x in_c_per_group */
+    /* CONV_2D: per group, tiles of 4 output channels as dqa_conv2d_weights_size() in dqa_runtime.h lays
+     * them out (K = kernel_h * kernel_w * in_c_per_group); DEPTHWISE_CONV_2D and TRANSPOSE_CONV: OHWI,
+     * out_c x kernel_h x kernel_w x in_c_per_group */
+    const int8_t *weights;
     const int32_t *bias;       /* out_c */
     const int32_t *multiplier; /* out_c */
     const int32_t *shift;      /* out_c */
@@ -133,7 +136,9 @@ typedef struct {
     uint16_t in_h, in_w, in_c, block;
 } dqa_depth_to_space_s8_params_t;
 
-void dqa_conv2d_s8(const dqa_conv_s8_params_t *p, const int8_t *input, int8_t *output);
+/* column: scratch of kernel_h * kernel_w * in_c_per_group int16 values (one output pixel's window). */
+void dqa_conv2d_s8(const dqa_conv_s8_params_t *p, const int8_t *input, int8_t *output, int16_t *column);
+void dqa_depthwise_conv2d_s8(const dqa_conv_s8_params_t *p, const int8_t *input, int8_t *output);
 void dqa_transpose_conv_s8(const dqa_conv_s8_params_t *p, const int8_t *input, int8_t *output);
 void dqa_mul_s8(const dqa_mul_s8_params_t *p, const int8_t *input1, const int8_t *input2, int8_t *output);
 void dqa_leaky_relu_s8(const dqa_leaky_relu_s8_params_t *p, const int8_t *input, int8_t *output);

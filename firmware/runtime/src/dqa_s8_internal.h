@@ -9,6 +9,7 @@
 #include <stdint.h>
 
 #include "dqa_internal.h"
+#include "dqa_mac.h"
 #include "dqa_runtime_s8.h"
 
 /* int32 addition / subtraction that wraps like the hardware (spec 1). */
@@ -53,6 +54,35 @@ static inline int32_t dqa__mbqm(int32_t x, int32_t multiplier, int32_t shift)
 {
     const int32_t left = shift > 0 ? shift : 0;
     return dqa__rdbpot(dqa__srdhm((int32_t)((uint32_t)x << left), multiplier), shift > 0 ? 0 : -shift);
+}
+
+/* column[i] = x[i] + offset, i < n: int8 activations widened for the MAC tiles (dqa_mac.h), which take
+ * int16; |x + offset| <= 255 (offset = -zero point). */
+static inline void dqa__widen_s8(int16_t *column, const int8_t *x, uint32_t n, int32_t offset)
+{
+#if DQA_CONV_TILE_ROWS /* MVE: 8 per widening load, the rest predicated */
+    for (; n >= DQA_MVE_LANES; n -= DQA_MVE_LANES, x += DQA_MVE_LANES, column += DQA_MVE_LANES) {
+        vstrhq_s16(column, vaddq_n_s16(vldrbq_s16(x), (int16_t)offset));
+    }
+    if (n > 0u) {
+        const mve_pred16_t active = vctp16q(n);
+        vstrhq_p_s16(column, vaddq_n_s16(vldrbq_z_s16(x, active), (int16_t)offset), active);
+    }
+#else
+#if defined(__ARM_FEATURE_DSP) && __ARM_FEATURE_DSP /* 4 per word: SXTB16 even / odd bytes, SADD16, repack */
+    const int16x2_t offsets = (int16x2_t)((uint32_t)(uint16_t)offset * 0x10001u);
+    for (; n >= 4u; n -= 4u, x += 4, column += 4) {
+        const uint32_t v = dqa__load32(x);
+        const uint32_t even = (uint32_t)__sadd16(__sxtb16((int8x4_t)v), offsets);  /* x0, x2 */
+        const uint32_t odd = (uint32_t)__sadd16(dqa__sxtb16_ror8(v), offsets);      /* x1, x3 */
+        const uint32_t pairs[2] = {(even & 0xFFFFu) | (odd << 16), (even >> 16) | (odd & 0xFFFF0000u)};
+        memcpy(column, pairs, sizeof pairs);
+    }
+#endif
+    for (uint32_t i = 0; i < n; ++i) {
+        column[i] = (int16_t)(x[i] + offset);
+    }
+#endif
 }
 
 #endif /* DQA_S8_INTERNAL_H */
