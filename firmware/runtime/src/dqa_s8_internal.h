@@ -28,16 +28,16 @@ static inline int32_t dqa__clamp_s8(int32_t v, int32_t lo, int32_t hi)
     return v < lo ? lo : (v > hi ? hi : v);
 }
 
-/* SRDHM: (a * b + nudge) / 2^31, C division (toward zero); -2^31 * -2^31 saturates. */
+/* SRDHM: (a * b + nudge) / 2^31, C division (toward zero); -2^31 * -2^31 saturates. The same value as
+ * floor((a * b + 2^30) / 2^31) (spec 2): bits 31..62 of the 64-bit sum (SMULL, ADDS, ADC, a shift and an
+ * ORR on Cortex-M), not a branch on the sign and a 64-bit negation. */
 static inline int32_t dqa__srdhm(int32_t a, int32_t b)
 {
     if (a == INT32_MIN && b == INT32_MIN) {
         return INT32_MAX;
     }
-    const int64_t ab = (int64_t)a * b;
-    const int64_t p = ab + (ab >= 0 ? ((int64_t)1 << 30) : (1 - ((int64_t)1 << 30)));
-    /* truncating p / 2^31 with shifts: the magnitude shifted, the sign put back */
-    return p >= 0 ? (int32_t)((uint64_t)p >> 31) : -(int32_t)((0u - (uint64_t)p) >> 31);
+    const uint64_t nudged = (uint64_t)((int64_t)a * b) + ((uint64_t)1 << 30);
+    return (int32_t)(uint32_t)(nudged >> 31);
 }
 
 /* RDBPOT: x / 2^e rounded to nearest, ties away from zero; 0 <= e <= 31. */
