@@ -145,9 +145,12 @@ def _on_tiles(g: TFLiteGraph, op: TOp) -> bool:
 
 
 def column_size(g: TFLiteGraph, op: TOp) -> int:
-    """int16 values of dqa_conv2d_s8's window scratch (0 for an op that has none): one output pixel's
-    kernel_h x kernel_w x in_c / groups window."""
-    return int(np.prod(g.tensors[op.inputs[1]].shape[1:])) if _on_tiles(g, op) else 0
+    """int16 values of dqa_conv2d_s8's window scratch (0 for an op that has none): two output pixels'
+    kernel_h x kernel_w x in_c / groups windows, each rounded up to even."""
+    if not _on_tiles(g, op):
+        return 0
+    k = int(np.prod(g.tensors[op.inputs[1]].shape[1:]))
+    return 2 * (k + k % 2)
 
 
 def fc_scale_parts(scale: float) -> tuple[int, int]:

@@ -143,7 +143,7 @@ static void fuzz_conv(source_t *s)
     p.shift = shift;
     input = next_array(s, (size_t)p.in_h * p.in_w * p.in_c);
     output = fresh((size_t)p.out_h * p.out_w * p.out_c);
-    column = fresh(sizeof(int16_t) * p.kernel_h * p.kernel_w * p.in_c_per_group);
+    column = fresh(sizeof(int16_t) * 2u * (((size_t)p.kernel_h * p.kernel_w * p.in_c_per_group + 1u) & ~(size_t)1u));
     if (depthwise) {
         dqa_depthwise_conv2d_s8(&p, input, output);
     } else {

@@ -136,7 +136,8 @@ typedef struct {
     uint16_t in_h, in_w, in_c, block;
 } dqa_depth_to_space_s8_params_t;
 
-/* column: scratch of kernel_h * kernel_w * in_c_per_group int16 values (one output pixel's window). */
+/* column: scratch of 2 x K' int16 values, two output pixels' windows: K' = kernel_h * kernel_w *
+ * in_c_per_group rounded up to even. */
 void dqa_conv2d_s8(const dqa_conv_s8_params_t *p, const int8_t *input, int8_t *output, int16_t *column);
 void dqa_depthwise_conv2d_s8(const dqa_conv_s8_params_t *p, const int8_t *input, int8_t *output);
 void dqa_transpose_conv_s8(const dqa_conv_s8_params_t *p, const int8_t *input, int8_t *output);

@@ -37,32 +37,53 @@ static void gather_window(const dqa_conv_s8_params_t *p, const int8_t *input, in
     }
 }
 
+/* The outputs of `rows` channels from oc on, from their accumulators (spec 3.1's epilogue). */
+static void requantize(const dqa_conv_s8_params_t *p, const int32_t *acc, uint32_t oc, uint32_t rows, int8_t *out)
+{
+    for (uint32_t r = 0; r < rows; ++r, ++oc) {
+        const int32_t v = dqa__mbqm(dqa__wadd(acc[r], p->bias[oc]), p->multiplier[oc], p->shift[oc]);
+        out[oc] = (int8_t)dqa__clamp_s8(v + p->output_offset, p->act_min, p->act_max);
+    }
+}
+
+/* Output pixels two at a time (consecutive in NHWC order, a lone last one by itself): each weight tile is
+ * read once for both windows (dqa__mac_tile_2cols). */
 void dqa_conv2d_s8(const dqa_conv_s8_params_t *p, const int8_t *input, int8_t *output, int16_t *column)
 {
     const uint32_t in_c_g = p->in_c_per_group, out_c_g = p->out_c_per_group;
     const uint32_t groups = p->out_c / out_c_g;
     const uint32_t k = (uint32_t)p->kernel_h * p->kernel_w * in_c_g;
+    const uint32_t k_even = k + (k & 1u); /* an odd K's column ends in a zero: whole pairs, word-aligned columns */
     const uint32_t tile_bytes = dqa__tile_bytes(k);
     const uint32_t tiles = (out_c_g + DQA_MAC_ROWS - 1u) / DQA_MAC_ROWS;
-    const dqa_mac_run_t window = {column, 0, k}; /* the whole gathered window: one run */
-    int8_t *out = output;
-    for (int32_t oy = 0; oy < p->out_h; ++oy) {
-        const int32_t top = oy * p->stride_h - p->pad_top;
-        for (int32_t ox = 0; ox < p->out_w; ++ox) {
-            const int32_t left = ox * p->stride_w - p->pad_left;
-            const int8_t *tile = p->weights;
-            uint32_t oc = 0;
-            for (uint32_t g = 0; g < groups; ++g) {
-                gather_window(p, input, top, left, g * in_c_g, column);
-                for (uint32_t t = 0; t < tiles; ++t, tile += tile_bytes) {
-                    int32_t acc[DQA_MAC_ROWS] = {0};
-                    const uint32_t rows = out_c_g - t * DQA_MAC_ROWS;
-                    dqa__mac_tile_runs(acc, tile, tile_bytes, &window, 1u, 0u);
-                    for (uint32_t r = 0; r < DQA_MAC_ROWS && r < rows; ++r, ++oc) {
-                        const int32_t v = dqa__mbqm(dqa__wadd(acc[r], p->bias[oc]), p->multiplier[oc], p->shift[oc]);
-                        *out++ = (int8_t)dqa__clamp_s8(v + p->output_offset, p->act_min, p->act_max);
-                    }
+    const uint32_t pixels = (uint32_t)p->out_h * p->out_w;
+    int16_t *const columns[2] = {column, column + k_even};
+    const dqa_mac_run_t window = {column, 0, k_even};
+    columns[0][k_even - 1u] = 0; /* the pad of an odd K (the window's last value otherwise) */
+    columns[1][k_even - 1u] = 0;
+    for (uint32_t i = 0; i < pixels; i += 2u) {
+        const uint32_t count = i + 1u < pixels ? 2u : 1u;
+        int8_t *out = output + (size_t)i * p->out_c;
+        const int8_t *tile = p->weights;
+        uint32_t oc = 0;
+        for (uint32_t g = 0; g < groups; ++g) {
+            for (uint32_t j = 0; j < count; ++j) {
+                const int32_t oy = (int32_t)((i + j) / p->out_w), ox = (int32_t)((i + j) % p->out_w);
+                gather_window(p, input, oy * p->stride_h - p->pad_top, ox * p->stride_w - p->pad_left,
+                              g * in_c_g, columns[j]);
+            }
+            for (uint32_t t = 0; t < tiles; ++t, tile += tile_bytes) {
+                int32_t acc0[DQA_MAC_ROWS] = {0}, acc1[DQA_MAC_ROWS] = {0};
+                const uint32_t left = out_c_g - t * DQA_MAC_ROWS;
+                const uint32_t rows = left < DQA_MAC_ROWS ? left : DQA_MAC_ROWS;
+                if (count == 2u) {
+                    dqa__mac_tile_2cols(acc0, acc1, tile, tile_bytes, columns[0], columns[1], k_even);
+                    requantize(p, acc1, oc, rows, out + p->out_c);
+                } else {
+                    dqa__mac_tile_runs(acc0, tile, tile_bytes, &window, 1u, 0u);
                 }
+                requantize(p, acc0, oc, rows, out);
+                oc += rows;
             }
         }
     }

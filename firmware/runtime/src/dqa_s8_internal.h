@@ -40,13 +40,15 @@ static inline int32_t dqa__srdhm(int32_t a, int32_t b)
     return (int32_t)(uint32_t)(nudged >> 31);
 }
 
-/* RDBPOT: x / 2^e rounded to nearest, ties away from zero; 0 <= e <= 31. */
+/* RDBPOT: x / 2^e rounded to nearest, ties away from zero; 0 <= e <= 31. Spec 2 writes it as
+ * (x >> e) + (remainder > threshold); the same value is the magnitude's (|x| + 2^e / 2) >> e with x's
+ * sign, which needs no signed shift (a branch on the sign in portable C). */
 static inline int32_t dqa__rdbpot(int32_t x, int32_t e)
 {
-    const int32_t mask = (int32_t)(((uint32_t)1 << e) - 1u);
-    const int32_t remainder = x & mask;
-    const int32_t threshold = (mask >> 1) + (x < 0 ? 1 : 0);
-    return dqa__asr(x, (unsigned)e) + (remainder > threshold ? 1 : 0);
+    const uint32_t half = ((uint32_t)1 << e) >> 1;
+    const uint32_t magnitude = x < 0 ? 0u - (uint32_t)x : (uint32_t)x;
+    const uint32_t q = (magnitude + half) >> e; /* <= 2^31: |x| + half fits in 32 bits */
+    return (int32_t)(x < 0 ? 0u - q : q);
 }
 
 /* MBQM: TFLite's MultiplyByQuantizedMultiplier, double rounding. */
@@ -75,8 +77,9 @@ static inline void dqa__widen_s8(int16_t *column, const int8_t *x, uint32_t n, i
         const uint32_t v = dqa__load32(x);
         const uint32_t even = (uint32_t)__sadd16(__sxtb16((int8x4_t)v), offsets);  /* x0, x2 */
         const uint32_t odd = (uint32_t)__sadd16(dqa__sxtb16_ror8(v), offsets);      /* x1, x3 */
-        const uint32_t pairs[2] = {(even & 0xFFFFu) | (odd << 16), (even >> 16) | (odd & 0xFFFF0000u)};
-        memcpy(column, pairs, sizeof pairs);
+        const uint32_t x01 = (even & 0xFFFFu) | (odd << 16), x23 = (even >> 16) | (odd & 0xFFFF0000u);
+        memcpy(column, &x01, sizeof x01);
+        memcpy(column + 2, &x23, sizeof x23);
     }
 #endif
     for (uint32_t i = 0; i < n; ++i) {
