@@ -17,7 +17,8 @@ the map is the identity (a reshape), or else is written by the nearest-resize
 kernel when every output pixel copies a whole source pixel (an upsampling or
 a spatial tile); any other movement is refused. A CONV_2D gathers each output
 pixel's window, widened to int16, into a scratch block of its own (its
-weights are tiled as the DQA convolution's, ``codegen.tile_conv_weights``). The project keeps the harness and API of the DQA mode
+weights are tiled as the DQA convolution's, ``codegen.tile_conv_weights``); a
+FULLY_CONNECTED widens its input row into one, its weights tiled as a 1x1 conv's. The project keeps the harness and API of the DQA mode
 (``main.c``, ``dqa_model_input()`` takes the int8 input bytes,
 ``dqa_model_output()`` returns the int8 output widened to int16), so
 ``build`` and ``run`` serve both modes.
@@ -145,12 +146,23 @@ def _on_tiles(g: TFLiteGraph, op: TOp) -> bool:
 
 
 def column_size(g: TFLiteGraph, op: TOp) -> int:
-    """int16 values of dqa_conv2d_s8's window scratch (0 for an op that has none): two output pixels'
-    kernel_h x kernel_w x in_c / groups windows, each rounded up to even."""
+    """int16 values of the scratch of dqa_conv2d_s8 (two output pixels' kernel_h x kernel_w x in_c / groups
+    windows) or dqa_fully_connected_s8 (one input row), each rounded up to even; 0 for any other op."""
+    if op.op == "FULLY_CONNECTED":
+        k = g.tensors[op.inputs[1]].shape[1]
+        return k + k % 2
     if not _on_tiles(g, op):
         return 0
     k = int(np.prod(g.tensors[op.inputs[1]].shape[1:]))
     return 2 * (k + k % 2)
+
+
+def _fc_tiles(w: np.ndarray, row_tiles: bool) -> np.ndarray:
+    """FULLY_CONNECTED weights (out x in) in the tiles of a 1x1 CONV_2D. A 1 -> 1 layer is one tile too
+    (tile_conv_weights leaves a one-channel conv OHWI, as depthwise): w(0, 0) first in either layout."""
+    if w.shape == (1, 1):
+        return np.pad(w.ravel(), (0, 2 * MAC_ROWS - 1))
+    return tile_conv_weights(w[:, None, None, :], 1, row_tiles)
 
 
 def fc_scale_parts(scale: float) -> tuple[int, int]:
@@ -178,6 +190,10 @@ class _Emitter:
 
     def ptr(self, t: int, ctype: str = "int8_t") -> str:
         return f"({ctype} *)(dqa_arena + {self.plan.offset(t)})"
+
+    def scratch(self, layer: str) -> str:
+        """The int16 scratch block of a layer (plan_s8, column_size)."""
+        return f"(int16_t *)(dqa_arena + {self.plan.memory.block(scratch_name(layer)).offset})"
 
     def shape(self, t: int) -> tuple[int, ...]:
         return tuple(self.g.tensors[t].shape)
@@ -266,9 +282,7 @@ class _Emitter:
                 ("shift", self.array(f"{ident}_shift", "int32_t", p["shift"],
                                      f"{ident}: per output channel shifts (> 0: left)"))]
             if tiled:
-                column = self.plan.memory.block(scratch_name(ident)).offset
-                layer["call"] = (f"dqa_conv2d_s8(&{ident}_params, {self.ptr(x)}, {self.ptr(y)}, "
-                                 f"(int16_t *)(dqa_arena + {column}));")
+                layer["call"] = f"dqa_conv2d_s8(&{ident}_params, {self.ptr(x)}, {self.ptr(y)}, {self.scratch(ident)});"
             else:
                 fn = "dqa_transpose_conv_s8" if transposed else "dqa_depthwise_conv2d_s8"
                 layer["call"] = f"{fn}(&{ident}_params, {self.ptr(x)}, {self.ptr(y)});"
@@ -282,15 +296,18 @@ class _Emitter:
                 ("rows", int(np.prod(self.shape(x))) // wt.shape[1]), ("in_depth", wt.shape[1]),
                 ("out_depth", wt.shape[0]), ("output_offset", p["output_offset"]), ("act_min", p["act_min"]),
                 ("act_max", p["act_max"]),
-                ("weights", self.array(f"{ident}_weights", "int8_t", wt,
-                                       f"{ident}: int8 weights {wt.shape[0]}x{wt.shape[1]}")),
+                ("weights", self.array(f"{ident}_weights", "int8_t",
+                                       _fc_tiles(wt, self.row_tiles),
+                                       f"{ident}: int8 weights {wt.shape[0]}x{wt.shape[1]} in tiles of {MAC_ROWS} "
+                                       f"outputs{', rows contiguous' if self.row_tiles else ''}")),
                 ("folded_bias", self.array(f"{ident}_folded_bias", "int32_t", folded_bias,
                                            f"{ident}: int32 biases + input offset x the weights' row sums")),
                 ("scale_mantissa", self.array(f"{ident}_scale_mantissa", "uint64_t", [m for m, _ in parts],
                                               f"{ident}: output scale (double) = mantissa * 2^exponent")),
                 ("scale_exponent", self.array(f"{ident}_scale_exponent", "int16_t", [e for _, e in parts],
                                               f"{ident}: output scale exponents"))]
-            layer["call"] = f"dqa_fully_connected_s8(&{ident}_params, {self.ptr(x)}, {self.ptr(y)});"
+            layer["call"] = (f"dqa_fully_connected_s8(&{ident}_params, {self.ptr(x)}, {self.ptr(y)}, "
+                             f"{self.scratch(ident)});")
         elif op.op in ("ADD", "SUB", "MUL"):  # SUB: ADD with the second multiplier negated (spec 3.10)
             keys = (("input1_offset", "input2_offset", "output_offset", "output_multiplier", "output_shift")
                     if op.op == "MUL" else

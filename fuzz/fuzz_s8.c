@@ -161,6 +161,7 @@ static void fuzz_conv(source_t *s)
 static void fuzz_fully_connected(source_t *s)
 {
     dqa_fully_connected_s8_params_t p;
+    int16_t *column;
     uint64_t *mantissa;
     int16_t *exponent;
     int8_t *input, *output;
@@ -179,11 +180,14 @@ static void fuzz_fully_connected(source_t *s)
     }
     p.scale_mantissa = mantissa;
     p.scale_exponent = exponent;
-    p.weights = next_array(s, (size_t)p.out_depth * p.in_depth);
+    /* tiles of 4 rows, the depth padded to even (a 1x1 conv's, dqa_conv2d_weights_size()) */
+    p.weights = next_array(s, ((size_t)p.out_depth + 3u) / 4u * ((p.in_depth + 1u) / 2u) * 8u);
     p.folded_bias = next_array(s, sizeof(int32_t) * p.out_depth);
     input = next_array(s, (size_t)p.rows * p.in_depth);
     output = fresh((size_t)p.rows * p.out_depth);
-    dqa_fully_connected_s8(&p, input, output);
+    column = fresh(sizeof(int16_t) * ((p.in_depth + 1u) & ~1u));
+    dqa_fully_connected_s8(&p, input, output, column);
+    free(column);
     free(input);
     free(output);
     free((void *)p.weights);

@@ -9,7 +9,7 @@ tflite_reference and the LiteRT interpreter's reference kernels.
   and a 3-channel input (odd K, rows of 3 bytes), output channels that are not a multiple of the 4-row tile
   (1, 5, 7, 13), stride 2, dilation, SAME and VALID padding, 1x1, a
   non-square kernel, groups, depthwise with a depth multiplier and with stride 2, and FULLY_CONNECTED of odd
-  depth; on the host under ASan + UBSan and (slow) under QEMU on every core.
+  depth and of one input and output; on the host under ASan + UBSan and (slow) under QEMU on every core.
 """
 from __future__ import annotations
 
@@ -75,7 +75,7 @@ def test_fixed_point_primitives_in_c_equal_the_reference(tmp_path):
 
 
 def conv_stack(tf, rng):
-    """Every case of the conv kernels (11x9x5 in, 7 classes out), and an RGB stem."""
+    """Every case of the conv kernels (11x9x5 in, 7 classes out), an RGB stem and the smallest FC layers."""
     keras, L = tf.keras, tf.keras.layers
     inp = keras.Input(batch_shape=(1, 11, 9, 5))  # a fixed batch: Flatten is a constant RESHAPE
     x = L.Conv2D(7, 3, padding="same", activation="relu")(inp)                 # odd K (45), 7 = 4 + 3 rows
@@ -89,7 +89,9 @@ def conv_stack(tf, rng):
     y = L.Dense(7)(L.Dense(9, activation="relu")(L.Flatten()(x)))              # FC of odd depths
     rgb = keras.Input(batch_shape=(1, 8, 10, 3))                                            # an RGB stem: rows of 9 bytes
     stem = keras.Model(rgb, L.Conv2D(6, 3, strides=2, padding="same")(rgb))
-    return _with_random_biases(keras.Model(inp, y), rng), _with_random_biases(stem, rng)
+    scalar = keras.Input(batch_shape=(1, 1))                                   # FC 1 -> 1 (one tile), 1 -> 3
+    tiny = keras.Model(scalar, L.Dense(3)(L.Dense(1, activation="relu")(scalar)))
+    return [_with_random_biases(m, rng) for m in (keras.Model(inp, y), stem, tiny)]
 
 
 DILATIONS = [(2, 2), (1, 2), (3, 1)]
@@ -145,7 +147,7 @@ def _check(path, out, target, sanitize=False):
     assert report["bit_exact"], f"{target}: differs from tflite_reference on images {report['mismatched_images']}"
 
 
-@pytest.mark.parametrize("model", [0, 1])
+@pytest.mark.parametrize("model", [0, 1, 2])
 def test_conv_kernels_bit_exact_on_the_host_with_sanitizers(conv_models, tmp_path, model):
     _check(conv_models[model], tmp_path / "host", "host", sanitize=True)
 

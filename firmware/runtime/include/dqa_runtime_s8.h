@@ -2,7 +2,7 @@
  * dqa-mcu C runtime, TFLite-exact int8 mode: kernels that reproduce TFLite's
  * reference int8 kernels bit for bit (docs/spec_tflite.md; the NumPy side is
  * dqa_mcu/tflite_reference.py). Tensors are plain int8 NHWC arrays (or [1, N]
- * vectors) in the model's static arena; only dqa_conv2d_s8 needs scratch memory.
+ * vectors) in the model's static arena; dqa_conv2d_s8 and dqa_fully_connected_s8 need scratch memory.
  *
  * Multipliers and shifts follow TFLite's convention: real ~= M * 2^(shift - 31),
  * shift > 0 multiplies first (spec 2, MBQM).
@@ -40,7 +40,7 @@ typedef struct {
     uint32_t rows;
     uint16_t in_depth, out_depth;
     int32_t output_offset, act_min, act_max;
-    const int8_t *weights;         /* out_depth x in_depth */
+    const int8_t *weights;         /* tiles of 4 outputs, as a 1x1 CONV_2D's (dqa_conv2d_weights_size()) */
     const int32_t *folded_bias;    /* out_depth: bias[o] + input_offset * sum_i weights[o][i], wrapped */
     const uint64_t *scale_mantissa; /* out_depth, < 2^53 */
     const int16_t *scale_exponent;  /* out_depth */
@@ -149,7 +149,9 @@ void dqa_lookup_s8(const int8_t *table, uint32_t size, const int8_t *input, int8
 void dqa_resize_nearest_s8(const dqa_resize_nearest_s8_params_t *p, const int8_t *input, int8_t *output);
 void dqa_resize_bilinear_s8(const dqa_resize_bilinear_s8_params_t *p, const int8_t *input, int8_t *output);
 void dqa_depth_to_space_s8(const dqa_depth_to_space_s8_params_t *p, const int8_t *input, int8_t *output);
-void dqa_fully_connected_s8(const dqa_fully_connected_s8_params_t *p, const int8_t *input, int8_t *output);
+/* column: scratch of in_depth int16 values, rounded up to even. */
+void dqa_fully_connected_s8(const dqa_fully_connected_s8_params_t *p, const int8_t *input, int8_t *output,
+                            int16_t *column);
 void dqa_add_s8(const dqa_add_s8_params_t *p, const int8_t *input1, const int8_t *input2, int8_t *output);
 void dqa_avgpool_s8(const dqa_pool_s8_params_t *p, const int8_t *input, int8_t *output);
 void dqa_maxpool_s8(const dqa_pool_s8_params_t *p, const int8_t *input, int8_t *output);

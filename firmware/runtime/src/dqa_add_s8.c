@@ -3,13 +3,16 @@
 
 #include "dqa_s8_internal.h"
 
-static int32_t rescale(int32_t v, int32_t multiplier, int32_t shift)
+static inline int32_t rescale(int32_t v, int32_t multiplier, int32_t shift)
 {
     return dqa__rdbpot(dqa__srdhm(v, multiplier), -shift); /* shift <= 0 (checked offline) */
 }
 
-void dqa_add_s8(const dqa_add_s8_params_t *p, const int8_t *input1, const int8_t *input2, int8_t *output)
+/* The parameters are copied first: stores through int8_t * could alias them, and the compiler would read
+ * every field again per element. */
+void dqa_add_s8(const dqa_add_s8_params_t *params, const int8_t *input1, const int8_t *input2, int8_t *output)
 {
+    const dqa_add_s8_params_t copy = *params, *p = &copy;
     const dqa_broadcast_s8_t *s = &p->shape;
     for (uint32_t y = 0; y < s->out_h; ++y) {
         for (uint32_t x = 0; x < s->out_w; ++x) {

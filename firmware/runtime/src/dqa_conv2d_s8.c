@@ -37,12 +37,17 @@ static void gather_window(const dqa_conv_s8_params_t *p, const int8_t *input, in
     }
 }
 
-/* The outputs of `rows` channels from oc on, from their accumulators (spec 3.1's epilogue). */
+/* The outputs of `rows` channels from oc on, from their accumulators (spec 3.1's epilogue). The fields
+ * are read into locals first: a store through int8_t * could alias them, and the compiler would read
+ * them again for every output. */
 static void requantize(const dqa_conv_s8_params_t *p, const int32_t *acc, uint32_t oc, uint32_t rows, int8_t *out)
 {
-    for (uint32_t r = 0; r < rows; ++r, ++oc) {
-        const int32_t v = dqa__mbqm(dqa__wadd(acc[r], p->bias[oc]), p->multiplier[oc], p->shift[oc]);
-        out[oc] = (int8_t)dqa__clamp_s8(v + p->output_offset, p->act_min, p->act_max);
+    const int32_t *bias = p->bias + oc, *multiplier = p->multiplier + oc, *shift = p->shift + oc;
+    const int32_t output_offset = p->output_offset, act_min = p->act_min, act_max = p->act_max;
+    out += oc;
+    for (uint32_t r = 0; r < rows; ++r) {
+        const int32_t v = dqa__mbqm(dqa__wadd(acc[r], bias[r]), multiplier[r], shift[r]);
+        out[r] = (int8_t)dqa__clamp_s8(v + output_offset, act_min, act_max);
     }
 }
 

@@ -71,13 +71,16 @@ static inline void dqa__widen_s8(int16_t *column, const int8_t *x, uint32_t n, i
         vstrhq_p_s16(column, vaddq_n_s16(vldrbq_z_s16(x, active), (int16_t)offset), active);
     }
 #else
-#if defined(__ARM_FEATURE_DSP) && __ARM_FEATURE_DSP /* 4 per word: SXTB16 even / odd bytes, SADD16, repack */
+#if defined(__ARM_FEATURE_DSP) && __ARM_FEATURE_DSP /* 4 per word: SXTB16 even / odd bytes, SADD16, PKHBT/TB */
     const int16x2_t offsets = (int16x2_t)((uint32_t)(uint16_t)offset * 0x10001u);
     for (; n >= 4u; n -= 4u, x += 4, column += 4) {
         const uint32_t v = dqa__load32(x);
-        const uint32_t even = (uint32_t)__sadd16(__sxtb16((int8x4_t)v), offsets);  /* x0, x2 */
-        const uint32_t odd = (uint32_t)__sadd16(dqa__sxtb16_ror8(v), offsets);      /* x1, x3 */
-        const uint32_t x01 = (even & 0xFFFFu) | (odd << 16), x23 = (even >> 16) | (odd & 0xFFFF0000u);
+        const int16x2_t even = __sadd16(__sxtb16((int8x4_t)v), offsets); /* x0, x2 */
+        const int16x2_t odd = __sadd16(dqa__sxtb16_ror8(v), offsets);     /* x1, x3 */
+        uint32_t x01, x23;
+        /* GCC 12 writes these with four instructions each as C (masks, shifts, ORRs) */
+        __asm__("pkhbt %0, %1, %2, lsl #16" : "=r"(x01) : "r"(even), "r"(odd));
+        __asm__("pkhtb %0, %1, %2, asr #16" : "=r"(x23) : "r"(odd), "r"(even));
         memcpy(column, &x01, sizeof x01);
         memcpy(column + 2, &x23, sizeof x23);
     }
