@@ -262,9 +262,16 @@ class _Emitter:
                 _, _, pad = geometry(op.options["padding"], h, w, wt.shape[1], wt.shape[2], op.options["stride"],
                                      dilation)
             tiled = _on_tiles(self.g, op)
-            layout = "OHWI" + ("" if not tiled else f" in tiles of {MAC_ROWS} output channels"
-                               + (", rows contiguous" if self.row_tiles else ""))
-            weights = tile_conv_weights(wt, groups, self.row_tiles) if tiled else wt
+            dims = "x".join(map(str, wt.shape))
+            if tiled:
+                weights = tile_conv_weights(wt, groups, self.row_tiles)
+                layout = (f"OHWI {dims} in tiles of {MAC_ROWS} output channels"
+                          + (", rows contiguous" if self.row_tiles else ""))
+            elif transposed:
+                weights, layout = wt, f"OHWI {dims}"
+            else:  # depthwise: tap-major, a tap's channels together (dqa_depthwise_conv2d_s8)
+                weights = wt.transpose(1, 2, 0, 3)
+                layout = "tap-major HWO " + "x".join(map(str, weights.shape[:3]))
             layer["params_type"] = "dqa_conv_s8_params_t"
             layer["params"] = [
                 ("in_h", h), ("in_w", w), ("in_c", cin), ("out_h", oh), ("out_w", ow), ("out_c", cout),
@@ -275,7 +282,7 @@ class _Emitter:
                 ("input_offset", p["input_offset"]), ("output_offset", p["output_offset"]),
                 ("act_min", p["act_min"]), ("act_max", p["act_max"]),
                 ("weights", self.array(f"{ident}_weights", "int8_t", weights,
-                                       f"{ident}: int8 weights, {layout} {'x'.join(map(str, wt.shape))}")),
+                                       f"{ident}: int8 weights, {layout}")),
                 ("bias", self.array(f"{ident}_bias", "int32_t", p["bias"], f"{ident}: int32 biases")),
                 ("multiplier", self.array(f"{ident}_multiplier", "int32_t", p["multiplier"],
                                           f"{ident}: per output channel multipliers (Q31)")),

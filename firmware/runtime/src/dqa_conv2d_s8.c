@@ -4,8 +4,17 @@
 
 #include "dqa_s8_internal.h"
 
-/* The window of output pixel (top, left) in group `g`, widened (x + input offset, int16) into
- * `column` in the weights' (kh, kw, ci) order: padding taps are 0, as TFLite skips them. */
+/* Values k .. k + n - 1 of a column (dqa__column_base()) set to 0: padding taps (the zero point, which
+ * TFLite skips). */
+static void zero_values(int16_t *column, uint32_t k, uint32_t n)
+{
+    for (uint32_t end = k + n; k < end; ++k) {
+        column[(k >> 1) * DQA_COLUMN_PAIR_STEP + (k & 1u)] = 0;
+    }
+}
+
+/* The window of output pixel (top, left) in group `g`, widened (x + input offset, int16) into `column`
+ * (dqa__column_base()) in the weights' (kh, kw, ci) order. */
 static void gather_window(const dqa_conv_s8_params_t *p, const int8_t *input, int32_t top, int32_t left,
                           uint32_t first_in, int16_t *column)
 {
@@ -14,24 +23,25 @@ static void gather_window(const dqa_conv_s8_params_t *p, const int8_t *input, in
     const int32_t right = left + (p->kernel_w - 1) * p->dilation_w;
     /* a kernel row inside the image with one group and no horizontal dilation is one run of the input */
     const int contiguous = left >= 0 && right < p->in_w && p->dilation_w == 1 && in_c_g == p->in_c;
-    for (int32_t ky = 0; ky < p->kernel_h; ++ky, column += row_taps) {
+    uint32_t k = 0;
+    for (int32_t ky = 0; ky < p->kernel_h; ++ky, k += row_taps) {
         const int32_t iy = top + ky * p->dilation_h;
         if (iy < 0 || iy >= p->in_h) {
-            memset(column, 0, row_taps * sizeof *column);
+            zero_values(column, k, row_taps);
             continue;
         }
         const int8_t *row = input + (size_t)iy * p->in_w * p->in_c + first_in;
         if (contiguous) {
-            dqa__widen_s8(column, row + (size_t)left * p->in_c, row_taps, p->input_offset);
+            dqa__widen_s8(column, k, DQA_COLUMN_PAIR_STEP, row + (size_t)left * p->in_c, row_taps, p->input_offset);
             continue;
         }
         for (int32_t kx = 0; kx < p->kernel_w; ++kx) {
             const int32_t ix = left + kx * p->dilation_w;
-            int16_t *taps = column + (uint32_t)kx * in_c_g;
+            const uint32_t tap = k + (uint32_t)kx * in_c_g;
             if (ix < 0 || ix >= p->in_w) {
-                memset(taps, 0, in_c_g * sizeof *taps);
+                zero_values(column, tap, in_c_g);
             } else {
-                dqa__widen_s8(taps, row + (size_t)ix * p->in_c, in_c_g, p->input_offset);
+                dqa__widen_s8(column, tap, DQA_COLUMN_PAIR_STEP, row + (size_t)ix * p->in_c, in_c_g, p->input_offset);
             }
         }
     }
@@ -46,26 +56,22 @@ static void requantize(const dqa_conv_s8_params_t *p, const int32_t *acc, uint32
     const int32_t output_offset = p->output_offset, act_min = p->act_min, act_max = p->act_max;
     out += oc;
     for (uint32_t r = 0; r < rows; ++r) {
-        const int32_t v = dqa__mbqm(dqa__wadd(acc[r], bias[r]), multiplier[r], shift[r]);
-        out[r] = (int8_t)dqa__clamp_s8(v + output_offset, act_min, act_max);
+        out[r] = dqa__conv_output_s8(acc[r], bias[r], multiplier[r], shift[r], output_offset, act_min, act_max);
     }
 }
 
-/* Output pixels two at a time (consecutive in NHWC order, a lone last one by itself): each weight tile is
- * read once for both windows (dqa__mac_tile_2cols). */
-void dqa_conv2d_s8(const dqa_conv_s8_params_t *p, const int8_t *input, int8_t *output, int16_t *column)
+/* Output pixels two at a time (consecutive in NHWC order): each weight tile is read once for both windows
+ * (dqa__mac_tile_2cols); a lone last pixel runs with its partner column's old values, its outputs unused. */
+void dqa_conv2d_s8(const dqa_conv_s8_params_t *p, const int8_t *input, int8_t *output, int16_t *columns)
 {
     const uint32_t in_c_g = p->in_c_per_group, out_c_g = p->out_c_per_group;
     const uint32_t groups = p->out_c / out_c_g;
     const uint32_t k = (uint32_t)p->kernel_h * p->kernel_w * in_c_g;
-    const uint32_t k_even = k + (k & 1u); /* an odd K's column ends in a zero: whole pairs, word-aligned columns */
+    const uint32_t k_even = k + (k & 1u); /* an odd K's columns end in a zero: whole pairs */
     const uint32_t tile_bytes = dqa__tile_bytes(k);
     const uint32_t tiles = (out_c_g + DQA_MAC_ROWS - 1u) / DQA_MAC_ROWS;
     const uint32_t pixels = (uint32_t)p->out_h * p->out_w;
-    int16_t *const columns[2] = {column, column + k_even};
-    const dqa_mac_run_t window = {column, 0, k_even};
-    columns[0][k_even - 1u] = 0; /* the pad of an odd K (the window's last value otherwise) */
-    columns[1][k_even - 1u] = 0;
+    memset(columns, 0, 2u * k_even * sizeof *columns); /* those zeros, and defined values for a lone pixel's partner */
     for (uint32_t i = 0; i < pixels; i += 2u) {
         const uint32_t count = i + 1u < pixels ? 2u : 1u;
         int8_t *out = output + (size_t)i * p->out_c;
@@ -75,19 +81,17 @@ void dqa_conv2d_s8(const dqa_conv_s8_params_t *p, const int8_t *input, int8_t *o
             for (uint32_t j = 0; j < count; ++j) {
                 const int32_t oy = (int32_t)((i + j) / p->out_w), ox = (int32_t)((i + j) % p->out_w);
                 gather_window(p, input, oy * p->stride_h - p->pad_top, ox * p->stride_w - p->pad_left,
-                              g * in_c_g, columns[j]);
+                              g * in_c_g, dqa__column_base(columns, j, k_even));
             }
             for (uint32_t t = 0; t < tiles; ++t, tile += tile_bytes) {
                 int32_t acc0[DQA_MAC_ROWS] = {0}, acc1[DQA_MAC_ROWS] = {0};
                 const uint32_t left = out_c_g - t * DQA_MAC_ROWS;
                 const uint32_t rows = left < DQA_MAC_ROWS ? left : DQA_MAC_ROWS;
-                if (count == 2u) {
-                    dqa__mac_tile_2cols(acc0, acc1, tile, tile_bytes, columns[0], columns[1], k_even);
-                    requantize(p, acc1, oc, rows, out + p->out_c);
-                } else {
-                    dqa__mac_tile_runs(acc0, tile, tile_bytes, &window, 1u, 0u);
-                }
+                dqa__mac_tile_2cols(acc0, acc1, tile, tile_bytes, columns, k_even);
                 requantize(p, acc0, oc, rows, out);
+                if (count == 2u) {
+                    requantize(p, acc1, oc, rows, out + p->out_c);
+                }
                 oc += rows;
             }
         }

@@ -57,7 +57,7 @@ void dqa_fully_connected_s8(const dqa_fully_connected_s8_params_t *p, const int8
     column[depth_even - 1u] = 0;
     for (uint32_t r = 0; r < p->rows; ++r) {
         const int8_t *tile = p->weights;
-        dqa__widen_s8(column, input + (size_t)r * depth, depth, 0); /* the input offset is in the bias */
+        dqa__widen_s8(column, 0, 2u, input + (size_t)r * depth, depth, 0); /* the input offset is in the bias */
         for (uint32_t o = 0; o < p->out_depth; o += DQA_MAC_ROWS, tile += tile_bytes) {
             int32_t acc[DQA_MAC_ROWS] = {0};
             const uint32_t rows = p->out_depth - o < DQA_MAC_ROWS ? p->out_depth - o : DQA_MAC_ROWS;
