@@ -55,9 +55,23 @@ static void requantize(const dqa_conv_s8_params_t *p, const int32_t *acc, uint32
     const int32_t *bias = p->bias + oc, *multiplier = p->multiplier + oc, *shift = p->shift + oc;
     const int32_t output_offset = p->output_offset, act_min = p->act_min, act_max = p->act_max;
     out += oc;
+#if DQA_CONV_TILE_ROWS /* MVE: the tile's rows as one vector, the same arithmetic lane by lane */
+    const mve_pred16_t active = vctp32q(rows);
+    const int32x4_t shifts = vldrwq_z_s32(shift, active), zero = vdupq_n_s32(0);
+    const int32x4_t left = vmaxq_s32(shifts, zero), right = vmaxq_s32(vnegq_s32(shifts), zero);
+    const int32x4_t x = vshlq_s32(vaddq_s32(vldrwq_s32(acc), vldrwq_z_s32(bias, active)), left); /* wraps */
+    /* VQRDMULH is SRDHM: floor((x * M + 2^30) / 2^31), saturating only -2^31 * -2^31 (spec 2) */
+    const int32x4_t high = vqrdmulhq_s32(x, vldrwq_z_s32(multiplier, active));
+    /* RDBPOT: VRSHL rounds ties up; a negative value one lower first rounds them away from zero instead
+     * (x - 1 only saturates at -2^31, whose quotient is exact) */
+    const int32x4_t away = vqaddq_s32(high, vshrq_n_s32(vandq_s32(high, vnegq_s32(right)), 31));
+    const int32x4_t v = vaddq_n_s32(vrshlq_s32(away, vnegq_s32(right)), output_offset);
+    vstrbq_p_s32(out, vminq_s32(vmaxq_s32(v, vdupq_n_s32(act_min)), vdupq_n_s32(act_max)), active);
+#else
     for (uint32_t r = 0; r < rows; ++r) {
         out[r] = dqa__conv_output_s8(acc[r], bias[r], multiplier[r], shift[r], output_offset, act_min, act_max);
     }
+#endif
 }
 
 /* Output pixels two at a time (consecutive in NHWC order): each weight tile is read once for both windows
