@@ -18,7 +18,8 @@ kernel when every output pixel copies a whole source pixel (an upsampling or
 a spatial tile); any other movement is refused. A CONV_2D gathers each output
 pixel's window, widened to int16, into a scratch block of its own (its
 weights are tiled as the DQA convolution's, ``codegen.tile_conv_weights``); a
-FULLY_CONNECTED widens its input row into one, its weights tiled as a 1x1 conv's. The project keeps the harness and API of the DQA mode
+FULLY_CONNECTED widens its input row into one, its weights tiled as a 1x1 conv's;
+an ADD or SUB keeps its operands' rescaled values for all 256 int8 values in one. The project keeps the harness and API of the DQA mode
 (``main.c``, ``dqa_model_input()`` takes the int8 input bytes,
 ``dqa_model_output()`` returns the int8 output widened to int16), so
 ``build`` and ``run`` serve both modes.
@@ -53,13 +54,18 @@ class S8Plan:
     # RESHAPE / TILE output -> (the stored tensor its values come from, index into those values, its shape)
     moves: dict[int, tuple[int, np.ndarray]] = field(default_factory=dict)
     folded: set[int] = field(default_factory=set)       # moved tensors only other moves read: never stored
+    scratch: dict[str, Block] = field(default_factory=dict)  # layer name -> its kernel's scratch (scratch_bytes)
 
     def offset(self, tensor: int) -> int:
         return self.memory.block(self.storage[tensor]).offset
 
+    def all_blocks(self) -> list[Block]:
+        """The tensors' blocks and the kernels' scratch, by first op step."""
+        return sorted(self.memory.blocks + list(self.scratch.values()), key=lambda b: (b.first, b.name))
+
     def describe(self) -> str:
         rows = [f"{'block':40s} {'offset':>8s} {'bytes':>8s}  lifetime (op steps)"]
-        for b in sorted(self.memory.blocks, key=lambda b: (b.first, b.name)):
+        for b in self.all_blocks():
             rows.append(f"{b.name:40s} {b.offset:8d} {b.size:8d}  {b.first}..{b.last}")
         rows.append(f"arena peak: {self.memory.arena_bytes} bytes")
         return "\n".join(rows)
@@ -127,13 +133,11 @@ def plan_s8(g: TFLiteGraph) -> S8Plan:
                 life[storage[t]][1] = i
     life[storage[g.outputs[0]]][1] = len(g.ops) - 1  # read by the application after the run
     blocks = [Block(name, sizes[name], first, last) for name, (first, last) in life.items()]
-    blocks += [Block(scratch_name(names[op.index]), 2 * column_size(g, op), i, i)
-               for i, op in enumerate(g.ops) if column_size(g, op)]
-    return S8Plan(place(blocks), storage, names, moves, folded)
-
-
-def scratch_name(layer: str) -> str:
-    return f"{layer}/scratch"
+    scratch = {names[op.index]: Block(f"{names[op.index]}/scratch", scratch_bytes(g, op), i, i)
+               for i, op in enumerate(g.ops) if scratch_bytes(g, op)}
+    placed = place(blocks + list(scratch.values()))
+    memory = MemoryPlan([b for b in placed.blocks if b not in scratch.values()], placed.arena_bytes)
+    return S8Plan(memory, storage, names, moves, folded, scratch)
 
 
 def _on_tiles(g: TFLiteGraph, op: TOp) -> bool:
@@ -145,16 +149,22 @@ def _on_tiles(g: TFLiteGraph, op: TOp) -> bool:
     return not is_depthwise(w, g.tensors[op.inputs[0]].shape[3] // w.shape[3])
 
 
-def column_size(g: TFLiteGraph, op: TOp) -> int:
-    """int16 values of the scratch of dqa_conv2d_s8 (two output pixels' kernel_h x kernel_w x in_c / groups
-    windows) or dqa_fully_connected_s8 (one input row), each rounded up to even; 0 for any other op."""
+ADD_TABLE_VALUES = 512  # DQA_ADD_S8_TABLE_VALUES in dqa_runtime_s8.h: int32, both operands' 256 values
+
+
+def scratch_bytes(g: TFLiteGraph, op: TOp) -> int:
+    """Bytes of a kernel's scratch block, 0 for an op that has none: dqa_conv2d_s8's two output pixels'
+    kernel_h x kernel_w x in_c / groups windows and dqa_fully_connected_s8's input row (int16, each rounded
+    up to even), dqa_add_s8's tables of the operands' rescaled values."""
+    if op.op in ("ADD", "SUB"):
+        return 4 * ADD_TABLE_VALUES
     if op.op == "FULLY_CONNECTED":
         k = g.tensors[op.inputs[1]].shape[1]
-        return k + k % 2
+        return 2 * (k + k % 2)
     if not _on_tiles(g, op):
         return 0
     k = int(np.prod(g.tensors[op.inputs[1]].shape[1:]))
-    return 2 * (k + k % 2)
+    return 2 * 2 * (k + k % 2)
 
 
 def _fc_tiles(w: np.ndarray, row_tiles: bool) -> np.ndarray:
@@ -191,9 +201,9 @@ class _Emitter:
     def ptr(self, t: int, ctype: str = "int8_t") -> str:
         return f"({ctype} *)(dqa_arena + {self.plan.offset(t)})"
 
-    def scratch(self, layer: str) -> str:
-        """The int16 scratch block of a layer (plan_s8, column_size)."""
-        return f"(int16_t *)(dqa_arena + {self.plan.memory.block(scratch_name(layer)).offset})"
+    def scratch(self, layer: str, ctype: str = "int16_t") -> str:
+        """The scratch block of a layer (plan_s8, scratch_bytes)."""
+        return f"({ctype} *)(dqa_arena + {self.plan.scratch[layer].offset})"
 
     def shape(self, t: int) -> tuple[int, ...]:
         return tuple(self.g.tensors[t].shape)
@@ -324,7 +334,8 @@ class _Emitter:
             layer["params_type"] = f"dqa_{kernel}_s8_params_t"
             layer["params"] = [("shape", self.broadcast(op))] + [(k, p[k]) for k in keys + ("act_min", "act_max")]
             a, b = (self.operand(op, k) for k in (0, 1))
-            layer["call"] = f"dqa_{kernel}_s8(&{ident}_params, {a}, {b}, {self.ptr(y)});"
+            tables = f", {self.scratch(ident, 'int32_t')}" if kernel == "add" else ""
+            layer["call"] = f"dqa_{kernel}_s8(&{ident}_params, {a}, {b}, {self.ptr(y)}{tables});"
         elif op.op in ("LEAKY_RELU", "RELU", "RELU6", "QUANTIZE"):
             # RELU / RELU6 rescale negative inputs like positive ones (their clamp does the rest), and so does
             # QUANTIZE's Requantize (clamped to int8)
@@ -439,7 +450,7 @@ def generate_s8(g: TFLiteGraph, plan: S8Plan, out_dir: str | Path, target: str, 
                input_scale=repr(float(x.scale[0])), input_zero_point=int(x.zero_point[0]),
                output_count=int(np.prod(y.shape)), output_scale=repr(float(y.scale[0])),
                output_zero_point=int(y.zero_point[0]), layer_count=len(layers), layers=layers,
-               arrays=emitter.arrays, blocks=sorted(plan.memory.blocks, key=lambda b: (b.first, b.name)),
+               arrays=emitter.arrays, blocks=plan.all_blocks(),
                input_offset=plan.offset(g.inputs[0]), output_offset=plan.offset(g.outputs[0]), target=target,
                row_tiles=int(row_tiles))
     if images is None:

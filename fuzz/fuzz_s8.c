@@ -222,6 +222,7 @@ static void fuzz_pool(source_t *s, int is_max)
 static void fuzz_add(source_t *s)
 {
     dqa_add_s8_params_t p;
+    int32_t *tables;
     dqa_broadcast_s8_t *b = &p.shape;
     uint8_t broadcast = next_byte(s); /* bit k: operand 2 has size 1 along axis k (h, w, c) */
     int8_t *in1, *in2, *output;
@@ -252,7 +253,9 @@ static void fuzz_add(source_t *s)
     activation_range(s, &p.act_min, &p.act_max);
     in1 = next_array(s, (size_t)b->out_h * b->out_w * b->out_c);
     output = fresh((size_t)b->out_h * b->out_w * b->out_c);
-    dqa_add_s8(&p, in1, in2, output);
+    tables = fresh(sizeof(int32_t) * DQA_ADD_S8_TABLE_VALUES);
+    dqa_add_s8(&p, in1, in2, output, tables);
+    free(tables);
     free(in1);
     free(in2);
     free(output);

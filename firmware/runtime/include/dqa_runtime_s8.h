@@ -2,7 +2,7 @@
  * dqa-mcu C runtime, TFLite-exact int8 mode: kernels that reproduce TFLite's
  * reference int8 kernels bit for bit (docs/spec_tflite.md; the NumPy side is
  * dqa_mcu/tflite_reference.py). Tensors are plain int8 NHWC arrays (or [1, N]
- * vectors) in the model's static arena; dqa_conv2d_s8 and dqa_fully_connected_s8 need scratch memory.
+ * vectors) in the model's static arena; dqa_conv2d_s8, dqa_fully_connected_s8 and dqa_add_s8 need scratch memory.
  *
  * Multipliers and shifts follow TFLite's convention: real ~= M * 2^(shift - 31),
  * shift > 0 multiplies first (spec 2, MBQM).
@@ -152,7 +152,10 @@ void dqa_depth_to_space_s8(const dqa_depth_to_space_s8_params_t *p, const int8_t
 /* column: scratch of in_depth int16 values, rounded up to even. */
 void dqa_fully_connected_s8(const dqa_fully_connected_s8_params_t *p, const int8_t *input, int8_t *output,
                             int16_t *column);
-void dqa_add_s8(const dqa_add_s8_params_t *p, const int8_t *input1, const int8_t *input2, int8_t *output);
+/* tables: scratch of DQA_ADD_S8_TABLE_VALUES int32 (each operand's rescaled value for every int8 value). */
+#define DQA_ADD_S8_TABLE_VALUES 512
+void dqa_add_s8(const dqa_add_s8_params_t *p, const int8_t *input1, const int8_t *input2, int8_t *output,
+                int32_t *tables);
 void dqa_avgpool_s8(const dqa_pool_s8_params_t *p, const int8_t *input, int8_t *output);
 void dqa_maxpool_s8(const dqa_pool_s8_params_t *p, const int8_t *input, int8_t *output);
 void dqa_mean_s8(const dqa_mean_s8_params_t *p, const int8_t *input, int8_t *output);

@@ -51,7 +51,7 @@ static int32_t round_scaled(int32_t acc, uint64_t mantissa, int32_t exponent)
 void dqa_fully_connected_s8(const dqa_fully_connected_s8_params_t *p, const int8_t *input, int8_t *output,
                             int16_t *column)
 {
-    const uint32_t depth = p->in_depth, depth_even = depth + (depth & 1u); /* an odd depth ends in a zero */
+    const uint32_t depth = p->in_depth, depth_even = (depth + 1u) & ~1u; /* an odd depth ends in a zero */
     const uint32_t tile_bytes = dqa__tile_bytes(depth);
     const dqa_mac_run_t row = {column, 0, depth_even};
     column[depth_even - 1u] = 0;
