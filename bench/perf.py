@@ -6,7 +6,12 @@
 Exports, builds and runs (under QEMU, every output checked bit for bit against
 the reference) the MLPerf Tiny ResNet-8 int8 .tflite (TFLite-exact mode), the
 same network from its Keras .h5 through DQA (n = 4) and all-8-bit, and
-ResNet-32 through DQA (n = 3) and all-8-bit. Prints one Markdown table:
+ResNet-32 through DQA (n = 3) and all-8-bit. `vww-int8` and `ad-int8` build
+their int8 .tflite here with TensorFlow, seeded (random weights: instruction
+counts do not depend on accuracy): a visual-wake-words MobileNetV1 (alpha 0.25,
+96x96x3, 2 classes) and the MLPerf Tiny anomaly-detection autoencoder's stack
+of FULLY_CONNECTED layers (640-128-128-128-128-8-128-128-128-128-640), each
+run on random int8 inputs. Prints one Markdown table:
 instructions per inference and per multiply-accumulate, the activation arena,
 flash (.text + .rodata + .data, the harness's test images excluded), and the
 ratios against the TFLite Micro + CMSIS-NN figures quoted in issue 12 (ResNet-8,
@@ -52,8 +57,11 @@ RESNET32 = SHARED / "models/resnet32_cifar10.th"
 CIFAR_SHAPE = (32, 32, 3)
 CALIBRATION_STRIDE = 10  # every 10th calibration image: 500, enough for speed figures
 
-# Issue 12: TFLite Micro + CMSIS-NN on the ResNet-8 int8 model, same QEMU (mps2-an500, Cortex-M7).
-TFLM_CMSIS_NN = {"instructions": 30.02e6, "arena": 54996, "flash": 203964}
+# Issue 12: TFLite Micro + CMSIS-NN, same QEMU (mps2-an500, Cortex-M7): ResNet-8 int8, the MLPerf Tiny
+# visual-wake-words MobileNetV1 (instructions only) and fully connected stacks (per MAC only)
+TFLM_CMSIS_NN = {"resnet8": {"instructions": 30.02e6, "arena": 54996, "flash": 203964},
+                 "vww": {"instructions": 24.03e6}, "ad": {"per_mac": 2.21}}
+SEED = 12
 
 ALL_8_BIT = QuantConfig(bits=8, extra_bits=0)
 
@@ -61,13 +69,15 @@ ALL_8_BIT = QuantConfig(bits=8, extra_bits=0)
 @dataclass(frozen=True)
 class Case:
     label: str
-    network: str     # "resnet8" or "resnet32": which all-8-bit build it is compared with
-    config: QuantConfig | None  # None: the int8 .tflite in TFLite-exact mode
+    network: str     # "resnet8", "resnet32", "vww", "ad": its TFLM figures, its all-8-bit build
+    config: QuantConfig | None  # None: an int8 .tflite in TFLite-exact mode
     all_cores: bool  # run on every --cores entry, else only on the first
 
 
 CASES = {
     "r8-int8": Case("ResNet-8 int8 .tflite (TFLite-exact)", "resnet8", None, True),
+    "vww-int8": Case("VWW MobileNetV1 0.25 int8 (TFLite-exact)", "vww", None, True),
+    "ad-int8": Case("AD autoencoder FC stack int8 (TFLite-exact)", "ad", None, True),
     "r8-dqa3": Case("ResNet-8 .h5, DQA n=3 (m=3, r=0.4)", "resnet8", QuantConfig(bits=3), True),
     "r8-dqa4": Case("ResNet-8 .h5, DQA n=4 (m=3, r=0.4)", "resnet8", QuantConfig(bits=4), True),
     "r8-dqa5": Case("ResNet-8 .h5, DQA n=5 (m=3, r=0.4)", "resnet8", QuantConfig(bits=5), True),
@@ -76,7 +86,7 @@ CASES = {
     "r32-8bit": Case("ResNet-32, all 8-bit", "resnet32", ALL_8_BIT, False),
 }
 ALL_8_BIT_CASE = {"resnet8": "r8-8bit", "resnet32": "r32-8bit"}
-DEFAULT_CASES = ["r8-int8", "r8-dqa4", "r8-8bit", "r32-dqa3", "r32-8bit"]
+DEFAULT_CASES = ["r8-int8", "vww-int8", "ad-int8", "r8-dqa4", "r8-8bit", "r32-dqa3", "r32-8bit"]
 
 # --breakdown: the runtime's functions by what they do (the MAC kernel is conv2d's `accumulate`)
 COST_GROUPS = {
@@ -116,14 +126,57 @@ def tflite_macs(graph) -> int:
     return total
 
 
+def vww_mobilenet(keras):
+    """MobileNetV1 as in MLPerf Tiny visual wake words: alpha 0.25, 96x96x3, 2 classes, batch 1; logits (an
+    untrained net's are too close for an int8 SOFTMAX's input scale)."""
+    net = keras.applications.MobileNet(alpha=0.25, input_shape=(96, 96, 3), weights=None, classes=2,
+                                       classifier_activation=None)
+    inp = keras.Input(batch_shape=(1, 96, 96, 3))
+    return keras.Model(inp, net(inp))
+
+
+def ad_autoencoder(keras):
+    """The MLPerf Tiny anomaly-detection autoencoder's dense layers (its BatchNorms fold away)."""
+    inp = keras.Input(batch_shape=(1, 640))
+    x = inp
+    for units in (128, 128, 128, 128, 8, 128, 128, 128, 128):
+        x = keras.layers.Dense(units, activation="relu")(x)
+    return keras.Model(inp, keras.layers.Dense(640)(x))
+
+
+BUILT_INT8 = {"vww": vww_mobilenet, "ad": ad_autoencoder}
+
+
+def build_int8(network: str, path: Path) -> Path:
+    """Convert BUILT_INT8[network] (seeded random weights) to full int8 with a seeded representative set."""
+    import tensorflow as tf
+    tf.keras.utils.set_random_seed(SEED)
+    model = BUILT_INT8[network](tf.keras)
+    rng = np.random.default_rng(SEED)
+    samples = rng.uniform(-1, 1, (16,) + model.input_shape[1:]).astype(np.float32)
+
+    def representative():
+        for sample in samples:
+            yield [sample[None]]
+
+    converter = tf.lite.TFLiteConverter.from_keras_model(model)
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    converter.representative_dataset = representative
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    converter.inference_input_type = converter.inference_output_type = tf.int8
+    path.write_bytes(converter.convert())
+    return path
+
+
 class Networks:
     """Graphs, calibration and quantized models, each built once."""
 
-    def __init__(self):
+    def __init__(self, work: Path):
         self.test_x, _ = load_images(SHARED / "data/cifar10_test.npz")
         calib_x, _ = load_images(SHARED / "data/cifar10_calib.npz")
         self.calib_x = calib_x[::CALIBRATION_STRIDE]
-        self._graphs, self._calib, self._models = {}, {}, {}
+        self.work = work
+        self._graphs, self._calib, self._models, self._tflite = {}, {}, {}, {"resnet8": RESNET8_INT8}
 
     def images(self, count: int) -> np.ndarray:
         return self.test_x[::len(self.test_x) // count][:count]
@@ -136,6 +189,11 @@ class Networks:
                 self._graphs[network] = api.load_graph(str(RESNET32), "resnet32", False, CIFAR_SHAPE)
             self._calib[network] = calibrate(self._graphs[network], self.calib_x, show_progress=False)
         return self._graphs[network]
+
+    def tflite(self, network: str) -> Path:
+        if network not in self._tflite:
+            self._tflite[network] = build_int8(network, self.work / f"{network}_int8.tflite")
+        return self._tflite[network]
 
     def model(self, key: str):
         if key not in self._models:
@@ -150,9 +208,11 @@ def measure(networks: Networks, key: str, target: str, count: int, out: Path, wi
     case = CASES[key]
     images = networks.images(count)
     if case.config is None:
-        graph = load_tflite(RESNET8_INT8)
-        inputs = quantize_input(graph, images)
-        plan = api.export_s8_project(graph, out, target, str(RESNET8_INT8), inputs, None, None, log=lambda *a: None)
+        path = networks.tflite(case.network)
+        graph = load_tflite(path)
+        inputs = (quantize_input(graph, images) if case.network == "resnet8" else
+                  np.random.default_rng(SEED).integers(-128, 128, (count,) + graph.input.shape[1:]).astype(np.int8))
+        plan = api.export_s8_project(graph, out, target, str(path), inputs, None, None, log=lambda *a: None)
         arena, macs = plan.memory.arena_bytes, tflite_macs(graph)
     else:
         model = networks.model(key)
@@ -233,20 +293,25 @@ def print_breakdown(rows: list[dict]) -> None:
 
 def print_table(rows: list[dict], count: int) -> None:
     eight_bit = {(r["case"], r["target"]): r for r in rows}
-    print(f"{count} CIFAR-10 test images per run under QEMU (-icount shift=0), every output bit-exact with the "
-          "reference; TFLM = TFLite Micro + CMSIS-NN on ResNet-8 int8, Cortex-M7 (issue 12)")
+    print(f"{count} inputs per run under QEMU (-icount shift=0; CIFAR-10 test images, random int8 for the VWW and "
+          "AD cases), every output bit-exact with the reference; TFLM = TFLite Micro + CMSIS-NN on Cortex-M7 "
+          "(issue 12): instructions, arena, flash on ResNet-8, instructions on VWW, per MAC on FC stacks")
     print("| network | core | MACs | instructions / inference | per MAC | arena B | flash B "
           "| instr. vs TFLM | arena vs TFLM | flash vs TFLM | instr. vs own all-8-bit |")
     print("|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         network = CASES[r["case"]].network
-        base = eight_bit.get((ALL_8_BIT_CASE[network], r["target"]))
-        vs_tflm = (f"{r['instructions'] / TFLM_CMSIS_NN['instructions']:.2f}x | "
-                   f"{r['arena'] / TFLM_CMSIS_NN['arena']:.2f}x | {r['flash'] / TFLM_CMSIS_NN['flash']:.2f}x"
-                   if network == "resnet8" else "- | - | -")
+        base = eight_bit.get((ALL_8_BIT_CASE.get(network), r["target"]))
+        tflm = TFLM_CMSIS_NN.get(network, {})
+        per_mac = r["instructions"] / r["macs"]
+        ratios = [r["instructions"] / tflm["instructions"] if "instructions" in tflm else
+                  per_mac / tflm["per_mac"] if "per_mac" in tflm else None,
+                  r["arena"] / tflm["arena"] if "arena" in tflm else None,
+                  r["flash"] / tflm["flash"] if "flash" in tflm else None]
+        vs_tflm = " | ".join("-" if x is None else f"{x:.2f}x" for x in ratios)
         vs_own = f"{r['instructions'] / base['instructions']:.2f}x" if base else "-"
         print(f"| {r['label']} | {r['target']} | {r['macs'] / 1e6:.2f} M | {r['instructions'] / 1e6:.2f} M "
-              f"| {r['instructions'] / r['macs']:.2f} | {r['arena']} | {r['flash']} | {vs_tflm} | {vs_own} |")
+              f"| {per_mac:.2f} | {r['arena']} | {r['flash']} | {vs_tflm} | {vs_own} |")
 
 
 def print_layers(rows: list[dict]) -> None:
@@ -267,9 +332,9 @@ def main():
                         help="DQA cases: also instructions per layer by cost (MACs, unpacking, ...), minutes each")
     parser.add_argument("--json", type=Path, help="also write the rows here")
     args = parser.parse_args()
-    networks = Networks()
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
+        networks = Networks(Path(tmp))
         for key in args.cases:
             for target in args.cores if CASES[key].all_cores else args.cores[:1]:
                 rows.append(measure(networks, key, target, args.images, Path(tmp) / f"{key}-{target}",

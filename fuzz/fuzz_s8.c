@@ -102,13 +102,17 @@ static void activation_range(source_t *s, int32_t *lo, int32_t *hi)
     *hi = a < b ? b : a;
 }
 
+/* CONV_2D on weight tiles; with one input channel per group, DEPTHWISE_CONV_2D (OHWI weights). */
 static void fuzz_conv(source_t *s)
 {
     dqa_conv_s8_params_t p;
     int32_t *shift;
     uint16_t groups = next_dim(s, 4);
     int same = next_byte(s) & 1;
+    int depthwise;
+    size_t weight_bytes;
     int8_t *input, *output;
+    int16_t *column;
     memset(&p, 0, sizeof p);
     p.in_h = next_dim(s, 12);
     p.in_w = next_dim(s, 12);
@@ -127,13 +131,25 @@ static void fuzz_conv(source_t *s)
     p.input_offset = -(int32_t)(int8_t)next_byte(s);
     p.output_offset = (int8_t)next_byte(s);
     activation_range(s, &p.act_min, &p.act_max);
-    p.weights = next_array(s, (size_t)p.out_c * p.kernel_h * p.kernel_w * p.in_c_per_group);
+    depthwise = p.in_c_per_group == 1;
+    weight_bytes = (size_t)p.out_c * p.kernel_h * p.kernel_w;
+    if (!depthwise) { /* per group, tiles of 4 rows, K padded to even (dqa_conv2d_weights_size()) */
+        size_t k = (size_t)p.kernel_h * p.kernel_w * p.in_c_per_group;
+        weight_bytes = (size_t)groups * ((p.out_c_per_group + 3u) / 4u) * ((k + 1u) / 2u) * 8u;
+    }
+    p.weights = next_array(s, weight_bytes);
     p.bias = next_array(s, sizeof(int32_t) * p.out_c);
     p.multiplier = next_multipliers(s, p.out_c, &shift);
     p.shift = shift;
     input = next_array(s, (size_t)p.in_h * p.in_w * p.in_c);
     output = fresh((size_t)p.out_h * p.out_w * p.out_c);
-    dqa_conv2d_s8(&p, input, output);
+    column = fresh(sizeof(int16_t) * 2u * (((size_t)p.kernel_h * p.kernel_w * p.in_c_per_group + 1u) & ~(size_t)1u));
+    if (depthwise) {
+        dqa_depthwise_conv2d_s8(&p, input, output);
+    } else {
+        dqa_conv2d_s8(&p, input, output, column);
+    }
+    free(column);
     free(input);
     free(output);
     free((void *)p.weights);
@@ -145,6 +161,7 @@ static void fuzz_conv(source_t *s)
 static void fuzz_fully_connected(source_t *s)
 {
     dqa_fully_connected_s8_params_t p;
+    int16_t *column;
     uint64_t *mantissa;
     int16_t *exponent;
     int8_t *input, *output;
@@ -163,11 +180,14 @@ static void fuzz_fully_connected(source_t *s)
     }
     p.scale_mantissa = mantissa;
     p.scale_exponent = exponent;
-    p.weights = next_array(s, (size_t)p.out_depth * p.in_depth);
+    /* tiles of 4 rows, the depth padded to even (a 1x1 conv's, dqa_conv2d_weights_size()) */
+    p.weights = next_array(s, ((size_t)p.out_depth + 3u) / 4u * ((p.in_depth + 1u) / 2u) * 8u);
     p.folded_bias = next_array(s, sizeof(int32_t) * p.out_depth);
     input = next_array(s, (size_t)p.rows * p.in_depth);
     output = fresh((size_t)p.rows * p.out_depth);
-    dqa_fully_connected_s8(&p, input, output);
+    column = fresh(sizeof(int16_t) * ((p.in_depth + 1u) & ~1u));
+    dqa_fully_connected_s8(&p, input, output, column);
+    free(column);
     free(input);
     free(output);
     free((void *)p.weights);
@@ -224,6 +244,7 @@ static void fuzz_add(source_t *s)
 {
     dqa_add_s8_params_t p;
     const dqa_broadcast_s8_t *b = &p.shape;
+    int32_t *tables;
     int8_t *in1, *in2, *output;
     memset(&p, 0, sizeof p);
     in2 = next_array(s, next_broadcast(s, &p.shape));
@@ -240,7 +261,9 @@ static void fuzz_add(source_t *s)
     activation_range(s, &p.act_min, &p.act_max);
     in1 = next_array(s, (size_t)b->out_h * b->out_w * b->out_c);
     output = fresh((size_t)b->out_h * b->out_w * b->out_c);
-    dqa_add_s8(&p, in1, in2, output);
+    tables = fresh(sizeof(int32_t) * DQA_ADD_S8_TABLE_VALUES);
+    dqa_add_s8(&p, in1, in2, output, tables);
+    free(tables);
     free(in1);
     free(in2);
     free(output);

@@ -15,8 +15,11 @@ followed as an index map onto the stored tensor their values come from (Keras
 inner tensors are never stored, its last one is an alias of the source when
 the map is the identity (a reshape), or else is written by the nearest-resize
 kernel when every output pixel copies a whole source pixel (an upsampling or
-a spatial tile); any other movement is refused. None of the s8 kernels needs
-scratch memory. The project keeps the harness and API of the DQA mode
+a spatial tile); any other movement is refused. A CONV_2D gathers each output
+pixel's window, widened to int16, into a scratch block of its own (its
+weights are tiled as the DQA convolution's, ``codegen.tile_conv_weights``); a
+FULLY_CONNECTED widens its input row into one, its weights tiled as a 1x1 conv's;
+an ADD or SUB keeps its operands' rescaled values for all 256 int8 values in one. The project keeps the harness and API of the DQA mode
 (``main.c``, ``dqa_model_input()`` takes the int8 input bytes,
 ``dqa_model_output()`` returns the int8 output widened to int16), so
 ``build`` and ``run`` serve both modes.
@@ -30,7 +33,8 @@ from pathlib import Path
 import numpy as np
 
 from dqa_mcu import __version__
-from dqa_mcu.codegen.dqa import CArray, _body, c_ident, write_project
+from dqa_mcu.codegen.dqa import (MAC_ROWS, ROW_TILE_TARGETS, CArray, _body, c_ident, is_depthwise, tile_conv_weights,
+                                 write_project)
 from dqa_mcu.codegen.planner import Block, MemoryPlan, place
 from dqa_mcu.ir import unique_name
 from dqa_mcu.frontends.tflite_import import (TFLiteGraph, TOp, UnsupportedTFLiteOpError, layer_name, moved_index,
@@ -50,13 +54,18 @@ class S8Plan:
     # RESHAPE / TILE output -> (the stored tensor its values come from, index into those values, its shape)
     moves: dict[int, tuple[int, np.ndarray]] = field(default_factory=dict)
     folded: set[int] = field(default_factory=set)       # moved tensors only other moves read: never stored
+    scratch: dict[str, Block] = field(default_factory=dict)  # layer name -> its kernel's scratch (scratch_bytes)
 
     def offset(self, tensor: int) -> int:
         return self.memory.block(self.storage[tensor]).offset
 
+    def all_blocks(self) -> list[Block]:
+        """The tensors' blocks and the kernels' scratch, by first op step."""
+        return sorted(self.memory.blocks + list(self.scratch.values()), key=lambda b: (b.first, b.name))
+
     def describe(self) -> str:
         rows = [f"{'block':40s} {'offset':>8s} {'bytes':>8s}  lifetime (op steps)"]
-        for b in sorted(self.memory.blocks, key=lambda b: (b.first, b.name)):
+        for b in self.all_blocks():
             rows.append(f"{b.name:40s} {b.offset:8d} {b.size:8d}  {b.first}..{b.last}")
         rows.append(f"arena peak: {self.memory.arena_bytes} bytes")
         return "\n".join(rows)
@@ -124,7 +133,46 @@ def plan_s8(g: TFLiteGraph) -> S8Plan:
                 life[storage[t]][1] = i
     life[storage[g.outputs[0]]][1] = len(g.ops) - 1  # read by the application after the run
     blocks = [Block(name, sizes[name], first, last) for name, (first, last) in life.items()]
-    return S8Plan(place(blocks), storage, names, moves, folded)
+    scratch = {names[op.index]: Block(f"{names[op.index]}/scratch", scratch_bytes(g, op), i, i)
+               for i, op in enumerate(g.ops) if scratch_bytes(g, op)}
+    placed = place(blocks + list(scratch.values()))
+    memory = MemoryPlan([b for b in placed.blocks if b not in scratch.values()], placed.arena_bytes)
+    return S8Plan(memory, storage, names, moves, folded, scratch)
+
+
+def _on_tiles(g: TFLiteGraph, op: TOp) -> bool:
+    """A CONV_2D that dqa_conv2d_s8 runs on weight tiles; one with one input and output channel per group
+    is a depthwise convolution (tile_conv_weights leaves it OHWI)."""
+    if op.op != "CONV_2D":
+        return False
+    w = g.tensors[op.inputs[1]].data
+    return not is_depthwise(w, g.tensors[op.inputs[0]].shape[3] // w.shape[3])
+
+
+ADD_TABLE_VALUES = 512  # DQA_ADD_S8_TABLE_VALUES in dqa_runtime_s8.h: int32, both operands' 256 values
+
+
+def scratch_bytes(g: TFLiteGraph, op: TOp) -> int:
+    """Bytes of a kernel's scratch block, 0 for an op that has none: dqa_conv2d_s8's two output pixels'
+    kernel_h x kernel_w x in_c / groups windows and dqa_fully_connected_s8's input row (int16, each rounded
+    up to even), dqa_add_s8's tables of the operands' rescaled values."""
+    if op.op in ("ADD", "SUB"):
+        return 4 * ADD_TABLE_VALUES
+    if op.op == "FULLY_CONNECTED":
+        k = g.tensors[op.inputs[1]].shape[1]
+        return 2 * (k + k % 2)
+    if not _on_tiles(g, op):
+        return 0
+    k = int(np.prod(g.tensors[op.inputs[1]].shape[1:]))
+    return 2 * 2 * (k + k % 2)
+
+
+def _fc_tiles(w: np.ndarray, row_tiles: bool) -> np.ndarray:
+    """FULLY_CONNECTED weights (out x in) in the tiles of a 1x1 CONV_2D. A 1 -> 1 layer is one tile too
+    (tile_conv_weights leaves a one-channel conv OHWI, as depthwise): w(0, 0) first in either layout."""
+    if w.shape == (1, 1):
+        return np.pad(w.ravel(), (0, 2 * MAC_ROWS - 1))
+    return tile_conv_weights(w[:, None, None, :], 1, row_tiles)
 
 
 def fc_scale_parts(scale: float) -> tuple[int, int]:
@@ -139,8 +187,9 @@ def _is_c_layout(shape: tuple[int, ...]) -> bool:
 
 
 class _Emitter:
-    def __init__(self, g: TFLiteGraph, plan: S8Plan):
+    def __init__(self, g: TFLiteGraph, plan: S8Plan, row_tiles: bool):
         self.g, self.plan = g, plan
+        self.row_tiles = row_tiles  # conv weight tiles for MVE (tile_conv_weights)
         self.ref = TFLiteReference(g)
         self.arrays: list[CArray] = []
 
@@ -151,6 +200,10 @@ class _Emitter:
 
     def ptr(self, t: int, ctype: str = "int8_t") -> str:
         return f"({ctype} *)(dqa_arena + {self.plan.offset(t)})"
+
+    def scratch(self, layer: str, ctype: str = "int16_t") -> str:
+        """The scratch block of a layer (plan_s8, scratch_bytes)."""
+        return f"({ctype} *)(dqa_arena + {self.plan.scratch[layer].offset})"
 
     def shape(self, t: int) -> tuple[int, ...]:
         return tuple(self.g.tensors[t].shape)
@@ -218,6 +271,17 @@ class _Emitter:
                 dilation = op.options["dilation"]
                 _, _, pad = geometry(op.options["padding"], h, w, wt.shape[1], wt.shape[2], op.options["stride"],
                                      dilation)
+            tiled = _on_tiles(self.g, op)
+            dims = "x".join(map(str, wt.shape))
+            if tiled:
+                weights = tile_conv_weights(wt, groups, self.row_tiles)
+                layout = (f"OHWI {dims} in tiles of {MAC_ROWS} output channels"
+                          + (", rows contiguous" if self.row_tiles else ""))
+            elif transposed:
+                weights, layout = wt, f"OHWI {dims}"
+            else:  # depthwise: tap-major, a tap's channels together (dqa_depthwise_conv2d_s8)
+                weights = wt.transpose(1, 2, 0, 3)
+                layout = "tap-major HWO " + "x".join(map(str, weights.shape[:3]))
             layer["params_type"] = "dqa_conv_s8_params_t"
             layer["params"] = [
                 ("in_h", h), ("in_w", w), ("in_c", cin), ("out_h", oh), ("out_w", ow), ("out_c", cout),
@@ -227,15 +291,18 @@ class _Emitter:
                 ("in_c_per_group", wt.shape[3]), ("out_c_per_group", cout // groups),
                 ("input_offset", p["input_offset"]), ("output_offset", p["output_offset"]),
                 ("act_min", p["act_min"]), ("act_max", p["act_max"]),
-                ("weights", self.array(f"{ident}_weights", "int8_t", wt,
-                                       f"{ident}: int8 weights, OHWI {'x'.join(map(str, wt.shape))}")),
+                ("weights", self.array(f"{ident}_weights", "int8_t", weights,
+                                       f"{ident}: int8 weights, {layout}")),
                 ("bias", self.array(f"{ident}_bias", "int32_t", p["bias"], f"{ident}: int32 biases")),
                 ("multiplier", self.array(f"{ident}_multiplier", "int32_t", p["multiplier"],
                                           f"{ident}: per output channel multipliers (Q31)")),
                 ("shift", self.array(f"{ident}_shift", "int32_t", p["shift"],
                                      f"{ident}: per output channel shifts (> 0: left)"))]
-            fn = "dqa_transpose_conv_s8" if transposed else "dqa_conv2d_s8"
-            layer["call"] = f"{fn}(&{ident}_params, {self.ptr(x)}, {self.ptr(y)});"
+            if tiled:
+                layer["call"] = f"dqa_conv2d_s8(&{ident}_params, {self.ptr(x)}, {self.ptr(y)}, {self.scratch(ident)});"
+            else:
+                fn = "dqa_transpose_conv_s8" if transposed else "dqa_depthwise_conv2d_s8"
+                layer["call"] = f"{fn}(&{ident}_params, {self.ptr(x)}, {self.ptr(y)});"
         elif op.op == "FULLY_CONNECTED":
             wt = p["weight"]
             parts = [fc_scale_parts(s) for s in p["effective_scale"]]
@@ -246,15 +313,18 @@ class _Emitter:
                 ("rows", int(np.prod(self.shape(x))) // wt.shape[1]), ("in_depth", wt.shape[1]),
                 ("out_depth", wt.shape[0]), ("output_offset", p["output_offset"]), ("act_min", p["act_min"]),
                 ("act_max", p["act_max"]),
-                ("weights", self.array(f"{ident}_weights", "int8_t", wt,
-                                       f"{ident}: int8 weights {wt.shape[0]}x{wt.shape[1]}")),
+                ("weights", self.array(f"{ident}_weights", "int8_t",
+                                       _fc_tiles(wt, self.row_tiles),
+                                       f"{ident}: int8 weights {wt.shape[0]}x{wt.shape[1]} in tiles of {MAC_ROWS} "
+                                       f"outputs{', rows contiguous' if self.row_tiles else ''}")),
                 ("folded_bias", self.array(f"{ident}_folded_bias", "int32_t", folded_bias,
                                            f"{ident}: int32 biases + input offset x the weights' row sums")),
                 ("scale_mantissa", self.array(f"{ident}_scale_mantissa", "uint64_t", [m for m, _ in parts],
                                               f"{ident}: output scale (double) = mantissa * 2^exponent")),
                 ("scale_exponent", self.array(f"{ident}_scale_exponent", "int16_t", [e for _, e in parts],
                                               f"{ident}: output scale exponents"))]
-            layer["call"] = f"dqa_fully_connected_s8(&{ident}_params, {self.ptr(x)}, {self.ptr(y)});"
+            layer["call"] = (f"dqa_fully_connected_s8(&{ident}_params, {self.ptr(x)}, {self.ptr(y)}, "
+                             f"{self.scratch(ident)});")
         elif op.op in ("ADD", "SUB", "MUL"):  # SUB: ADD with the second multiplier negated (spec 3.10)
             keys = (("input1_offset", "input2_offset", "output_offset", "output_multiplier", "output_shift")
                     if op.op == "MUL" else
@@ -264,7 +334,8 @@ class _Emitter:
             layer["params_type"] = f"dqa_{kernel}_s8_params_t"
             layer["params"] = [("shape", self.broadcast(op))] + [(k, p[k]) for k in keys + ("act_min", "act_max")]
             a, b = (self.operand(op, k) for k in (0, 1))
-            layer["call"] = f"dqa_{kernel}_s8(&{ident}_params, {a}, {b}, {self.ptr(y)});"
+            tables = f", {self.scratch(ident, 'int32_t')}" if kernel == "add" else ""
+            layer["call"] = f"dqa_{kernel}_s8(&{ident}_params, {a}, {b}, {self.ptr(y)}{tables});"
         elif op.op in ("LEAKY_RELU", "RELU", "RELU6", "QUANTIZE"):
             # RELU / RELU6 rescale negative inputs like positive ones (their clamp does the rest), and so does
             # QUANTIZE's Requantize (clamped to int8)
@@ -367,7 +438,8 @@ def generate_s8(g: TFLiteGraph, plan: S8Plan, out_dir: str | Path, target: str, 
     refuse_activation_shapes(g, _is_c_layout, "the C backend handles [1, N] vectors and [1, H, W, C] "
                                               "NHWC tensors only", exempt=plan.folded)
     x, y = g.input, g.output
-    emitter = _Emitter(g, plan)
+    row_tiles = target in ROW_TILE_TARGETS
+    emitter = _Emitter(g, plan, row_tiles)
     layers = [emitter.layer(op) for op in g.ops]  # first: an op the C backend refuses leaves no directory
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -378,8 +450,9 @@ def generate_s8(g: TFLiteGraph, plan: S8Plan, out_dir: str | Path, target: str, 
                input_scale=repr(float(x.scale[0])), input_zero_point=int(x.zero_point[0]),
                output_count=int(np.prod(y.shape)), output_scale=repr(float(y.scale[0])),
                output_zero_point=int(y.zero_point[0]), layer_count=len(layers), layers=layers,
-               arrays=emitter.arrays, blocks=sorted(plan.memory.blocks, key=lambda b: (b.first, b.name)),
-               input_offset=plan.offset(g.inputs[0]), output_offset=plan.offset(g.outputs[0]), target=target)
+               arrays=emitter.arrays, blocks=plan.all_blocks(),
+               input_offset=plan.offset(g.inputs[0]), output_offset=plan.offset(g.outputs[0]), target=target,
+               row_tiles=int(row_tiles))
     if images is None:
         images = np.full((1,) + tuple(x.shape[1:]), int(x.zero_point[0]), np.int8)
     write_project(out_dir, ctx, "model_s8", np.asarray(images, np.int8).view(np.uint8), plan.describe())

@@ -2,7 +2,7 @@
  * dqa-mcu C runtime, TFLite-exact int8 mode: kernels that reproduce TFLite's
  * reference int8 kernels bit for bit (docs/spec_tflite.md; the NumPy side is
  * dqa_mcu/tflite_reference.py). Tensors are plain int8 NHWC arrays (or [1, N]
- * vectors) in the model's static arena; none of these kernels needs scratch memory.
+ * vectors) in the model's static arena; dqa_conv2d_s8, dqa_fully_connected_s8 and dqa_add_s8 need scratch memory.
  *
  * Multipliers and shifts follow TFLite's convention: real ~= M * 2^(shift - 31),
  * shift > 0 multiplies first (spec 2, MBQM).
@@ -16,15 +16,18 @@
 extern "C" {
 #endif
 
-/* CONV_2D, and DEPTHWISE_CONV_2D as a grouped convolution (spec 3.1, 3.2); TRANSPOSE_CONV (spec 3.15)
- * with the same fields (no dilation, one group, weights OHWI out_c x kernel_h x kernel_w x in_c). */
+/* CONV_2D (spec 3.1, groups allowed), DEPTHWISE_CONV_2D (spec 3.2) and TRANSPOSE_CONV (spec 3.15, no
+ * dilation, one group). */
 typedef struct {
     uint16_t in_h, in_w, in_c, out_h, out_w, out_c;
     uint16_t kernel_h, kernel_w, stride_h, stride_w, dilation_h, dilation_w, pad_top, pad_left;
     uint16_t in_c_per_group;  /* weights' depth: in_c / groups (1 for depthwise) */
     uint16_t out_c_per_group; /* out_c / groups (the depth multiplier for depthwise) */
     int32_t input_offset, output_offset, act_min, act_max;
-    const int8_t *weights;     /* OHWI: out_c x kernel_h x kernel_w x in_c_per_group */
+    /* CONV_2D: per group, tiles of 4 output channels as dqa_conv2d_weights_size() in dqa_runtime.h lays
+     * them out (K = kernel_h * kernel_w * in_c_per_group); DEPTHWISE_CONV_2D: tap-major, kernel_h x
+     * kernel_w x out_c; TRANSPOSE_CONV: OHWI, out_c x kernel_h x kernel_w x in_c */
+    const int8_t *weights;
     const int32_t *bias;       /* out_c */
     const int32_t *multiplier; /* out_c */
     const int32_t *shift;      /* out_c */
@@ -37,7 +40,7 @@ typedef struct {
     uint32_t rows;
     uint16_t in_depth, out_depth;
     int32_t output_offset, act_min, act_max;
-    const int8_t *weights;         /* out_depth x in_depth */
+    const int8_t *weights;         /* tiles of 4 outputs, as a 1x1 CONV_2D's (dqa_conv2d_weights_size()) */
     const int32_t *folded_bias;    /* out_depth: bias[o] + input_offset * sum_i weights[o][i], wrapped */
     const uint64_t *scale_mantissa; /* out_depth, < 2^53 */
     const int16_t *scale_exponent;  /* out_depth */
@@ -133,7 +136,10 @@ typedef struct {
     uint16_t in_h, in_w, in_c, block;
 } dqa_depth_to_space_s8_params_t;
 
-void dqa_conv2d_s8(const dqa_conv_s8_params_t *p, const int8_t *input, int8_t *output);
+/* column: scratch of 2 x K' int16 values, two output pixels' windows: K' = kernel_h * kernel_w *
+ * in_c_per_group rounded up to even. */
+void dqa_conv2d_s8(const dqa_conv_s8_params_t *p, const int8_t *input, int8_t *output, int16_t *column);
+void dqa_depthwise_conv2d_s8(const dqa_conv_s8_params_t *p, const int8_t *input, int8_t *output);
 void dqa_transpose_conv_s8(const dqa_conv_s8_params_t *p, const int8_t *input, int8_t *output);
 void dqa_mul_s8(const dqa_mul_s8_params_t *p, const int8_t *input1, const int8_t *input2, int8_t *output);
 void dqa_leaky_relu_s8(const dqa_leaky_relu_s8_params_t *p, const int8_t *input, int8_t *output);
@@ -143,8 +149,13 @@ void dqa_lookup_s8(const int8_t *table, uint32_t size, const int8_t *input, int8
 void dqa_resize_nearest_s8(const dqa_resize_nearest_s8_params_t *p, const int8_t *input, int8_t *output);
 void dqa_resize_bilinear_s8(const dqa_resize_bilinear_s8_params_t *p, const int8_t *input, int8_t *output);
 void dqa_depth_to_space_s8(const dqa_depth_to_space_s8_params_t *p, const int8_t *input, int8_t *output);
-void dqa_fully_connected_s8(const dqa_fully_connected_s8_params_t *p, const int8_t *input, int8_t *output);
-void dqa_add_s8(const dqa_add_s8_params_t *p, const int8_t *input1, const int8_t *input2, int8_t *output);
+/* column: scratch of in_depth int16 values, rounded up to even. */
+void dqa_fully_connected_s8(const dqa_fully_connected_s8_params_t *p, const int8_t *input, int8_t *output,
+                            int16_t *column);
+/* tables: scratch of DQA_ADD_S8_TABLE_VALUES int32 (each operand's rescaled value for every int8 value). */
+#define DQA_ADD_S8_TABLE_VALUES 512
+void dqa_add_s8(const dqa_add_s8_params_t *p, const int8_t *input1, const int8_t *input2, int8_t *output,
+                int32_t *tables);
 void dqa_avgpool_s8(const dqa_pool_s8_params_t *p, const int8_t *input, int8_t *output);
 void dqa_maxpool_s8(const dqa_pool_s8_params_t *p, const int8_t *input, int8_t *output);
 void dqa_mean_s8(const dqa_mean_s8_params_t *p, const int8_t *input, int8_t *output);

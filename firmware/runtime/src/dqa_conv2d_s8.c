@@ -1,39 +1,112 @@
-/* dqa-mcu runtime: CONV_2D / DEPTHWISE_CONV_2D, TFLite-exact int8 (docs/spec_tflite.md 3.1, 3.2). */
+/* dqa-mcu runtime: CONV_2D, TFLite-exact int8 (docs/spec_tflite.md 3.1), on the MAC tiles of dqa_mac.h. */
 #include <stddef.h>
+#include <string.h>
 
 #include "dqa_s8_internal.h"
 
-void dqa_conv2d_s8(const dqa_conv_s8_params_t *p, const int8_t *input, int8_t *output)
+/* Values k .. k + n - 1 of a column (dqa__column_base()) set to 0: padding taps (the zero point, which
+ * TFLite skips). */
+static void zero_values(int16_t *column, uint32_t k, uint32_t n)
 {
-    const size_t filter_size = (size_t)p->kernel_h * p->kernel_w * p->in_c_per_group;
-    int8_t *out = output;
-    for (int32_t oy = 0; oy < p->out_h; ++oy) {
-        const int32_t top = oy * p->stride_h - p->pad_top;
-        for (int32_t ox = 0; ox < p->out_w; ++ox) {
-            const int32_t left = ox * p->stride_w - p->pad_left;
-            for (uint32_t oc = 0; oc < p->out_c; ++oc) {
-                const uint32_t first_in = oc / p->out_c_per_group * p->in_c_per_group;
-                const int8_t *filter = p->weights + oc * filter_size;
-                int32_t acc = 0;
-                for (int32_t ky = 0; ky < p->kernel_h; ++ky) {
-                    const int32_t iy = top + ky * p->dilation_h;
-                    if (iy < 0 || iy >= p->in_h) {
-                        continue; /* taps outside the input are skipped (padding holds the zero point) */
-                    }
-                    for (int32_t kx = 0; kx < p->kernel_w; ++kx) {
-                        const int32_t ix = left + kx * p->dilation_w;
-                        if (ix < 0 || ix >= p->in_w) {
-                            continue;
-                        }
-                        const int8_t *x = input + ((size_t)iy * p->in_w + (size_t)ix) * p->in_c + first_in;
-                        const int8_t *w = filter + ((size_t)ky * p->kernel_w + (size_t)kx) * p->in_c_per_group;
-                        for (uint32_t ci = 0; ci < p->in_c_per_group; ++ci) {
-                            acc += w[ci] * (x[ci] + p->input_offset);
-                        }
-                    }
+    for (uint32_t end = k + n; k < end; ++k) {
+        column[(k >> 1) * DQA_COLUMN_PAIR_STEP + (k & 1u)] = 0;
+    }
+}
+
+/* The window of output pixel (top, left) in group `g`, widened (x + input offset, int16) into `column`
+ * (dqa__column_base()) in the weights' (kh, kw, ci) order. */
+static void gather_window(const dqa_conv_s8_params_t *p, const int8_t *input, int32_t top, int32_t left,
+                          uint32_t first_in, int16_t *column)
+{
+    const uint32_t in_c_g = p->in_c_per_group;
+    const uint32_t row_taps = (uint32_t)p->kernel_w * in_c_g;
+    const int32_t right = left + (p->kernel_w - 1) * p->dilation_w;
+    /* a kernel row inside the image with one group and no horizontal dilation is one run of the input */
+    const int contiguous = left >= 0 && right < p->in_w && p->dilation_w == 1 && in_c_g == p->in_c;
+    uint32_t k = 0;
+    for (int32_t ky = 0; ky < p->kernel_h; ++ky, k += row_taps) {
+        const int32_t iy = top + ky * p->dilation_h;
+        if (iy < 0 || iy >= p->in_h) {
+            zero_values(column, k, row_taps);
+            continue;
+        }
+        const int8_t *row = input + (size_t)iy * p->in_w * p->in_c + first_in;
+        if (contiguous) {
+            dqa__widen_s8(column, k, DQA_COLUMN_PAIR_STEP, row + (size_t)left * p->in_c, row_taps, p->input_offset);
+            continue;
+        }
+        for (int32_t kx = 0; kx < p->kernel_w; ++kx) {
+            const int32_t ix = left + kx * p->dilation_w;
+            const uint32_t tap = k + (uint32_t)kx * in_c_g;
+            if (ix < 0 || ix >= p->in_w) {
+                zero_values(column, tap, in_c_g);
+            } else {
+                dqa__widen_s8(column, tap, DQA_COLUMN_PAIR_STEP, row + (size_t)ix * p->in_c, in_c_g, p->input_offset);
+            }
+        }
+    }
+}
+
+/* The outputs of `rows` channels from oc on, from their accumulators (spec 3.1's epilogue). The fields
+ * are read into locals first: a store through int8_t * could alias them, and the compiler would read
+ * them again for every output. */
+static void requantize(const dqa_conv_s8_params_t *p, const int32_t *acc, uint32_t oc, uint32_t rows, int8_t *out)
+{
+    const int32_t *bias = p->bias + oc, *multiplier = p->multiplier + oc, *shift = p->shift + oc;
+    const int32_t output_offset = p->output_offset, act_min = p->act_min, act_max = p->act_max;
+    out += oc;
+#if DQA_CONV_TILE_ROWS /* MVE: the tile's rows as one vector, the same arithmetic lane by lane */
+    const mve_pred16_t active = vctp32q(rows);
+    const int32x4_t shifts = vldrwq_z_s32(shift, active), zero = vdupq_n_s32(0);
+    const int32x4_t left = vmaxq_s32(shifts, zero), right = vmaxq_s32(vnegq_s32(shifts), zero);
+    const int32x4_t x = vshlq_s32(vaddq_s32(vldrwq_s32(acc), vldrwq_z_s32(bias, active)), left); /* wraps */
+    /* VQRDMULH is SRDHM: floor((x * M + 2^30) / 2^31), saturating only -2^31 * -2^31 (spec 2) */
+    const int32x4_t high = vqrdmulhq_s32(x, vldrwq_z_s32(multiplier, active));
+    /* RDBPOT: VRSHL rounds ties up; a negative value one lower first rounds them away from zero instead
+     * (x - 1 only saturates at -2^31, whose quotient is exact) */
+    const int32x4_t away = vqaddq_s32(high, vshrq_n_s32(vandq_s32(high, vnegq_s32(right)), 31));
+    const int32x4_t v = vaddq_n_s32(vrshlq_s32(away, vnegq_s32(right)), output_offset);
+    vstrbq_p_s32(out, vminq_s32(vmaxq_s32(v, vdupq_n_s32(act_min)), vdupq_n_s32(act_max)), active);
+#else
+    for (uint32_t r = 0; r < rows; ++r) {
+        out[r] = dqa__conv_output_s8(acc[r], bias[r], multiplier[r], shift[r], output_offset, act_min, act_max);
+    }
+#endif
+}
+
+/* Output pixels two at a time (consecutive in NHWC order): each weight tile is read once for both windows
+ * (dqa__mac_tile_2cols); a lone last pixel runs with its partner column's old values, its outputs unused. */
+void dqa_conv2d_s8(const dqa_conv_s8_params_t *p, const int8_t *input, int8_t *output, int16_t *columns)
+{
+    const uint32_t in_c_g = p->in_c_per_group, out_c_g = p->out_c_per_group;
+    const uint32_t groups = p->out_c / out_c_g;
+    const uint32_t k = (uint32_t)p->kernel_h * p->kernel_w * in_c_g;
+    const uint32_t k_even = k + (k & 1u); /* an odd K's columns end in a zero: whole pairs */
+    const uint32_t tile_bytes = dqa__tile_bytes(k);
+    const uint32_t tiles = (out_c_g + DQA_MAC_ROWS - 1u) / DQA_MAC_ROWS;
+    const uint32_t pixels = (uint32_t)p->out_h * p->out_w;
+    memset(columns, 0, 2u * k_even * sizeof *columns); /* those zeros, and defined values for a lone pixel's partner */
+    for (uint32_t i = 0; i < pixels; i += 2u) {
+        const uint32_t count = i + 1u < pixels ? 2u : 1u;
+        int8_t *out = output + (size_t)i * p->out_c;
+        const int8_t *tile = p->weights;
+        uint32_t oc = 0;
+        for (uint32_t g = 0; g < groups; ++g) {
+            for (uint32_t j = 0; j < count; ++j) {
+                const int32_t oy = (int32_t)((i + j) / p->out_w), ox = (int32_t)((i + j) % p->out_w);
+                gather_window(p, input, oy * p->stride_h - p->pad_top, ox * p->stride_w - p->pad_left,
+                              g * in_c_g, dqa__column_base(columns, j, k_even));
+            }
+            for (uint32_t t = 0; t < tiles; ++t, tile += tile_bytes) {
+                int32_t acc0[DQA_MAC_ROWS] = {0}, acc1[DQA_MAC_ROWS] = {0};
+                const uint32_t left = out_c_g - t * DQA_MAC_ROWS;
+                const uint32_t rows = left < DQA_MAC_ROWS ? left : DQA_MAC_ROWS;
+                dqa__mac_tile_2cols(acc0, acc1, tile, tile_bytes, columns, k_even);
+                requantize(p, acc0, oc, rows, out);
+                if (count == 2u) {
+                    requantize(p, acc1, oc, rows, out + p->out_c);
                 }
-                acc = dqa__mbqm(dqa__wadd(acc, p->bias[oc]), p->multiplier[oc], p->shift[oc]);
-                *out++ = (int8_t)dqa__clamp_s8(acc + p->output_offset, p->act_min, p->act_max);
+                oc += rows;
             }
         }
     }

@@ -46,25 +46,28 @@ static int32_t round_scaled(int32_t acc, uint64_t mantissa, int32_t exponent)
     return acc < 0 ? -(int32_t)magnitude : (int32_t)magnitude;
 }
 
-void dqa_fully_connected_s8(const dqa_fully_connected_s8_params_t *p, const int8_t *input, int8_t *output)
+/* Per input row: the row widened to int16 into `column` once, then tiles of 4 outputs on the MAC tiles
+ * of dqa_mac.h (the conv's kernel with one run: a matrix-vector product). */
+void dqa_fully_connected_s8(const dqa_fully_connected_s8_params_t *p, const int8_t *input, int8_t *output,
+                            int16_t *column)
 {
-    for (uint32_t row = 0; row < p->rows; ++row) {
-        const int8_t *x = input + (size_t)row * p->in_depth;
-        for (uint32_t o = 0; o < p->out_depth; ++o) {
-            const int8_t *w = p->weights + (size_t)o * p->in_depth;
-            /* four products per step: the loop's own compare and branch cost less per product */
-            int32_t acc = 0;
-            uint32_t i = 0;
-            for (; i + 4u <= p->in_depth; i += 4u) {
-                acc += w[i] * x[i] + w[i + 1] * x[i + 1] + w[i + 2] * x[i + 2] + w[i + 3] * x[i + 3];
+    const uint32_t depth = p->in_depth, depth_even = (depth + 1u) & ~1u; /* an odd depth ends in a zero */
+    const uint32_t tile_bytes = dqa__tile_bytes(depth);
+    const dqa_mac_run_t row = {column, 0, depth_even};
+    column[depth_even - 1u] = 0;
+    for (uint32_t r = 0; r < p->rows; ++r) {
+        const int8_t *tile = p->weights;
+        dqa__widen_s8(column, 0, 2u, input + (size_t)r * depth, depth, 0); /* the input offset is in the bias */
+        for (uint32_t o = 0; o < p->out_depth; o += DQA_MAC_ROWS, tile += tile_bytes) {
+            int32_t acc[DQA_MAC_ROWS] = {0};
+            const uint32_t rows = p->out_depth - o < DQA_MAC_ROWS ? p->out_depth - o : DQA_MAC_ROWS;
+            dqa__mac_tile_runs(acc, tile, tile_bytes, &row, 1u, 0u);
+            for (uint32_t i = 0; i < rows; ++i) {
+                const int32_t v = dqa__wadd(acc[i], p->folded_bias[o + i]);
+                const int64_t q = (int64_t)round_scaled(v, p->scale_mantissa[o + i], p->scale_exponent[o + i]) +
+                                  p->output_offset;
+                *output++ = (int8_t)(q < p->act_min ? p->act_min : (q > p->act_max ? p->act_max : q));
             }
-            for (; i < p->in_depth; ++i) {
-                acc += w[i] * x[i];
-            }
-            acc = dqa__wadd(acc, p->folded_bias[o]);
-            const int64_t v = (int64_t)round_scaled(acc, p->scale_mantissa[o], p->scale_exponent[o]) +
-                              p->output_offset;
-            *output++ = (int8_t)(v < p->act_min ? p->act_min : (v > p->act_max ? p->act_max : v));
         }
     }
 }

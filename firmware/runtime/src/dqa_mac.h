@@ -196,4 +196,99 @@ static inline void dqa__mac_tile_runs(int32_t *acc, const int8_t *tile, uint32_t
 
 #endif /* DQA_CONV_TILE_ROWS */
 
+/*
+ * Two output pixels' columns of K' (even) int16 values for dqa__mac_tile_2cols, in one buffer of 2 K'
+ * values: value k of column j at dqa__column_base(buffer, j, K') + (k / 2) * DQA_COLUMN_PAIR_STEP + k % 2.
+ * With pairs (SMLAD, portable C) the two columns' pairs alternate, so that one LDRD reads a pair of both;
+ * MVE reads 8 values of a column with one load, so there the columns lie one after the other.
+ */
+#if DQA_CONV_TILE_ROWS
+#define DQA_COLUMN_PAIR_STEP 2u
+static inline int16_t *dqa__column_base(int16_t *buffer, uint32_t j, uint32_t len)
+{
+    return buffer + j * len;
+}
+#else
+#define DQA_COLUMN_PAIR_STEP 4u
+static inline int16_t *dqa__column_base(int16_t *buffer, uint32_t j, uint32_t len)
+{
+    (void)len;
+    return buffer + 2u * j;
+}
+#endif
+
+#if DQA_CONV_TILE_ROWS /* each column on its own: a register of accumulators per row already */
+
+static inline void dqa__mac_tile_2cols(int32_t *acc0, int32_t *acc1, const int8_t *tile, uint32_t tile_bytes,
+                                       const int16_t *columns, uint32_t len)
+{
+    const dqa_mac_run_t column0 = {columns, 0, len}, column1 = {columns + len, 0, len};
+    dqa__mac_tile_runs(acc0, tile, tile_bytes, &column0, 1u, 0u);
+    dqa__mac_tile_runs(acc1, tile, tile_bytes, &column1, 1u, 0u);
+}
+
+#else
+
+#if defined(__ARM_FEATURE_DSP) && __ARM_FEATURE_DSP
+/* Rows (2 * half, 2 * half + 1) of a tile, pair (k, k+1), against both columns: one weight word (the pair of
+ * both rows) widened once, one LDRD of both columns' pairs, four SMLADs: 8 instructions per 8 MACs. The
+ * four accumulators, two pointers, the end and four temporaries fit in Cortex-M registers; eight
+ * accumulators (all rows) would not. */
+#define DQA__MAC_HALF_PAIR(w_, x_, a00, a10, a01, a11)                                                         \
+    do {                                                                                                      \
+        const uint32_t wp_ = dqa__load32(w_);                                                                 \
+        const int16x2_t lo_ = __sxtb16((int8x4_t)wp_), hi_ = dqa__sxtb16_ror8(wp_);                          \
+        uint32_t xw_[2];                                                                                      \
+        memcpy(xw_, (x_), sizeof xw_);                                                                        \
+        const int16x2_t xa_ = (int16x2_t)xw_[0], xb_ = (int16x2_t)xw_[1];                                    \
+        a00 = __smlad(lo_, xa_, a00);                                                                         \
+        a10 = __smlad(hi_, xa_, a10);                                                                         \
+        a01 = __smlad(lo_, xb_, a01);                                                                         \
+        a11 = __smlad(hi_, xb_, a11);                                                                         \
+    } while (0)
+#else
+#define DQA__MAC_HALF_PAIR(w_, x_, a00, a10, a01, a11)                                                         \
+    do {                                                                                                      \
+        const int8_t *q_ = (w_);                                                                              \
+        const int16_t *xa_ = (x_), *xb_ = xa_ + 2;                                                            \
+        a00 += q_[0] * xa_[0] + q_[2] * xa_[1];                                                               \
+        a10 += q_[1] * xa_[0] + q_[3] * xa_[1];                                                               \
+        a01 += q_[0] * xb_[0] + q_[2] * xb_[1];                                                               \
+        a11 += q_[1] * xb_[0] + q_[3] * xb_[1];                                                               \
+    } while (0)
+#endif
+
+/* acc0[r] += sum over k < len of w(r, k) * x0[k], acc1[r] the same with x1: two output pixels' columns,
+ * laid out as dqa__column_base() says (even len: an odd K's columns end in a zero, which meets the tile's
+ * zero pad weight). `columns` is word-aligned. */
+static inline void dqa__mac_tile_2cols(int32_t *acc0, int32_t *acc1, const int8_t *tile, uint32_t tile_bytes,
+                                       const int16_t *columns, uint32_t len)
+{
+    /* a pair of both columns is two aligned words, which the compiler reads with one LDRD */
+    const int16_t *both = (const int16_t *)__builtin_assume_aligned(columns, 4);
+    const int16_t *unrolled_end = both + 2u * (len & ~(2u * DQA_MAC_UNROLL - 1u)), *end = both + 2u * len;
+    (void)tile_bytes; /* pairs of all rows lie together */
+    for (uint32_t half = 0; half < DQA_MAC_ROWS / 2u; ++half) {
+        const int8_t *pairs = tile + half * (DQA_TILE_PAIR_BYTES / 2u);
+        const int16_t *x = both;
+        int32_t a00 = 0, a10 = 0, a01 = 0, a11 = 0;
+        for (; x != unrolled_end; x += DQA_MAC_UNROLL * DQA_COLUMN_PAIR_STEP,
+                                  pairs += DQA_MAC_UNROLL * DQA_TILE_PAIR_BYTES) {
+            DQA__MAC_HALF_PAIR(pairs, x, a00, a10, a01, a11);
+            DQA__MAC_HALF_PAIR(pairs + DQA_TILE_PAIR_BYTES, x + DQA_COLUMN_PAIR_STEP, a00, a10, a01, a11);
+            DQA__MAC_HALF_PAIR(pairs + 2u * DQA_TILE_PAIR_BYTES, x + 2u * DQA_COLUMN_PAIR_STEP, a00, a10, a01, a11);
+            DQA__MAC_HALF_PAIR(pairs + 3u * DQA_TILE_PAIR_BYTES, x + 3u * DQA_COLUMN_PAIR_STEP, a00, a10, a01, a11);
+        }
+        for (; x != end; x += DQA_COLUMN_PAIR_STEP, pairs += DQA_TILE_PAIR_BYTES) {
+            DQA__MAC_HALF_PAIR(pairs, x, a00, a10, a01, a11);
+        }
+        acc0[2u * half] += a00;
+        acc0[2u * half + 1u] += a10;
+        acc1[2u * half] += a01;
+        acc1[2u * half + 1u] += a11;
+    }
+}
+
+#endif
+
 #endif /* DQA_MAC_H */

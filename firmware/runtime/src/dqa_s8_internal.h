@@ -9,6 +9,7 @@
 #include <stdint.h>
 
 #include "dqa_internal.h"
+#include "dqa_mac.h"
 #include "dqa_runtime_s8.h"
 
 /* int32 addition / subtraction that wraps like the hardware (spec 1). */
@@ -27,25 +28,27 @@ static inline int32_t dqa__clamp_s8(int32_t v, int32_t lo, int32_t hi)
     return v < lo ? lo : (v > hi ? hi : v);
 }
 
-/* SRDHM: (a * b + nudge) / 2^31, C division (toward zero); -2^31 * -2^31 saturates. */
+/* SRDHM: (a * b + nudge) / 2^31, C division (toward zero); -2^31 * -2^31 saturates. The same value as
+ * floor((a * b + 2^30) / 2^31) (spec 2): bits 31..62 of the 64-bit sum (SMULL, ADDS, ADC, a shift and an
+ * ORR on Cortex-M), not a branch on the sign and a 64-bit negation. */
 static inline int32_t dqa__srdhm(int32_t a, int32_t b)
 {
     if (a == INT32_MIN && b == INT32_MIN) {
         return INT32_MAX;
     }
-    const int64_t ab = (int64_t)a * b;
-    const int64_t p = ab + (ab >= 0 ? ((int64_t)1 << 30) : (1 - ((int64_t)1 << 30)));
-    /* truncating p / 2^31 with shifts: the magnitude shifted, the sign put back */
-    return p >= 0 ? (int32_t)((uint64_t)p >> 31) : -(int32_t)((0u - (uint64_t)p) >> 31);
+    const uint64_t nudged = (uint64_t)((int64_t)a * b) + ((uint64_t)1 << 30);
+    return (int32_t)(uint32_t)(nudged >> 31);
 }
 
-/* RDBPOT: x / 2^e rounded to nearest, ties away from zero; 0 <= e <= 31. */
+/* RDBPOT: x / 2^e rounded to nearest, ties away from zero; 0 <= e <= 31. Spec 2 writes it as
+ * (x >> e) + (remainder > threshold); the same value is the magnitude's (|x| + 2^e / 2) >> e with x's
+ * sign, which needs no signed shift (a branch on the sign in portable C). */
 static inline int32_t dqa__rdbpot(int32_t x, int32_t e)
 {
-    const int32_t mask = (int32_t)(((uint32_t)1 << e) - 1u);
-    const int32_t remainder = x & mask;
-    const int32_t threshold = (mask >> 1) + (x < 0 ? 1 : 0);
-    return dqa__asr(x, (unsigned)e) + (remainder > threshold ? 1 : 0);
+    const uint32_t half = ((uint32_t)1 << e) >> 1;
+    const uint32_t magnitude = x < 0 ? 0u - (uint32_t)x : (uint32_t)x;
+    const uint32_t q = (magnitude + half) >> e; /* <= 2^31: |x| + half fits in 32 bits */
+    return (int32_t)(x < 0 ? 0u - q : q);
 }
 
 /* MBQM: TFLite's MultiplyByQuantizedMultiplier, double rounding. */
@@ -54,5 +57,19 @@ static inline int32_t dqa__mbqm(int32_t x, int32_t multiplier, int32_t shift)
     const int32_t left = shift > 0 ? shift : 0;
     return dqa__rdbpot(dqa__srdhm((int32_t)((uint32_t)x << left), multiplier), shift > 0 ? 0 : -shift);
 }
+
+/* A convolution's int8 output from its accumulator (spec 3.1's epilogue). */
+static inline int8_t dqa__conv_output_s8(int32_t acc, int32_t bias, int32_t multiplier, int32_t shift,
+                                         int32_t output_offset, int32_t act_min, int32_t act_max)
+{
+    return (int8_t)dqa__clamp_s8(dqa__mbqm(dqa__wadd(acc, bias), multiplier, shift) + output_offset, act_min,
+                                 act_max);
+}
+
+/* Values k .. k + n - 1 of a column for the MAC tiles (dqa_mac.h), which take int16: x[i] + offset (|.| <=
+ * 255, offset = -zero point), value k at column + (k / 2) * pair_step + k % 2 (pair_step 2: contiguous;
+ * DQA_COLUMN_PAIR_STEP: one of two interleaved columns). Out of line (dqa_widen_s8.c): one copy for the
+ * conv's and the FC's call sites keeps the flash small. */
+void dqa__widen_s8(int16_t *column, uint32_t k, uint32_t pair_step, const int8_t *x, uint32_t n, int32_t offset);
 
 #endif /* DQA_S8_INTERNAL_H */

@@ -1,0 +1,164 @@
+"""The TFLite-exact int8 kernels on the shared MAC tiles (firmware/runtime/src/dqa_mac.h): CONV_2D gathers
+each output pixel's window widened to int16 into a scratch column and multiplies it with weight tiles
+(dqa_mcu.codegen.dqa.tile_conv_weights); DEPTHWISE_CONV_2D has its own kernel. Bit-exact (np.array_equal) with
+tflite_reference and the LiteRT interpreter's reference kernels.
+
+* The fixed-point primitives in C (dqa_s8_internal.h: SRDHM as the 64-bit sum's bits 31..62, RDBPOT, MBQM)
+  against tflite_reference on edge and random values, under ASan + UBSan.
+* A Keras stack converted to full int8 whose convolutions reach every case the kernels treat apart: an odd
+  and a 3-channel input (odd K, rows of 3 bytes), output channels that are not a multiple of the 4-row tile
+  (1, 5, 7, 13), stride 2, dilation, SAME and VALID padding, 1x1, a
+  non-square kernel, groups, depthwise with a depth multiplier and with stride 2, and FULLY_CONNECTED of odd
+  depth and of one input and output; on the host under ASan + UBSan and (slow) under QEMU on every core,
+  there with the MLPerf Tiny ResNet-8 too.
+"""
+from __future__ import annotations
+
+import shutil
+import subprocess
+
+import numpy as np
+import pytest
+
+import runtime_vectors as rv
+from conftest import int8_inputs, shared_file, tflite_int8
+from dqa_mcu import api
+from dqa_mcu.frontends.tflite_import import load_tflite
+from dqa_mcu.reference import tflite as R
+from test_tflite import _repack, tf  # noqa: F401  (tf is a fixture)
+from test_tflite_ops import _with_random_biases
+
+RESNET8 = "models/mlperf_tiny_ic_resnet8_int8.tflite"
+QEMU_CORES = ["cortex-m3", "cortex-m4", "cortex-m7", "cortex-m33", "cortex-m55"]
+INPUTS = 6  # random inputs, plus the extremes and the zero point (conftest.int8_inputs)
+
+PRIMITIVES_DRIVER = r"""
+#include <stdio.h>
+#include "dqa_s8_internal.h"
+
+int main(void)
+{
+    long long a, b, s;
+    while (scanf("%lld %lld %lld", &a, &b, &s) == 3) {
+        printf("%ld %ld\n", (long)dqa__srdhm((int32_t)a, (int32_t)b),
+               (long)dqa__mbqm((int32_t)a, (int32_t)b, (int32_t)s));
+    }
+    return 0;
+}
+"""
+
+
+def test_fixed_point_primitives_in_c_equal_the_reference(tmp_path):
+    if shutil.which("gcc") is None:
+        pytest.fail("gcc not found: apt-get install gcc")
+    source = tmp_path / "primitives.c"
+    source.write_text(PRIMITIVES_DRIVER)
+    exe = tmp_path / "primitives"
+    subprocess.run(["gcc", *rv.WARNINGS, "-O1", *rv.SANITIZE, f"-I{rv.RUNTIME / 'include'}",
+                    f"-I{rv.RUNTIME / 'src'}", str(source), "-o", str(exe)], check=True)
+    rng = np.random.default_rng(3)
+    edges = [R.INT32_MIN, R.INT32_MIN + 1, -(1 << 30), -3, -1, 0, 1, 3, 1 << 30, R.INT32_MAX]
+    a = np.concatenate([np.repeat(edges, len(edges)), rng.integers(R.INT32_MIN, R.INT32_MAX, 4000, endpoint=True),
+                        rng.integers(-(1 << 20), 1 << 20, 4000)])
+    b = np.concatenate([np.tile(edges, len(edges)), rng.integers(R.INT32_MIN, R.INT32_MAX, 4000, endpoint=True),
+                        rng.integers(1 << 30, R.INT32_MAX, 4000, endpoint=True)])
+    shift = rng.integers(-31, 8, a.size)
+    shift[:len(edges) ** 2] = rng.integers(-31, 1, len(edges) ** 2)  # edges: RDBPOT at every right shift
+    lines = "".join(f"{x} {y} {s}\n" for x, y, s in zip(a, b, shift))
+    got = np.array([line.split() for line in subprocess.run([str(exe)], input=lines, capture_output=True,
+                                                            text=True, check=True).stdout.splitlines()], np.int64)
+    srdhm = [R.saturating_rounding_doubling_high_mul(int(x), int(y)) for x, y in zip(a, b)]
+    assert np.array_equal(got[:, 0], srdhm)
+    shifted = a.astype(object) * 2 ** np.maximum(shift, 0).astype(object)
+    fits = (shifted >= R.INT32_MIN) & (shifted <= R.INT32_MAX)  # MBQM's x * 2^left is an int32
+    mbqm = [int(R.multiply_by_quantized_multiplier(np.array([x]), int(y), int(s))[0])
+            for x, y, s in zip(a[fits], b[fits], shift[fits])]
+    assert fits.sum() > 4000 and np.array_equal(got[fits, 1], mbqm)
+
+
+def conv_stack(tf, rng):
+    """Every case of the conv kernels (11x9x5 in, 7 classes out), an RGB stem and the smallest FC layers."""
+    keras, L = tf.keras, tf.keras.layers
+    inp = keras.Input(batch_shape=(1, 11, 9, 5))  # a fixed batch: Flatten is a constant RESHAPE
+    x = L.Conv2D(7, 3, padding="same", activation="relu")(inp)                 # odd K (45), 7 = 4 + 3 rows
+    x = L.Conv2D(8, (3, 2), activation="relu")(x)                              # VALID
+    x = L.Conv2D(13, 3, strides=2, padding="same")(x)                          # stride 2, 13 = 3 tiles + 1
+    x = L.Conv2D(5, 1)(x)                                                      # 1x1, 5 rows
+    x = L.DepthwiseConv2D(3, padding="same", depth_multiplier=2)(x)            # depth multiplier
+    x = L.Conv2D(12, 3, padding="same", groups=2, activation="relu")(x)        # groups of 5 in, 6 out
+    x = L.DepthwiseConv2D(3, strides=2, padding="same")(x)                     # depthwise stride 2
+    x = L.Conv2D(1, (1, 3), padding="same")(x)                                 # one output channel
+    y = L.Dense(7)(L.Dense(9, activation="relu")(L.Flatten()(x)))              # FC of odd depths
+    rgb = keras.Input(batch_shape=(1, 8, 10, 3))                                            # an RGB stem: rows of 9 bytes
+    stem = keras.Model(rgb, L.Conv2D(6, 3, strides=2, padding="same")(rgb))
+    scalar = keras.Input(batch_shape=(1, 1))                                   # FC 1 -> 1 (one tile), 1 -> 3
+    tiny = keras.Model(scalar, L.Dense(3)(L.Dense(1, activation="relu")(scalar)))
+    return [_with_random_biases(m, rng) for m in (keras.Model(inp, y), stem, tiny)]
+
+
+DILATIONS = [(2, 2), (1, 2), (3, 1)]
+
+
+def _dilate(model, s) -> None:
+    """Dilation in the file (the converter writes a dilated Keras conv as SPACE_TO_BATCH_ND, unsupported):
+    every stride-1 SAME convolution in turn gets one of DILATIONS (SAME keeps the output's shape)."""
+    codes = [max(c.builtinCode, c.deprecatedBuiltinCode) for c in model.operatorCodes]
+    convs = (s.BuiltinOperator.CONV_2D, s.BuiltinOperator.DEPTHWISE_CONV_2D)
+    dilated = 0
+    for op in model.subgraphs[0].operators:
+        o = op.builtinOptions
+        if codes[op.opcodeIndex] in convs and o.padding == s.Padding.SAME and (o.strideH, o.strideW) == (1, 1):
+            o.dilationHFactor, o.dilationWFactor = DILATIONS[dilated % len(DILATIONS)]
+            dilated += 1
+
+
+@pytest.fixture(scope="module")
+def conv_models(tf, tmp_path_factory):  # noqa: F811
+    rng = np.random.default_rng(21)
+    work = tmp_path_factory.mktemp("conv_s8")
+    paths = []
+    for i, model in enumerate(conv_stack(tf, rng)):
+        path = work / f"convs{i}.tflite"
+        shape = model.input_shape[1:]
+        path.write_bytes(_repack(tflite_int8(tf, model, rng.normal(0, 1, (32,) + shape).astype(np.float32)),
+                                 _dilate))
+        paths.append(path)
+    return paths
+
+
+def test_the_stack_reaches_every_kernel_case(conv_models):
+    g = load_tflite(conv_models[0])
+    convs = [op for op in g.ops if op.op in ("CONV_2D", "DEPTHWISE_CONV_2D")]
+    shapes = [(op.op, g.tensors[op.inputs[1]].shape, op.options["stride"], op.options["dilation"]) for op in convs]
+    assert any(s[0] == "CONV_2D" and s[1][3] * 2 == g.tensors[op.inputs[0]].shape[3]
+               for s, op in zip(shapes, convs)), "a grouped CONV_2D"
+    assert any(s[0] == "DEPTHWISE_CONV_2D" and s[1][3] == 2 * g.tensors[op.inputs[0]].shape[3]
+               for s, op in zip(shapes, convs)), "a depth multiplier"
+    assert {s[1][0] % 4 for s in shapes if s[0] == "CONV_2D"} >= {0, 1, 3}
+    assert any(s[2] == (2, 2) for s in shapes) and {s[3] for s in shapes} >= {(1, 1), *DILATIONS}
+    assert sum(op.op == "FULLY_CONNECTED" for op in g.ops) == 2
+
+
+def _check(path, out, target, sanitize=False):
+    g = load_tflite(path)
+    x = int8_inputs(g, INPUTS, seed=5)
+    assert np.array_equal(R.TFLiteReference(g).run(x).reshape(len(x), -1),
+                          R.run_litert_interpreter(path, x, batch_size=1).reshape(len(x), -1))
+    api.export_s8_project(g, out, target, str(path), x, None, None, log=lambda *a: None)
+    report = api.run_project(out, x, None, target, 600, sanitize=sanitize, log=lambda *a: None)
+    assert report["bit_exact"], f"{target}: differs from tflite_reference on images {report['mismatched_images']}"
+
+
+@pytest.mark.parametrize("model", [0, 1, 2])
+def test_conv_kernels_bit_exact_on_the_host_with_sanitizers(conv_models, tmp_path, model):
+    _check(conv_models[model], tmp_path / "host", "host", sanitize=True)
+
+
+@pytest.mark.parametrize("core", QEMU_CORES)
+def test_conv_kernels_bit_exact_under_qemu(conv_models, tmp_path, core):
+    """The stack, and ResNet-8 (12.5 M MACs on random inputs: many requantization ties, which the small
+    stack may miss, e.g. RDBPOT rounding them up instead of away from zero)."""
+    if shutil.which("arm-none-eabi-gcc") is None:
+        pytest.fail("arm-none-eabi-gcc not found: ./install.sh installs it")
+    for i, path in enumerate([*conv_models, shared_file(RESNET8)]):
+        _check(path, tmp_path / f"{core}-{i}", core)
