@@ -5,7 +5,7 @@
 Exports ../shared/models/mlperf_tiny_ic_resnet8_int8.tflite as it is (its own
 scales and zero points, TFLite's reference int8 arithmetic in C), runs it
 under QEMU on CIFAR-10 test images and checks every output against
-tflite_reference (which equals LiteRT's reference kernels). Prints the
+reference.tflite (which equals LiteRT's reference kernels). Prints the
 activation arena, RAM (.data + .bss), flash (.text + .rodata + .data, with
 and without the harness's test images) and instructions per inference (QEMU
 -icount shift=0: instructions, not cycles): the figures to hold against
@@ -41,7 +41,7 @@ def main():
     weights = sum(t.data.nbytes for t in graph.tensors if t.is_const)
     harness = images.size
     print(f"MLPerf Tiny ResNet-8 int8 (TFLite-exact mode) on {args.target} (QEMU), {args.images} CIFAR-10 images, "
-          "all bit-exact with tflite_reference")
+          "all bit-exact with reference.tflite")
     print("| arena bytes | RAM bytes | flash bytes | flash without the harness images | weights + biases bytes "
           "| instructions / inference |")
     print("|---|---|---|---|---|---|")

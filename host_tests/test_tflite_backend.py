@@ -1,7 +1,7 @@
 """The TFLite-exact int8 mode in generated C: `dqa-mcu export model_int8.tflite --target ...`.
 
 The firmware's outputs are compared with np.array_equal against both
-tflite_reference and the LiteRT interpreter's reference kernels:
+reference.tflite and the LiteRT interpreter's reference kernels:
 * ResNet-8 int8 under QEMU cortex-m7 on CIFAR-10 test images (and the
   all-zero-pixel cross-check value of the issue), through the CLI;
 * the DS-CNN keyword spotter under QEMU cortex-m7 on generated inputs;
@@ -28,7 +28,7 @@ from test_tflite import (KWS, RESNET8, TEST_NPZ, ZERO_INPUT_OUTPUT, _need, resne
 def _firmware_outputs(out: Path, target: str, images: np.ndarray) -> np.ndarray:
     report = api.run_project(out, images, None, target, 600, log=lambda *a: None)
     assert report["images"] == len(images)
-    assert report["bit_exact"], f"differs from tflite_reference on images {report['mismatched_images']}"
+    assert report["bit_exact"], f"differs from reference.tflite on images {report['mismatched_images']}"
     assert report["overflowed_tensors"] == 0
     exe = out / f"build-{target}" / ("dqa_model.elf" if target != "host" else "dqa_model")
     return fw.run(exe, get_target(target)).outputs

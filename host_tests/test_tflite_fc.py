@@ -5,7 +5,7 @@ A Keras autoencoder of the MLPerf Tiny anomaly-detection shape (ad01: a
 640-value output; narrower layers here), with random weights and biases,
 converted to full int8 with a representative dataset. Its input, output and
 every intermediate tensor are [1, N] vectors. Checked with np.array_equal:
-* tflite_reference against the LiteRT interpreter's reference kernels, every
+* reference.tflite against the LiteRT interpreter's reference kernels, every
   tensor of every op;
 * the generated C under QEMU cortex-m7, and on the host with the sanitizers,
   against the interpreter;
@@ -88,7 +88,7 @@ def _export_and_run(path: Path, out: Path, target: str, x: np.ndarray, sanitize:
     api.export_s8_project(load_tflite(path), out, target, str(path), x, None, None, log=lambda *a: None)
     if sanitize:
         report = api.run_project(out, x, None, target, 600, sanitize=True, log=lambda *a: None)
-        assert report["bit_exact"], f"differs from tflite_reference on images {report['mismatched_images']}"
+        assert report["bit_exact"], f"differs from reference.tflite on images {report['mismatched_images']}"
     return _firmware_outputs(out, target, x)
 
 

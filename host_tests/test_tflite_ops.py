@@ -4,7 +4,7 @@ SUB, MUL, LEAKY_RELU, RESIZE_NEAREST_NEIGHBOR, DEPTH_TO_SPACE, TRANSPOSE_CONV,
 RESIZE_BILINEAR, LOGISTIC, HARD_SWISH, TANH, RELU and RELU6, in Keras models
 built here (random weights and biases) and converted to full int8. Checked
 with np.array_equal:
-* tflite_reference against the LiteRT interpreter's reference kernels
+* reference.tflite against the LiteRT interpreter's reference kernels
   (BUILTIN_REF), every tensor of every op, on a few hundred random inputs;
 * each element-wise activation exhaustively (all 256 int8 inputs) under many
   random input and output quantizations written into the file;
@@ -166,7 +166,7 @@ def litert_tensors(path: Path, x: np.ndarray, indices) -> dict[int, np.ndarray]:
 
 
 def assert_every_tensor_equal(path: Path, x: np.ndarray) -> np.ndarray:
-    """tflite_reference equals the interpreter on every tensor any op writes; returns the output."""
+    """reference.tflite equals the interpreter on every tensor any op writes; returns the output."""
     ref = R.TFLiteReference(path)
     ours: dict[int, list] = {}
     out = ref.run(x, collect=lambda i, a: ours.setdefault(i, []).append(a))

@@ -6,7 +6,7 @@ scale it cannot move before a CONCATENATION. A small U-Net built here (random
 weights and biases: two MaxPooling2D downsamplings, UpSampling2D, Concatenate
 skips, a Conv2DTranspose k=s=2 decoder step, a 1x1 head) converted to full
 int8, checked with np.array_equal:
-* tflite_reference against the LiteRT interpreter's reference kernels
+* reference.tflite against the LiteRT interpreter's reference kernels
   (BUILTIN_REF) on every tensor, a few hundred random inputs plus all -128
   and all 127;
 * QUANTIZE on all 256 inputs under random input and output quantizations;

@@ -2,7 +2,7 @@
 
 The generated ``model.c`` calls the ``*_s8`` kernels of the C runtime
 (``firmware/runtime/include/dqa_runtime_s8.h``) with the integer parameters
-``tflite_reference.TFLiteReference`` computes (one definition: the same
+``reference.tflite.TFLiteReference`` computes (one definition: the same
 multipliers, shifts, clamps and geometry drive both), so the firmware's
 outputs equal the reference's, and LiteRT's reference kernels', bit for bit
 (``docs/spec_tflite.md``).
@@ -17,7 +17,7 @@ the map is the identity (a reshape), or else is written by the nearest-resize
 kernel when every output pixel copies a whole source pixel (an upsampling or
 a spatial tile); any other movement is refused. A CONV_2D gathers each output
 pixel's window, widened to int16, into a scratch block of its own (its
-weights are tiled as the DQA convolution's, ``codegen.tile_conv_weights``); a
+weights are tiled as the DQA convolution's, ``codegen.dqa.tile_conv_weights``); a
 FULLY_CONNECTED widens its input row into one, its weights tiled as a 1x1 conv's;
 an ADD or SUB keeps its operands' rescaled values for all 256 int8 values in one. The project keeps the harness and API of the DQA mode
 (``main.c``, ``dqa_model_input()`` takes the int8 input bytes,

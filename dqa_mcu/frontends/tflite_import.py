@@ -5,7 +5,7 @@ inside ``ai-edge-litert`` (``ai_edge_litert.schema_py_generated``; TensorFlow's
 copy is the fallback), so no interpreter is needed. It returns a
 ``TFLiteGraph``: every tensor with its shape, type, scale(s), zero point(s)
 and, for constants, its int8 / int32 data; every operator with normalized
-options. ``tflite_reference.TFLiteReference`` executes that graph exactly like
+options. ``reference.tflite.TFLiteReference`` executes that graph exactly like
 TFLite's reference int8 kernels (``docs/spec_tflite.md``).
 
 A model whose input is float32 is a float model (``TFLiteGraph.quantized``

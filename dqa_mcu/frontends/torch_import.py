@@ -161,7 +161,9 @@ def probe_in_a_child(work, *args) -> str | None:
     if timed_out:
         return f"it ran over {CONVERTER_PROBE_SECONDS} s"
     if child.exitcode < 0:
-        return f"it crashed ({signal.Signals(-child.exitcode).name})"
+        number = -child.exitcode
+        name = signal.Signals(number).name if number in signal.valid_signals() else f"signal {number}"
+        return f"it crashed ({name})"
     return None
 
 
@@ -179,8 +181,8 @@ def _torchscript_to_fx(ts, example: torch.Tensor) -> torch.fx.GraphModule:
     torch.jit.save(ts, saved)
     death = probe_in_a_child(_convert_saved, saved.getvalue(), tuple(example.shape))
     if death is not None:
-        raise ir.GraphError(f"torch's TorchScript converter failed on this archive: {death}; the archive is "
-                            f"probably damaged. {advice}")
+        likely = "the machine may be too slow or too busy" if "ran over" in death else "the archive is probably damaged"
+        raise ir.GraphError(f"torch's TorchScript converter failed on this archive: {death}; {likely}. {advice}")
     try:
         gm = _torchscript_graph(ts, example)
         with _torch_logs_kept():
