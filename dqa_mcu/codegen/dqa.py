@@ -334,7 +334,7 @@ def generate(model: QModel, plan: MemoryPlan, out_dir: str | Path, target: str, 
                tensors=list(tensors.values()), layers=layers, arrays=emitter.arrays,
                input_enum=tensors[model.input]["enum"], output_enum=tensors[model.output]["enum"], target=target,
                row_tiles=int(row_tiles), run_order=run_order(plan, layers),
-               streamed=sorted(emitter.rings))
+               schedule=plan.schedule, streamed=sorted(emitter.rings))
     if images is None:
         images = np.zeros((1,) + tuple(in_t.shape), dtype=np.uint8)
     write_project(out_dir, ctx, "model", images, plan.describe(model))
@@ -366,7 +366,7 @@ def layout_blocks(blocks) -> list[dict]:
 def _layout(ctx: dict) -> dict:
     """What the generated C places where: arena blocks (offsets, bytes, lifetimes in layer steps),
     the layers in run order (the harness's per-layer counts follow it), and every const array."""
-    streamed = {"streamed": ctx["streamed"]} if "streamed" in ctx else {}  # rings of a row-streamed schedule
+    streamed = {"schedule": ctx["schedule"], "streamed": ctx["streamed"]} if "streamed" in ctx else {}  # DQA
     return {"arena_bytes": ctx["arena_bytes"], "blocks": layout_blocks(ctx["blocks"]), **streamed,
             "layers": [{"index": layer["index"], "name": layer["name"]} for layer in ctx["layers"]],
             "constants": [{"name": a.name, "ctype": a.ctype, "length": a.length,

@@ -41,6 +41,7 @@ class MemoryPlan:
     blocks: list[Block]
     arena_bytes: int
     segments: list["Segment"] = field(default_factory=list)  # row-streamed segments, in run order
+    schedule: str = "layer"  # how the segments were chosen (SCHEDULES)
 
     def block(self, name: str) -> Block:
         return next(b for b in self.blocks if b.name == name)
@@ -52,7 +53,8 @@ class MemoryPlan:
             rows.append(f"{b.name:40s} {b.offset:8d} {b.size:8d}  {b.first}..{b.last} ({first} .. {last})")
         for seg in self.segments:
             rows.append(seg.describe())
-        rows.append(f"arena peak: {self.arena_bytes} bytes")
+        rows.append(f"arena peak: {self.arena_bytes} bytes ({self.schedule} schedule, "
+                    f"{len(self.segments)} row-streamed segments)")
         return "\n".join(rows)
 
 
@@ -135,6 +137,7 @@ def place(blocks: list[Block]) -> MemoryPlan:
 
 # ---- the row-streamed schedule -------------------------------------------------------------------
 SCHEDULES = ("auto", "layer", "stream")  # auto: stream where it lowers the arena
+DEFAULT_SCHEDULE = "auto"  # what export runs (and what a memory budget is fitted under) unless told
 STREAMED_OPS = ("conv2d", "linear", "add", "maxpool", "avgpool", "global_avgpool")  # row-resumable kernels
 
 
@@ -412,7 +415,12 @@ def choose_segments(model: QModel, schedule: str) -> list[Segment]:
 
 def plan(model: QModel, schedule: str = "layer") -> MemoryPlan:
     """The arena for `schedule` (SCHEDULES); layer: every tensor whole, as before issue 13."""
-    segments = choose_segments(model, schedule)
+    return plan_segments(model, choose_segments(model, schedule), schedule)
+
+
+def plan_segments(model: QModel, segments: list[Segment], schedule: str) -> MemoryPlan:
+    """The arena of `model`'s current sizes with `segments` kept (those `schedule` chose): a re-plan
+    without the segment search, while only important channels (so ring slot bytes) change."""
     memory = place(_blocks(model, segments))
-    memory.segments = segments
+    memory.segments, memory.schedule = segments, schedule
     return memory
