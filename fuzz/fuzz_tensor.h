@@ -12,7 +12,8 @@
  *   18..21  n_coded, little-endian: any value, as a corrupted RAM word would be
  *   22..37  code lengths of the 2^m error symbols; when they are not a complete prefix code of
  *           lengths 1..8, they choose the leaves to split in growing one
- *   38      ring rows: 0 a whole tensor, else a row-streamed one (spec 2.4) of that many slots
+ *   38      ring rows (byte % 16): 0 a whole tensor, else a row-streamed one (spec 2.4) of that many
+ *           slots, fewer or more than the rows (a ring never needs more; wider ones only slow the run)
  *   39      ring slot slack: byte % 8 words of 4 bytes past what the row needs
  *   40..43  a ring row's stream capacity in bits, little-endian (mod 2^14)
  *   44..    the payload (the target's own)
@@ -183,9 +184,9 @@ static int fuzz_tensor_parse(fuzz_tensor_t *f, const uint8_t *data, size_t size)
     f->plane_bytes = plane_bytes(info, info->height);
     f->stream_bytes = info->extra_bits && !(f->flags & FLAG_NO_STREAM) ? (info->stream_capacity_bits + 7u) / 8u + 1u
                                                                         : 0u;
-    if (data[38] != 0u) {
+    if (data[38] % 16u != 0u) {
         uint32_t slot = align4(plane_bytes(info, 1u)) + 4u * (data[39] % 8u);
-        f->tensor.ring_rows = data[38];
+        f->tensor.ring_rows = (uint16_t)(data[38] % 16u);
         f->tensor.row_capacity_bits = fuzz_le32(data + 40) % (1u << 14);
         if (f->stream_bytes) {
             f->ring_stream_offset = align4(plane_bytes(info, 1u));
