@@ -102,3 +102,18 @@ def test_network_counts_spend_the_share_on_the_best_channels_per_element():
     assert network_counts(scores, shapes, 16 / total) == {"big": 1, "small": 0}
     assert network_counts(scores, shapes, 7 / total) == {"big": 0, "small": 1}
     assert network_counts(scores, shapes, 1.0) == {"big": 2, "small": 2}
+
+
+def test_a_budget_is_fitted_under_the_schedule_it_is_asked_for(resnet20, cifar_calib, arenas):
+    """1 KB under the uniform model's layer arena (27.8 KB) but over its auto arena (22.1 KB): layer by
+    layer channels must leave the peak, streamed none has to."""
+    graph, calib = resnet20
+    _, uniform, uniform_plan = arenas
+    budget = planner.plan(uniform, "layer").arena_bytes - 1024
+    assert uniform_plan.arena_bytes <= budget  # the default (auto) plan fits already
+    layer = fit_arena(graph, calib, DQA3, cifar_calib, budget, log=lambda *a: None, schedule="layer")
+    assert planner.plan(layer, "layer").arena_bytes <= budget
+    assert any(layer.tensors[n].important.sum() < c for n, c in _counts(uniform).items())
+    streamed = fit_arena(graph, calib, DQA3, cifar_calib, budget, log=lambda *a: None)
+    assert _arena(streamed) <= budget
+    assert all(streamed.tensors[n].important.sum() >= c for n, c in _counts(uniform).items())
