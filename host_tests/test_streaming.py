@@ -99,8 +99,9 @@ def test_the_int8_mode_refuses_a_streamed_schedule_in_one_line(tmp_path):
 
 
 class TwoBranches(torch.nn.Module):
-    """conv -> two conv branches added (an add no conv can fuse) -> avgpool 2x2 -> maxpool 3x3 stride 2
-    pad 1 -> GAP -> linear: the streamed add and windowed pooling kernels."""
+    """conv -> two conv branches added (an add no conv can fuse) -> hardswish (a table activation) ->
+    avgpool 2x2 -> maxpool 3x3 stride 2 pad 1 -> GAP -> linear: the streamed add, activation and
+    windowed pooling kernels."""
 
     def __init__(self):
         super().__init__()
@@ -111,7 +112,7 @@ class TwoBranches(torch.nn.Module):
 
     def forward(self, x):
         x = torch.relu(self.stem(x))
-        x = torch.relu(self.a(x)) + torch.relu(self.b(x))
+        x = torch.nn.functional.hardswish(torch.relu(self.a(x)) + torch.relu(self.b(x)))
         x = torch.nn.functional.max_pool2d(torch.nn.functional.avg_pool2d(x, 2), 3, 2, 1)
         return self.fc(torch.nn.functional.adaptive_avg_pool2d(x, 1).flatten(1))
 
@@ -130,11 +131,13 @@ def branches():
 
 
 @pytest.mark.parametrize("target", ["host", "cortex-m55"])
-def test_streamed_add_and_windowed_pooling_are_bit_exact(branches, target, tmp_path):
+def test_streamed_add_activation_and_windowed_pooling_are_bit_exact(branches, target, tmp_path):
     model, images = branches
     (seg,) = planner.plan(model, "stream").segments
     ops = [model.nodes[i].op for i in range(seg.first, seg.last + 1)]
-    assert {"add", "avgpool", "maxpool", "global_avgpool"} <= set(ops)
+    assert {"add", "activation", "avgpool", "maxpool", "global_avgpool"} <= set(ops)
+    assert any(model.nodes[i].op == "activation" and model.nodes[i].output in seg.ring_rows
+               for i in range(seg.first, seg.last + 1))  # its output a ring, read by the next layer
     if target != "host":
         require_arm()
     report = run(model, images, target, tmp_path / target, sanitize=target == "host")

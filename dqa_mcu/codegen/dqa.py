@@ -257,6 +257,8 @@ class _Emitter:
             layer["params"] = [("table", name), ("reach", f"{reach}u"), ("index_multiplier", index_multiplier),
                                ("index_shift", index_shift), ("requant", self.requant(ident, node))]
             layer["call"] = f"dqa_activation(&{ident}_params, {ref(ins[0])}, {ref(out)}, {scratch}, status);"
+            layer["state"] = ("dqa_activation_state_t", f"dqa_activation_start(&{ident}_state, {ref(ins[0])}, "
+                              f"{ref(out)}, {scratch});", "dqa_activation_rows")
             layer["scratch_call"] = f"dqa_activation_get_buffer_size({info(ins[0])}, {info(out)})"
         elif node.op == "flatten":
             layer["call"] = (f"dqa_tensors[{out['enum']}].n_coded = dqa_tensors[{ins[0]['enum']}].n_coded; "

@@ -283,6 +283,19 @@ size_t dqa_activation_get_buffer_size(const dqa_tensor_info_t *input, const dqa_
 void dqa_activation(const dqa_activation_params_t *params, const dqa_tensor_t *input, dqa_tensor_t *output,
                     void *scratch, dqa_status_t *status);
 
+/* A table activation in row pieces (a row pipeline, spec 2.4): one input pixel per output pixel. */
+typedef struct {
+    dqa_reader_t reader;
+    dqa_writer_t writer;
+    void *scratch;
+    uint16_t row; /* output rows done */
+} dqa_activation_state_t;
+
+void dqa_activation_start(dqa_activation_state_t *state, const dqa_tensor_t *input, dqa_tensor_t *output,
+                          void *scratch);
+void dqa_activation_rows(dqa_activation_state_t *state, const dqa_activation_params_t *params, uint16_t end,
+                         dqa_status_t *status);
+
 #ifdef __cplusplus
 }
 #endif
