@@ -142,3 +142,41 @@ def test_streamed_add_activation_and_windowed_pooling_are_bit_exact(branches, ta
         require_arm()
     report = run(model, images, target, tmp_path / target, sanitize=target == "host")
     assert report["bit_exact"], report["mismatched_images"]
+
+
+class Concat(torch.nn.Module):
+    """conv -> two conv branches concatenated along channels -> 1x1 conv -> GAP -> linear: the streamed
+    concat, its first input's ring read by both branches' windows and by nothing else."""
+
+    def __init__(self):
+        super().__init__()
+        self.stem = torch.nn.Conv2d(3, 8, 3, padding=1)
+        self.a = torch.nn.Conv2d(8, 8, 3, padding=1)
+        self.b = torch.nn.Conv2d(8, 4, 3, padding=1)
+        self.mix = torch.nn.Conv2d(12, 8, 1)
+        self.fc = torch.nn.Linear(8, 4)
+
+    def forward(self, x):
+        x = torch.relu(self.stem(x))
+        x = torch.relu(self.mix(torch.cat((torch.relu(self.a(x)), torch.relu(self.b(x))), 1)))
+        return self.fc(torch.nn.functional.adaptive_avg_pool2d(x, 1).flatten(1))
+
+
+@pytest.mark.parametrize("target", ["host", "cortex-m55"])
+def test_a_streamed_concat_is_bit_exact(target, tmp_path):
+    from dqa_mcu.frontends import passes
+    from dqa_mcu.frontends.torch_import import import_module
+    from dqa_mcu.frontends.zoo import Normalization
+    from dqa_mcu.quantize.calibrate import calibrate
+    torch.manual_seed(0)
+    images = np.random.default_rng(1).integers(0, 256, (64, 10, 10, 3), dtype=np.uint8)
+    graph = passes.optimize(import_module(Concat(), (10, 10, 3), Normalization(1 / 255, (0.5,) * 3, (0.25,) * 3)))
+    model = quantize(graph, calibrate(graph, images, show_progress=False), QuantConfig(bits=4), images)
+    (seg,) = planner.plan(model, "stream").segments
+    concat = next(n for n in model.nodes if n.op == "concat")
+    assert seg.first <= model.nodes.index(concat) <= seg.last and concat.output in seg.ring_rows
+    assert all(name in seg.ring_rows for name in concat.inputs)
+    if target != "host":
+        require_arm()
+    report = run(model, images[:4], target, tmp_path / target, sanitize=target == "host")
+    assert report["bit_exact"], report["mismatched_images"]

@@ -220,6 +220,8 @@ class _Emitter:
             if len(ins) != 2:
                 raise ValueError(f"node {node.name!r}: the C backend concatenates 2 inputs, got {len(ins)}")
             layer["call"] = f"dqa_concat({ref(ins[0])}, {ref(ins[1])}, {ref(out)}, {scratch}, status);"
+            layer["state"] = ("dqa_concat_state_t", f"dqa_concat_start(&{ident}_state, {ref(ins[0])}, "
+                              f"{ref(ins[1])}, {ref(out)}, {scratch});", "dqa_concat_rows")
             layer["scratch_call"] = f"dqa_concat_get_buffer_size({info(ins[0])}, {info(ins[1])}, {info(out)})"
         elif node.op == "upsample_nearest":
             sh, sw = at["scale"]

@@ -138,7 +138,8 @@ def place(blocks: list[Block]) -> MemoryPlan:
 # ---- the row-streamed schedule -------------------------------------------------------------------
 SCHEDULES = ("auto", "layer", "stream")  # auto: stream where it lowers the arena
 DEFAULT_SCHEDULE = "auto"  # what export runs (and what a memory budget is fitted under) unless told
-STREAMED_OPS = ("conv2d", "linear", "add", "maxpool", "avgpool", "global_avgpool", "activation")  # row-resumable
+STREAMED_OPS = ("conv2d", "linear", "add", "maxpool", "avgpool", "global_avgpool", "activation",
+                "concat")  # row-resumable kernels
 
 
 @dataclass(frozen=True)
@@ -174,7 +175,8 @@ class WindowRead:
 
 @dataclass(frozen=True)
 class PointRead:
-    """One input pixel per output pixel at (oh * stride, ow * stride): a fused residual, an add, an activation."""
+    """One input pixel per output pixel at (oh * stride, ow * stride): a fused residual, an add, an
+    activation, a concat."""
     h: int
     w: int
     w_out: int
@@ -303,6 +305,8 @@ def stage_of(node: QNode, model: QModel) -> Stage:
         reads = [(node.inputs[0], WindowRead(h, w, 1, h, w))]
     elif node.op == "activation":
         reads = [(node.inputs[0], PointRead(h, w, out.shape[1]))]
+    elif node.op == "concat":
+        reads = [(name, PointRead(h, w, out.shape[1])) for name in node.inputs]
     else:  # add
         reads = [(node.inputs[0], PointRead(h, w, out.shape[1])),
                  (node.inputs[1], PointRead(*ins[1].shape[:2], out.shape[1], at["b_stride"]))]

@@ -234,6 +234,18 @@ size_t dqa_concat_get_buffer_size(const dqa_tensor_info_t *a, const dqa_tensor_i
 void dqa_concat(const dqa_tensor_t *a, const dqa_tensor_t *b, dqa_tensor_t *output, void *scratch,
                 dqa_status_t *status);
 
+/* concat in row pieces (a row pipeline, spec 2.4): a pixel of each input per output pixel. */
+typedef struct {
+    dqa_reader_t a, b;
+    dqa_writer_t writer;
+    void *scratch;
+    uint16_t row; /* output rows done */
+} dqa_concat_state_t;
+
+void dqa_concat_start(dqa_concat_state_t *state, const dqa_tensor_t *a, const dqa_tensor_t *b, dqa_tensor_t *output,
+                      void *scratch);
+void dqa_concat_rows(dqa_concat_state_t *state, uint16_t end, dqa_status_t *status);
+
 size_t dqa_upsample_nearest_get_buffer_size(const dqa_tensor_info_t *input, const dqa_tensor_info_t *output);
 void dqa_upsample_nearest(uint16_t scale_h, uint16_t scale_w, const dqa_tensor_t *input, dqa_tensor_t *output,
                           void *scratch, dqa_status_t *status);

@@ -35,10 +35,7 @@ void dqa_activation_rows(dqa_activation_state_t *state, const dqa_activation_par
     int16_t *v = (int16_t *)(void *)(u + c_n);
     uint32_t i, c;
 
-    if (end > out->height) {
-        end = out->height;
-    }
-    if (end <= state->row) {
+    if (!dqa__rows_pending(&end, out->height, state->row)) {
         return; /* nothing new: a segment round in which this layer waits */
     }
     for (i = (uint32_t)state->row * out->width; i < (uint32_t)end * out->width; i++) {
