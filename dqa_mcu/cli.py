@@ -140,7 +140,8 @@ def _recommend(args, limit: recommend.Budget, base: QuantConfig, graph, calib, c
     print(recommend.format_candidates(found, best, score_y is not None and not regress, regress))
     print(f"recommended: {best.label}, {100 * best.important_share:.1f} % of activations important, "
           f"{best.bits:.2f} bits per activation, arena {best.arena_bytes} bytes; export fixes it with "
-          f"--bits {best.config.bits} --extra-bits {best.config.extra_bits} {limit.flag}")
+          f"--bits {best.config.bits} --extra-bits {best.config.extra_bits} {limit.flag}"
+          + (f" --schedule {args.schedule}" if args.schedule else ""))
     return best
 
 
