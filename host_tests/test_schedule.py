@@ -116,3 +116,15 @@ def test_a_budget_estimate_scales_each_rows_capacity_with_its_important_channels
     assert 0 <= row_bits - t.err_row_capacity_bits * (count // 2) / count < 2  # rounded up (a float's ceil)
     ring_before = planner.ring_slot(t)[1]
     assert planner.ring_slot(estimate.tensors[name])[1] < ring_before  # the ring the auto plan holds shrinks
+
+
+def test_an_upsampled_row_stays_in_its_ring_until_its_last_output_row():
+    # x (4 rows) -> nearest x2 (8 rows) -> 3x3 conv: x's row r is read for output rows 2r and 2r + 1
+    read = planner.RepeatRead(4, 2)
+    assert [read.need(u) for u in range(9)] == [0, 1, 1, 2, 2, 3, 3, 4, 4]
+    assert [read.oldest(u) for u in range(9)] == [0, 0, 1, 1, 2, 2, 3, 3, 4]
+    stages = [conv3x3("x", "in", 4), Stage("up", "up", 8, 8, (("x", read),)), conv3x3("c", "up", 8)]
+    steps, rings = simulate(stages, {"in": 4}, {"x", "up"})
+    # x writes a row a round, the upsampling takes two rounds per row: when x writes its row 3, the
+    # upsampling is at output row 3 and still reads x's row 1
+    assert rings["x"] == 3 and steps[-1] == [4, 8, 8]

@@ -162,20 +162,38 @@ class Concat(torch.nn.Module):
         return self.fc(torch.nn.functional.adaptive_avg_pool2d(x, 1).flatten(1))
 
 
+class Upsample(torch.nn.Module):
+    """conv -> stride-2 conv -> nearest upsampling x2 -> conv -> GAP -> linear: each input row of the
+    upsampling read for two output rows from its ring slot."""
+
+    def __init__(self):
+        super().__init__()
+        self.stem = torch.nn.Conv2d(3, 8, 3, padding=1)
+        self.down = torch.nn.Conv2d(8, 8, 3, stride=2, padding=1)
+        self.up = torch.nn.Conv2d(8, 8, 3, padding=1)
+        self.fc = torch.nn.Linear(8, 4)
+
+    def forward(self, x):
+        x = torch.relu(self.down(torch.relu(self.stem(x))))
+        x = torch.relu(self.up(torch.nn.functional.interpolate(x, scale_factor=2, mode="nearest")))
+        return self.fc(torch.nn.functional.adaptive_avg_pool2d(x, 1).flatten(1))
+
+
 @pytest.mark.parametrize("target", ["host", "cortex-m55"])
-def test_a_streamed_concat_is_bit_exact(target, tmp_path):
+@pytest.mark.parametrize("module, op", [(Concat, "concat"), (Upsample, "upsample_nearest")])
+def test_a_streamed_concat_and_nearest_upsampling_are_bit_exact(module, op, target, tmp_path):
     from dqa_mcu.frontends import passes
     from dqa_mcu.frontends.torch_import import import_module
     from dqa_mcu.frontends.zoo import Normalization
     from dqa_mcu.quantize.calibrate import calibrate
     torch.manual_seed(0)
-    images = np.random.default_rng(1).integers(0, 256, (64, 10, 10, 3), dtype=np.uint8)
-    graph = passes.optimize(import_module(Concat(), (10, 10, 3), Normalization(1 / 255, (0.5,) * 3, (0.25,) * 3)))
+    images = np.random.default_rng(1).integers(0, 256, (64, 12, 12, 3), dtype=np.uint8)
+    graph = passes.optimize(import_module(module(), (12, 12, 3), Normalization(1 / 255, (0.5,) * 3, (0.25,) * 3)))
     model = quantize(graph, calibrate(graph, images, show_progress=False), QuantConfig(bits=4), images)
     (seg,) = planner.plan(model, "stream").segments
-    concat = next(n for n in model.nodes if n.op == "concat")
-    assert seg.first <= model.nodes.index(concat) <= seg.last and concat.output in seg.ring_rows
-    assert all(name in seg.ring_rows for name in concat.inputs)
+    node = next(n for n in model.nodes if n.op == op)
+    assert seg.first <= model.nodes.index(node) <= seg.last
+    assert all(name in seg.ring_rows for name in (*node.inputs, node.output))  # inputs and output are rings
     if target != "host":
         require_arm()
     report = run(model, images[:4], target, tmp_path / target, sanitize=target == "host")

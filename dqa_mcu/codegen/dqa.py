@@ -226,6 +226,8 @@ class _Emitter:
         elif node.op == "upsample_nearest":
             sh, sw = at["scale"]
             layer["call"] = f"dqa_upsample_nearest({sh}, {sw}, {ref(ins[0])}, {ref(out)}, {scratch}, status);"
+            layer["state"] = ("dqa_upsample_nearest_state_t", f"dqa_upsample_nearest_start(&{ident}_state, {sh}, "
+                              f"{sw}, {ref(ins[0])}, {ref(out)}, {scratch});", "dqa_upsample_nearest_rows")
             layer["scratch_call"] = f"dqa_upsample_nearest_get_buffer_size({info(ins[0])}, {info(out)})"
         elif node.op == "depth_to_space":
             layer["call"] = (f"dqa_depth_to_space({at['block']}, {ref(ins[0])}, {ref(out)}, {scratch}, "

@@ -139,7 +139,7 @@ def place(blocks: list[Block]) -> MemoryPlan:
 SCHEDULES = ("auto", "layer", "stream")  # auto: stream where it lowers the arena
 DEFAULT_SCHEDULE = "auto"  # what export runs (and what a memory budget is fitted under) unless told
 STREAMED_OPS = ("conv2d", "linear", "add", "maxpool", "avgpool", "global_avgpool", "activation",
-                "concat")  # row-resumable kernels
+                "concat", "upsample_nearest")  # row-resumable kernels
 
 
 @dataclass(frozen=True)
@@ -187,6 +187,19 @@ class PointRead:
 
     def oldest(self, u: int) -> int:
         return min(u * self.stride, self.h)  # the reader jumps to the next row it reads
+
+
+@dataclass(frozen=True)
+class RepeatRead:
+    """Each input row for `scale` consecutive output rows (nearest upsampling)."""
+    h: int
+    scale: int
+
+    def need(self, u: int) -> int:
+        return 0 if u == 0 else min(self.h, (u - 1) // self.scale + 1)
+
+    def oldest(self, u: int) -> int:
+        return min(u // self.scale, self.h)
 
 
 @dataclass(frozen=True)
@@ -307,6 +320,8 @@ def stage_of(node: QNode, model: QModel) -> Stage:
         reads = [(node.inputs[0], PointRead(h, w, out.shape[1]))]
     elif node.op == "concat":
         reads = [(name, PointRead(h, w, out.shape[1])) for name in node.inputs]
+    elif node.op == "upsample_nearest":
+        reads = [(node.inputs[0], RepeatRead(h, at["scale"][0]))]
     else:  # add
         reads = [(node.inputs[0], PointRead(h, w, out.shape[1])),
                  (node.inputs[1], PointRead(*ins[1].shape[:2], out.shape[1], at["b_stride"]))]

@@ -250,6 +250,19 @@ size_t dqa_upsample_nearest_get_buffer_size(const dqa_tensor_info_t *input, cons
 void dqa_upsample_nearest(uint16_t scale_h, uint16_t scale_w, const dqa_tensor_t *input, dqa_tensor_t *output,
                           void *scratch, dqa_status_t *status);
 
+/* Nearest upsampling in output-row pieces (a row pipeline, spec 2.4): each input row read scale_h times. */
+typedef struct {
+    dqa_reader_t reader, row_start; /* row_start: the reader at the start of the current input row */
+    dqa_writer_t writer;
+    void *scratch;
+    uint16_t scale_h, scale_w;
+    uint16_t row; /* output rows done */
+} dqa_upsample_nearest_state_t;
+
+void dqa_upsample_nearest_start(dqa_upsample_nearest_state_t *state, uint16_t scale_h, uint16_t scale_w,
+                                const dqa_tensor_t *input, dqa_tensor_t *output, void *scratch);
+void dqa_upsample_nearest_rows(dqa_upsample_nearest_state_t *state, uint16_t end, dqa_status_t *status);
+
 /* depth_to_space (PyTorch's pixel_shuffle, spec 5.6): (H, W, C*r*r) -> (H*r, W*r, C), output
  * (h*r + i, w*r + j, c) = input (h, w, c*r*r + i*r + j), u copied. Buffers one input row. */
 size_t dqa_depth_to_space_get_buffer_size(const dqa_tensor_info_t *input, const dqa_tensor_info_t *output);
