@@ -164,7 +164,7 @@ def _replace(out: Path, staged: Path) -> None:
 
 def export_project(model: QModel, out: Path, target_name: str, source: str, images: np.ndarray,
                    ram_bytes: int | None, flash_bytes: int | None, log=print, force: bool = False,
-                   schedule: str = "layer") -> planner.MemoryPlan:
+                   schedule: str = planner.DEFAULT_SCHEDULE) -> planner.MemoryPlan:
     """Write the C project of a DQA model into `out` (replaced whole: see `check_output_dir`), run with
     `schedule` (planner.SCHEDULES)."""
     out = Path(out)
@@ -321,12 +321,12 @@ def load(path, input_shape, normalization=None, arch: str | None = None, trust_p
 
 def quantize_model(graph, calib_inputs: np.ndarray, config: QuantConfig | None = None, *,
                    task: str = "classify", rankings=None, memory_budget: int | None = None,
-                   bits_budget: float | None = None) -> QModel:
+                   bits_budget: float | None = None, schedule: str = planner.DEFAULT_SCHEDULE) -> QModel:
     """Calibrate `graph` on `calib_inputs` (uint8 model inputs: images, or feature codes from
     ``features.feature_codes``) and quantize it with `config` (default: DQA n = 4). A whole-network
     ranking (``config.rank`` taylor or greedy) is computed on the same inputs unless `rankings`
-    gives one; a budget (SRAM bytes of the arena, or average stored bits) fits the important
-    channels into it."""
+    gives one; a budget (SRAM bytes of the arena planned under `schedule`, export's, or average
+    stored bits) fits the important channels into it."""
     from dqa_mcu.quantize.greedy import rankings_for
     config = config or QuantConfig()
     calib = calibrate(graph, calib_inputs, show_progress=False)
@@ -335,7 +335,8 @@ def quantize_model(graph, calib_inputs: np.ndarray, config: QuantConfig | None =
         ranked = rankings_for(config, graph, calib, calib_inputs, show_progress=False, regress=task != "classify")
         rankings = None if ranked is None else ranked.rankings
     if memory_budget is not None:
-        return budget.fit_arena(graph, calib, config, calib_inputs, memory_budget, rankings, log=lambda *a: None)
+        return budget.fit_arena(graph, calib, config, calib_inputs, memory_budget, rankings, log=lambda *a: None,
+                                schedule=schedule)
     if bits_budget is not None:
         if ranked is None:
             raise QuantizationError("a bits budget allocates important channels by whole-network scores: "
@@ -347,12 +348,12 @@ def quantize_model(graph, calib_inputs: np.ndarray, config: QuantConfig | None =
 
 def export(model, out, target: str = "cortex-m7", harness_inputs: np.ndarray | None = None, *,
            ram_bytes: int | None = None, flash_bytes: int | None = None, build: bool = False,
-           source: str = "", log=print, force: bool = False, schedule: str = "layer") -> dict:
+           source: str = "", log=print, force: bool = False, schedule: str = planner.DEFAULT_SCHEDULE) -> dict:
     """Write the C project for `model` (a QModel, a saved ``.dqa.npz``, or an int8 ``.tflite`` file
     kept in its own arithmetic) into `out`, with `harness_inputs` (model inputs, default one zero
     input) compiled into the test harness; build it too with `build`. `out` is replaced whole if it
     is an earlier export, refused if it holds other files (unless `force`); `schedule`: layer, stream or
-    auto (planner.SCHEDULES; a DQA model only). Returns what was written:
+    auto (planner.SCHEDULES, default auto; a DQA model only: the int8 mode runs layer by layer). Returns what was written:
     target, mode, arena and constant bytes, and the executable when built."""
     out = Path(out)
     tgraph = None

@@ -92,6 +92,18 @@ def _regress(args) -> bool:
     return getattr(args, "task", "classify") != "classify"
 
 
+def _schedule_arg(p, note: str) -> None:
+    p.add_argument("--schedule", choices=planner.SCHEDULES, default=None,
+                   help="layer: each layer over whole tensors; stream: runs of consecutive layers as row "
+                        "pipelines (docs/spec.md 2.4); auto: stream where it lowers the arena (default: "
+                        f"{planner.DEFAULT_SCHEDULE}){note}")
+
+
+def _schedule(args) -> str:
+    """--schedule, or the default of a DQA export."""
+    return args.schedule or planner.DEFAULT_SCHEDULE
+
+
 def _budget(args) -> recommend.Budget | None:
     """--memory-budget / --bits-budget, checked; None without either."""
     arena, bits = getattr(args, "memory_budget", None), getattr(args, "bits_budget", None)
@@ -107,7 +119,7 @@ def _fit_budget(args, limit: recommend.Budget, graph, calib, calib_x, calib_y) -
     ranked = _ranking_result(args, config, graph, calib, calib_x, calib_y) if config.uses_dqa else None
     rankings = None if ranked is None else ranked.rankings
     if limit.arena_bytes is not None:
-        return budget.fit_arena(graph, calib, config, calib_x, limit.arena_bytes, rankings)
+        return budget.fit_arena(graph, calib, config, calib_x, limit.arena_bytes, rankings, schedule=_schedule(args))
     if config.uses_dqa and ranked is None:
         raise DataError(f"--bits-budget allocates important channels across tensors by whole-network scores: "
                         f"--rank {' or --rank '.join(GLOBAL_RANKINGS)}, not {config.rank}")
@@ -122,13 +134,14 @@ def _recommend(args, limit: recommend.Budget, base: QuantConfig, graph, calib, c
     score_x, score_y = subsample(args.score_images, calib_x, calib_y)
     regress = _regress(args)
     best, found = recommend.recommend(graph, calib, base, calib_x, limit, rank, score_x, score_y,
-                                      args.extra_bits_list, regress=regress)
+                                      args.extra_bits_list, regress=regress, schedule=_schedule(args))
     print(f"\ncandidates for {limit} ({len(score_x)} calibration images score them; the least "
           f"{'output error' if regress else 'KL divergence'} from FP32 wins):")
     print(recommend.format_candidates(found, best, score_y is not None and not regress, regress))
     print(f"recommended: {best.label}, {100 * best.important_share:.1f} % of activations important, "
           f"{best.bits:.2f} bits per activation, arena {best.arena_bytes} bytes; export fixes it with "
-          f"--bits {best.config.bits} --extra-bits {best.config.extra_bits} {limit.flag}")
+          f"--bits {best.config.bits} --extra-bits {best.config.extra_bits} {limit.flag}"
+          + (f" --schedule {args.schedule}" if args.schedule else ""))
     return best
 
 
@@ -254,7 +267,7 @@ def cmd_export(args) -> int:
             raise DataError(f"{limit.flag}: {args.model} is an int8 model that keeps its own 8-bit "
                             "quantization; a memory budget needs a float model (.pt/.th, .h5/.keras, "
                             "float .tflite)")
-        if args.schedule != "layer":
+        if args.schedule not in (None, "layer"):
             raise DataError(f"--schedule {args.schedule}: the TFLite-exact int8 mode runs layer by layer "
                             "(row streaming covers the DQA path so far); use --schedule layer")
         out = Path(args.output)
@@ -283,7 +296,7 @@ def cmd_export(args) -> int:
     images = _harness_images(args, model, calib_x)
     out = Path(args.output)
     export_project(model, out, target.name, args.model, images, args.ram_bytes, args.flash_bytes, force=args.force,
-                   schedule=args.schedule)
+                   schedule=_schedule(args))
     return _build_export(out, target, args.no_build)
 
 
@@ -556,9 +569,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "code fit (default: the target's)")
     _budget_args(p, required=False)
     p.add_argument("--no-build", action="store_true")
-    p.add_argument("--schedule", choices=planner.SCHEDULES, default="layer",
-                   help="layer: each layer over whole tensors; stream: runs of consecutive layers as row "
-                        "pipelines (docs/spec.md 2.4); auto: stream where it lowers the arena")
+    _schedule_arg(p, "; the int8 mode of an int8 .tflite runs layer by layer")
     p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("recommend", help="the configuration (n, m, important channels) that wins at a memory "
@@ -578,6 +589,7 @@ def build_parser() -> argparse.ArgumentParser:
     _task_args(p)
     p.add_argument("-o", "--output", metavar="FILE.dqa.npz", help="write the recommended model (export takes it)")
     p.add_argument("--seed", type=int, default=0)
+    _schedule_arg(p, ": the arenas are planned as export will run them")
     p.set_defaults(func=cmd_recommend, bits=None, extra_bits=QuantConfig.extra_bits,
                    important_ratio=QuantConfig.important_ratio, save_rankings=None)
 

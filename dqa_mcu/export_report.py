@@ -86,6 +86,7 @@ class ExportReport:
     all8: Memory
     run: dict | None
     accuracy: tuple[str, float] | None  # (metric, value) when the run had labels
+    schedule: str = "layer"  # a DQA export's (planner.SCHEDULES); the all-8-bit arena is always "layer"
 
 
 # -- reading an export -------------------------------------------------------------
@@ -244,7 +245,8 @@ def _load(out: Path, info: dict, run_file: str | Path | None) -> ExportReport:
             all8.ram = this.ram - this.arena + all8.arena
             all8.flash = this.flash - this.constants + all8.constants
     return ExportReport(out.name, Path(info.get("source", "")).name, mode, info.get("target", "?"), quantization,
-                        rows, alive, extent, alive8, extent8, this, all8, run, _accuracy(run) if run else None)
+                        rows, alive, extent, alive8, extent8, this, all8, run, _accuracy(run) if run else None,
+                        layout.get("schedule", "layer"))
 
 
 # -- the page ---------------------------------------------------------------------
@@ -330,9 +332,10 @@ def _number(v, fmt: str = "{:,}") -> str:
 
 
 def _cards(r: ExportReport) -> list[tuple[str, str]]:
-    cards = [(f"{r.this.arena:,} B", "activation arena")]
+    cards = [(f"{r.this.arena:,} B", f"activation arena ({r.schedule} schedule)")]
     if r.mode == "DQA":
-        cards.append((f"{100 * r.this.arena / r.all8.arena:.1f} %", f"of the all-8-bit arena ({r.all8.arena:,} B)"))
+        cards.append((f"{100 * r.this.arena / r.all8.arena:.1f} %",
+                      f"of the all-8-bit whole-tensor arena ({r.all8.arena:,} B)"))
     cards.append((f"{r.this.constants:,} B", "constants"))
     if r.run:
         cards.append(("bit-exact" if r.run.get("bit_exact") else "MISMATCH",
@@ -367,7 +370,8 @@ def _table(r: ExportReport) -> str:
 def _all8_note(r: ExportReport, measured: bool) -> str:
     if r.mode != "DQA":
         return "an int8 TFLite export is its own all-8-bit build"
-    note = "the same graph with every stored tensor at 8 bits and no error streams, placed by the same planner"
+    note = ("the same graph with every stored tensor at 8 bits and no error streams, placed by the same planner "
+            "layer by layer (whole tensors)")
     if measured:
         note += ("; RAM and flash: this build's with that arena and without the error-stream tables "
                  "(flash: less the harness's test images, compiled in for the run)")

@@ -1,7 +1,8 @@
 /*
  * libFuzzer target: the code-plane reader and the Huffman decoder (dqa_reader.c) on any bytes in the
- * plane and the stream, any n_coded, any decode table (FLAG_RAW_TABLE), reading and skipping pixels
- * in an input-chosen pattern. Memory safety is AddressSanitizer's to check; the values read must stay
+ * plane and the stream, any n_coded, any decode table (FLAG_RAW_TABLE), a whole tensor or a ring of
+ * rows (spec 2.4: any ring_rows, slot slack, row capacity and bytes in each slot's n_coded word),
+ * reading and skipping pixels in an input-chosen pattern. Memory safety is AddressSanitizer's to check; the values read must stay
  * in the range their n + m bits give, whatever the bytes (kernels index tables with them).
  */
 #include "fuzz_tensor.h"

@@ -12,7 +12,15 @@
  *   18..21  n_coded, little-endian: any value, as a corrupted RAM word would be
  *   22..37  code lengths of the 2^m error symbols; when they are not a complete prefix code of
  *           lengths 1..8, they choose the leaves to split in growing one
- *   38..    the payload (the target's own)
+ *   38      ring rows (byte % 16): 0 a whole tensor, else a row-streamed one (spec 2.4) of that many
+ *           slots, fewer or more than the rows (a ring never needs more; wider ones only slow the run)
+ *   39      ring slot slack: byte % 8 words of 4 bytes past what the row needs
+ *   40..43  a ring row's stream capacity in bits, little-endian (mod 2^14)
+ *   44..    the payload (the target's own)
+ *
+ * A ring is one buffer of ring_rows slots of slot_bytes, each as planner.ring_slot lays it out: the
+ * row's codes, from the next 4-byte boundary its error stream (capacity + 1 look-ahead byte, rounded
+ * to 4), then the slot's last 4 bytes, its n_coded word, whatever bytes the payload puts there.
  */
 #ifndef DQA_FUZZ_TENSOR_H
 #define DQA_FUZZ_TENSOR_H
@@ -23,7 +31,7 @@
 
 #include "dqa_runtime.h"
 
-#define FUZZ_HEADER_BYTES 38u
+#define FUZZ_HEADER_BYTES 44u
 
 enum {
     FLAG_SIGNED = 1,
@@ -41,7 +49,8 @@ typedef struct {
     uint8_t codes[1u << DQA_MAX_EXTRA_BITS];
     uint8_t lengths[1u << DQA_MAX_EXTRA_BITS];
     int8_t *lut;
-    size_t plane_bytes, stream_bytes;
+    size_t plane_bytes, stream_bytes; /* a ring: plane_bytes the whole ring, stream_bytes 0 */
+    size_t ring_stream_offset;        /* a ring with error streams: from a slot's start */
     uint8_t flags;
 } fuzz_tensor_t;
 
@@ -120,6 +129,18 @@ static void fuzz_build_code(fuzz_tensor_t *f, uint32_t symbols)
     }
 }
 
+static uint32_t align4(size_t n)
+{
+    return (uint32_t)((n + 3u) & ~(size_t)3u);
+}
+
+/* Code bytes of `rows` rows (spec 2.1; the graph output: int16). */
+static size_t plane_bytes(const dqa_tensor_info_t *info, uint32_t rows)
+{
+    size_t elements = (size_t)rows * info->width * info->channels;
+    return info->bits == 16u ? 2u * elements : (elements * info->bits + 7u) / 8u;
+}
+
 /* Parses the header into f (buffers not yet allocated); 0 when the input is too short. */
 static int fuzz_tensor_parse(fuzz_tensor_t *f, const uint8_t *data, size_t size)
 {
@@ -160,10 +181,21 @@ static int fuzz_tensor_parse(fuzz_tensor_t *f, const uint8_t *data, size_t size)
             info->huffman_lengths = f->lengths;
         }
     }
-    f->plane_bytes = info->bits == 16u ? 2u * (size_t)info->height * info->width * info->channels
-                                       : ((size_t)info->height * info->width * info->channels * info->bits + 7u) / 8u;
+    f->plane_bytes = plane_bytes(info, info->height);
     f->stream_bytes = info->extra_bits && !(f->flags & FLAG_NO_STREAM) ? (info->stream_capacity_bits + 7u) / 8u + 1u
                                                                         : 0u;
+    if (data[38] % 16u != 0u) {
+        uint32_t slot = align4(plane_bytes(info, 1u)) + 4u * (data[39] % 8u);
+        f->tensor.ring_rows = (uint16_t)(data[38] % 16u);
+        f->tensor.row_capacity_bits = fuzz_le32(data + 40) % (1u << 14);
+        if (f->stream_bytes) {
+            f->ring_stream_offset = align4(plane_bytes(info, 1u));
+            slot += align4((f->tensor.row_capacity_bits + 7u) / 8u + 1u) + 4u;
+        }
+        f->tensor.slot_bytes = slot;
+        f->plane_bytes = (size_t)slot * f->tensor.ring_rows;
+        f->stream_bytes = 0;
+    }
     return 1;
 }
 
@@ -177,12 +209,17 @@ static void fuzz_tensor_alloc(fuzz_tensor_t *f, const uint8_t **payload, size_t 
     f->tensor.info = &f->info;
     f->tensor.plane = fuzz_buffer(f->plane_bytes, payload, left);
     f->tensor.stream = f->stream_bytes ? fuzz_buffer(f->stream_bytes, payload, left) : NULL;
+    if (f->ring_stream_offset) { /* never 0 with a stream: a row's codes take at least a byte */
+        f->tensor.stream = f->tensor.plane + f->ring_stream_offset;
+    }
 }
 
 static void fuzz_tensor_free(fuzz_tensor_t *f)
 {
     free(f->tensor.plane);
-    free(f->tensor.stream);
+    if (f->tensor.ring_rows == 0u) {
+        free(f->tensor.stream);
+    }
     free(f->lut);
 }
 

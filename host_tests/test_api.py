@@ -37,16 +37,16 @@ def test_load_quantize_export_run_from_a_model_file(digits, tmp_path):
     assert model.config["rank"] == "taylor" and any(t.important.any() for t in model.tensors.values())
     written = dqa_mcu.export(model, tmp_path / "out", "host", test_x[:4], log=lambda *a: None)
     assert written == {"out": str(tmp_path / "out"), "target": "host", "mode": "dqa",
-                       "arena_bytes": planner.plan(model).arena_bytes, "executable": None}
+                       "arena_bytes": planner.plan(model, planner.DEFAULT_SCHEDULE).arena_bytes, "executable": None}
     report = dqa_mcu.run(tmp_path / "out", test_x[:8], test_y[:8], log=lambda *a: None)
     assert report["bit_exact"] and report["images"] == 8 and 0 <= report["accuracy"] <= 100
 
 
 def test_a_memory_budget_is_met(digits):
     graph, calib_x, _, _ = digits
-    whole = planner.plan(dqa_mcu.quantize_model(graph, calib_x, TAYLOR4)).arena_bytes
+    whole = planner.plan(dqa_mcu.quantize_model(graph, calib_x, TAYLOR4), planner.DEFAULT_SCHEDULE).arena_bytes
     fitted = dqa_mcu.quantize_model(graph, calib_x, TAYLOR4, memory_budget=whole - 64)
-    assert planner.plan(fitted).arena_bytes <= whole - 64
+    assert planner.plan(fitted, planner.DEFAULT_SCHEDULE).arena_bytes <= whole - 64
 
 
 def test_an_int8_tflite_file_exports_in_its_own_arithmetic(tmp_path):

@@ -91,7 +91,7 @@ def test_dqa_layer_table_equals_the_plan_and_the_page_is_self_contained(small, t
     out = _export(model, images[16:], tmp_path / "dqa")
     assert cli.main(["report", str(out)]) == 0
     text, rows, urls = _page(out / export_report.REPORT_FILE)
-    plan = planner.plan(model)
+    plan = planner.plan(model, planner.DEFAULT_SCHEDULE)
     assert [r["layer"] for r in rows] == [n.name for n in model.nodes]
     for row, node in zip(rows, model.nodes):
         t = model.tensors[node.output]

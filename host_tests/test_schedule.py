@@ -86,3 +86,45 @@ def test_a_row_stream_that_overflows_loses_exactly_the_symbols_past_its_rows_cap
                         expected[img, row, col, c] = ((v >> m) << m) + (1 << (m - 1))
     assert np.array_equal(streamed.tensors[name], expected)
     assert (streamed.overflowed_tensors >= 1).all()
+
+
+def test_export_streams_by_default_and_says_so_in_the_summary_the_plan_and_the_layout(dqa3, tmp_path):
+    import json
+
+    from test_planner_cli import run_cli
+    dqa3.save(tmp_path / "m.dqa.npz")
+    proc = run_cli("export", str(tmp_path / "m.dqa.npz"), "--target", "host", "--no-build", "-o", str(tmp_path / "o"))
+    assert proc.returncode == 0, proc.stderr
+    plan = planner.plan(dqa3, "auto")
+    summary = f"arena {plan.arena_bytes} bytes (auto schedule, {len(plan.segments)} row-streamed segments)"
+    assert summary in proc.stdout
+    assert (tmp_path / "o" / "memory_plan.txt").read_text().rstrip().endswith(
+        f"arena peak: {plan.arena_bytes} bytes (auto schedule, {len(plan.segments)} row-streamed segments)")
+    layout = json.loads((tmp_path / "o" / "model_layout.json").read_text())
+    assert layout["schedule"] == "auto" and layout["arena_bytes"] == plan.arena_bytes < planner.plan(dqa3).arena_bytes
+
+
+def test_a_budget_estimate_scales_each_rows_capacity_with_its_important_channels(dqa3):
+    from dqa_mcu.quantize.budget import _Estimate
+    name = "layer1_0_conv1"
+    t = dqa3.tensors[name]
+    count = int(t.important.sum())
+    orders = {name: np.argsort(~t.important, kind="stable")}
+    estimate = _Estimate(dqa3, orders, "auto")
+    estimate.set_count(name, count // 2)
+    row_bits = estimate.tensors[name].err_row_capacity_bits
+    assert 0 <= row_bits - t.err_row_capacity_bits * (count // 2) / count < 2  # rounded up (a float's ceil)
+    ring_before = planner.ring_slot(t)[1]
+    assert planner.ring_slot(estimate.tensors[name])[1] < ring_before  # the ring the auto plan holds shrinks
+
+
+def test_an_upsampled_row_stays_in_its_ring_until_its_last_output_row():
+    # x (4 rows) -> nearest x2 (8 rows) -> 3x3 conv: x's row r is read for output rows 2r and 2r + 1
+    read = planner.RepeatRead(4, 2)
+    assert [read.need(u) for u in range(9)] == [0, 1, 1, 2, 2, 3, 3, 4, 4]
+    assert [read.oldest(u) for u in range(9)] == [0, 0, 1, 1, 2, 2, 3, 3, 4]
+    stages = [conv3x3("x", "in", 4), Stage("up", "up", 8, 8, (("x", read),)), conv3x3("c", "up", 8)]
+    steps, rings = simulate(stages, {"in": 4}, {"x", "up"})
+    # x writes a row a round, the upsampling takes two rounds per row: when x writes its row 3, the
+    # upsampling is at output row 3 and still reads x's row 1
+    assert rings["x"] == 3 and steps[-1] == [4, 8, 8]

@@ -99,8 +99,9 @@ def test_the_int8_mode_refuses_a_streamed_schedule_in_one_line(tmp_path):
 
 
 class TwoBranches(torch.nn.Module):
-    """conv -> two conv branches added (an add no conv can fuse) -> avgpool 2x2 -> maxpool 3x3 stride 2
-    pad 1 -> GAP -> linear: the streamed add and windowed pooling kernels."""
+    """conv -> two conv branches added (an add no conv can fuse) -> hardswish (a table activation) ->
+    avgpool 2x2 -> maxpool 3x3 stride 2 pad 1 -> GAP -> linear: the streamed add, activation and
+    windowed pooling kernels."""
 
     def __init__(self):
         super().__init__()
@@ -111,7 +112,7 @@ class TwoBranches(torch.nn.Module):
 
     def forward(self, x):
         x = torch.relu(self.stem(x))
-        x = torch.relu(self.a(x)) + torch.relu(self.b(x))
+        x = torch.nn.functional.hardswish(torch.relu(self.a(x)) + torch.relu(self.b(x)))
         x = torch.nn.functional.max_pool2d(torch.nn.functional.avg_pool2d(x, 2), 3, 2, 1)
         return self.fc(torch.nn.functional.adaptive_avg_pool2d(x, 1).flatten(1))
 
@@ -130,12 +131,70 @@ def branches():
 
 
 @pytest.mark.parametrize("target", ["host", "cortex-m55"])
-def test_streamed_add_and_windowed_pooling_are_bit_exact(branches, target, tmp_path):
+def test_streamed_add_activation_and_windowed_pooling_are_bit_exact(branches, target, tmp_path):
     model, images = branches
     (seg,) = planner.plan(model, "stream").segments
     ops = [model.nodes[i].op for i in range(seg.first, seg.last + 1)]
-    assert {"add", "avgpool", "maxpool", "global_avgpool"} <= set(ops)
+    assert {"add", "activation", "avgpool", "maxpool", "global_avgpool"} <= set(ops)
+    assert any(model.nodes[i].op == "activation" and model.nodes[i].output in seg.ring_rows
+               for i in range(seg.first, seg.last + 1))  # its output a ring, read by the next layer
     if target != "host":
         require_arm()
     report = run(model, images, target, tmp_path / target, sanitize=target == "host")
+    assert report["bit_exact"], report["mismatched_images"]
+
+
+class Concat(torch.nn.Module):
+    """conv -> two conv branches concatenated along channels -> 1x1 conv -> GAP -> linear: the streamed
+    concat, its first input's ring read by both branches' windows and by nothing else."""
+
+    def __init__(self):
+        super().__init__()
+        self.stem = torch.nn.Conv2d(3, 8, 3, padding=1)
+        self.a = torch.nn.Conv2d(8, 8, 3, padding=1)
+        self.b = torch.nn.Conv2d(8, 4, 3, padding=1)
+        self.mix = torch.nn.Conv2d(12, 8, 1)
+        self.fc = torch.nn.Linear(8, 4)
+
+    def forward(self, x):
+        x = torch.relu(self.stem(x))
+        x = torch.relu(self.mix(torch.cat((torch.relu(self.a(x)), torch.relu(self.b(x))), 1)))
+        return self.fc(torch.nn.functional.adaptive_avg_pool2d(x, 1).flatten(1))
+
+
+class Upsample(torch.nn.Module):
+    """conv -> stride-2 conv -> nearest upsampling x2 -> conv -> GAP -> linear: each input row of the
+    upsampling read for two output rows from its ring slot."""
+
+    def __init__(self):
+        super().__init__()
+        self.stem = torch.nn.Conv2d(3, 8, 3, padding=1)
+        self.down = torch.nn.Conv2d(8, 8, 3, stride=2, padding=1)
+        self.up = torch.nn.Conv2d(8, 8, 3, padding=1)
+        self.fc = torch.nn.Linear(8, 4)
+
+    def forward(self, x):
+        x = torch.relu(self.down(torch.relu(self.stem(x))))
+        x = torch.relu(self.up(torch.nn.functional.interpolate(x, scale_factor=2, mode="nearest")))
+        return self.fc(torch.nn.functional.adaptive_avg_pool2d(x, 1).flatten(1))
+
+
+@pytest.mark.parametrize("target", ["host", "cortex-m55"])
+@pytest.mark.parametrize("module, op", [(Concat, "concat"), (Upsample, "upsample_nearest")])
+def test_a_streamed_concat_and_nearest_upsampling_are_bit_exact(module, op, target, tmp_path):
+    from dqa_mcu.frontends import passes
+    from dqa_mcu.frontends.torch_import import import_module
+    from dqa_mcu.frontends.zoo import Normalization
+    from dqa_mcu.quantize.calibrate import calibrate
+    torch.manual_seed(0)
+    images = np.random.default_rng(1).integers(0, 256, (64, 12, 12, 3), dtype=np.uint8)
+    graph = passes.optimize(import_module(module(), (12, 12, 3), Normalization(1 / 255, (0.5,) * 3, (0.25,) * 3)))
+    model = quantize(graph, calibrate(graph, images, show_progress=False), QuantConfig(bits=4), images)
+    (seg,) = planner.plan(model, "stream").segments
+    node = next(n for n in model.nodes if n.op == op)
+    assert seg.first <= model.nodes.index(node) <= seg.last
+    assert all(name in seg.ring_rows for name in (*node.inputs, node.output))  # inputs and output are rings
+    if target != "host":
+        require_arm()
+    report = run(model, images[:4], target, tmp_path / target, sanitize=target == "host")
     assert report["bit_exact"], report["mismatched_images"]

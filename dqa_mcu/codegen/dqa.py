@@ -220,10 +220,14 @@ class _Emitter:
             if len(ins) != 2:
                 raise ValueError(f"node {node.name!r}: the C backend concatenates 2 inputs, got {len(ins)}")
             layer["call"] = f"dqa_concat({ref(ins[0])}, {ref(ins[1])}, {ref(out)}, {scratch}, status);"
+            layer["state"] = ("dqa_concat_state_t", f"dqa_concat_start(&{ident}_state, {ref(ins[0])}, "
+                              f"{ref(ins[1])}, {ref(out)}, {scratch});", "dqa_concat_rows")
             layer["scratch_call"] = f"dqa_concat_get_buffer_size({info(ins[0])}, {info(ins[1])}, {info(out)})"
         elif node.op == "upsample_nearest":
             sh, sw = at["scale"]
             layer["call"] = f"dqa_upsample_nearest({sh}, {sw}, {ref(ins[0])}, {ref(out)}, {scratch}, status);"
+            layer["state"] = ("dqa_upsample_nearest_state_t", f"dqa_upsample_nearest_start(&{ident}_state, {sh}, "
+                              f"{sw}, {ref(ins[0])}, {ref(out)}, {scratch});", "dqa_upsample_nearest_rows")
             layer["scratch_call"] = f"dqa_upsample_nearest_get_buffer_size({info(ins[0])}, {info(out)})"
         elif node.op == "depth_to_space":
             layer["call"] = (f"dqa_depth_to_space({at['block']}, {ref(ins[0])}, {ref(out)}, {scratch}, "
@@ -257,6 +261,8 @@ class _Emitter:
             layer["params"] = [("table", name), ("reach", f"{reach}u"), ("index_multiplier", index_multiplier),
                                ("index_shift", index_shift), ("requant", self.requant(ident, node))]
             layer["call"] = f"dqa_activation(&{ident}_params, {ref(ins[0])}, {ref(out)}, {scratch}, status);"
+            layer["state"] = ("dqa_activation_state_t", f"dqa_activation_start(&{ident}_state, {ref(ins[0])}, "
+                              f"{ref(out)}, {scratch});", "dqa_activation_rows")
             layer["scratch_call"] = f"dqa_activation_get_buffer_size({info(ins[0])}, {info(out)})"
         elif node.op == "flatten":
             layer["call"] = (f"dqa_tensors[{out['enum']}].n_coded = dqa_tensors[{ins[0]['enum']}].n_coded; "
@@ -334,7 +340,7 @@ def generate(model: QModel, plan: MemoryPlan, out_dir: str | Path, target: str, 
                tensors=list(tensors.values()), layers=layers, arrays=emitter.arrays,
                input_enum=tensors[model.input]["enum"], output_enum=tensors[model.output]["enum"], target=target,
                row_tiles=int(row_tiles), run_order=run_order(plan, layers),
-               streamed=sorted(emitter.rings))
+               schedule=plan.schedule, streamed=sorted(emitter.rings))
     if images is None:
         images = np.zeros((1,) + tuple(in_t.shape), dtype=np.uint8)
     write_project(out_dir, ctx, "model", images, plan.describe(model))
@@ -366,7 +372,7 @@ def layout_blocks(blocks) -> list[dict]:
 def _layout(ctx: dict) -> dict:
     """What the generated C places where: arena blocks (offsets, bytes, lifetimes in layer steps),
     the layers in run order (the harness's per-layer counts follow it), and every const array."""
-    streamed = {"streamed": ctx["streamed"]} if "streamed" in ctx else {}  # rings of a row-streamed schedule
+    streamed = {"schedule": ctx["schedule"], "streamed": ctx["streamed"]} if "streamed" in ctx else {}  # DQA
     return {"arena_bytes": ctx["arena_bytes"], "blocks": layout_blocks(ctx["blocks"]), **streamed,
             "layers": [{"index": layer["index"], "name": layer["name"]} for layer in ctx["layers"]],
             "constants": [{"name": a.name, "ctype": a.ctype, "length": a.length,

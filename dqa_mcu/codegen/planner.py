@@ -41,6 +41,7 @@ class MemoryPlan:
     blocks: list[Block]
     arena_bytes: int
     segments: list["Segment"] = field(default_factory=list)  # row-streamed segments, in run order
+    schedule: str = "layer"  # how the segments were chosen (SCHEDULES)
 
     def block(self, name: str) -> Block:
         return next(b for b in self.blocks if b.name == name)
@@ -52,7 +53,8 @@ class MemoryPlan:
             rows.append(f"{b.name:40s} {b.offset:8d} {b.size:8d}  {b.first}..{b.last} ({first} .. {last})")
         for seg in self.segments:
             rows.append(seg.describe())
-        rows.append(f"arena peak: {self.arena_bytes} bytes")
+        rows.append(f"arena peak: {self.arena_bytes} bytes ({self.schedule} schedule, "
+                    f"{len(self.segments)} row-streamed segments)")
         return "\n".join(rows)
 
 
@@ -135,7 +137,9 @@ def place(blocks: list[Block]) -> MemoryPlan:
 
 # ---- the row-streamed schedule -------------------------------------------------------------------
 SCHEDULES = ("auto", "layer", "stream")  # auto: stream where it lowers the arena
-STREAMED_OPS = ("conv2d", "linear", "add", "maxpool", "avgpool", "global_avgpool")  # row-resumable kernels
+DEFAULT_SCHEDULE = "auto"  # what export runs (and what a memory budget is fitted under) unless told
+STREAMED_OPS = ("conv2d", "linear", "add", "maxpool", "avgpool", "global_avgpool", "activation",
+                "concat", "upsample_nearest")  # row-resumable kernels
 
 
 @dataclass(frozen=True)
@@ -171,7 +175,8 @@ class WindowRead:
 
 @dataclass(frozen=True)
 class PointRead:
-    """One input pixel per output pixel at (oh * stride, ow * stride): a fused residual, an add."""
+    """One input pixel per output pixel at (oh * stride, ow * stride): a fused residual, an add, an
+    activation, a concat."""
     h: int
     w: int
     w_out: int
@@ -182,6 +187,19 @@ class PointRead:
 
     def oldest(self, u: int) -> int:
         return min(u * self.stride, self.h)  # the reader jumps to the next row it reads
+
+
+@dataclass(frozen=True)
+class RepeatRead:
+    """Each input row for `scale` consecutive output rows (nearest upsampling)."""
+    h: int
+    scale: int
+
+    def need(self, u: int) -> int:
+        return 0 if u == 0 else min(self.h, (u - 1) // self.scale + 1)
+
+    def oldest(self, u: int) -> int:
+        return min(u // self.scale, self.h)
 
 
 @dataclass(frozen=True)
@@ -298,6 +316,12 @@ def stage_of(node: QNode, model: QModel) -> Stage:
             reads.append((node.inputs[1], PointRead(*ins[1].shape[:2], out.shape[1], at["residual_stride"])))
     elif node.op == "linear":
         reads = [(node.inputs[0], WindowRead(h, w, 1, h, w))]
+    elif node.op == "activation":
+        reads = [(node.inputs[0], PointRead(h, w, out.shape[1]))]
+    elif node.op == "concat":
+        reads = [(name, PointRead(h, w, out.shape[1])) for name in node.inputs]
+    elif node.op == "upsample_nearest":
+        reads = [(node.inputs[0], RepeatRead(h, at["scale"][0]))]
     else:  # add
         reads = [(node.inputs[0], PointRead(h, w, out.shape[1])),
                  (node.inputs[1], PointRead(*ins[1].shape[:2], out.shape[1], at["b_stride"]))]
@@ -412,7 +436,12 @@ def choose_segments(model: QModel, schedule: str) -> list[Segment]:
 
 def plan(model: QModel, schedule: str = "layer") -> MemoryPlan:
     """The arena for `schedule` (SCHEDULES); layer: every tensor whole, as before issue 13."""
-    segments = choose_segments(model, schedule)
+    return plan_segments(model, choose_segments(model, schedule), schedule)
+
+
+def plan_segments(model: QModel, segments: list[Segment], schedule: str) -> MemoryPlan:
+    """The arena of `model`'s current sizes with `segments` kept (those `schedule` chose): a re-plan
+    without the segment search, while only important channels (so ring slot bytes) change."""
     memory = place(_blocks(model, segments))
-    memory.segments = segments
+    memory.segments, memory.schedule = segments, schedule
     return memory

@@ -6,9 +6,11 @@ Two budgets, for fixed n and m (dqa_mcu.quantize.recommend searches over n and m
 * `fit_bits`: average stored bits per activation over all stored tensors
   (`--bits-budget`, the measure of `dqa-mcu eval` and of the paper comparison).
 
-fit_arena. SRAM holds the arena, and the arena is the planner's peak: only the
-tensors alive at the peak decide it. A uniform important ratio spends the same
-extra bits everywhere. Here:
+fit_arena. SRAM holds the arena, and the arena is the planner's peak under the
+schedule the export runs (planner.DEFAULT_SCHEDULE unless told; a row-streamed
+tensor costs its ring of rows, each with its own error-stream capacity): only
+the tensors alive at the peak decide it. A uniform important ratio spends the
+same extra bits everywhere. Here:
 
 1. while the plan is over budget, the tensors alive at its peak give up their
    least important channels (in the ranking's order) one at a time, the
@@ -21,9 +23,11 @@ fit_bits. The channels with the best whole-network score per element, in any
 tensor, are important (`network_counts`), the largest share of all
 activations that fits the average.
 
-Sizes while searching are estimates (a tensor's error-stream capacity scales
-with its important channels at the bits per symbol measured before); each
-estimate is checked by quantizing for real, Huffman tables included.
+Sizes while searching are estimates (a tensor's error-stream capacities, whole
+and per row, scale with its important channels at the bits per symbol measured
+before; the schedule's segments are chosen once per estimate and kept); each
+estimate is checked by quantizing for real and planning under the schedule,
+Huffman tables included.
 """
 from __future__ import annotations
 
@@ -45,28 +49,29 @@ SHARE_RESOLUTION = 1e-3  # of all activations: the bisection's stopping width
 
 
 def fit_arena(graph: Graph, calib: Calibration, config: QuantConfig, calib_images: np.ndarray,
-              budget_bytes: int, rankings: dict[str, np.ndarray] | None = None, log=print) -> QModel:
+              budget_bytes: int, rankings: dict[str, np.ndarray] | None = None, log=print,
+              schedule: str = planner.DEFAULT_SCHEDULE) -> QModel:
     """Quantize with `config`, then move important channels away from the arena
-    peak and into the rest of the network so the planned arena is at most
-    `budget_bytes` (a QuantizationError if it cannot be)."""
+    peak and into the rest of the network so the arena planned under `schedule`
+    is at most `budget_bytes` (a QuantizationError if it cannot be)."""
     orders = channel_orders(graph, calib, config, rankings)
     model = quantize(graph, calib, config, calib_images, rankings=orders)
     if not config.uses_dqa:
-        _check_fits(planner.plan(model).arena_bytes, budget_bytes, config)
+        _check_fits(planner.plan(model, schedule).arena_bytes, budget_bytes, config)
         return model
     default = {name: int(model.tensors[name].important.sum()) for name in orders}
-    estimate = _Estimate(model, orders)
+    estimate = _Estimate(model, orders, schedule)
     estimate.shrink(budget_bytes, config)
     estimate.fill(budget_bytes, exclude={n for n, c in estimate.counts().items() if c < default[n]})
     for _ in range(MAX_ROUNDS):
         counts = estimate.counts()
         model = quantize(graph, calib, config, calib_images, rankings=orders, important_counts=counts)
-        arena = planner.plan(model).arena_bytes
+        arena = planner.plan(model, schedule).arena_bytes
         if arena <= budget_bytes:
-            log(f"memory budget {budget_bytes} bytes: arena {arena} bytes; important channels "
-                f"(uniform ratio {config.important_ratio} elsewhere): {_describe(model, counts, default)}")
+            log(f"memory budget {budget_bytes} bytes: arena {arena} bytes ({schedule} schedule); important "
+                f"channels (uniform ratio {config.important_ratio} elsewhere): {_describe(model, counts, default)}")
             return model
-        estimate = _Estimate(model, orders)  # measured capacities: shrink from the real sizes
+        estimate = _Estimate(model, orders, schedule)  # measured capacities: shrink from the real sizes
         estimate.shrink(budget_bytes, config)
     raise QuantizationError(f"memory budget {budget_bytes} bytes: the arena is still {arena} bytes after "
                             f"{MAX_ROUNDS} rounds of lowering important ratios")
@@ -113,17 +118,25 @@ def fit_bits(graph: Graph, calib: Calibration, config: QuantConfig, calib_images
 
 
 class _Estimate:
-    """A model's tensors with editable important sets; stream capacities scaled
-    at each tensor's measured bits per error symbol."""
+    """A model's tensors with editable important sets; stream capacities (whole and per row) scaled
+    at each tensor's measured bits per error symbol; planned with the segments `schedule` chose for
+    the model as measured."""
 
-    def __init__(self, model: QModel, orders: dict[str, np.ndarray]):
+    def __init__(self, model: QModel, orders: dict[str, np.ndarray], schedule: str = "layer"):  # bits: no plan
         self.orders = orders
         self.tensors = {name: replace(t, important=t.important.copy()) for name, t in model.tensors.items()}
         self.model = QModel(model.nodes, self.tensors, model.input, model.output, model.config)
+        self.segments, self.schedule = planner.choose_segments(model, schedule), schedule
         self.bits_per_symbol = {name: t.err_capacity_bits / t.important_count
                                 for name, t in self.tensors.items() if name in orders and t.important.any()}
+        # a row's symbols are 1/H of the tensor's; its longest row's capacity per symbol, measured
+        self.row_bits_per_symbol = {name: self.tensors[name].err_row_capacity_bits * self.tensors[name].shape[0]
+                                    / self.tensors[name].important_count for name in self.bits_per_symbol}
         # a tensor with no important channel yet: m bits per symbol, a Huffman code's usual worst case
         self.unmeasured = {name: self.tensors[name].extra_bits for name in orders if name not in self.bits_per_symbol}
+
+    def plan(self) -> planner.MemoryPlan:
+        return planner.plan_segments(self.model, self.segments, self.schedule)
 
     def counts(self) -> dict[str, int]:
         return {name: int(self.tensors[name].important.sum()) for name in self.orders}
@@ -134,10 +147,12 @@ class _Estimate:
         t.important[self.orders[name][:count]] = True
         per_symbol = self.bits_per_symbol.get(name, self.unmeasured.get(name))
         t.err_capacity_bits = math.ceil(per_symbol * t.important_count)
+        per_row_symbol = self.row_bits_per_symbol.get(name, self.unmeasured.get(name))
+        t.err_row_capacity_bits = math.ceil(per_row_symbol * t.important_count / t.shape[0])
 
     def shrink(self, budget_bytes: int, config: QuantConfig) -> None:
         while True:
-            plan = planner.plan(self.model)
+            plan = self.plan()
             if plan.arena_bytes <= budget_bytes:
                 return
             top = max(plan.blocks, key=lambda b: b.offset + b.size)
@@ -158,7 +173,7 @@ class _Estimate:
             while low < high:  # the largest count that fits; the current one does
                 mid = (low + high + 1) // 2
                 self.set_count(name, mid)
-                if planner.plan(self.model).arena_bytes <= budget_bytes:
+                if self.plan().arena_bytes <= budget_bytes:
                     low = mid
                 else:
                     high = mid - 1

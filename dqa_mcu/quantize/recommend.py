@@ -81,10 +81,10 @@ Ranker = Callable[[QuantConfig], RankingResult]  # whole-network: its scores com
 
 
 def candidates(graph: Graph, calib: Calibration, base: QuantConfig, calib_images: np.ndarray,
-               limit: Budget, extra_bits=EXTRA_BITS) -> list[Candidate]:
-    """The configurations worth fitting: direct at the widest n that fits, DQA at n and n - 1
-    with each m of `extra_bits`."""
-    widest = _widest_direct(graph, calib, base, calib_images, limit)
+               limit: Budget, extra_bits=EXTRA_BITS, schedule: str = planner.DEFAULT_SCHEDULE) -> list[Candidate]:
+    """The configurations worth fitting: direct at the widest n that fits (its arena planned under
+    `schedule`), DQA at n and n - 1 with each m of `extra_bits`."""
+    widest = _widest_direct(graph, calib, base, calib_images, limit, schedule)
     if widest is None:
         raise QuantizationError(f"memory budget of {limit}: not even direct {MIN_BITS}-bit activations fit")
     out = [Candidate(f"direct {widest}-bit", replace(base, bits=widest, extra_bits=0))]
@@ -95,19 +95,20 @@ def candidates(graph: Graph, calib: Calibration, base: QuantConfig, calib_images
     return out
 
 
-def _widest_direct(graph, calib, base, calib_images, limit: Budget) -> int | None:
+def _widest_direct(graph, calib, base, calib_images, limit: Budget, schedule: str) -> int | None:
     if limit.bits is not None:
         return min(int(limit.bits), MAX_BITS)
     for n in range(MAX_BITS, MIN_BITS - 1, -1):
         model = quantize(graph, calib, replace(base, bits=n, extra_bits=0), calib_images)
-        if planner.plan(model).arena_bytes <= limit.arena_bytes:
+        if planner.plan(model, schedule).arena_bytes <= limit.arena_bytes:
             return n
     return None
 
 
 def fit(candidate: Candidate, graph: Graph, calib: Calibration, calib_images: np.ndarray, limit: Budget,
-        rank: Ranker, log=print) -> None:
-    """Quantize the candidate into the budget; why_not says why it could not be."""
+        rank: Ranker, log=print, schedule: str = planner.DEFAULT_SCHEDULE) -> None:
+    """Quantize the candidate into the budget, arenas planned under `schedule`; why_not says why it
+    could not be."""
     config = candidate.config
     ranked = rank(config) if config.uses_dqa else None
     rankings = ranked.rankings if ranked else None
@@ -117,12 +118,12 @@ def fit(candidate: Candidate, graph: Graph, calib: Calibration, calib_images: np
                                               ranked.scores if ranked else None, log=log)
         else:
             candidate.model = budget.fit_arena(graph, calib, config, calib_images, limit.arena_bytes,
-                                               rankings, log=log)
+                                               rankings, log=log, schedule=schedule)
     except QuantizationError as exc:
         candidate.why_not = str(exc)
         return
     candidate.bits = evaluate.memory(candidate.model).bits_per_activation
-    candidate.arena_bytes = planner.plan(candidate.model).arena_bytes
+    candidate.arena_bytes = planner.plan(candidate.model, schedule).arena_bytes
     candidate.important_share = budget.important_share(candidate.model)
 
 
@@ -150,17 +151,19 @@ def _log_softmax(logits: np.ndarray) -> np.ndarray:
 
 def recommend(graph: Graph, calib: Calibration, base: QuantConfig, calib_images: np.ndarray, limit: Budget,
               rank: Ranker, score_images: np.ndarray, score_labels: np.ndarray | None = None,
-              extra_bits=EXTRA_BITS, log=print, regress: bool = False) -> tuple[Candidate, list[Candidate]]:
-    """The winning candidate and all of them, fitted and scored (`regress`: see `score`). `rank(config)`
-    gives the whole-network RankingResult for a DQA config (greedy or taylor)."""
+              extra_bits=EXTRA_BITS, log=print, regress: bool = False,
+              schedule: str = planner.DEFAULT_SCHEDULE) -> tuple[Candidate, list[Candidate]]:
+    """The winning candidate and all of them, fitted and scored (`regress`: see `score`), arenas
+    planned under `schedule` (the export's). `rank(config)` gives the whole-network RankingResult
+    for a DQA config (greedy or taylor)."""
     if base.rank not in GLOBAL_RANKINGS:
         raise QuantizationError(f"a recommendation allocates channels by whole-network scores: --rank "
                                 f"{' or '.join(GLOBAL_RANKINGS)}, not {base.rank!r}")
     fp32 = evaluate.float_logits(graph, score_images, show_progress=False)
-    found = candidates(graph, calib, base, calib_images, limit, extra_bits)
+    found = candidates(graph, calib, base, calib_images, limit, extra_bits, schedule)
     for candidate in found:
         log(f"recommend: fitting {candidate.label} into {limit} ...")
-        fit(candidate, graph, calib, calib_images, limit, rank, log=lambda *a: None)
+        fit(candidate, graph, calib, calib_images, limit, rank, log=lambda *a: None, schedule=schedule)
         if candidate.model is not None:
             score(candidate, score_images, fp32, score_labels, regress)
     fitted = [c for c in found if c.model is not None]

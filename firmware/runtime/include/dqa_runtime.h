@@ -234,9 +234,34 @@ size_t dqa_concat_get_buffer_size(const dqa_tensor_info_t *a, const dqa_tensor_i
 void dqa_concat(const dqa_tensor_t *a, const dqa_tensor_t *b, dqa_tensor_t *output, void *scratch,
                 dqa_status_t *status);
 
+/* concat in row pieces (a row pipeline, spec 2.4): a pixel of each input per output pixel. */
+typedef struct {
+    dqa_reader_t a, b;
+    dqa_writer_t writer;
+    void *scratch;
+    uint16_t row; /* output rows done */
+} dqa_concat_state_t;
+
+void dqa_concat_start(dqa_concat_state_t *state, const dqa_tensor_t *a, const dqa_tensor_t *b, dqa_tensor_t *output,
+                      void *scratch);
+void dqa_concat_rows(dqa_concat_state_t *state, uint16_t end, dqa_status_t *status);
+
 size_t dqa_upsample_nearest_get_buffer_size(const dqa_tensor_info_t *input, const dqa_tensor_info_t *output);
 void dqa_upsample_nearest(uint16_t scale_h, uint16_t scale_w, const dqa_tensor_t *input, dqa_tensor_t *output,
                           void *scratch, dqa_status_t *status);
+
+/* Nearest upsampling in output-row pieces (a row pipeline, spec 2.4): each input row read scale_h times. */
+typedef struct {
+    dqa_reader_t reader, row_start; /* row_start: the reader at the start of the current input row */
+    dqa_writer_t writer;
+    void *scratch;
+    uint16_t scale_h, scale_w;
+    uint16_t row; /* output rows done */
+} dqa_upsample_nearest_state_t;
+
+void dqa_upsample_nearest_start(dqa_upsample_nearest_state_t *state, uint16_t scale_h, uint16_t scale_w,
+                                const dqa_tensor_t *input, dqa_tensor_t *output, void *scratch);
+void dqa_upsample_nearest_rows(dqa_upsample_nearest_state_t *state, uint16_t end, dqa_status_t *status);
 
 /* depth_to_space (PyTorch's pixel_shuffle, spec 5.6): (H, W, C*r*r) -> (H*r, W*r, C), output
  * (h*r + i, w*r + j, c) = input (h, w, c*r*r + i*r + j), u copied. Buffers one input row. */
@@ -282,6 +307,19 @@ typedef struct {
 size_t dqa_activation_get_buffer_size(const dqa_tensor_info_t *input, const dqa_tensor_info_t *output);
 void dqa_activation(const dqa_activation_params_t *params, const dqa_tensor_t *input, dqa_tensor_t *output,
                     void *scratch, dqa_status_t *status);
+
+/* A table activation in row pieces (a row pipeline, spec 2.4): one input pixel per output pixel. */
+typedef struct {
+    dqa_reader_t reader;
+    dqa_writer_t writer;
+    void *scratch;
+    uint16_t row; /* output rows done */
+} dqa_activation_state_t;
+
+void dqa_activation_start(dqa_activation_state_t *state, const dqa_tensor_t *input, dqa_tensor_t *output,
+                          void *scratch);
+void dqa_activation_rows(dqa_activation_state_t *state, const dqa_activation_params_t *params, uint16_t end,
+                         dqa_status_t *status);
 
 #ifdef __cplusplus
 }

@@ -37,10 +37,7 @@ void dqa_add_rows(dqa_add_state_t *state, const dqa_add_params_t *params, uint16
     int16_t *vb = va + c_a;
     uint32_t oh, ow, o;
 
-    if (end > out->height) {
-        end = out->height;
-    }
-    if (end <= state->row) {
+    if (!dqa__rows_pending(&end, out->height, state->row)) {
         return; /* nothing new: a segment round in which this layer waits */
     }
     for (oh = state->row; oh < end; oh++) {

@@ -14,28 +14,45 @@ size_t dqa_concat_get_buffer_size(const dqa_tensor_info_t *a, const dqa_tensor_i
                       ((size_t)a->channels + b->channels) * sizeof(int16_t));
 }
 
-void dqa_concat(const dqa_tensor_t *a, const dqa_tensor_t *b, dqa_tensor_t *output, void *scratch,
-                dqa_status_t *status)
+void dqa_concat_start(dqa_concat_state_t *state, const dqa_tensor_t *a, const dqa_tensor_t *b, dqa_tensor_t *output,
+                      void *scratch)
 {
-    const dqa_tensor_info_t *out = output->info;
-    uint32_t c_out = out->channels, c_a = a->info->channels;
-    uint32_t pixels = (uint32_t)out->height * out->width;
-    int32_t *u = (int32_t *)scratch;
+    dqa_reader_init(&state->a, a);
+    dqa_reader_init(&state->b, b);
+    dqa_writer_init(&state->writer, output);
+    state->scratch = scratch;
+    state->row = 0;
+}
+
+void dqa_concat_rows(dqa_concat_state_t *state, uint16_t end, dqa_status_t *status)
+{
+    const dqa_tensor_info_t *out = state->writer.tensor->info;
+    uint32_t c_out = out->channels, c_a = state->a.tensor->info->channels;
+    int32_t *u = (int32_t *)state->scratch;
     int16_t *v = (int16_t *)(void *)(u + c_out);
-    dqa_reader_t ra, rb;
-    dqa_writer_t writer;
     uint32_t i, c;
 
-    dqa_reader_init(&ra, a);
-    dqa_reader_init(&rb, b);
-    dqa_writer_init(&writer, output);
-    for (i = 0; i < pixels; i++) {
-        dqa_read_pixel(&ra, v);
-        dqa_read_pixel(&rb, v + c_a);
+    if (!dqa__rows_pending(&end, out->height, state->row)) {
+        return; /* nothing new: a segment round in which this layer waits */
+    }
+    for (i = (uint32_t)state->row * out->width; i < (uint32_t)end * out->width; i++) {
+        dqa_read_pixel(&state->a, v);
+        dqa_read_pixel(&state->b, v + c_a);
         for (c = 0; c < c_out; c++) {
             u[c] = dqa__fine_to_storage(out, (uint16_t)c, v[c]);
         }
-        dqa_write_pixel(&writer, u);
+        dqa_write_pixel(&state->writer, u);
     }
-    dqa_writer_finish(&writer, status);
+    state->row = end;
+    if (end == out->height) {
+        dqa_writer_finish(&state->writer, status);
+    }
+}
+
+void dqa_concat(const dqa_tensor_t *a, const dqa_tensor_t *b, dqa_tensor_t *output, void *scratch,
+                dqa_status_t *status)
+{
+    dqa_concat_state_t state;
+    dqa_concat_start(&state, a, b, output, scratch);
+    dqa_concat_rows(&state, output->info->height, status);
 }

@@ -214,10 +214,7 @@ void dqa_conv2d_rows(dqa_conv_state_t *state, const dqa_conv_params_t *params, u
         c_res = state->residual.tensor->info->channels;
         res_w = state->residual.tensor->info->width;
     }
-    if (end > out->height) {
-        end = out->height;
-    }
-    if (end <= state->row) {
+    if (!dqa__rows_pending(&end, out->height, state->row)) {
         return; /* nothing new: a segment round in which this layer waits */
     }
 

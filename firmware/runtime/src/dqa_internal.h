@@ -11,6 +11,16 @@
 
 #define DQA_ALIGN4(n) (((size_t)(n) + 3u) & ~(size_t)3u)
 
+/* A *_rows call's end: `end` clamped to the layer's `units`; 0 when the segment round brings the layer
+ * nothing new beyond the `done` units (it waits this round). */
+static inline int dqa__rows_pending(uint16_t *end, uint32_t units, uint16_t done)
+{
+    if (*end > units) {
+        *end = (uint16_t)units;
+    }
+    return *end > done;
+}
+
 /* Arithmetic (flooring) right shift, defined for negative x in C99 terms. */
 static inline int32_t dqa__asr(int32_t x, unsigned s)
 {

@@ -113,10 +113,7 @@ void dqa_pool_rows(dqa_pool_state_t *state, const dqa_pool_params_t *params, uin
     int32_t *acc = (int32_t *)state->scratch;
     int32_t oh, ow;
 
-    if (end > units) {
-        end = units;
-    }
-    if (end <= state->row) {
+    if (!dqa__rows_pending(&end, units, state->row)) {
         return; /* nothing new: a segment round in which this layer waits */
     }
     if (single) {
