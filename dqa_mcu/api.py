@@ -219,10 +219,15 @@ def _check_fits(target, arena_bytes: int, const_bytes: int, ram_bytes: int | Non
 
 
 def export_s8_project(graph, out: Path, target_name: str, source: str, images: np.ndarray,
-                      ram_bytes: int | None, flash_bytes: int | None, log=print, force: bool = False):
+                      ram_bytes: int | None, flash_bytes: int | None, log=print, force: bool = False,
+                      schedule: str | None = None):
     """TFLite-exact int8 mode: the .tflite's own quantization, TFLite's arithmetic in C (docs/spec_tflite.md);
-    ``images`` are int8 model inputs for the harness. `out` is replaced whole, as by `export_project`."""
+    ``images`` are int8 model inputs for the harness. `out` is replaced whole, as by `export_project`. It runs
+    layer by layer: a `schedule` other than layer is refused."""
     from dqa_mcu.codegen.tflite import generate_s8, plan_s8
+    if schedule not in (None, "layer"):
+        raise DataError(f"--schedule {schedule}: the TFLite-exact int8 mode runs layer by layer "
+                        "(row streaming covers the DQA path so far); use --schedule layer")
     out = Path(out)
     target = get_target(target_name)
     plan = plan_s8(graph)
@@ -348,13 +353,13 @@ def quantize_model(graph, calib_inputs: np.ndarray, config: QuantConfig | None =
 
 def export(model, out, target: str = "cortex-m7", harness_inputs: np.ndarray | None = None, *,
            ram_bytes: int | None = None, flash_bytes: int | None = None, build: bool = False,
-           source: str = "", log=print, force: bool = False, schedule: str = planner.DEFAULT_SCHEDULE) -> dict:
+           source: str = "", log=print, force: bool = False, schedule: str | None = None) -> dict:
     """Write the C project for `model` (a QModel, a saved ``.dqa.npz``, or an int8 ``.tflite`` file
     kept in its own arithmetic) into `out`, with `harness_inputs` (model inputs, default one zero
     input) compiled into the test harness; build it too with `build`. `out` is replaced whole if it
     is an earlier export, refused if it holds other files (unless `force`); `schedule`: layer, stream or
-    auto (planner.SCHEDULES, default auto; a DQA model only: the int8 mode runs layer by layer). Returns what was written:
-    target, mode, arena and constant bytes, and the executable when built."""
+    auto (planner.SCHEDULES; default auto for a DQA model, layer, the only one, for the int8 mode).
+    Returns what was written: target, mode, arena and constant bytes, and the executable when built."""
     out = Path(out)
     tgraph = None
     if not isinstance(model, QModel):
@@ -366,13 +371,13 @@ def export(model, out, target: str = "cortex-m7", harness_inputs: np.ndarray | N
         inputs = harness_inputs if harness_inputs is not None else \
             np.full(shape, int(tgraph.input.zero_point[0]), np.int8)
         plan = export_s8_project(tgraph, out, target, source, inputs, ram_bytes, flash_bytes, log=log,
-                                 force=force)
+                                 force=force, schedule=schedule)
         arena, mode = plan.memory.arena_bytes, TFLITE_INT8_MODE
     else:
         inputs = harness_inputs if harness_inputs is not None else \
             np.zeros((1,) + tuple(model.tensors[model.input].shape), np.uint8)
         plan = export_project(model, out, target, source, inputs, ram_bytes, flash_bytes, log=log, force=force,
-                              schedule=schedule)
+                              schedule=schedule or planner.DEFAULT_SCHEDULE)
         arena, mode = plan.arena_bytes, "dqa"
     written = {"out": str(out), "target": target, "mode": mode, "arena_bytes": int(arena), "executable": None}
     if build:

@@ -267,12 +267,9 @@ def cmd_export(args) -> int:
             raise DataError(f"{limit.flag}: {args.model} is an int8 model that keeps its own 8-bit "
                             "quantization; a memory budget needs a float model (.pt/.th, .h5/.keras, "
                             "float .tflite)")
-        if args.schedule not in (None, "layer"):
-            raise DataError(f"--schedule {args.schedule}: the TFLite-exact int8 mode runs layer by layer "
-                            "(row streaming covers the DQA path so far); use --schedule layer")
         out = Path(args.output)
         export_s8_project(tgraph, out, target.name, args.model, _s8_harness_images(args, tgraph),
-                          args.ram_bytes, args.flash_bytes, force=args.force)
+                          args.ram_bytes, args.flash_bytes, force=args.force, schedule=args.schedule)
         return _build_export(out, target, args.no_build)
     config = _config(args)
     calib_x = None

@@ -33,6 +33,16 @@ def test_a_stride_2_block_with_a_subsampled_shortcut_and_global_pooling_of_rows(
     assert steps[-1] == [8, 4, 4, 4]
 
 
+def test_a_whole_tensor_made_in_the_segment_is_read_only_once_complete():
+    """A tensor the segment writes but keeps whole (it is read outside the segment too) has one n_coded, set
+    with its last pixel (spec 2.3), so its readers in the segment wait for all of it; read row by row, they
+    decoded the previous inference's count (found in review)."""
+    stages = [conv3x3("x", "in", 8), conv3x3("a", "x", 8)]
+    steps, rings = simulate(stages, {"in": 8}, set())
+    assert rings == {}
+    assert [a for _, a in steps[:7]] == [0] * 7 and steps[7] == [8, 1] and len(steps) == 15
+
+
 def test_a_pipeline_that_waits_on_itself_is_refused_in_one_line():
     stages = [conv3x3("a", "in", 8), conv3x3("p", "q", 8), conv3x3("q", "p", 8)]
     with pytest.raises(ValueError, match="p, q cannot finish"):

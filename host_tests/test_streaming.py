@@ -7,6 +7,7 @@ import pytest
 from dqa_mcu import api
 from dqa_mcu.codegen import planner
 from dqa_mcu.codegen.planner import PointRead
+from dqa_mcu.quantize.calibrate import DataError
 from dqa_mcu.quantize.quantizer import QuantConfig, quantize
 
 from test_backend import require_arm
@@ -96,6 +97,9 @@ def test_the_int8_mode_refuses_a_streamed_schedule_in_one_line(tmp_path):
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     (line,) = proc.stderr.strip().splitlines()
     assert "--schedule stream" in line and "layer by layer" in line
+    with pytest.raises(DataError, match="--schedule auto: the TFLite-exact int8 mode runs layer by layer"):
+        api.export(shared_file("models/mlperf_tiny_kws_dscnn_int8.tflite"), tmp_path / "api", "host", schedule="auto")
+    assert not (tmp_path / "api").exists()
 
 
 class TwoBranches(torch.nn.Module):
@@ -141,6 +145,19 @@ def test_streamed_add_activation_and_windowed_pooling_are_bit_exact(branches, ta
     if target != "host":
         require_arm()
     report = run(model, images, target, tmp_path / target, sanitize=target == "host")
+    assert report["bit_exact"], report["mismatched_images"]
+
+
+def test_a_whole_tensor_read_inside_its_segment_is_bit_exact(branches, tmp_path, monkeypatch):
+    """The stem's output is read by conv a inside a segment and by conv b outside it, so it stays whole: a
+    reads it only once complete, with the n_coded its writer set (a segment `stream` or `auto` makes
+    whenever a tensor also feeds an op outside the run)."""
+    model, images = branches
+    stem = next(i for i, n in enumerate(model.nodes) if n.op == "conv2d")
+    segment = planner.segment(model, stem, stem + 1)
+    assert model.nodes[stem].output not in segment.ring_rows and model.tensors[model.nodes[stem].output].has_errors
+    monkeypatch.setattr(planner, "choose_segments", lambda m, schedule: [segment] if schedule == "stream" else [])
+    report = run(model, images, "host", tmp_path / "host", sanitize=True)
     assert report["bit_exact"], report["mismatched_images"]
 
 

@@ -265,7 +265,10 @@ def simulate(stages: list[Stage], heights: dict[str, int], streamed: set[str]) -
     def advance(i: int) -> None:
         done[i] += 1
         out = stages[i].output
-        produced[out] = stages[i].rows_after(done[i])
+        # a whole tensor (not a ring) is read once complete: its readers take the tensor's n_coded,
+        # which the writer sets with its last pixel (spec 2.3); a ring row carries its own (2.4)
+        complete = done[i] == stages[i].units
+        produced[out] = stages[i].rows_after(done[i]) if out in streamed or complete else 0
         if out in streamed:
             oldest = min(r.oldest(done[j]) for j, r in consumers[out])
             ring[out] = max(ring[out], produced[out] - oldest)

@@ -73,8 +73,8 @@ def _store(t: QTensor, u: np.ndarray, result_stats: dict, overflow: np.ndarray,
     stats = result_stats.setdefault(t.name, TensorStats(np.zeros(uncoded, dtype=np.int64)))
     stats.symbol_counts += np.bincount(symbols.ravel(), minlength=2 * uncoded)[:uncoded]
     if per_image:
-        rows = (np.arange(n, dtype=np.int32) * (2 * uncoded))[:, None, None, None]
-        counts = np.bincount((symbols + rows).ravel(), minlength=n * 2 * uncoded)
+        image_offsets = (np.arange(n, dtype=np.int32) * (2 * uncoded))[:, None, None, None]
+        counts = np.bincount((symbols + image_offsets).ravel(), minlength=n * 2 * uncoded)
         stats.per_image_counts.append(counts.reshape(n, 2 * uncoded)[:, :uncoded])
         row_offsets = (np.arange(n * u.shape[1], dtype=np.int32) * (2 * uncoded)).reshape(n, -1)[:, :, None, None]
         counts = np.bincount((symbols + row_offsets).ravel(), minlength=n * u.shape[1] * 2 * uncoded)

@@ -10,6 +10,8 @@
  * is read the same way, row by row: each row is a band with its own plane
  * bits, error stream and n_coded, found in its ring slot when reached.
  */
+#include <string.h>
+
 #include "dqa_internal.h"
 
 /* Error stream state for decoding (a band without a usable stream codes nothing). */
@@ -70,7 +72,7 @@ static void enter_band(dqa_reader_t *r, uint32_t start)
         r->stream_bytes = (t->row_capacity_bits + 7u) >> 3;
         r->n_coded = 0;
         if (t->stream != NULL) { /* a slot without an error stream has no n_coded either */
-            r->n_coded = *(const uint32_t *)(const void *)(t->plane + slot + t->slot_bytes - 4u);
+            memcpy(&r->n_coded, t->plane + slot + t->slot_bytes - 4u, sizeof r->n_coded); /* no aliasing */
         }
     }
 }

@@ -10,6 +10,8 @@
  * tensor (spec 2.4) is written band by band: each row into its ring slot,
  * with a stream of its own whose n_coded is stored as soon as the row is full.
  */
+#include <string.h>
+
 #include "dqa_internal.h"
 
 /* Puts `bits` (count <= 8 bits, higher bits 0) at stream bit `pos`, LSB-first. */
@@ -138,7 +140,7 @@ static void end_band(dqa_writer_t *w)
         t->n_coded = w->symbol;
     } else if (t->stream != NULL) { /* a slot without an error stream has no n_coded either */
         size_t slot = (size_t)((w->band_start / ((uint32_t)t->info->width * t->info->channels)) % t->ring_rows);
-        *(uint32_t *)(void *)(t->plane + (slot + 1u) * t->slot_bytes - 4u) = w->symbol;
+        memcpy(t->plane + (slot + 1u) * t->slot_bytes - 4u, &w->symbol, sizeof w->symbol); /* no aliasing */
     }
     w->overflowed = (uint8_t)(w->overflowed | w->closed);
 }
