@@ -40,11 +40,28 @@ static inline int32_t channel_acc(const int8_t *x, const int8_t *w, const dw_wal
     return acc;
 }
 
-/* The DSP loop uses dqa_mac.h's SXTB16 helpers, which it defines for the cores without MVE (Cortex-M55
- * takes the portable loop). */
-#if defined(__ARM_FEATURE_DSP) && __ARM_FEATURE_DSP && !DQA_CONV_TILE_ROWS
+#define DW_LANES 4u /* channels per step of quad_acc */
+
+#if DQA_CONV_TILE_ROWS
 #define DQA_DW_QUADS 1
-#define DW_LANES 4u /* channels per step: one 32-bit load of inputs and one of weights per tap */
+
+/* MVE (Cortex-M55): the four channels as int32 lanes, widened as loaded (MVE's VMLA takes only a scalar: VMUL, VADD). */
+static inline void quad_acc(const int8_t *x, const int8_t *w, const dw_walk_t *k, int32_t *acc)
+{
+    const int32x4_t offset = vdupq_n_s32(k->offset);
+    int32x4_t a = vdupq_n_s32(0);
+    for (int32_t row = 0; row < k->rows; ++row, x += k->y_step, w += k->w_row) {
+        for (int32_t kx = 0; kx < k->row_taps; ++kx) {
+            const int32x4_t xv = vaddq_s32(vldrbq_s32(x + kx * k->x_step), offset);
+            a = vaddq_s32(a, vmulq_s32(xv, vldrbq_s32(w + kx * k->w_step)));
+        }
+    }
+    vst1q_s32(acc, a);
+}
+
+/* The DSP loop uses dqa_mac.h's SXTB16 helpers, which it defines for the cores without MVE. */
+#elif defined(__ARM_FEATURE_DSP) && __ARM_FEATURE_DSP
+#define DQA_DW_QUADS 1
 
 /* (offset + byte 1, offset + byte 3) of x, halfword-wise: SXTAB16 with the rotation (no ACLE intrinsic
  * fuses it in GCC 12). */
