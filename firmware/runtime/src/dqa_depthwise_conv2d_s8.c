@@ -88,7 +88,8 @@ static inline int16x2_t sxtab16_ror8(int16x2_t offset, uint32_t x)
     } while (0)
 
 /* channel_acc of channels c..c+3 (depth multiplier 1: inputs and weights in the same channel order); a
- * full 3x3 window (every interior pixel of a 3x3 depthwise) unrolled, with no row loop. */
+ * full 3x3 window (every interior pixel of a 3x3 depthwise) tested once, its rows' taps unrolled (all
+ * nine unrolled measured slower on Cortex-M7: 24.59 M against 24.34 M for VWW). */
 static inline void quad_acc(const int8_t *x, const int8_t *w, const dw_walk_t *k, int32_t *acc)
 {
     const int32_t x_step = k->x_step, w_step = k->w_step;
