@@ -8,7 +8,8 @@ tflite_reference and the LiteRT interpreter's reference kernels.
 * A Keras stack converted to full int8 whose convolutions reach every case the kernels treat apart: an odd
   and a 3-channel input (odd K, rows of 3 bytes), output channels that are not a multiple of the 4-row tile
   (1, 5, 7, 13), stride 2, dilation, SAME and VALID padding, 1x1, a
-  non-square kernel, groups, depthwise with a depth multiplier and with stride 2, and FULLY_CONNECTED of odd
+  non-square kernel, groups, depthwise with a depth multiplier, with stride 2 and of 13 channels (the DSP
+  loop's quads of channels and a rest), and FULLY_CONNECTED of odd
   depth and of one input and output; on the host under ASan + UBSan and (slow) under QEMU on every core,
   there with the MLPerf Tiny ResNet-8 too.
 """
@@ -83,6 +84,7 @@ def conv_stack(tf, rng):
     x = L.Conv2D(7, 3, padding="same", activation="relu")(inp)                 # odd K (45), 7 = 4 + 3 rows
     x = L.Conv2D(8, (3, 2), activation="relu")(x)                              # VALID
     x = L.Conv2D(13, 3, strides=2, padding="same")(x)                          # stride 2, 13 = 3 tiles + 1
+    x = L.DepthwiseConv2D(3, padding="same")(x)                                # 13 = 3 quads of channels + 1
     x = L.Conv2D(5, 1)(x)                                                      # 1x1, 5 rows
     x = L.DepthwiseConv2D(3, padding="same", depth_multiplier=2)(x)            # depth multiplier
     x = L.Conv2D(12, 3, padding="same", groups=2, activation="relu")(x)        # groups of 5 in, 6 out
@@ -134,6 +136,8 @@ def test_the_stack_reaches_every_kernel_case(conv_models):
                for s, op in zip(shapes, convs)), "a grouped CONV_2D"
     assert any(s[0] == "DEPTHWISE_CONV_2D" and s[1][3] == 2 * g.tensors[op.inputs[0]].shape[3]
                for s, op in zip(shapes, convs)), "a depth multiplier"
+    assert any(s[0] == "DEPTHWISE_CONV_2D" and s[1][3] == g.tensors[op.inputs[0]].shape[3] and s[1][3] % 4 and
+               s[1][3] > 4 for s, op in zip(shapes, convs)), "depthwise quads of channels and a rest"
     assert {s[1][0] % 4 for s in shapes if s[0] == "CONV_2D"} >= {0, 1, 3}
     assert any(s[2] == (2, 2) for s in shapes) and {s[3] for s in shapes} >= {(1, 1), *DILATIONS}
     assert sum(op.op == "FULLY_CONNECTED" for op in g.ops) == 2
