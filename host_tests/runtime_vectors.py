@@ -22,13 +22,13 @@ from pathlib import Path
 
 import numpy as np
 
-from dqa_mcu import bitpack
+from dqa_mcu import bitpack, npconv
 from dqa_mcu.codegen import dqa as codegen
 from dqa_mcu.huffman import HuffmanCode
 from dqa_mcu.ir import act_bounds
 from dqa_mcu.qmodel import QModel, QNode, QTensor
 from dqa_mcu.quantize.quantizer import fixed_point, out_range
-from dqa_mcu.reference import npconv, dqa as reference
+from dqa_mcu.reference import dqa as reference
 
 ROOT = Path(__file__).resolve().parents[1]
 RUNTIME = ROOT / "firmware" / "runtime"

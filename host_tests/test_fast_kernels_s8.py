@@ -1,10 +1,10 @@
 """The TFLite-exact int8 kernels on the shared MAC tiles (firmware/runtime/src/dqa_mac.h): CONV_2D gathers
 each output pixel's window widened to int16 into a scratch column and multiplies it with weight tiles
 (dqa_mcu.codegen.dqa.tile_conv_weights); DEPTHWISE_CONV_2D has its own kernel. Bit-exact (np.array_equal) with
-tflite_reference and the LiteRT interpreter's reference kernels.
+reference.tflite and the LiteRT interpreter's reference kernels.
 
 * The fixed-point primitives in C (dqa_s8_internal.h: SRDHM as the 64-bit sum's bits 31..62, RDBPOT, MBQM)
-  against tflite_reference on edge and random values, under ASan + UBSan.
+  against reference.tflite on edge and random values, under ASan + UBSan.
 * A Keras stack converted to full int8 whose convolutions reach every case the kernels treat apart: an odd
   and a 3-channel input (odd K, rows of 3 bytes), output channels that are not a multiple of the 4-row tile
   (1, 5, 7, 13), stride 2, dilation, SAME and VALID padding, 1x1, a
@@ -150,7 +150,7 @@ def _check(path, out, target, sanitize=False):
                           R.run_litert_interpreter(path, x, batch_size=1).reshape(len(x), -1))
     api.export_s8_project(g, out, target, str(path), x, None, None, log=lambda *a: None)
     report = api.run_project(out, x, None, target, 600, sanitize=sanitize, log=lambda *a: None)
-    assert report["bit_exact"], f"{target}: differs from tflite_reference on images {report['mismatched_images']}"
+    assert report["bit_exact"], f"{target}: differs from reference.tflite on images {report['mismatched_images']}"
 
 
 @pytest.mark.parametrize("model", [0, 1, 2])

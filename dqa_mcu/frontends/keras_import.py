@@ -50,7 +50,7 @@ import numpy as np
 
 from dqa_mcu import ir
 from dqa_mcu.ir import TABLE_FUNCTIONS
-from dqa_mcu.reference.npconv import out_size
+from dqa_mcu.npconv import out_size
 
 __all__ = ["load_keras", "load_keras_model", "import_keras_model", "RAW_PIXELS"]
 

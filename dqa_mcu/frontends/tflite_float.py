@@ -51,7 +51,7 @@ import numpy as np
 from dqa_mcu import ir
 from dqa_mcu.frontends.keras_import import RAW_PIXELS, tf_same_pads
 from dqa_mcu.frontends.tflite_import import TFLiteGraph, TOp, UnsupportedTFLiteOpError, layer_name, moved_index
-from dqa_mcu.reference.npconv import out_size
+from dqa_mcu.npconv import out_size
 
 __all__ = ["tflite_to_ir"]
 

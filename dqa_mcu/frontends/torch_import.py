@@ -60,7 +60,7 @@ from torch.fx.passes.shape_prop import ShapeProp
 from dqa_mcu import ir
 from dqa_mcu.frontends import zoo
 from dqa_mcu.frontends.zoo import Normalization
-from dqa_mcu.reference.npconv import out_size
+from dqa_mcu.npconv import out_size
 
 DEFAULT_NORMALIZATION = Normalization(1.0 / 255.0, (0.0,), (1.0,))
 

@@ -1,2 +1,2 @@
 """Executors: the NumPy integer references (DQA, docs/spec.md; TFLite int8, docs/spec_tflite.md), the
-float baselines (NumPy windows, PyTorch) and evaluation on datasets."""
+float baselines (PyTorch) and evaluation on datasets."""

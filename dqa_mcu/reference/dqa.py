@@ -11,8 +11,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from dqa_mcu import npconv
 from dqa_mcu.qmodel import QModel, QNode, QTensor
-from dqa_mcu.reference import npconv
 
 DEFAULT_BATCH = 64  # fastest here: the im2col buffer stays in cache
 PIXELS = "__pixels__"  # the application's uint8 input, before the input stage

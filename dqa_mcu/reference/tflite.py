@@ -46,7 +46,7 @@ import numpy as np
 
 from dqa_mcu.frontends.tflite_import import (TFLiteGraph, TOp, UnsupportedTFLiteOpError, load_tflite,
                                              refuse_activation_shapes)
-from dqa_mcu.reference.npconv import conv2d, windows
+from dqa_mcu.npconv import conv2d, windows
 
 __all__ = ["TFLiteReference", "run_tflite_reference", "run_litert_interpreter",
            "quantize_multiplier", "multiply_by_quantized_multiplier", "saturating_rounding_doubling_high_mul",

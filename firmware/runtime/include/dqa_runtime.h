@@ -145,7 +145,7 @@ typedef struct {
  * padded with zero rows); per tile, the K = kernel_h * kernel_w * (in_channels / groups) weights of
  * each row (OHWI order) in pairs (k, k+1), k even, as the 8 bytes w(0,k) w(1,k) w(0,k+1) w(1,k+1)
  * w(2,k) w(3,k) w(2,k+1) w(3,k+1) (an odd K padded with a zero weight). The code generator writes
- * them so (dqa_mcu.codegen.tile_conv_weights); src/dqa_mac.h says why. */
+ * them so (dqa_mcu.codegen.dqa.tile_conv_weights); src/dqa_mac.h says why. */
 size_t dqa_conv2d_weights_size(const dqa_conv_params_t *params, uint16_t in_channels, uint16_t out_channels);
 /* 1 on cores with MVE (Cortex-M55): a tile's rows are contiguous instead, w(r, k) at byte
  * r * (tile bytes / 4) + k, for the vector loads; the generated model.c checks it. */

@@ -1,7 +1,7 @@
 /*
  * dqa-mcu C runtime, TFLite-exact int8 mode: kernels that reproduce TFLite's
  * reference int8 kernels bit for bit (docs/spec_tflite.md; the NumPy side is
- * dqa_mcu/tflite_reference.py). Tensors are plain int8 NHWC arrays (or [1, N]
+ * dqa_mcu/reference/tflite.py). Tensors are plain int8 NHWC arrays (or [1, N]
  * vectors) in the model's static arena; dqa_conv2d_s8, dqa_fully_connected_s8 and dqa_add_s8 need scratch memory.
  *
  * Multipliers and shifts follow TFLite's convention: real ~= M * 2^(shift - 31),
