@@ -130,10 +130,6 @@ def all_8bit(model: QModel) -> QModel:
     return replace(model, tensors={name: widen(t) for name, t in model.tensors.items()})
 
 
-def _has_errors(t: QTensor) -> bool:
-    return t.extra_bits > 0 and bool(t.important.any())
-
-
 def _dqa_rows(out: Path, blocks: dict[str, dict]) -> tuple[list[LayerRow], QModel]:
     try:
         model = QModel.load(out / QMODEL_FILE)
@@ -147,13 +143,13 @@ def _dqa_rows(out: Path, blocks: dict[str, dict]) -> tuple[list[LayerRow], QMode
         block = blocks[model.storage_of(node.output).name]
         scratch = blocks.get(f"{node.name}/scratch")
         allocated = measured = None
-        if _has_errors(t):
+        if t.has_errors:
             allocated = t.err_capacity_bits / t.important_count
             if stats.get(t.name) and stats[t.name].stream_bits:
                 measured = float(np.mean(stats[t.name].stream_bits)) / t.important_count
         rows.append(LayerRow(step, node.name, node.op, tuple(t.shape),
-                             f"{t.bits} + {t.extra_bits}" if _has_errors(t) else str(t.bits),
-                             f"{int(t.important.sum())} / {t.channels}" if _has_errors(t) else "",
+                             f"{t.bits} + {t.extra_bits}" if t.has_errors else str(t.bits),
+                             f"{int(t.important.sum())} / {t.channels}" if t.has_errors else "",
                              allocated, measured, block["offset"], block["bytes"],
                              scratch["bytes"] if scratch else 0, None))
     return rows, model
@@ -229,7 +225,7 @@ def _load(out: Path, info: dict, run_file: str | Path | None) -> ExportReport:
         plan8 = planner.plan(all_8bit(model))
         alive8, extent8 = occupancy(layout_blocks(plan8.blocks), steps)
         arena8 = plan8.arena_bytes
-        error_tables = {f"{c_ident(t.name)}_{suffix}" for t in model.tensors.values() if _has_errors(t)
+        error_tables = {f"{c_ident(t.name)}_{suffix}" for t in model.tensors.values() if t.has_errors
                         for suffix in ERROR_TABLES}
         constants8 = constants - sum(c["bytes"] for c in layout["constants"] if c["name"] in error_tables)
     this = Memory(layout["arena_bytes"], constants)
