@@ -178,7 +178,8 @@ def test_netduinoplus2_systick_ticks_at_168_mhz(tmp_path):
 
 def test_a_model_too_big_for_the_board_fails_at_export_with_numbers(tmp_path):
     """The fit check uses the board's real SRAM: the digits CNN on 128 x 128 inputs at 8 bits needs
-    about 780 KB of arena, which the F446RE's 128 KB cannot hold (a QEMU core's 4 MB can)."""
+    about 780 KB of arena layer by layer, which the F446RE's 128 KB cannot hold (a QEMU core's 4 MB can;
+    row streaming, the default, would fit it)."""
     import torch
     from dqa_mcu import demo
     from dqa_mcu.frontends import passes
@@ -191,8 +192,10 @@ def test_a_model_too_big_for_the_board_fails_at_export_with_numbers(tmp_path):
     model = quantize(graph, calibrate(graph, x, show_progress=False), QuantConfig(bits=8, extra_bits=0), x)
     with pytest.raises(cli.QuantizationError,
                        match=r"activation arena of \d+ bytes does not fit nucleo-f446re's RAM of 131072 bytes"):
-        api.export_project(model, tmp_path / "f446", "nucleo-f446re", "m", x, None, None, log=lambda *a: None)
-    api.export_project(model, tmp_path / "m4", "cortex-m4", "m", x, None, None, log=lambda *a: None)
+        api.export_project(model, tmp_path / "f446", "nucleo-f446re", "m", x, None, None, log=lambda *a: None,
+                           schedule="layer")
+    api.export_project(model, tmp_path / "m4", "cortex-m4", "m", x, None, None, log=lambda *a: None,
+                       schedule="layer")
 
 
 @pytest.mark.parametrize("board", BOARDS[1:])

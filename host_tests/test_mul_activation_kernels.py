@@ -369,7 +369,7 @@ int main(void)
     uint8_t in_plane[8], out_plane[16];
     uint32_t scratch[8];
     int16_t u[8];
-    dqa_tensor_t in = {&in_info, in_plane, NULL, 0}, out = {&out_info, out_plane, NULL, 0};
+    dqa_tensor_t in = {&in_info, in_plane, NULL, 0, 0, 0, 0}, out = {&out_info, out_plane, NULL, 0, 0, 0, 0};
     dqa_status_t status = {0};
     dqa_activation_params_t p = {table, 1u, one, no_shift,
                                  {one, NULL, no_shift, lowest, highest, NULL, NULL}};
