@@ -21,6 +21,41 @@ static inline int dqa__rows_pending(uint16_t *end, uint32_t units, uint16_t done
     return *end > done;
 }
 
+/* One band of a stored tensor, as its reader and writer walk it (spec 2.4): the whole tensor, or the
+ * ring row that holds element `start`, at byte `slot` of the plane (and of the stream), whose last
+ * DQA_SLOT_N_CODED_BYTES hold the row's n_coded when it has an error stream. */
+#define DQA_SLOT_N_CODED_BYTES 4u
+
+typedef struct {
+    uint32_t start, end; /* its elements: [start, end) */
+    size_t slot;
+    uint32_t capacity_bits; /* of its error stream */
+} dqa__band_t;
+
+static inline dqa__band_t dqa__band(const dqa_tensor_t *t, uint32_t start)
+{
+    const uint32_t row = (uint32_t)t->info->width * t->info->channels;
+    dqa__band_t band;
+    if (t->ring_rows == 0u) {
+        band.start = 0;
+        band.end = (uint32_t)t->info->height * row;
+        band.slot = 0;
+        band.capacity_bits = t->info->stream_capacity_bits;
+    } else {
+        band.start = start;
+        band.end = start + row;
+        band.slot = (size_t)(start / row % t->ring_rows) * t->slot_bytes;
+        band.capacity_bits = t->row_capacity_bits;
+    }
+    return band;
+}
+
+/* Where a ring row's n_coded lies: the last bytes of its slot (whose band starts at `slot`). */
+static inline uint8_t *dqa__slot_n_coded(const dqa_tensor_t *t, size_t slot)
+{
+    return t->plane + slot + t->slot_bytes - DQA_SLOT_N_CODED_BYTES;
+}
+
 /* Arithmetic (flooring) right shift, defined for negative x in C99 terms. */
 static inline int32_t dqa__asr(int32_t x, unsigned s)
 {

@@ -43,37 +43,22 @@ static inline uint32_t peek_entry(const stream_t *s, uint32_t bit)
     return s->table[(window >> (bit & 7u)) & 0xFFu];
 }
 
-static uint32_t row_elements(const dqa_tensor_info_t *info)
-{
-    return (uint32_t)info->width * info->channels;
-}
-
 /* Starts the band whose first element is `start`: the whole tensor, or a ring row (spec 2.4). */
 static void enter_band(dqa_reader_t *r, uint32_t start)
 {
     const dqa_tensor_t *t = r->tensor;
-    const dqa_tensor_info_t *info = t->info;
+    const dqa__band_t band = dqa__band(t, start);
     r->element = start;
     r->symbol = 0;
     r->bit = 0;
-    if (t->ring_rows == 0u) {
-        r->band_start = 0;
-        r->band_end = (uint32_t)info->height * row_elements(info);
-        r->plane = t->plane;
-        r->stream = t->stream;
-        r->stream_bytes = (info->stream_capacity_bits + 7u) >> 3;
-        r->n_coded = t->n_coded;
-    } else {
-        size_t slot = (size_t)(start / row_elements(info) % t->ring_rows) * t->slot_bytes;
-        r->band_start = start;
-        r->band_end = start + row_elements(info);
-        r->plane = t->plane + slot;
-        r->stream = t->stream != NULL ? t->stream + slot : NULL;
-        r->stream_bytes = (t->row_capacity_bits + 7u) >> 3;
-        r->n_coded = 0;
-        if (t->stream != NULL) { /* a slot without an error stream has no n_coded either */
-            memcpy(&r->n_coded, t->plane + slot + t->slot_bytes - 4u, sizeof r->n_coded); /* no aliasing */
-        }
+    r->band_start = band.start;
+    r->band_end = band.end;
+    r->plane = t->plane + band.slot;
+    r->stream = t->stream != NULL ? t->stream + band.slot : NULL;
+    r->stream_bytes = (band.capacity_bits + 7u) >> 3;
+    r->n_coded = t->ring_rows == 0u ? t->n_coded : 0u;
+    if (t->ring_rows != 0u && t->stream != NULL) { /* a slot without an error stream has no n_coded */
+        memcpy(&r->n_coded, dqa__slot_n_coded(t, band.slot), sizeof r->n_coded); /* no aliasing */
     }
 }
 
@@ -171,7 +156,7 @@ void dqa_skip_pixels(dqa_reader_t *reader, uint32_t pixels)
         return;
     }
     if (reader->element == reader->band_end || target > reader->band_end) { /* a later band */
-        uint32_t start = t->ring_rows ? target - target % row_elements(info) : 0u;
+        uint32_t start = t->ring_rows ? target - target % ((uint32_t)info->width * channels) : 0u;
         if (start == target) { /* a ring row's start: entered when read */
             reader->element = target;
             reader->band_end = target;

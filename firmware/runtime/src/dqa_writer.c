@@ -111,25 +111,15 @@ static void put_error(dqa_writer_t *w, const dqa_tensor_info_t *info, uint32_t e
 static void begin_band(dqa_writer_t *w, uint32_t start)
 {
     dqa_tensor_t *t = w->tensor;
-    const dqa_tensor_info_t *info = t->info;
-    uint32_t row = (uint32_t)info->width * info->channels;
+    const dqa__band_t band = dqa__band(t, start);
     w->symbol = 0;
     w->bit = 0;
     w->closed = 0;
-    if (t->ring_rows == 0u) {
-        w->band_start = 0;
-        w->band_end = (uint32_t)info->height * row;
-        w->plane = t->plane;
-        w->stream = t->stream;
-        w->capacity_bits = info->stream_capacity_bits;
-    } else {
-        size_t slot = (size_t)(start / row % t->ring_rows) * t->slot_bytes;
-        w->band_start = start;
-        w->band_end = start + row;
-        w->plane = t->plane + slot;
-        w->stream = t->stream != NULL ? t->stream + slot : NULL;
-        w->capacity_bits = t->row_capacity_bits;
-    }
+    w->band_start = band.start;
+    w->band_end = band.end;
+    w->plane = t->plane + band.slot;
+    w->stream = t->stream != NULL ? t->stream + band.slot : NULL;
+    w->capacity_bits = band.capacity_bits;
 }
 
 /* Records the full band's n_coded where its readers find it. */
@@ -139,8 +129,7 @@ static void end_band(dqa_writer_t *w)
     if (t->ring_rows == 0u) {
         t->n_coded = w->symbol;
     } else if (t->stream != NULL) { /* a slot without an error stream has no n_coded either */
-        size_t slot = (size_t)((w->band_start / ((uint32_t)t->info->width * t->info->channels)) % t->ring_rows);
-        memcpy(t->plane + (slot + 1u) * t->slot_bytes - 4u, &w->symbol, sizeof w->symbol); /* no aliasing */
+        memcpy(dqa__slot_n_coded(t, (size_t)(w->plane - t->plane)), &w->symbol, sizeof w->symbol); /* no aliasing */
     }
     w->overflowed = (uint8_t)(w->overflowed | w->closed);
 }
