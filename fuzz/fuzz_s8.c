@@ -102,6 +102,27 @@ static void activation_range(source_t *s, int32_t *lo, int32_t *hi)
     *hi = a < b ? b : a;
 }
 
+/* A convolution's quantization and constant operands, read in this order: offsets, activation range,
+ * `weight_bytes` of weights, int32 biases, multipliers and shifts. */
+static void next_conv_operands(source_t *s, dqa_conv_s8_params_t *p, size_t weight_bytes, int32_t **shift)
+{
+    p->input_offset = -(int32_t)(int8_t)next_byte(s);
+    p->output_offset = (int8_t)next_byte(s);
+    activation_range(s, &p->act_min, &p->act_max);
+    p->weights = next_array(s, weight_bytes);
+    p->bias = next_array(s, sizeof(int32_t) * p->out_c);
+    p->multiplier = next_multipliers(s, p->out_c, shift);
+    p->shift = *shift;
+}
+
+static void free_conv_operands(dqa_conv_s8_params_t *p, int32_t *shift)
+{
+    free((void *)p->weights);
+    free((void *)p->bias);
+    free((void *)p->multiplier);
+    free(shift);
+}
+
 /* CONV_2D on weight tiles; with one input channel per group, DEPTHWISE_CONV_2D (OHWI weights). */
 static void fuzz_conv(source_t *s)
 {
@@ -128,19 +149,13 @@ static void fuzz_conv(source_t *s)
     p.dilation_w = next_dim(s, 2);
     p.out_h = out_size(p.in_h, p.kernel_h, p.stride_h, p.dilation_h, same, &p.pad_top);
     p.out_w = out_size(p.in_w, p.kernel_w, p.stride_w, p.dilation_w, same, &p.pad_left);
-    p.input_offset = -(int32_t)(int8_t)next_byte(s);
-    p.output_offset = (int8_t)next_byte(s);
-    activation_range(s, &p.act_min, &p.act_max);
     depthwise = p.in_c_per_group == 1;
     weight_bytes = (size_t)p.out_c * p.kernel_h * p.kernel_w;
     if (!depthwise) { /* per group, tiles of 4 rows, K padded to even (dqa_conv2d_weights_size()) */
         size_t k = (size_t)p.kernel_h * p.kernel_w * p.in_c_per_group;
         weight_bytes = (size_t)groups * ((p.out_c_per_group + 3u) / 4u) * ((k + 1u) / 2u) * 8u;
     }
-    p.weights = next_array(s, weight_bytes);
-    p.bias = next_array(s, sizeof(int32_t) * p.out_c);
-    p.multiplier = next_multipliers(s, p.out_c, &shift);
-    p.shift = shift;
+    next_conv_operands(s, &p, weight_bytes, &shift);
     input = next_array(s, (size_t)p.in_h * p.in_w * p.in_c);
     output = fresh((size_t)p.out_h * p.out_w * p.out_c);
     column = fresh(sizeof(int16_t) * 2u * (((size_t)p.kernel_h * p.kernel_w * p.in_c_per_group + 1u) & ~(size_t)1u));
@@ -152,10 +167,7 @@ static void fuzz_conv(source_t *s)
     free(column);
     free(input);
     free(output);
-    free((void *)p.weights);
-    free((void *)p.bias);
-    free((void *)p.multiplier);
-    free(shift);
+    free_conv_operands(&p, shift);
 }
 
 static void fuzz_fully_connected(source_t *s)
@@ -376,22 +388,13 @@ static void fuzz_transpose_conv(source_t *s)
         p.pad_top = (uint16_t)(reach_h > p.out_h ? (reach_h - p.out_h) / 2u : 0u);
         p.pad_left = (uint16_t)(reach_w > p.out_w ? (reach_w - p.out_w) / 2u : 0u);
     }
-    p.input_offset = -(int32_t)(int8_t)next_byte(s);
-    p.output_offset = (int8_t)next_byte(s);
-    activation_range(s, &p.act_min, &p.act_max);
-    p.weights = next_array(s, (size_t)p.out_c * p.kernel_h * p.kernel_w * p.in_c);
-    p.bias = next_array(s, sizeof(int32_t) * p.out_c);
-    p.multiplier = next_multipliers(s, p.out_c, &shift);
-    p.shift = shift;
+    next_conv_operands(s, &p, (size_t)p.out_c * p.kernel_h * p.kernel_w * p.in_c, &shift);
     input = next_array(s, (size_t)p.in_h * p.in_w * p.in_c);
     output = fresh((size_t)p.out_h * p.out_w * p.out_c);
     dqa_transpose_conv_s8(&p, input, output);
     free(input);
     free(output);
-    free((void *)p.weights);
-    free((void *)p.bias);
-    free((void *)p.multiplier);
-    free(shift);
+    free_conv_operands(&p, shift);
 }
 
 static void fuzz_leaky_relu(source_t *s)
