@@ -46,7 +46,7 @@ def main():
     calib = calibrate(graph, calib_x, show_progress=False)
     images = test_x[::len(test_x) // args.images][:args.images]
     models = {label: quantize(graph, calib, config, calib_x) for label, config in CONFIGS.items()}
-    half = planner.plan(models["all 8-bit"]).arena_bytes // 2
+    half = planner.plan(models["all 8-bit"], "layer").arena_bytes // 2
     models[BUDGET_ROW] = fit_arena(graph, calib, QuantConfig(bits=3), calib_x, half, log=lambda *a: None)
     acc_x, acc_y = test_x[:args.accuracy_images], test_y[:args.accuracy_images]
     rows = {}

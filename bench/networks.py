@@ -50,7 +50,7 @@ def table(graph, task, calib_x, test_x, targets, rows, extra=()):
         model = quantize(graph, calib, config, calib_x)
         row = evaluate.eval_quantized(label, model, test_x, targets, show_progress=False, task=task)
         print(f"| {label} | {row.accuracy:.2f} | {row.memory.bits_per_activation:.2f} | "
-              f"{planner.plan(model).arena_bytes} |")
+              f"{planner.plan(model, "layer").arena_bytes} |")
     for line in extra:
         print(line)
     return calib
@@ -81,7 +81,7 @@ def mobilenetv2(args, test_x, test_y, calib_x, calib_y):
     rows = [] if args.recommend_only else configs((3, 4, 5))
     calib = table(graph, evaluate.CLASSIFY, calib_x, test_x, test_y, rows)
     if not args.skip_recommend:
-        arena8 = planner.plan(quantize(graph, calib, QuantConfig(bits=8, extra_bits=0), calib_x)).arena_bytes
+        arena8 = planner.plan(quantize(graph, calib, QuantConfig(bits=8, extra_bits=0), calib_x), "layer").arena_bytes
         rank_x, rank_y = subsample(1000, calib_x, calib_y)
         t0 = time.perf_counter()
         best, found = recommend(graph, calib, QuantConfig(rank="taylor"), calib_x, Budget(arena_bytes=arena8 // 2),

@@ -439,7 +439,7 @@ def cmd_demo(args) -> int:
     print(evaluate.format_table(rows, rows[1].memory.activations * 4))
     out = Path(args.output)
     images, labels = test_x[:args.count], test_y[:args.count]
-    plan8 = planner.plan(int8)
+    plan8 = planner.plan(int8, planner.DEFAULT_SCHEDULE)  # as export_project plans the DQA model
     plan = export_project(dqa, out, args.target, "digits CNN (demo)", images, None, None)
     report = run_project(out, images, labels, None, args.timeout)
     print(f"activation arena: DQA {plan.arena_bytes} bytes vs int8 {plan8.arena_bytes} bytes "

@@ -222,7 +222,7 @@ def _load(out: Path, info: dict, run_file: str | Path | None) -> ExportReport:
         rows, model = _dqa_rows(out, blocks)
         mode = "DQA"
         quantization = config_summary(model)
-        plan8 = planner.plan(all_8bit(model))
+        plan8 = planner.plan(all_8bit(model), "layer")
         alive8, extent8 = occupancy(layout_blocks(plan8.blocks), steps)
         arena8 = plan8.arena_bytes
         error_tables = {f"{c_ident(t.name)}_{suffix}" for t in model.tensors.values() if t.has_errors

@@ -118,7 +118,7 @@ def test_dqa_layer_table_equals_the_plan_and_the_page_is_self_contained(small, t
 def test_the_all_8bit_comparison_is_the_model_quantized_at_8_bits(small):
     graph, calib, images, model = small
     int8 = quantize(graph, calib, QuantConfig(bits=8, extra_bits=0), images[:16])
-    assert planner.plan(export_report.all_8bit(model)).arena_bytes == planner.plan(int8).arena_bytes
+    assert planner.plan(export_report.all_8bit(model), "layer").arena_bytes == planner.plan(int8, "layer").arena_bytes
 
 
 def test_report_with_data_runs_on_cortex_m7_and_shows_instructions_and_accuracy(small, tmp_path):

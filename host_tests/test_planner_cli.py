@@ -18,7 +18,7 @@ def dqa3(resnet20, cifar_calib):
 
 
 def test_live_blocks_never_overlap_and_the_peak_is_tight(dqa3):
-    plan = planner.plan(dqa3)
+    plan = planner.plan(dqa3, "layer")
     blocks = plan.blocks
     for i, a in enumerate(blocks):
         assert a.offset % planner.ALIGN == 0 and a.offset + a.size <= plan.arena_bytes
@@ -32,7 +32,7 @@ def test_live_blocks_never_overlap_and_the_peak_is_tight(dqa3):
 
 
 def test_every_stored_tensor_and_kernel_scratch_is_planned(dqa3):
-    plan = planner.plan(dqa3)
+    plan = planner.plan(dqa3, "layer")
     names = {b.name for b in plan.blocks}
     stored = {dqa3.storage_of(t).name for t in dqa3.tensors}
     assert stored <= names

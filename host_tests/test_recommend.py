@@ -77,7 +77,7 @@ def test_recommend_fits_every_candidate_and_picks_the_least_divergence(toy, kind
     if kind == "bits":
         limit = Budget(bits=3.5)
     else:
-        arenas = [planner.plan(quantize(graph, calib, QuantConfig(bits=n, extra_bits=0), x)).arena_bytes
+        arenas = [planner.plan(quantize(graph, calib, QuantConfig(bits=n, extra_bits=0), x), "layer").arena_bytes
                   for n in (3, 4)]
         limit = Budget(arena_bytes=(arenas[0] + arenas[1]) // 2)
     best, found = recommend(graph, calib, QuantConfig(rank="taylor"), x, limit, rank, x, y, **QUIET)

@@ -111,7 +111,7 @@ def test_export_streams_by_default_and_says_so_in_the_summary_the_plan_and_the_l
     assert (tmp_path / "o" / "memory_plan.txt").read_text().rstrip().endswith(
         f"arena peak: {plan.arena_bytes} bytes (auto schedule, {len(plan.segments)} row-streamed segments)")
     layout = json.loads((tmp_path / "o" / "model_layout.json").read_text())
-    assert layout["schedule"] == "auto" and layout["arena_bytes"] == plan.arena_bytes < planner.plan(dqa3).arena_bytes
+    assert layout["schedule"] == "auto" and layout["arena_bytes"] == plan.arena_bytes < planner.plan(dqa3, "layer").arena_bytes
 
 
 def test_a_budget_estimate_scales_each_rows_capacity_with_its_important_channels(dqa3):

@@ -437,8 +437,8 @@ def choose_segments(model: QModel, schedule: str) -> list[Segment]:
     return segments_of(pieces)
 
 
-def plan(model: QModel, schedule: str = "layer") -> MemoryPlan:
-    """The arena for `schedule` (SCHEDULES); layer: every tensor whole, as before issue 13."""
+def plan(model: QModel, schedule: str) -> MemoryPlan:
+    """The arena for `schedule` (SCHEDULES; export runs DEFAULT_SCHEDULE); layer: every tensor whole."""
     return plan_segments(model, choose_segments(model, schedule), schedule)
 
 
