@@ -166,3 +166,17 @@ def test_conv_kernels_bit_exact_under_qemu(conv_models, tmp_path, core):
         pytest.fail("arm-none-eabi-gcc not found: ./install.sh installs it")
     for i, path in enumerate([*conv_models, shared_file(RESNET8)]):
         _check(path, tmp_path / f"{core}-{i}", core)
+
+
+def test_the_model_init_refuses_a_plan_short_of_a_kernels_scratch(tmp_path, monkeypatch):
+    """The plan sizes each kernel's scratch offline (codegen.tflite.scratch_bytes); dqa_model_init() checks it
+    against the kernels' *_get_buffer_size(), so a plan 4 bytes short stops the firmware before any run."""
+    from dqa_mcu.codegen import tflite as codegen_s8
+    from dqa_mcu.device import build as fw
+    from dqa_mcu.targets import get_target
+    planned = codegen_s8.scratch_bytes
+    monkeypatch.setattr(codegen_s8, "scratch_bytes", lambda g, op: max(0, planned(g, op) - 4))
+    out = tmp_path / "short"
+    api.export(shared_file("models/mlperf_tiny_kws_dscnn_int8.tflite"), out, "host", log=lambda *a: None)
+    with pytest.raises(fw.BuildError, match="needs more scratch memory than the plan gives it"):
+        fw.run(fw.build(out, get_target("host")), get_target("host"))

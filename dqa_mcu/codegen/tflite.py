@@ -149,7 +149,7 @@ def _on_tiles(g: TFLiteGraph, op: TOp) -> bool:
     return not is_depthwise(w, g.tensors[op.inputs[0]].shape[3] // w.shape[3])
 
 
-ADD_TABLE_VALUES = 512  # DQA_ADD_S8_TABLE_VALUES in dqa_runtime_s8.h: int32, both operands' 256 values
+ADD_TABLE_VALUES = 512  # DQA_ADD_S8_TABLE_VALUES (dqa_runtime_s8.h; dqa_model_init checks): both operands' 256 values
 
 
 def scratch_bytes(g: TFLiteGraph, op: TOp) -> int:
@@ -201,9 +201,12 @@ class _Emitter:
     def ptr(self, t: int, ctype: str = "int8_t") -> str:
         return f"({ctype} *)(dqa_arena + {self.plan.offset(t)})"
 
-    def scratch(self, layer: str, ctype: str = "int16_t") -> str:
-        """The scratch block of a layer (plan_s8, scratch_bytes)."""
-        return f"({ctype} *)(dqa_arena + {self.plan.scratch[layer].offset})"
+    def scratch(self, layer: dict, size_call: str, ctype: str = "int16_t") -> str:
+        """The scratch block of a layer (plan_s8, scratch_bytes); dqa_model_init() checks that `size_call`, the
+        kernel's *_get_buffer_size(), asks for no more."""
+        block = self.plan.scratch[layer["name"]]
+        layer["scratch_check"] = (size_call, block.size)
+        return f"({ctype} *)(dqa_arena + {block.offset})"
 
     def shape(self, t: int) -> tuple[int, ...]:
         return tuple(self.g.tensors[t].shape)
@@ -257,7 +260,7 @@ class _Emitter:
         act = op.options.get("activation", "NONE")
         comment = (f"{ident}: {op.op} (op {op.index}), {shapes} -> {'x'.join(map(str, self.shape(y)))}"
                    + (f", {act}" if act != "NONE" else ""))
-        layer = dict(name=ident, comment=comment, params=None, params_type=None, extra=None)
+        layer = dict(name=ident, comment=comment, params=None, params_type=None, extra=None, scratch_check=None)
         if op.op in ("CONV_2D", "DEPTHWISE_CONV_2D", "TRANSPOSE_CONV"):
             transposed = op.op == "TRANSPOSE_CONV"
             x = op.inputs[2] if transposed else x
@@ -299,7 +302,8 @@ class _Emitter:
                 ("shift", self.array(f"{ident}_shift", "int32_t", p["shift"],
                                      f"{ident}: per output channel shifts (> 0: left)"))]
             if tiled:
-                layer["call"] = f"dqa_conv2d_s8(&{ident}_params, {self.ptr(x)}, {self.ptr(y)}, {self.scratch(ident)});"
+                column = self.scratch(layer, f"dqa_conv2d_s8_get_buffer_size(&{ident}_params)")
+                layer["call"] = f"dqa_conv2d_s8(&{ident}_params, {self.ptr(x)}, {self.ptr(y)}, {column});"
             else:
                 fn = "dqa_transpose_conv_s8" if transposed else "dqa_depthwise_conv2d_s8"
                 layer["call"] = f"{fn}(&{ident}_params, {self.ptr(x)}, {self.ptr(y)});"
@@ -323,8 +327,8 @@ class _Emitter:
                                               f"{ident}: output scale (double) = mantissa * 2^exponent")),
                 ("scale_exponent", self.array(f"{ident}_scale_exponent", "int16_t", [e for _, e in parts],
                                               f"{ident}: output scale exponents"))]
-            layer["call"] = (f"dqa_fully_connected_s8(&{ident}_params, {self.ptr(x)}, {self.ptr(y)}, "
-                             f"{self.scratch(ident)});")
+            column = self.scratch(layer, f"dqa_fully_connected_s8_get_buffer_size(&{ident}_params)")
+            layer["call"] = f"dqa_fully_connected_s8(&{ident}_params, {self.ptr(x)}, {self.ptr(y)}, {column});"
         elif op.op in ("ADD", "SUB", "MUL"):  # SUB: ADD with the second multiplier negated (spec 3.10)
             keys = (("input1_offset", "input2_offset", "output_offset", "output_multiplier", "output_shift")
                     if op.op == "MUL" else
@@ -334,7 +338,7 @@ class _Emitter:
             layer["params_type"] = f"dqa_{kernel}_s8_params_t"
             layer["params"] = [("shape", self.broadcast(op))] + [(k, p[k]) for k in keys + ("act_min", "act_max")]
             a, b = (self.operand(op, k) for k in (0, 1))
-            tables = f", {self.scratch(ident, 'int32_t')}" if kernel == "add" else ""
+            tables = f", {self.scratch(layer, 'dqa_add_s8_get_buffer_size()', 'int32_t')}" if kernel == "add" else ""
             layer["call"] = f"dqa_{kernel}_s8(&{ident}_params, {a}, {b}, {self.ptr(y)}{tables});"
         elif op.op in ("LEAKY_RELU", "RELU", "RELU6", "QUANTIZE"):
             # RELU / RELU6 rescale negative inputs like positive ones (their clamp does the rest), and so does

@@ -10,6 +10,7 @@
 #ifndef DQA_RUNTIME_S8_H
 #define DQA_RUNTIME_S8_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #ifdef __cplusplus
@@ -137,7 +138,14 @@ typedef struct {
 } dqa_depth_to_space_s8_params_t;
 
 /* column: scratch of 2 x K' int16 values, two output pixels' windows: K' = kernel_h * kernel_w *
- * in_c_per_group rounded up to even. */
+ * in_c_per_group rounded up to even. The *_get_buffer_size() functions give the scratch bytes, which the
+ * generated dqa_model_init() checks against the plan; inline, so that on a model's constant parameters
+ * the check costs no code. */
+static inline size_t dqa_conv2d_s8_get_buffer_size(const dqa_conv_s8_params_t *p)
+{
+    const size_t k = (size_t)p->kernel_h * p->kernel_w * p->in_c_per_group;
+    return 2u * (k + (k & 1u)) * sizeof(int16_t);
+}
 void dqa_conv2d_s8(const dqa_conv_s8_params_t *p, const int8_t *input, int8_t *output, int16_t *column);
 void dqa_depthwise_conv2d_s8(const dqa_conv_s8_params_t *p, const int8_t *input, int8_t *output);
 void dqa_transpose_conv_s8(const dqa_conv_s8_params_t *p, const int8_t *input, int8_t *output);
@@ -150,10 +158,18 @@ void dqa_resize_nearest_s8(const dqa_resize_nearest_s8_params_t *p, const int8_t
 void dqa_resize_bilinear_s8(const dqa_resize_bilinear_s8_params_t *p, const int8_t *input, int8_t *output);
 void dqa_depth_to_space_s8(const dqa_depth_to_space_s8_params_t *p, const int8_t *input, int8_t *output);
 /* column: scratch of in_depth int16 values, rounded up to even. */
+static inline size_t dqa_fully_connected_s8_get_buffer_size(const dqa_fully_connected_s8_params_t *p)
+{
+    return ((size_t)p->in_depth + (p->in_depth & 1u)) * sizeof(int16_t);
+}
 void dqa_fully_connected_s8(const dqa_fully_connected_s8_params_t *p, const int8_t *input, int8_t *output,
                             int16_t *column);
 /* tables: scratch of DQA_ADD_S8_TABLE_VALUES int32 (each operand's rescaled value for every int8 value). */
 #define DQA_ADD_S8_TABLE_VALUES 512
+static inline size_t dqa_add_s8_get_buffer_size(void)
+{
+    return DQA_ADD_S8_TABLE_VALUES * sizeof(int32_t);
+}
 void dqa_add_s8(const dqa_add_s8_params_t *p, const int8_t *input1, const int8_t *input2, int8_t *output,
                 int32_t *tables);
 void dqa_avgpool_s8(const dqa_pool_s8_params_t *p, const int8_t *input, int8_t *output);
