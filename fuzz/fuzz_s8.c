@@ -158,7 +158,7 @@ static void fuzz_conv(source_t *s)
     next_conv_operands(s, &p, weight_bytes, &shift);
     input = next_array(s, (size_t)p.in_h * p.in_w * p.in_c);
     output = fresh((size_t)p.out_h * p.out_w * p.out_c);
-    column = fresh(sizeof(int16_t) * 2u * (((size_t)p.kernel_h * p.kernel_w * p.in_c_per_group + 1u) & ~(size_t)1u));
+    column = fresh(dqa_conv2d_s8_get_buffer_size(&p));
     if (depthwise) {
         dqa_depthwise_conv2d_s8(&p, input, output);
     } else {
@@ -197,7 +197,7 @@ static void fuzz_fully_connected(source_t *s)
     p.folded_bias = next_array(s, sizeof(int32_t) * p.out_depth);
     input = next_array(s, (size_t)p.rows * p.in_depth);
     output = fresh((size_t)p.rows * p.out_depth);
-    column = fresh(sizeof(int16_t) * ((p.in_depth + 1u) & ~1u));
+    column = fresh(dqa_fully_connected_s8_get_buffer_size(&p));
     dqa_fully_connected_s8(&p, input, output, column);
     free(column);
     free(input);
@@ -273,7 +273,7 @@ static void fuzz_add(source_t *s)
     activation_range(s, &p.act_min, &p.act_max);
     in1 = next_array(s, (size_t)b->out_h * b->out_w * b->out_c);
     output = fresh((size_t)b->out_h * b->out_w * b->out_c);
-    tables = fresh(sizeof(int32_t) * DQA_ADD_S8_TABLE_VALUES);
+    tables = fresh(dqa_add_s8_get_buffer_size());
     dqa_add_s8(&p, in1, in2, output, tables);
     free(tables);
     free(in1);
