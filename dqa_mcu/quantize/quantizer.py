@@ -495,7 +495,10 @@ def _fit_error_streams(model: QModel, images: np.ndarray, config: QuantConfig) -
     for name, s in stats.items():
         t = model.tensors[name]
         t.huffman = HuffmanCode.from_counts(s.symbol_counts)
-        longest = int((s.image_symbol_counts @ np.asarray(t.huffman.lengths)).max())
-        t.err_capacity_bits = int(np.ceil(longest * (1 + config.stream_margin)))
-        longest_row = int((np.concatenate(s.per_row_counts) @ np.asarray(t.huffman.lengths)).max())
-        t.err_row_capacity_bits = int(np.ceil(longest_row * (1 + config.stream_margin)))
+        lengths = np.asarray(t.huffman.lengths)
+
+        def capacity(counts: np.ndarray) -> int:  # the longest stream seen, plus the margin (spec 2.3)
+            return int(np.ceil(int((counts @ lengths).max()) * (1 + config.stream_margin)))
+
+        t.err_capacity_bits = capacity(s.image_symbol_counts)  # per image: the whole tensor's stream
+        t.err_row_capacity_bits = capacity(np.concatenate(s.per_row_counts))  # per image row (spec 2.4)
