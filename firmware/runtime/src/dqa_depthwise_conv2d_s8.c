@@ -63,15 +63,6 @@ static inline void quad_acc(const int8_t *x, const int8_t *w, const dw_walk_t *k
 #elif defined(__ARM_FEATURE_DSP) && __ARM_FEATURE_DSP
 #define DQA_DW_QUADS 1
 
-/* (offset + byte 1, offset + byte 3) of x, halfword-wise: SXTAB16 with the rotation (no ACLE intrinsic
- * fuses it in GCC 12). */
-static inline int16x2_t sxtab16_ror8(int16x2_t offset, uint32_t x)
-{
-    int16x2_t r;
-    __asm__("sxtab16 %0, %1, %2, ror #8" : "=r"(r) : "r"(offset), "r"(x));
-    return r;
-}
-
 /* Channels c..c+3 of one tap: SXTAB16 widens two channels' inputs and adds the offset in one
  * instruction, SXTB16 widens their weights, SMLABB / SMLATT take each channel's product (ten
  * instructions for four MACs; exact: |acc| <= 255 * 128 * taps). A macro on scalar accumulators: GCC 12
@@ -79,7 +70,7 @@ static inline int16x2_t sxtab16_ror8(int16x2_t offset, uint32_t x)
 #define QUAD_TAP(x, w, offset2, a0, a1, a2, a3)                                                               \
     do {                                                                                                      \
         const uint32_t xs_ = dqa__load32(x), ws_ = dqa__load32(w);                                            \
-        const int16x2_t xe_ = __sxtab16((offset2), (int8x4_t)xs_), xo_ = sxtab16_ror8((offset2), xs_);         \
+        const int16x2_t xe_ = __sxtab16((offset2), (int8x4_t)xs_), xo_ = dqa__sxtab16_ror8((offset2), xs_);   \
         const int16x2_t we_ = __sxtb16((int8x4_t)ws_), wo_ = dqa__sxtb16_ror8(ws_);                           \
         a0 = __smlabb(we_, xe_, a0);                                                                          \
         a1 = __smlabb(wo_, xo_, a1);                                                                          \

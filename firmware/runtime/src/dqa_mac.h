@@ -126,6 +126,14 @@ static inline int16x2_t dqa__sxtb16_ror8(uint32_t w)
     return r;
 }
 
+/* SXTAB16 of x rotated by 8: (offset + byte 1, offset + byte 3), halfword-wise, in one instruction. */
+static inline int16x2_t dqa__sxtab16_ror8(int16x2_t offset, uint32_t x)
+{
+    int16x2_t r;
+    __asm__("sxtab16 %0, %1, %2, ror #8" : "=r"(r) : "r"(offset), "r"(x));
+    return r;
+}
+
 /* One pair of all four rows against the activations x[0], x[1]: four SMLADs. The empty asm keeps
  * GCC's Cortex-M4/M33/M55 scheduling from hoisting the next pair's loads above these, which ran out
  * of registers and spilled accumulators to the stack inside the loop (Cortex-M7's did not). */

@@ -22,12 +22,12 @@ void dqa__widen_s8(int16_t *column, uint32_t k, uint32_t pair_step, const int8_t
         n--;
     }
     int16_t *pair = column + (k >> 1) * pair_step;
-#if defined(__ARM_FEATURE_DSP) && __ARM_FEATURE_DSP /* 4 per word: SXTB16 even / odd bytes, SADD16, PKHBT/TB */
+#if defined(__ARM_FEATURE_DSP) && __ARM_FEATURE_DSP /* 4 per word: SXTAB16 even / odd bytes + offset, PKHBT/TB */
     const int16x2_t offsets = (int16x2_t)((uint32_t)(uint16_t)offset * 0x10001u);
     for (; n >= 4u; n -= 4u, x += 4, pair += 2u * pair_step) {
         const uint32_t v = dqa__load32(x);
-        const int16x2_t even = __sadd16(__sxtb16((int8x4_t)v), offsets); /* x0, x2 */
-        const int16x2_t odd = __sadd16(dqa__sxtb16_ror8(v), offsets);     /* x1, x3 */
+        const int16x2_t even = __sxtab16(offsets, (int8x4_t)v);  /* x0, x2 (int8 + offset: no halfword wraps) */
+        const int16x2_t odd = dqa__sxtab16_ror8(offsets, v);     /* x1, x3 */
         uint32_t x01, x23;
         /* GCC 12 writes these with four instructions each as C (masks, shifts, ORRs) */
         __asm__("pkhbt %0, %1, %2, lsl #16" : "=r"(x01) : "r"(even), "r"(odd));
