@@ -100,7 +100,7 @@ def _schedule_arg(p, note: str) -> None:
 
 
 def _schedule(args) -> str:
-    """--schedule, or the default of a DQA export."""
+    """--schedule, or export's default."""
     return args.schedule or planner.DEFAULT_SCHEDULE
 
 
@@ -269,7 +269,7 @@ def cmd_export(args) -> int:
                             "float .tflite)")
         out = Path(args.output)
         export_s8_project(tgraph, out, target.name, args.model, _s8_harness_images(args, tgraph),
-                          args.ram_bytes, args.flash_bytes, force=args.force, schedule=args.schedule)
+                          args.ram_bytes, args.flash_bytes, force=args.force, schedule=_schedule(args))
         return _build_export(out, target, args.no_build)
     config = _config(args)
     calib_x = None
@@ -566,7 +566,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "code fit (default: the target's)")
     _budget_args(p, required=False)
     p.add_argument("--no-build", action="store_true")
-    _schedule_arg(p, "; the int8 mode of an int8 .tflite runs layer by layer")
+    _schedule_arg(p, "; the int8 mode of an int8 .tflite too (docs/spec_tflite.md 5.1)")
     p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("recommend", help="the configuration (n, m, important channels) that wins at a memory "

@@ -418,7 +418,8 @@ def choose_segments(model: QModel, schedule: str) -> list[Segment]:
 def search_segments(schedule: str, all_runs: list[tuple[int, int]], segment_of, profile_of) -> list[Segment]:
     """layer: none; stream: every maximal run (`all_runs`) of two or more resumable steps; auto: starting
     from step by step, merge neighbouring pieces of a run while `profile_of(segments)` (the arena, then
-    the per-step live bytes, largest first) goes down. `segment_of(first, last)` makes a Segment."""
+    the per-step live bytes, largest first) goes down, or take stream's runs where they score lower.
+    `segment_of(first, last)` makes a Segment."""
     if schedule not in SCHEDULES:
         raise ValueError(f"schedule must be one of {', '.join(SCHEDULES)}, got {schedule!r}")
     if schedule == "layer":
@@ -452,7 +453,9 @@ def search_segments(schedule: str, all_runs: list[tuple[int, int]], segment_of, 
         if score >= best:
             break
         best, pieces = score, merged
-    return segments_of(pieces)
+    # pairwise merges can stop short of a whole run that the steps between would not pay for (the int8
+    # ResNet-8: every tensor of its first stage must be a ring at once)
+    return segments_of(runs) if profile_of(segments_of(runs)) < best else segments_of(pieces)
 
 
 def plan(model: QModel, schedule: str) -> MemoryPlan:
