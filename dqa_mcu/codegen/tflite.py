@@ -613,7 +613,8 @@ def generate_s8(g: TFLiteGraph, plan: S8Plan, out_dir: str | Path, target: str, 
                output_zero_point=int(y.zero_point[0]), layer_count=len(layers), layers=layers,
                arrays=emitter.arrays, blocks=plan.all_blocks(),
                input_offset=plan.offset(g.inputs[0]), output_offset=plan.offset(g.outputs[0]), target=target,
-               row_tiles=int(row_tiles), run_order=run_order, row_tensors=row_tensors, schedule=plan.memory.schedule)
+               row_tiles=int(row_tiles), run_order=run_order, row_tensors=row_tensors, schedule=plan.memory.schedule,
+               streamed=sorted(name for seg in plan.memory.segments for name in seg.ring_rows))
     if images is None:
         images = np.full((1,) + tuple(x.shape[1:]), int(x.zero_point[0]), np.int8)
     write_project(out_dir, ctx, "model_s8", np.asarray(images, np.int8).view(np.uint8), plan.describe())
