@@ -220,15 +220,16 @@ def _check_fits(target, arena_bytes: int, const_bytes: int, ram_bytes: int | Non
 
 def export_s8_project(graph, out: Path, target_name: str, source: str, images: np.ndarray,
                       ram_bytes: int | None, flash_bytes: int | None, log=print, force: bool = False,
-                      schedule: str | None = None):
+                      schedule: str | None = None, input_rows: bool = False):
     """TFLite-exact int8 mode: the .tflite's own quantization, TFLite's arithmetic in C (docs/spec_tflite.md);
     ``images`` are int8 model inputs for the harness. `out` is replaced whole, as by `export_project`, run
-    with `schedule` (planner.SCHEDULES, default auto)."""
+    with `schedule` (planner.SCHEDULES, default auto); with `input_rows` the application hands the input
+    row by row through dqa_model_set_input() (plan_s8)."""
     from dqa_mcu.codegen.tflite import generate_s8, plan_s8
     out = Path(out)
     target = get_target(target_name)
     schedule = schedule or planner.DEFAULT_SCHEDULE
-    plan = plan_s8(graph, schedule)
+    plan = plan_s8(graph, schedule, input_rows)
     const_bytes = _model_constant_bytes(graph)
     _check_fits(target, plan.memory.arena_bytes, const_bytes + images.nbytes, ram_bytes, flash_bytes)
     with _staged_output(out, force) as staged:

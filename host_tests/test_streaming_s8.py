@@ -34,10 +34,11 @@ def residual(tf, tmp_path_factory):  # noqa: F811
     return path
 
 
-def _run(path, out, target, x, schedule="stream"):
+def _run(path, out, target, x, schedule="stream", input_rows=False):
     """Export under `schedule`, build and run; the firmware outputs, checked against reference.tflite."""
     g = load_tflite(path)
-    api.export_s8_project(g, out, target, str(path), x, None, None, log=lambda *a: None, schedule=schedule)
+    api.export_s8_project(g, out, target, str(path), x, None, None, log=lambda *a: None, schedule=schedule,
+                          input_rows=input_rows)
     report = api.run_project(out, x, None, target, 600, sanitize=target == "host", log=lambda *a: None)
     exe = fw.executable(out, get_target(target), None, target == "host")
     return report, fw.run(exe, get_target(target)).outputs
@@ -69,6 +70,22 @@ def test_a_streamed_residual_net_equals_litert(residual, target, tmp_path):
     assert report["bit_exact"], report["mismatched_images"]
     assert np.array_equal(outputs, R.run_litert_interpreter(residual, x).reshape(len(x), -1))
     assert "dqa_conv2d_s8_rows(" in (tmp_path / target / "model.c").read_text()
+
+
+@pytest.mark.parametrize("target", ["host", "cortex-m7"])
+def test_the_input_handed_row_by_row_into_a_ring_is_bit_exact(residual, target, tmp_path):
+    if target != "host":
+        require_arm()
+    g = load_tflite(residual)
+    plan = plan_s8(g, "auto", input_rows=True)
+    (seg,) = plan.memory.segments
+    assert seg.stages[0].name == tflite.INPUT_STAGE and 0 < seg.ring_rows["input"] < g.input.shape[1]
+    x = int8_inputs(g, 4, 73)
+    report, outputs = _run(residual, tmp_path / target, target, x, schedule="auto", input_rows=True)
+    assert report["bit_exact"], report["mismatched_images"]
+    assert np.array_equal(outputs, R.run_litert_interpreter(residual, x).reshape(len(x), -1))
+    header = (tmp_path / target / "model.h").read_text()
+    assert "dqa_model_set_input(" in header and "dqa_model_input(void)" not in header
 
 
 def test_a_ring_one_row_short_breaks_exactness(residual, tmp_path, monkeypatch):
@@ -112,6 +129,14 @@ def test_resnet8_streamed_on_the_host_with_sanitizers(tmp_path):
     assert np.array_equal(outputs, R.run_litert_interpreter(path, x))
 
 
+def test_resnet8_with_its_input_row_by_row_takes_a_ring_of_input_rows():
+    g = load_tflite(shared_file("models/mlperf_tiny_ic_resnet8_int8.tflite"))
+    whole, by_rows = plan_s8(g, "auto"), plan_s8(g, "auto", input_rows=True)
+    rows = by_rows.memory.segments[0].ring_rows["input"]
+    assert rows == 3  # the first conv's 3x3 window, read in place
+    assert whole.memory.arena_bytes - by_rows.memory.arena_bytes == (32 - rows) * 32 * 3
+
+
 def test_export_cli_prints_the_int8_segments_in_the_plan_and_the_summary(tmp_path):
     from test_planner_cli import run_cli
     path = shared_file("models/mlperf_tiny_ic_resnet8_int8.tflite")
@@ -121,3 +146,8 @@ def test_export_cli_prints_the_int8_segments_in_the_plan_and_the_summary(tmp_pat
     plan = plan_s8(load_tflite(path), "stream")
     assert (f"arena {plan.memory.arena_bytes} bytes (stream schedule, 1 row-streamed segments)" in proc.stdout)
     assert plan.memory.segments[0].describe() in (tmp_path / "out" / "memory_plan.txt").read_text()
+    proc = run_cli("export", str(shared_file("models/resnet20_cifar10.th")), "--arch", "resnet20", "--target", "host",
+                   "--calib", str(shared_file("data/cifar10_calib.npz")), "--input-rows", "-o", str(tmp_path / "dqa"))
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    (line,) = proc.stderr.strip().splitlines()
+    assert "--input-rows" in line and "int8 mode only" in line

@@ -105,10 +105,12 @@ def _whole_pixel_indices(index: np.ndarray, source_shape: tuple[int, ...]):
     return (y_index, x_index) if np.array_equal(index[0], whole) else None
 
 
-def plan_s8(g: TFLiteGraph, schedule: str) -> S8Plan:
+def plan_s8(g: TFLiteGraph, schedule: str, input_rows: bool = False) -> S8Plan:
     """Static arena for the int8 activations under `schedule` (planner.SCHEDULES): one block per stored
     tensor, a ring of rows for one a segment streams; reshapes are aliases, the inner tensors of a chain of
-    moves are not stored (the report shows them in the chain's last block)."""
+    moves are not stored (the report shows them in the chain's last block). With `input_rows` the
+    application hands the input row by row (dqa_model_set_input()), into a ring when a segment from op 0
+    reads all of it."""
     used: set[str] = {"input"}
     names = {op.index: unique_name(c_ident(layer_name(g.tensors[op.outputs[0]]) or op.op.lower()), used)
              for op in g.ops}
@@ -137,7 +139,7 @@ def plan_s8(g: TFLiteGraph, schedule: str) -> S8Plan:
             if t in storage:
                 life[storage[t]][1] = i
     life[storage[g.outputs[0]]][1] = len(g.ops) - 1  # read by the application after the run
-    rows = _RowGeometry(g, storage, names, life)
+    rows = _RowGeometry(g, storage, names, life, input_rows)
     segments = search_segments(schedule, runs_of([rows.stage(op) is not None for op in g.ops]), rows.segment,
                                lambda segs: profile(_blocks_s8(g, names, sizes, life, rows, segs)[0], len(g.ops)))
     blocks, scratch = _blocks_s8(g, names, sizes, life, rows, segments)
@@ -159,8 +161,10 @@ class _RowGeometry:
     """The int8 graph's ops as the scheduler sees them (planner.Stage), over stored blocks: which ops
     the *_rows kernels run, and which of a run's tensors can be rings."""
 
-    def __init__(self, g: TFLiteGraph, storage: dict[int, str], names: dict[int, str], life: dict[str, list[int]]):
+    def __init__(self, g: TFLiteGraph, storage: dict[int, str], names: dict[int, str], life: dict[str, list[int]],
+                 input_rows: bool):
         self.g, self.storage, self.names, self.life = g, storage, names, life
+        self.input_rows = input_rows and len(g.input.shape) == 4
         shared = [b for b in set(storage.values()) if list(storage.values()).count(b) > 1]
         self.heights = {storage[t]: (self.g.tensors[t].shape[1] if len(self.g.tensors[t].shape) == 4 else 1)
                         for t in storage}
@@ -195,7 +199,18 @@ class _RowGeometry:
         # every reader inside: the block's life (its last reader) ends in the segment
         streamed = {b for b in streamed if first <= self.life[b][0] and self.life[b][1] <= last}
         stages = [self.stage(self.g.ops[i]) for i in inside]
+        if self.input_rows and first == 0 and self.life["input"][1] <= last:  # the application's rows first
+            h = self.heights["input"]
+            stages.insert(0, Stage(INPUT_STAGE, "input", h, h, ()))
+            streamed.add("input")
         return pipeline(first, last, stages, self.heights, streamed)
+
+
+INPUT_STAGE = "input_rows"  # a segment's stage 0 when it takes the input from the application row by row
+
+
+def streams_input(plan: S8Plan) -> bool:
+    return any(seg.stages[0].name == INPUT_STAGE for seg in plan.memory.segments)
 
 
 def segment_scratch_name(seg: Segment) -> str:
@@ -564,18 +579,23 @@ def _segments(g: TFLiteGraph, plan: S8Plan, emitter: _Emitter, layers: list[dict
             i += 1
             continue
         members = []
-        for k, op in enumerate(g.ops[seg.first:seg.last + 1]):
+        if seg.stages[0].name == INPUT_STAGE:
+            tensors.setdefault("input", g.inputs[0])
+            members.append({"name": INPUT_STAGE, "index": None, "rows_call": "dqa_model_input_rows(from[0], to[0]);",
+                            "comment": "the application's input rows (dqa_model_set_input())"})
+        for k, op in enumerate(g.ops[seg.first:seg.last + 1], start=len(members)):
             rows_of = op.inputs[:1] + ([] if _is_global_pool(g, op) else op.inputs[1:2] * (op.op != "CONV_2D")
                                        + op.outputs[:1])  # a pool's one output pixel: a plain pointer
             for t in rows_of:
                 tensors.setdefault(plan.storage[t], t)
-            layer = layers[seg.first + k]
+            layer = layers[op.index]
             layer["rows_call"] = emitter.rows_call(op, layer, f"from[{k}]", f"to[{k}]")
             members.append(layer)
         table = ",\n".join("    {" + ", ".join(map(str, row)) + "}" for row in [[0] * len(members)] + seg.steps)
         comment = (f"ops {seg.first}..{seg.last} as one row pipeline ({' -> '.join(m['name'] for m in members)}); "
                    f"ring rows: " + (", ".join(f"{n} {r}" for n, r in seg.ring_rows.items()) or "none"))
         steps.append({"layer": None, "segment": {"ident": f"segment_{seg.first}_{seg.last}", "layers": members,
+                                                 "ops": [m for m in members if m["index"] is not None],
                                                  "rounds": len(seg.steps), "table": table, "comment": comment}})
         i = seg.last + 1
     descriptors = []
@@ -614,7 +634,8 @@ def generate_s8(g: TFLiteGraph, plan: S8Plan, out_dir: str | Path, target: str, 
                arrays=emitter.arrays, blocks=plan.all_blocks(),
                input_offset=plan.offset(g.inputs[0]), output_offset=plan.offset(g.outputs[0]), target=target,
                row_tiles=int(row_tiles), run_order=run_order, row_tensors=row_tensors, schedule=plan.memory.schedule,
-               streamed=sorted(name for seg in plan.memory.segments for name in seg.ring_rows))
+               streamed=sorted(name for seg in plan.memory.segments for name in seg.ring_rows),
+               input_rows=streams_input(plan), input_row_bytes=int(np.prod(x.shape[2:])))
     if images is None:
         images = np.full((1,) + tuple(x.shape[1:]), int(x.zero_point[0]), np.int8)
     write_project(out_dir, ctx, "model_s8", np.asarray(images, np.int8).view(np.uint8), plan.describe())

@@ -87,6 +87,8 @@ void dqa_conv2d_s8_rows(const dqa_conv_s8_params_t *p, const dqa_rows_s8_t *inpu
     const uint32_t tile_bytes = dqa__tile_bytes(k);
     const uint32_t tiles = (out_c_g + DQA_MAC_ROWS - 1u) / DQA_MAC_ROWS;
     const uint32_t end = end_row * p->out_w;
+    /* the rows as locals: the column's int16 stores could otherwise alias their uint16 slot count */
+    const dqa_rows_s8_t in = *input, out_rows = *output;
     if (first_row >= end_row) {
         return;
     }
@@ -99,13 +101,13 @@ void dqa_conv2d_s8_rows(const dqa_conv_s8_params_t *p, const dqa_rows_s8_t *inpu
             const uint32_t oy = (i + j) / p->out_w, ox = (i + j) % p->out_w;
             top[j] = (int32_t)oy * p->stride_h - p->pad_top;
             left[j] = (int32_t)ox * p->stride_w - p->pad_left;
-            out[j] = dqa_row_s8(output, oy) + (size_t)ox * p->out_c;
+            out[j] = dqa_row_s8(&out_rows, oy) + (size_t)ox * p->out_c;
         }
         const int8_t *tile = p->weights;
         uint32_t oc = 0;
         for (uint32_t g = 0; g < groups; ++g) {
             for (uint32_t j = 0; j < count; ++j) {
-                gather_window(p, input, top[j], left[j], g * in_c_g, dqa__column_base(columns, j, k_even));
+                gather_window(p, &in, top[j], left[j], g * in_c_g, dqa__column_base(columns, j, k_even));
             }
             for (uint32_t t = 0; t < tiles; ++t, tile += tile_bytes) {
                 int32_t acc0[DQA_MAC_ROWS] = {0}, acc1[DQA_MAC_ROWS] = {0};
