@@ -18,16 +18,19 @@ from test_tflite import tf  # noqa: F401
 
 @pytest.fixture(scope="module")
 def residual(tf, tmp_path_factory):  # noqa: F811
-    """Odd sizes (13 x 11): conv -> a residual block -> a block whose main path starts with a stride-2 3x3
-    conv and whose shortcut is a stride-2 1x1 conv -> a global AVERAGE_POOL_2D -> dense."""
+    """Odd sizes (13 x 11): conv -> a residual block (depthwise, conv) -> a block whose main path starts with
+    a stride-2 3x3 conv and whose shortcut is a stride-2 1x1 conv -> a stride-2 depthwise with two outputs
+    per channel -> a global AVERAGE_POOL_2D -> dense. The depthwise windows straddle their rings' last
+    slots."""
     keras, L = tf.keras, tf.keras.layers
     inp = keras.Input(batch_shape=(1, 13, 11, 3))
     x = L.Conv2D(8, 3, padding="same", activation="relu")(inp)
-    y = L.Conv2D(8, 3, padding="same")(L.Conv2D(8, 3, padding="same", activation="relu")(x))
+    y = L.Conv2D(8, 3, padding="same")(L.DepthwiseConv2D(3, padding="same", activation="relu")(x))
     x = L.Activation("relu")(L.Add()([x, y]))
-    main = L.Conv2D(12, 3, padding="same")(L.Conv2D(12, 3, strides=2, padding="same", activation="relu")(x))
+    main = L.DepthwiseConv2D(3, padding="same")(L.Conv2D(12, 3, strides=2, padding="same", activation="relu")(x))
     x = L.Activation("relu")(L.Add()([main, L.Conv2D(12, 1, strides=2)(x)]))
-    out = L.Dense(5)(L.Flatten()(L.AveragePooling2D((7, 6))(x)))
+    x = L.DepthwiseConv2D(3, strides=2, padding="same", depth_multiplier=2, activation="relu")(x)
+    out = L.Dense(5)(L.Flatten()(L.AveragePooling2D((4, 3))(x)))
     samples = np.random.default_rng(3).uniform(-1, 1, (32, 13, 11, 3)).astype(np.float32)
     path = tmp_path_factory.mktemp("s8") / "residual.tflite"
     path.write_bytes(tflite_int8(tf, keras.Model(inp, out), samples))

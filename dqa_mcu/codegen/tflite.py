@@ -181,7 +181,7 @@ class _RowGeometry:
             return None
         _, h, w, _ = shape(op.inputs[0])
         _, oh, ow, _ = shape(y)
-        if op.op == "CONV_2D" and _on_tiles(g, op):
+        if op.op in ("CONV_2D", "DEPTHWISE_CONV_2D"):
             _, kh, kw, _ = shape(op.inputs[1])
             _, _, pad = geometry(op.options["padding"], h, w, kh, kw, op.options["stride"], op.options["dilation"])
             read = InPlaceWindowRead(h, w, ow, kh, kw, *op.options["stride"], pad[0], pad[2], *op.options["dilation"])
@@ -549,6 +549,9 @@ class _Emitter:
     def rows_call(self, op: TOp, layer: dict, first: str, end: str) -> str:
         """The *_rows kernel call of a layer its segment runs (_RowGeometry.stage), for rows first..end."""
         ident, y = layer["name"], op.outputs[0]
+        if op.op in ("CONV_2D", "DEPTHWISE_CONV_2D") and not _on_tiles(self.g, op):  # depthwise: no scratch
+            return (f"dqa_depthwise_conv2d_s8_rows(&{ident}_params, &{self.rows(op.inputs[0])}, &{self.rows(y)}, "
+                    f"{first}, {end});")
         if op.op == "CONV_2D":
             column = self.scratch(layer, f"dqa_conv2d_s8_get_buffer_size(&{ident}_params)")
             return (f"dqa_conv2d_s8_rows(&{ident}_params, &{self.rows(op.inputs[0])}, &{self.rows(y)}, {first}, "
@@ -584,7 +587,7 @@ def _segments(g: TFLiteGraph, plan: S8Plan, emitter: _Emitter, layers: list[dict
             members.append({"name": INPUT_STAGE, "index": None, "rows_call": "dqa_model_input_rows(from[0], to[0]);",
                             "comment": "the application's input rows (dqa_model_set_input())"})
         for k, op in enumerate(g.ops[seg.first:seg.last + 1], start=len(members)):
-            rows_of = op.inputs[:1] + ([] if _is_global_pool(g, op) else op.inputs[1:2] * (op.op != "CONV_2D")
+            rows_of = op.inputs[:1] + ([] if _is_global_pool(g, op) else op.inputs[1:2] * (op.op in ("ADD", "SUB"))
                                        + op.outputs[:1])  # a pool's one output pixel: a plain pointer
             for t in rows_of:
                 tensors.setdefault(plan.storage[t], t)

@@ -172,6 +172,8 @@ void dqa_conv2d_s8(const dqa_conv_s8_params_t *p, const int8_t *input, int8_t *o
 void dqa_conv2d_s8_rows(const dqa_conv_s8_params_t *p, const dqa_rows_s8_t *input, const dqa_rows_s8_t *output,
                         uint32_t first_row, uint32_t end_row, int16_t *column);
 void dqa_depthwise_conv2d_s8(const dqa_conv_s8_params_t *p, const int8_t *input, int8_t *output);
+void dqa_depthwise_conv2d_s8_rows(const dqa_conv_s8_params_t *p, const dqa_rows_s8_t *input,
+                                  const dqa_rows_s8_t *output, uint32_t first_row, uint32_t end_row);
 void dqa_transpose_conv_s8(const dqa_conv_s8_params_t *p, const int8_t *input, int8_t *output);
 void dqa_mul_s8(const dqa_mul_s8_params_t *p, const int8_t *input1, const int8_t *input2, int8_t *output);
 void dqa_leaky_relu_s8(const dqa_leaky_relu_s8_params_t *p, const int8_t *input, int8_t *output);
