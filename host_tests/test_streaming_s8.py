@@ -21,7 +21,7 @@ def residual(tf, tmp_path_factory):  # noqa: F811
     """Odd sizes (13 x 11): conv -> a residual block (depthwise, conv) -> a block whose main path starts with
     a stride-2 3x3 conv and whose shortcut is a stride-2 1x1 conv -> a stride-2 depthwise with two outputs
     per channel -> a global AVERAGE_POOL_2D -> dense. The depthwise windows straddle their rings' last
-    slots."""
+    slots (their rows copied together first)."""
     keras, L = tf.keras, tf.keras.layers
     inp = keras.Input(batch_shape=(1, 13, 11, 3))
     x = L.Conv2D(8, 3, padding="same", activation="relu")(inp)

@@ -213,6 +213,15 @@ def streams_input(plan: S8Plan) -> bool:
     return any(seg.stages[0].name == INPUT_STAGE for seg in plan.memory.segments)
 
 
+def _rows_scratch_bytes(g: TFLiteGraph, op: TOp, ring_input: bool) -> int:
+    """scratch_bytes of an op in a segment: a depthwise kernel reading a ring also copies the kernel_h input
+    rows of a window that wraps around the ring (dqa_depthwise_conv2d_s8_rows_get_buffer_size())."""
+    if ring_input and op.op in ("CONV_2D", "DEPTHWISE_CONV_2D") and not _on_tiles(g, op):
+        _, _, w, c = g.tensors[op.inputs[0]].shape
+        return g.tensors[op.inputs[1]].shape[1] * w * c
+    return scratch_bytes(g, op)
+
+
 def segment_scratch_name(seg: Segment) -> str:
     return f"segment_{seg.first}_{seg.last}/scratch"
 
@@ -239,12 +248,14 @@ def _blocks_s8(g: TFLiteGraph, names: dict[int, str], sizes: dict[str, int], lif
     streamed_ops = {i: seg for seg in segments for i in range(seg.first, seg.last + 1)}
     for seg in segments:
         ops = [g.ops[i] for i in range(seg.first, seg.last + 1)]
-        shared = Block(segment_scratch_name(seg), max(scratch_bytes(g, op) for op in ops), seg.first, seg.last)
+        sizes_in_segment = {op.index: _rows_scratch_bytes(g, op, rows.storage[op.inputs[0]] in seg.ring_rows)
+                            for op in ops}
+        shared = Block(segment_scratch_name(seg), max(sizes_in_segment.values()), seg.first, seg.last)
         for op in ops:
             if _is_global_pool(g, op):  # int32 sums per channel
                 scratch[names[op.index]] = Block(f"{names[op.index]}/sums", 4 * g.tensors[op.inputs[0]].shape[3],
                                                  seg.first, seg.last)
-            elif scratch_bytes(g, op):
+            elif sizes_in_segment[op.index]:
                 scratch[names[op.index]] = shared
     for i, op in enumerate(g.ops):
         if i not in streamed_ops and scratch_bytes(g, op):
@@ -549,9 +560,11 @@ class _Emitter:
     def rows_call(self, op: TOp, layer: dict, first: str, end: str) -> str:
         """The *_rows kernel call of a layer its segment runs (_RowGeometry.stage), for rows first..end."""
         ident, y = layer["name"], op.outputs[0]
-        if op.op in ("CONV_2D", "DEPTHWISE_CONV_2D") and not _on_tiles(self.g, op):  # depthwise: no scratch
+        if op.op in ("CONV_2D", "DEPTHWISE_CONV_2D") and not _on_tiles(self.g, op):
+            window_rows = (self.scratch(layer, f"dqa_depthwise_conv2d_s8_rows_get_buffer_size(&{ident}_params)",
+                                        "int8_t") if ident in self.plan.scratch else "NULL")  # a ring's input only
             return (f"dqa_depthwise_conv2d_s8_rows(&{ident}_params, &{self.rows(op.inputs[0])}, &{self.rows(y)}, "
-                    f"{first}, {end});")
+                    f"{first}, {end}, {window_rows});")
         if op.op == "CONV_2D":
             column = self.scratch(layer, f"dqa_conv2d_s8_get_buffer_size(&{ident}_params)")
             return (f"dqa_conv2d_s8_rows(&{ident}_params, &{self.rows(op.inputs[0])}, &{self.rows(y)}, {first}, "

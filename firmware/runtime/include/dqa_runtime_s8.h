@@ -172,8 +172,15 @@ void dqa_conv2d_s8(const dqa_conv_s8_params_t *p, const int8_t *input, int8_t *o
 void dqa_conv2d_s8_rows(const dqa_conv_s8_params_t *p, const dqa_rows_s8_t *input, const dqa_rows_s8_t *output,
                         uint32_t first_row, uint32_t end_row, int16_t *column);
 void dqa_depthwise_conv2d_s8(const dqa_conv_s8_params_t *p, const int8_t *input, int8_t *output);
+/* window_rows: scratch of kernel_h input rows (in_w x in_c bytes each), for the output rows whose input
+ * rows wrap around a ring (dqa_depthwise_conv2d_s8 passes none: a whole tensor's rows never do). */
+static inline size_t dqa_depthwise_conv2d_s8_rows_get_buffer_size(const dqa_conv_s8_params_t *p)
+{
+    return (size_t)p->kernel_h * p->in_w * p->in_c;
+}
 void dqa_depthwise_conv2d_s8_rows(const dqa_conv_s8_params_t *p, const dqa_rows_s8_t *input,
-                                  const dqa_rows_s8_t *output, uint32_t first_row, uint32_t end_row);
+                                  const dqa_rows_s8_t *output, uint32_t first_row, uint32_t end_row,
+                                  int8_t *window_rows);
 void dqa_transpose_conv_s8(const dqa_conv_s8_params_t *p, const int8_t *input, int8_t *output);
 void dqa_mul_s8(const dqa_mul_s8_params_t *p, const int8_t *input1, const int8_t *input2, int8_t *output);
 void dqa_leaky_relu_s8(const dqa_leaky_relu_s8_params_t *p, const int8_t *input, int8_t *output);

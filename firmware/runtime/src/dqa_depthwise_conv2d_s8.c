@@ -1,5 +1,6 @@
 /* dqa-mcu runtime: DEPTHWISE_CONV_2D, TFLite-exact int8 (docs/spec_tflite.md 3.2). */
 #include <stddef.h>
+#include <string.h>
 
 #include "dqa_s8_internal.h"
 
@@ -112,59 +113,54 @@ static inline void quad_acc(const int8_t *x, const int8_t *w, const dw_walk_t *k
  * nothing); weights tap-major (kernel_h x kernel_w x out_c, TFLite's own filter layout), so that a tap's
  * weights for consecutive channels lie together as the input's channels do. On DSP cores, with depth
  * multiplier 1, four channels at a time (quad_acc); the rest of the channels one by one. Output rows
- * [first_row, end_row); a window's input rows are one run in memory, or two where a ring wraps past its
- * last slot (the second run's sums added to the first's: the same int32 accumulator). */
+ * [first_row, end_row); an output row's input rows are read in place where they lie at one stride in
+ * memory, else (a ring's slots wrap inside the window) copied together into `window_rows` first. */
 void dqa_depthwise_conv2d_s8_rows(const dqa_conv_s8_params_t *p, const dqa_rows_s8_t *input,
-                                  const dqa_rows_s8_t *output, uint32_t first_row, uint32_t end_row)
+                                  const dqa_rows_s8_t *output, uint32_t first_row, uint32_t end_row,
+                                  int8_t *window_rows)
 {
     const uint32_t out_c = p->out_c, multiplier = p->out_c_per_group;
     const int32_t in_c = p->in_c, dilation_h = p->dilation_h;
     const int32_t output_offset = p->output_offset, act_min = p->act_min, act_max = p->act_max;
     const int32_t *bias = p->bias, *mult = p->multiplier, *shift = p->shift;
     const dqa_rows_s8_t in = *input, out_rows = *output;
-    dw_walk_t k = {0, 0, p->dilation_w * in_c, dilation_h * (int32_t)in.row_bytes, (int32_t)out_c,
-                   p->kernel_w * (int32_t)out_c, p->input_offset};
-    dw_walk_t wrapped = k; /* the second run's rows */
+    const int32_t in_place_step = dilation_h * (int32_t)in.row_bytes;
+    dw_walk_t k = {0, 0, p->dilation_w * in_c, in_place_step, (int32_t)out_c, p->kernel_w * (int32_t)out_c,
+                   p->input_offset};
     for (int32_t oy = (int32_t)first_row; oy < (int32_t)end_row; ++oy) {
         const int32_t top = oy * p->stride_h - p->pad_top;
         int32_t ky0, ky1;
         taps_inside(top, p->in_h, p->kernel_h, dilation_h, &ky0, &ky1);
-        const int32_t rows = ky1 - ky0;
-        int32_t first_rows = rows;
-        const int8_t *run = in.data, *second_run = in.data;
-        if (rows > 0) {
+        k.rows = ky1 - ky0;
+        const int8_t *rows = in.data; /* the first row inside, at k.y_step from the next */
+        k.y_step = in_place_step;
+        if (k.rows > 0) {
             const uint32_t iy = (uint32_t)(top + ky0 * dilation_h);
-            const int32_t before_wrap = ((int32_t)(in.slots - iy % in.slots) + dilation_h - 1) / dilation_h;
-            first_rows = rows < before_wrap ? rows : before_wrap;
-            run = dqa_row_s8(&in, iy);
-            second_run = dqa_row_s8(&in, iy + (uint32_t)(first_rows * dilation_h));
+            rows = dqa_row_s8(&in, iy);
+            if (iy % in.slots + (uint32_t)((k.rows - 1) * dilation_h) >= in.slots) { /* wraps */
+                for (int32_t r = 0; r < k.rows; ++r) {
+                    memcpy(window_rows + (size_t)r * in.row_bytes, dqa_row_s8(&in, iy + (uint32_t)(r * dilation_h)),
+                           in.row_bytes);
+                }
+                rows = window_rows;
+                k.y_step = (int32_t)in.row_bytes;
+            }
         }
-        k.rows = first_rows;
-        wrapped.rows = rows - first_rows;
         int8_t *out = dqa_row_s8(&out_rows, (uint32_t)oy);
         for (int32_t ox = 0; ox < p->out_w; ++ox) {
             const int32_t left = ox * p->stride_w - p->pad_left;
             int32_t kx0, kx1;
             taps_inside(left, p->in_w, p->kernel_w, p->dilation_w, &kx0, &kx1);
-            k.row_taps = wrapped.row_taps = kx1 - kx0;
+            k.row_taps = kx1 - kx0;
             /* the first tap inside (none: the pixel's window is all padding, nothing is read) */
-            const int any = rows > 0 && k.row_taps > 0;
-            const ptrdiff_t column = any ? (ptrdiff_t)(left + kx0 * p->dilation_w) * in_c : 0;
-            const int8_t *window = run + column, *wrapped_window = second_run + column;
+            const int any = k.rows > 0 && k.row_taps > 0;
+            const int8_t *window = rows + (any ? (ptrdiff_t)(left + kx0 * p->dilation_w) * in_c : 0);
             const int8_t *first_weights = p->weights + (any ? (ptrdiff_t)(ky0 * p->kernel_w + kx0) * k.w_step : 0);
-            const int8_t *wrapped_weights = first_weights + (ptrdiff_t)first_rows * k.w_row;
             uint32_t oc = 0;
 #if DQA_DW_QUADS
             for (; multiplier == 1u && oc + DW_LANES <= out_c; oc += DW_LANES) {
                 int32_t acc[DW_LANES];
                 quad_acc(window + oc, first_weights + oc, &k, acc);
-                if (wrapped.rows > 0) {
-                    int32_t more[DW_LANES];
-                    quad_acc(wrapped_window + oc, wrapped_weights + oc, &wrapped, more);
-                    for (uint32_t i = 0; i < DW_LANES; ++i) {
-                        acc[i] += more[i];
-                    }
-                }
                 for (uint32_t i = 0; i < DW_LANES; ++i) {
                     *out++ = dqa__conv_output_s8(acc[i], bias[oc + i], mult[oc + i], shift[oc + i], output_offset,
                                                  act_min, act_max);
@@ -172,19 +168,17 @@ void dqa_depthwise_conv2d_s8_rows(const dqa_conv_s8_params_t *p, const dqa_rows_
             }
 #endif
             for (; oc < out_c; ++oc) {
-                int32_t acc = channel_acc(window + oc / multiplier, first_weights + oc, &k);
-                if (wrapped.rows > 0) {
-                    acc += channel_acc(wrapped_window + oc / multiplier, wrapped_weights + oc, &wrapped);
-                }
-                *out++ = dqa__conv_output_s8(acc, bias[oc], mult[oc], shift[oc], output_offset, act_min, act_max);
+                *out++ = dqa__conv_output_s8(channel_acc(window + oc / multiplier, first_weights + oc, &k), bias[oc],
+                                             mult[oc], shift[oc], output_offset, act_min, act_max);
             }
         }
     }
 }
 
+/* A whole input's rows never wrap: no window_rows. */
 void dqa_depthwise_conv2d_s8(const dqa_conv_s8_params_t *p, const int8_t *input, int8_t *output)
 {
     const dqa_rows_s8_t in = dqa_whole_s8(input, (uint32_t)p->in_w * p->in_c, p->in_h);
     const dqa_rows_s8_t out = dqa_whole_s8(output, (uint32_t)p->out_w * p->out_c, p->out_h);
-    dqa_depthwise_conv2d_s8_rows(p, &in, &out, 0, p->out_h);
+    dqa_depthwise_conv2d_s8_rows(p, &in, &out, 0, p->out_h, NULL);
 }
