@@ -19,9 +19,13 @@ a spatial tile); any other movement is refused. A CONV_2D gathers each output
 pixel's window, widened to int16, into a scratch block of its own (its
 weights are tiled as the DQA convolution's, ``codegen.dqa.tile_conv_weights``); a
 FULLY_CONNECTED widens its input row into one, its weights tiled as a 1x1 conv's;
-an ADD or SUB keeps its operands' rescaled values for all 256 int8 values in one. The project keeps the harness and API of the DQA mode
+an ADD or SUB keeps its operands' rescaled values for all 256 int8 values in one. Under a streamed
+schedule (``--schedule``, ``docs/spec_tflite.md`` 5.1) runs of CONV_2D, DEPTHWISE_CONV_2D, ADD / SUB and a
+global AVERAGE_POOL_2D run as row pipelines over rings of rows, one C function per segment, their kernels
+sharing one scratch block. The project keeps the harness and API of the DQA mode
 (``main.c``, ``dqa_model_input()`` takes the int8 input bytes,
-``dqa_model_output()`` returns the int8 output widened to int16), so
+``dqa_model_output()`` returns the int8 output widened to int16; with ``input_rows``
+``dqa_model_set_input()`` takes a function handing the input row by row instead), so
 ``build`` and ``run`` serve both modes.
 """
 from __future__ import annotations
