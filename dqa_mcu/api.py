@@ -220,17 +220,16 @@ def _check_fits(target, arena_bytes: int, const_bytes: int, ram_bytes: int | Non
 
 def export_s8_project(graph, out: Path, target_name: str, source: str, images: np.ndarray,
                       ram_bytes: int | None, flash_bytes: int | None, log=print, force: bool = False,
-                      schedule: str | None = None):
+                      schedule: str | None = None, input_rows: bool = False):
     """TFLite-exact int8 mode: the .tflite's own quantization, TFLite's arithmetic in C (docs/spec_tflite.md);
-    ``images`` are int8 model inputs for the harness. `out` is replaced whole, as by `export_project`. It runs
-    layer by layer: a `schedule` other than layer is refused."""
+    ``images`` are int8 model inputs for the harness. `out` is replaced whole, as by `export_project`, run
+    with `schedule` (planner.SCHEDULES, default auto); with `input_rows` the application hands the input
+    row by row through dqa_model_set_input() (plan_s8)."""
     from dqa_mcu.codegen.tflite import generate_s8, plan_s8
-    if schedule not in (None, "layer"):
-        raise DataError(f"--schedule {schedule}: the TFLite-exact int8 mode runs layer by layer "
-                        "(row streaming covers the DQA path so far); use --schedule layer")
     out = Path(out)
     target = get_target(target_name)
-    plan = plan_s8(graph)
+    schedule = schedule or planner.DEFAULT_SCHEDULE
+    plan = plan_s8(graph, schedule, input_rows)
     const_bytes = _model_constant_bytes(graph)
     _check_fits(target, plan.memory.arena_bytes, const_bytes + images.nbytes, ram_bytes, flash_bytes)
     with _staged_output(out, force) as staged:
@@ -240,8 +239,9 @@ def export_s8_project(graph, out: Path, target_name: str, source: str, images: n
         (staged / EXPORT_INFO_FILE).write_text(json.dumps({"target": target.name, "source": source,
                                                            "mode": TFLITE_INT8_MODE}, indent=1) + "\n")
     log(plan.describe())
-    log(f"wrote {out}/ for {target.name} (TFLite-exact int8): arena {plan.memory.arena_bytes} bytes, "
-        f"constants {const_bytes} bytes (memory plan also in {out / 'memory_plan.txt'})")
+    log(f"wrote {out}/ for {target.name} (TFLite-exact int8): arena {plan.memory.arena_bytes} bytes ({schedule} "
+        f"schedule, {len(plan.memory.segments)} row-streamed segments), constants {const_bytes} bytes (memory plan "
+        f"also in {out / 'memory_plan.txt'})")
     return plan
 
 
@@ -358,7 +358,7 @@ def export(model, out, target: str = "cortex-m7", harness_inputs: np.ndarray | N
     kept in its own arithmetic) into `out`, with `harness_inputs` (model inputs, default one zero
     input) compiled into the test harness; build it too with `build`. `out` is replaced whole if it
     is an earlier export, refused if it holds other files (unless `force`); `schedule`: layer, stream or
-    auto (planner.SCHEDULES; default auto for a DQA model, layer, the only one, for the int8 mode).
+    auto (planner.SCHEDULES; default auto).
     Returns what was written: target, mode, arena and constant bytes, and the executable when built."""
     out = Path(out)
     tgraph = None

@@ -100,7 +100,7 @@ def _schedule_arg(p, note: str) -> None:
 
 
 def _schedule(args) -> str:
-    """--schedule, or the default of a DQA export."""
+    """--schedule, or export's default."""
     return args.schedule or planner.DEFAULT_SCHEDULE
 
 
@@ -269,8 +269,12 @@ def cmd_export(args) -> int:
                             "float .tflite)")
         out = Path(args.output)
         export_s8_project(tgraph, out, target.name, args.model, _s8_harness_images(args, tgraph),
-                          args.ram_bytes, args.flash_bytes, force=args.force, schedule=args.schedule)
+                          args.ram_bytes, args.flash_bytes, force=args.force, schedule=_schedule(args),
+                          input_rows=args.input_rows)
         return _build_export(out, target, args.no_build)
+    if args.input_rows:
+        raise DataError("--input-rows: the input is handed row by row in the TFLite-exact int8 mode only "
+                        "(an int8 .tflite); a DQA export takes it whole")
     config = _config(args)
     calib_x = None
     if limit is not None and args.model.endswith(".npz"):
@@ -566,7 +570,10 @@ def build_parser() -> argparse.ArgumentParser:
                    "code fit (default: the target's)")
     _budget_args(p, required=False)
     p.add_argument("--no-build", action="store_true")
-    _schedule_arg(p, "; the int8 mode of an int8 .tflite runs layer by layer")
+    _schedule_arg(p, "; the int8 mode of an int8 .tflite too (docs/spec_tflite.md 5.1)")
+    p.add_argument("--input-rows", action="store_true",
+                   help="int8 mode: the application hands the input row by row (dqa_model_set_input()), "
+                        "streamed into a ring of rows when the schedule streams its readers")
     p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("recommend", help="the configuration (n, m, important channels) that wins at a memory "

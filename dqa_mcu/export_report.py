@@ -162,7 +162,7 @@ def _tflite_rows(out: Path, layout: dict, blocks: dict[str, dict]) -> list[Layer
         graph = load_tflite(out / TFLITE_MODEL_FILE)
     except (OSError, ValueError) as exc:
         raise ReportError(f"{out}: the export's {TFLITE_MODEL_FILE} cannot be read ({exc})") from None
-    storage = plan_s8(graph).storage  # which block holds each tensor (a RESHAPE shares its input's)
+    storage = plan_s8(graph, "layer").storage  # which block holds each tensor (a RESHAPE shares its input's)
     x = graph.inputs[0]
     rows = [LayerRow(0, "input", "input", tuple(graph.tensors[x].shape[1:]), "int8", "", None, None,
                      blocks[storage[x]]["offset"], blocks[storage[x]]["bytes"], 0, None)]

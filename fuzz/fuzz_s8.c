@@ -123,7 +123,52 @@ static void free_conv_operands(dqa_conv_s8_params_t *p, int32_t *shift)
     free(shift);
 }
 
-/* CONV_2D on weight tiles; with one input channel per group, DEPTHWISE_CONV_2D (OHWI weights). */
+/* The *_rows kernels over rings (docs/spec_tflite.md 5.1): output row by output row, the input rows each
+ * needs loaded into a ring of `in_slots` (at least the window's rows), the output into a ring of
+ * `out_slots`, each row copied out at once; the result must be the whole-tensor call's, `expected`. */
+static void check_conv_rows(source_t *s, const dqa_conv_s8_params_t *p, int depthwise, const int8_t *input,
+                            const int8_t *expected, int16_t *column)
+{
+    const uint32_t in_row = (uint32_t)p->in_w * p->in_c, out_row = (uint32_t)p->out_w * p->out_c;
+    const uint32_t window = (uint32_t)(p->kernel_h - 1u) * p->dilation_h + 1u;
+    const uint32_t span = window < p->in_h ? window : p->in_h;
+    dqa_rows_s8_t in, out;
+    int8_t *window_rows, *got;
+    uint32_t oy, r;
+    in.slots = (uint16_t)(span + next_byte(s) % (p->in_h - span + 1u));
+    in.row_bytes = in_row;
+    in.data = fresh((size_t)in.slots * in_row);
+    out.slots = next_dim(s, p->out_h ? p->out_h : 1u);
+    out.row_bytes = out_row;
+    out.data = fresh((size_t)out.slots * out_row);
+    window_rows = fresh(dqa_depthwise_conv2d_s8_rows_get_buffer_size(p));
+    got = fresh((size_t)p->out_h * out_row);
+    for (oy = 0; oy < p->out_h; oy++) {
+        const int32_t top = (int32_t)(oy * p->stride_h) - p->pad_top;
+        for (r = 0; r < window; r++) {
+            const int32_t iy = top + (int32_t)r;
+            if (iy >= 0 && iy < p->in_h) {
+                memcpy(dqa_row_s8(&in, (uint32_t)iy), input + (size_t)iy * in_row, in_row);
+            }
+        }
+        if (depthwise) {
+            dqa_depthwise_conv2d_s8_rows(p, &in, &out, oy, oy + 1u, window_rows);
+        } else {
+            dqa_conv2d_s8_rows(p, &in, &out, oy, oy + 1u, column);
+        }
+        memcpy(got + (size_t)oy * out_row, dqa_row_s8(&out, oy), out_row);
+    }
+    if (memcmp(got, expected, (size_t)p->out_h * out_row) != 0) {
+        abort(); /* a ring changed a result */
+    }
+    free(got);
+    free(window_rows);
+    free(out.data);
+    free(in.data);
+}
+
+/* CONV_2D on weight tiles; with one input channel per group, DEPTHWISE_CONV_2D (OHWI weights); then the
+ * same over rings (check_conv_rows). */
 static void fuzz_conv(source_t *s)
 {
     dqa_conv_s8_params_t p;
@@ -164,6 +209,7 @@ static void fuzz_conv(source_t *s)
     } else {
         dqa_conv2d_s8(&p, input, output, column);
     }
+    check_conv_rows(s, &p, depthwise, input, output, column);
     free(column);
     free(input);
     free(output);

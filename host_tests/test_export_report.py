@@ -145,7 +145,7 @@ def test_tflite_int8_layer_table_equals_plan_s8(tmp_path):
     api.export_s8_project(graph, out, "host", str(graph.source), images, None, None, log=lambda *a: None)
     path = export_report.write(out)
     text, rows, urls = _page(path)
-    plan = plan_s8(graph)
+    plan = plan_s8(graph, planner.DEFAULT_SCHEDULE)  # the export's
     assert len(rows) == 1 + len(graph.ops)
     tensors = [graph.inputs[0]] + [op.outputs[0] for op in graph.ops]
     for row, tensor in zip(rows, tensors):

@@ -7,7 +7,6 @@ import pytest
 from dqa_mcu import api
 from dqa_mcu.codegen import planner
 from dqa_mcu.codegen.planner import PointRead
-from dqa_mcu.quantize.calibrate import DataError
 from dqa_mcu.quantize.quantizer import QuantConfig, quantize
 
 from test_backend import require_arm
@@ -87,19 +86,6 @@ def test_export_cli_takes_a_schedule_and_reports_it_in_the_plan_and_the_summary(
     auto = planner.plan(model, "auto")
     assert f"arena {auto.arena_bytes} bytes (auto schedule, {len(auto.segments)} row-streamed segments)" in proc.stdout
     assert auto.segments[0].describe() in (tmp_path / "out" / "memory_plan.txt").read_text()
-
-
-def test_the_int8_mode_refuses_a_streamed_schedule_in_one_line(tmp_path):
-    from conftest import shared_file
-    from test_planner_cli import run_cli
-    proc = run_cli("export", str(shared_file("models/mlperf_tiny_kws_dscnn_int8.tflite")), "--target", "host",
-                   "--no-build", "--schedule", "stream", "-o", str(tmp_path / "out"))
-    assert proc.returncode == 2 and "Traceback" not in proc.stderr
-    (line,) = proc.stderr.strip().splitlines()
-    assert "--schedule stream" in line and "layer by layer" in line
-    with pytest.raises(DataError, match="--schedule auto: the TFLite-exact int8 mode runs layer by layer"):
-        api.export(shared_file("models/mlperf_tiny_kws_dscnn_int8.tflite"), tmp_path / "api", "host", schedule="auto")
-    assert not (tmp_path / "api").exists()
 
 
 class TwoBranches(torch.nn.Module):

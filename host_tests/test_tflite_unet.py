@@ -127,7 +127,7 @@ def test_quantize_exhaustive_under_random_quantizations(models, tmp_path):
 def test_unet_on_the_host_with_sanitizers(models, tmp_path):
     _require("gcc")
     g = load_tflite(models["unet"])
-    plan = plan_s8(g)
+    plan = plan_s8(g, "layer")
     rank5 = {t.index for t in g.tensors if len(t.shape) == 5}
     assert rank5 and rank5 <= plan.folded
     stored = {plan.storage[t] for t in plan.storage if t not in plan.folded}

@@ -174,6 +174,15 @@ class WindowRead:
 
 
 @dataclass(frozen=True)
+class InPlaceWindowRead(WindowRead):
+    """A sliding window read straight from the ring's rows, with no line buffer (the int8 kernels): the
+    rows from the next window's top on stay."""
+
+    def oldest(self, u: int) -> int:
+        return min(max(u * self.sh - self.pt, 0), self.h)
+
+
+@dataclass(frozen=True)
 class PointRead:
     """One input pixel per output pixel at (oh * stride, ow * stride): a fused residual, an add, an
     activation, a concat."""
@@ -345,11 +354,16 @@ def _streamed_tensors(model: QModel, first: int, last: int) -> set[str]:
             and (t[name].err_row_capacity_bits > 0 or not t[name].has_errors)}  # older models: no row capacity
 
 
+def pipeline(first: int, last: int, stages: list[Stage], heights: dict[str, int], streamed: set[str]) -> Segment:
+    """Steps first..last (their `stages`) as one row pipeline, the `streamed` tensors as rings."""
+    steps, rings = simulate(stages, heights, streamed)
+    return Segment(first, last, stages, steps, dict(sorted(rings.items())))
+
+
 def segment(model: QModel, first: int, last: int) -> Segment:
     stages = [stage_of(model.nodes[i], model) for i in range(first, last + 1)]
     heights = {name: t.shape[0] for name, t in model.tensors.items()}
-    steps, rings = simulate(stages, heights, _streamed_tensors(model, first, last))
-    return Segment(first, last, stages, steps, dict(sorted(rings.items())))
+    return pipeline(first, last, stages, heights, _streamed_tensors(model, first, last))
 
 
 def _blocks(model: QModel, segments: list[Segment]) -> list[Block]:
@@ -377,11 +391,11 @@ def _blocks(model: QModel, segments: list[Segment]) -> list[Block]:
     return blocks
 
 
-def _runs(model: QModel) -> list[tuple[int, int]]:
-    """Maximal runs of consecutive layers with row-resumable kernels."""
+def runs_of(resumable: list[bool]) -> list[tuple[int, int]]:
+    """Maximal runs (first, last) of consecutive steps whose kernels are row-resumable."""
     runs, start = [], None
-    for i, node in enumerate(model.nodes + [None]):
-        if node is not None and node.op in STREAMED_OPS:
+    for i, ok in enumerate(resumable + [False]):
+        if ok:
             start = i if start is None else start
         elif start is not None:
             runs.append((start, i - 1))
@@ -389,30 +403,35 @@ def _runs(model: QModel) -> list[tuple[int, int]]:
     return runs
 
 
-def _profile(model: QModel, segments: list[Segment]) -> tuple:
+def profile(blocks: list[Block], steps: int) -> tuple:
     """What auto minimizes: the arena, then the live bytes of each step, largest first."""
-    blocks = _blocks(model, segments)
-    live = sorted((sum(b.size for b in blocks if b.first <= s <= b.last) for s in range(len(model.nodes))),
-                  reverse=True)
+    live = sorted((sum(b.size for b in blocks if b.first <= s <= b.last) for s in range(steps)), reverse=True)
     return (place(blocks).arena_bytes, live)
 
 
 def choose_segments(model: QModel, schedule: str) -> list[Segment]:
-    """layer: none; stream: every maximal run of two or more resumable layers; auto: starting from
-    layer by layer, merge neighbouring pieces of a run while the arena (then the per-step live bytes,
-    largest first) goes down."""
+    """The DQA path's segments under `schedule` (search_segments)."""
+    return search_segments(schedule, runs_of([n.op in STREAMED_OPS for n in model.nodes]), lambda a, b: segment(model, a, b),
+                           lambda segments: profile(_blocks(model, segments), len(model.nodes)))
+
+
+def search_segments(schedule: str, all_runs: list[tuple[int, int]], segment_of, profile_of) -> list[Segment]:
+    """layer: none; stream: every maximal run (`all_runs`) of two or more resumable steps; auto: starting
+    from step by step, merge neighbouring pieces of a run while `profile_of(segments)` (the arena, then
+    the per-step live bytes, largest first) goes down, or take stream's runs where they score lower.
+    `segment_of(first, last)` makes a Segment."""
     if schedule not in SCHEDULES:
         raise ValueError(f"schedule must be one of {', '.join(SCHEDULES)}, got {schedule!r}")
     if schedule == "layer":
         return []
-    runs = [r for r in _runs(model) if r[1] > r[0]]
+    runs = [r for r in all_runs if r[1] > r[0]]
     if schedule == "stream":
-        return [segment(model, *r) for r in runs]
+        return [segment_of(*r) for r in runs]
     cache: dict[tuple[int, int], Segment] = {}
 
     def seg(a: int, b: int) -> Segment:
         if (a, b) not in cache:
-            cache[(a, b)] = segment(model, a, b)
+            cache[(a, b)] = segment_of(a, b)
         return cache[(a, b)]
 
     pieces = [(i, i) for a, b in runs for i in range(a, b + 1)]
@@ -420,21 +439,23 @@ def choose_segments(model: QModel, schedule: str) -> list[Segment]:
     def segments_of(parts):
         return [seg(a, b) for a, b in parts if b > a]
 
-    best = _profile(model, segments_of(pieces))
+    best = profile_of(segments_of(pieces))
     while True:
         trials = []
         for k in range(len(pieces) - 1):
             (a, b), (c, d) = pieces[k], pieces[k + 1]
             if c == b + 1 and any(a >= r0 and d <= r1 for r0, r1 in runs):
                 merged = pieces[:k] + [(a, d)] + pieces[k + 2:]
-                trials.append((_profile(model, segments_of(merged)), merged))
+                trials.append((profile_of(segments_of(merged)), merged))
         if not trials:
             break
         score, merged = min(trials, key=lambda x: x[0])
         if score >= best:
             break
         best, pieces = score, merged
-    return segments_of(pieces)
+    # pairwise merges can stop short of a whole run that the steps between would not pay for (the int8
+    # ResNet-8: every tensor of its first stage must be a ring at once)
+    return segments_of(runs) if profile_of(segments_of(runs)) < best else segments_of(pieces)
 
 
 def plan(model: QModel, schedule: str) -> MemoryPlan:

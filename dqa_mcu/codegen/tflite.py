@@ -19,9 +19,13 @@ a spatial tile); any other movement is refused. A CONV_2D gathers each output
 pixel's window, widened to int16, into a scratch block of its own (its
 weights are tiled as the DQA convolution's, ``codegen.dqa.tile_conv_weights``); a
 FULLY_CONNECTED widens its input row into one, its weights tiled as a 1x1 conv's;
-an ADD or SUB keeps its operands' rescaled values for all 256 int8 values in one. The project keeps the harness and API of the DQA mode
+an ADD or SUB keeps its operands' rescaled values for all 256 int8 values in one. Under a streamed
+schedule (``--schedule``, ``docs/spec_tflite.md`` 5.1) runs of CONV_2D, DEPTHWISE_CONV_2D, ADD / SUB and a
+global AVERAGE_POOL_2D run as row pipelines over rings of rows, one C function per segment, their kernels
+sharing one scratch block. The project keeps the harness and API of the DQA mode
 (``main.c``, ``dqa_model_input()`` takes the int8 input bytes,
-``dqa_model_output()`` returns the int8 output widened to int16), so
+``dqa_model_output()`` returns the int8 output widened to int16; with ``input_rows``
+``dqa_model_set_input()`` takes a function handing the input row by row instead), so
 ``build`` and ``run`` serve both modes.
 """
 from __future__ import annotations
@@ -35,7 +39,8 @@ import numpy as np
 from dqa_mcu import __version__
 from dqa_mcu.codegen.dqa import (MAC_ROWS, ROW_TILE_TARGETS, CArray, _body, c_ident, is_depthwise, tile_conv_weights,
                                  write_project)
-from dqa_mcu.codegen.planner import Block, MemoryPlan, place
+from dqa_mcu.codegen.planner import (Block, InPlaceWindowRead, MemoryPlan, PointRead, RowsRead, Segment, Stage,
+                                     pipeline, place, profile, runs_of, search_segments)
 from dqa_mcu.ir import unique_name
 from dqa_mcu.frontends.tflite_import import (TFLiteGraph, TOp, UnsupportedTFLiteOpError, layer_name, moved_index,
                                              refuse_activation_shapes)
@@ -60,14 +65,17 @@ class S8Plan:
         return self.memory.block(self.storage[tensor]).offset
 
     def all_blocks(self) -> list[Block]:
-        """The tensors' blocks and the kernels' scratch, by first op step."""
-        return sorted(self.memory.blocks + list(self.scratch.values()), key=lambda b: (b.first, b.name))
+        """The tensors' blocks and the kernels' scratch (a segment's shared once), by first op step."""
+        unique = {id(b): b for b in self.memory.blocks + list(self.scratch.values())}
+        return sorted(unique.values(), key=lambda b: (b.first, b.name))
 
     def describe(self) -> str:
         rows = [f"{'block':40s} {'offset':>8s} {'bytes':>8s}  lifetime (op steps)"]
         for b in self.all_blocks():
             rows.append(f"{b.name:40s} {b.offset:8d} {b.size:8d}  {b.first}..{b.last}")
-        rows.append(f"arena peak: {self.memory.arena_bytes} bytes")
+        rows += [seg.describe() for seg in self.memory.segments]
+        rows.append(f"arena peak: {self.memory.arena_bytes} bytes ({self.memory.schedule} schedule, "
+                    f"{len(self.memory.segments)} row-streamed segments)")
         return "\n".join(rows)
 
 
@@ -101,9 +109,12 @@ def _whole_pixel_indices(index: np.ndarray, source_shape: tuple[int, ...]):
     return (y_index, x_index) if np.array_equal(index[0], whole) else None
 
 
-def plan_s8(g: TFLiteGraph) -> S8Plan:
-    """Static arena for the int8 activations: one block per stored tensor; reshapes are aliases, the
-    inner tensors of a chain of moves are not stored (the report shows them in the chain's last block)."""
+def plan_s8(g: TFLiteGraph, schedule: str, input_rows: bool = False) -> S8Plan:
+    """Static arena for the int8 activations under `schedule` (planner.SCHEDULES): one block per stored
+    tensor, a ring of rows for one a segment streams; reshapes are aliases, the inner tensors of a chain of
+    moves are not stored (the report shows them in the chain's last block). With `input_rows` the
+    application hands the input row by row (dqa_model_set_input()), into a ring when a segment from op 0
+    reads all of it."""
     used: set[str] = {"input"}
     names = {op.index: unique_name(c_ident(layer_name(g.tensors[op.outputs[0]]) or op.op.lower()), used)
              for op in g.ops}
@@ -132,12 +143,128 @@ def plan_s8(g: TFLiteGraph) -> S8Plan:
             if t in storage:
                 life[storage[t]][1] = i
     life[storage[g.outputs[0]]][1] = len(g.ops) - 1  # read by the application after the run
-    blocks = [Block(name, sizes[name], first, last) for name, (first, last) in life.items()]
-    scratch = {names[op.index]: Block(f"{names[op.index]}/scratch", scratch_bytes(g, op), i, i)
-               for i, op in enumerate(g.ops) if scratch_bytes(g, op)}
-    placed = place(blocks + list(scratch.values()))
-    memory = MemoryPlan([b for b in placed.blocks if b not in scratch.values()], placed.arena_bytes)
+    rows = _RowGeometry(g, storage, names, life, input_rows)
+    segments = search_segments(schedule, runs_of([rows.stage(op) is not None for op in g.ops]), rows.segment,
+                               lambda segs: profile(_blocks_s8(g, names, sizes, life, rows, segs)[0], len(g.ops)))
+    blocks, scratch = _blocks_s8(g, names, sizes, life, rows, segments)
+    tensors = [b for b in blocks if b not in scratch.values()]
+    memory = place(blocks)
+    memory.blocks, memory.segments, memory.schedule = tensors, segments, schedule
     return S8Plan(memory, storage, names, moves, folded, scratch)
+
+
+# ---- the row-streamed schedule (docs/spec_tflite.md 5.1) ------------------------------------------
+def _is_global_pool(g: TFLiteGraph, op: TOp) -> bool:
+    """An AVERAGE_POOL_2D whose one window is its whole input."""
+    _, h, w, _ = g.tensors[op.inputs[0]].shape
+    return (op.op == "AVERAGE_POOL_2D" and op.options["padding"] == "VALID" and tuple(op.options["filter"]) == (h, w)
+            and g.tensors[op.outputs[0]].shape[1:3] == (1, 1))
+
+
+class _RowGeometry:
+    """The int8 graph's ops as the scheduler sees them (planner.Stage), over stored blocks: which ops
+    the *_rows kernels run, and which of a run's tensors can be rings."""
+
+    def __init__(self, g: TFLiteGraph, storage: dict[int, str], names: dict[int, str], life: dict[str, list[int]],
+                 input_rows: bool):
+        self.g, self.storage, self.names, self.life = g, storage, names, life
+        self.input_rows = input_rows and len(g.input.shape) == 4
+        shared = [b for b in set(storage.values()) if list(storage.values()).count(b) > 1]
+        self.heights = {storage[t]: (self.g.tensors[t].shape[1] if len(self.g.tensors[t].shape) == 4 else 1)
+                        for t in storage}
+        # a ring holds one NHWC tensor written by one op: not the input, an output, nor a reshape's bytes
+        self.ringable = {storage[op.outputs[0]] for op in g.ops if len(g.tensors[op.outputs[0]].shape) == 4
+                         and storage.get(op.outputs[0]) not in shared + [storage[t] for t in g.outputs]}
+
+    def stage(self, op: TOp) -> Stage | None:
+        """The rows of `op` (None: not a *_rows kernel): units of its row loop and what each reads."""
+        g, block = self.g, self.storage
+        shape = lambda t: g.tensors[t].shape  # noqa: E731
+        y = op.outputs[0]
+        if any(g.tensors[t].is_const or len(shape(t)) != 4 for t in op.inputs[:1] + [y]):
+            return None
+        _, h, w, _ = shape(op.inputs[0])
+        _, oh, ow, _ = shape(y)
+        if op.op in ("CONV_2D", "DEPTHWISE_CONV_2D"):
+            _, kh, kw, _ = shape(op.inputs[1])
+            _, _, pad = geometry(op.options["padding"], h, w, kh, kw, op.options["stride"], op.options["dilation"])
+            read = InPlaceWindowRead(h, w, ow, kh, kw, *op.options["stride"], pad[0], pad[2], *op.options["dilation"])
+            return Stage(self.names[op.index], block[y], oh, oh, ((block[op.inputs[0]], read),))
+        if op.op in ("ADD", "SUB") and all(not g.tensors[t].is_const and shape(t) == shape(y) for t in op.inputs):
+            return Stage(self.names[op.index], block[y], oh, oh,
+                         tuple((block[t], PointRead(oh, ow, ow)) for t in op.inputs))
+        if _is_global_pool(g, op):
+            return Stage(self.names[op.index], block[y], 1, h, ((block[op.inputs[0]], RowsRead(h)),), final_only=True)
+        return None
+
+    def segment(self, first: int, last: int) -> Segment:
+        inside = range(first, last + 1)
+        streamed = {self.storage[self.g.ops[i].outputs[0]] for i in inside} & self.ringable
+        # every reader inside: the block's life (its last reader) ends in the segment
+        streamed = {b for b in streamed if first <= self.life[b][0] and self.life[b][1] <= last}
+        stages = [self.stage(self.g.ops[i]) for i in inside]
+        if self.input_rows and first == 0 and self.life["input"][1] <= last:  # the application's rows first
+            h = self.heights["input"]
+            stages.insert(0, Stage(INPUT_STAGE, "input", h, h, ()))
+            streamed.add("input")
+        return pipeline(first, last, stages, self.heights, streamed)
+
+
+INPUT_STAGE = "input_rows"  # a segment's stage 0 when it takes the input from the application row by row
+
+
+def streams_input(plan: S8Plan) -> bool:
+    return any(seg.stages[0].name == INPUT_STAGE for seg in plan.memory.segments)
+
+
+def _rows_scratch_bytes(g: TFLiteGraph, op: TOp, ring_input: bool) -> int:
+    """scratch_bytes of an op in a segment: a depthwise kernel reading a ring also copies the kernel_h input
+    rows of a window that wraps around the ring (dqa_depthwise_conv2d_s8_rows_get_buffer_size())."""
+    if ring_input and op.op in ("CONV_2D", "DEPTHWISE_CONV_2D") and not _on_tiles(g, op):
+        _, _, w, c = g.tensors[op.inputs[0]].shape
+        return g.tensors[op.inputs[1]].shape[1] * w * c
+    return scratch_bytes(g, op)
+
+
+def segment_scratch_name(seg: Segment) -> str:
+    return f"segment_{seg.first}_{seg.last}/scratch"
+
+
+def _blocks_s8(g: TFLiteGraph, names: dict[int, str], sizes: dict[str, int], life: dict[str, list[int]],
+               rows: _RowGeometry, segments: list[Segment]) -> tuple[list[Block], dict[str, Block]]:
+    """The arena's blocks under `segments` and the layers' scratch (layer name -> block). A segment's
+    layers all run from its first step to its last: its rings, scratch and every tensor it touches live
+    across it; its kernels' scratch is one block (no kernel keeps it from call to call), but for a global
+    pool's sums."""
+    span = {i: (i, i) for i in range(len(g.ops))}
+    rings: dict[str, tuple[int, Segment]] = {}
+    for seg in segments:
+        span.update({i: (seg.first, seg.last) for i in range(seg.first, seg.last + 1)})
+        rings.update({name: (count, seg) for name, count in seg.ring_rows.items()})
+    blocks = []
+    for name, (first, last) in life.items():
+        if name in rings:
+            count, seg = rings[name]
+            blocks.append(Block(name, count * sizes[name] // rows.heights[name], seg.first, seg.last))
+        else:
+            blocks.append(Block(name, sizes[name], span[first][0], span[last][1]))
+    scratch: dict[str, Block] = {}
+    streamed_ops = {i: seg for seg in segments for i in range(seg.first, seg.last + 1)}
+    for seg in segments:
+        ops = [g.ops[i] for i in range(seg.first, seg.last + 1)]
+        sizes_in_segment = {op.index: _rows_scratch_bytes(g, op, rows.storage[op.inputs[0]] in seg.ring_rows)
+                            for op in ops}
+        shared = Block(segment_scratch_name(seg), max(sizes_in_segment.values()), seg.first, seg.last)
+        for op in ops:
+            if _is_global_pool(g, op):  # int32 sums per channel
+                scratch[names[op.index]] = Block(f"{names[op.index]}/sums", 4 * g.tensors[op.inputs[0]].shape[3],
+                                                 seg.first, seg.last)
+            elif sizes_in_segment[op.index]:
+                scratch[names[op.index]] = shared
+    for i, op in enumerate(g.ops):
+        if i not in streamed_ops and scratch_bytes(g, op):
+            scratch[names[op.index]] = Block(f"{names[op.index]}/scratch", scratch_bytes(g, op), i, i)
+    return blocks + list({id(b): b for b in scratch.values()}.values()), scratch
 
 
 def _on_tiles(g: TFLiteGraph, op: TOp) -> bool:
@@ -434,6 +561,75 @@ class _Emitter:
         return layer
 
 
+    def rows_call(self, op: TOp, layer: dict, first: str, end: str) -> str:
+        """The *_rows kernel call of a layer its segment runs (_RowGeometry.stage), for rows first..end."""
+        ident, y = layer["name"], op.outputs[0]
+        if op.op in ("CONV_2D", "DEPTHWISE_CONV_2D") and not _on_tiles(self.g, op):
+            window_rows = (self.scratch(layer, f"dqa_depthwise_conv2d_s8_rows_get_buffer_size(&{ident}_params)",
+                                        "int8_t") if ident in self.plan.scratch else "NULL")  # a ring's input only
+            return (f"dqa_depthwise_conv2d_s8_rows(&{ident}_params, &{self.rows(op.inputs[0])}, &{self.rows(y)}, "
+                    f"{first}, {end}, {window_rows});")
+        if op.op == "CONV_2D":
+            column = self.scratch(layer, f"dqa_conv2d_s8_get_buffer_size(&{ident}_params)")
+            return (f"dqa_conv2d_s8_rows(&{ident}_params, &{self.rows(op.inputs[0])}, &{self.rows(y)}, {first}, "
+                    f"{end}, {column});")
+        if op.op in ("ADD", "SUB"):
+            tables = self.scratch(layer, "dqa_add_s8_get_buffer_size()", "int32_t")
+            return (f"dqa_add_s8_rows(&{ident}_params, &{self.rows(op.inputs[0])}, &{self.rows(op.inputs[1])}, "
+                    f"&{self.rows(y)}, {first}, {end}, {tables});")
+        sums = f"(int32_t *)(dqa_arena + {self.plan.scratch[ident].offset})"  # a global pool (_is_global_pool)
+        return (f"dqa_avgpool_s8_global_rows(&{ident}_params, &{self.rows(op.inputs[0])}, {first}, {end}, {sums}, "
+                f"{self.ptr(y)});")
+
+    def rows(self, t: int) -> str:
+        """The dqa_rows_s8_t of a tensor a segment reads or writes (emitted by _segments)."""
+        return f"{self.plan.storage[t]}_rows"
+
+
+def _segments(g: TFLiteGraph, plan: S8Plan, emitter: _Emitter, layers: list[dict]) -> tuple[list, list]:
+    """What dqa_model_run calls, in order (a layer run whole, or a segment with its table of rounds),
+    and the dqa_rows_s8_t of every tensor a segment touches (a ring: its rows named and commented)."""
+    starts = {seg.first: seg for seg in plan.memory.segments}
+    rings = {name: count for seg in plan.memory.segments for name, count in seg.ring_rows.items()}
+    steps, tensors, i = [], {}, 0
+    while i < len(layers):
+        seg = starts.get(i)
+        if seg is None:
+            steps.append({"layer": layers[i], "segment": None})
+            i += 1
+            continue
+        members = []
+        if seg.stages[0].name == INPUT_STAGE:
+            tensors.setdefault("input", g.inputs[0])
+            members.append({"name": INPUT_STAGE, "index": None, "rows_call": "dqa_model_input_rows(from[0], to[0]);",
+                            "comment": "the application's input rows (dqa_model_set_input())"})
+        for k, op in enumerate(g.ops[seg.first:seg.last + 1], start=len(members)):
+            rows_of = op.inputs[:1] + ([] if _is_global_pool(g, op) else op.inputs[1:2] * (op.op in ("ADD", "SUB"))
+                                       + op.outputs[:1])  # a pool's one output pixel: a plain pointer
+            for t in rows_of:
+                tensors.setdefault(plan.storage[t], t)
+            layer = layers[op.index]
+            layer["rows_call"] = emitter.rows_call(op, layer, f"from[{k}]", f"to[{k}]")
+            members.append(layer)
+        table = ",\n".join("    {" + ", ".join(map(str, row)) + "}" for row in [[0] * len(members)] + seg.steps)
+        comment = (f"ops {seg.first}..{seg.last} as one row pipeline ({' -> '.join(m['name'] for m in members)}); "
+                   f"ring rows: " + (", ".join(f"{n} {r}" for n, r in seg.ring_rows.items()) or "none"))
+        steps.append({"layer": None, "segment": {"ident": f"segment_{seg.first}_{seg.last}", "layers": members,
+                                                 "ops": [m for m in members if m["index"] is not None],
+                                                 "rounds": len(seg.steps), "table": table, "comment": comment}})
+        i = seg.last + 1
+    descriptors = []
+    for name, t in tensors.items():
+        _, h, w, c = g.tensors[t].shape
+        ring = rings.get(name)
+        descriptors.append({
+            "name": name, "offset": plan.memory.block(name).offset, "row_bytes": w * c,
+            "slots": f"{name.upper()}_RING_ROWS" if ring else h, "ring_rows": ring,
+            "comment": (f"{name}: {h}x{w}x{c}, " + (f"a ring of {ring} of its {h} rows (the most written but still "
+                                                     f"to be read at once, planner.simulate)" if ring else "whole"))})
+    return steps, descriptors
+
+
 def generate_s8(g: TFLiteGraph, plan: S8Plan, out_dir: str | Path, target: str, name: str = "dqa_model",
                 source: str = "", images: np.ndarray | None = None) -> Path:
     """Write the C project for an int8 TFLite graph and its ``plan_s8``; ``images`` are int8 harness inputs."""
@@ -449,6 +645,7 @@ def generate_s8(g: TFLiteGraph, plan: S8Plan, out_dir: str | Path, target: str, 
     out_dir.mkdir(parents=True, exist_ok=True)
     for i, layer in enumerate(layers):
         layer["index"] = i
+    run_order, row_tensors = _segments(g, plan, emitter, layers)
     ctx = dict(name=c_ident(name), version=__version__, source=Path(source).name if source else "a model",
                arena_bytes=plan.memory.arena_bytes, input_shape=x.shape[1:], input_bytes=int(np.prod(x.shape)),
                input_scale=repr(float(x.scale[0])), input_zero_point=int(x.zero_point[0]),
@@ -456,7 +653,9 @@ def generate_s8(g: TFLiteGraph, plan: S8Plan, out_dir: str | Path, target: str, 
                output_zero_point=int(y.zero_point[0]), layer_count=len(layers), layers=layers,
                arrays=emitter.arrays, blocks=plan.all_blocks(),
                input_offset=plan.offset(g.inputs[0]), output_offset=plan.offset(g.outputs[0]), target=target,
-               row_tiles=int(row_tiles))
+               row_tiles=int(row_tiles), run_order=run_order, row_tensors=row_tensors, schedule=plan.memory.schedule,
+               streamed=sorted(name for seg in plan.memory.segments for name in seg.ring_rows),
+               input_rows=streams_input(plan), input_row_bytes=int(np.prod(x.shape[2:])))
     if images is None:
         images = np.full((1,) + tuple(x.shape[1:]), int(x.zero_point[0]), np.int8)
     write_project(out_dir, ctx, "model_s8", np.asarray(images, np.int8).view(np.uint8), plan.describe())

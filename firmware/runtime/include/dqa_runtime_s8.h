@@ -17,6 +17,28 @@
 extern "C" {
 #endif
 
+/* A tensor's rows in the arena (docs/spec_tflite.md 5.1): row y at data + (y % slots) * row_bytes. A whole
+ * tensor has a slot per row; a row-streamed one is a ring of fewer, the rows its readers still need. The
+ * *_rows kernels take their tensors so, and compute rows [first_row, end_row) of their output (of their
+ * input for dqa_avgpool_s8_global_rows); the whole-tensor kernels call them with every row. */
+typedef struct {
+    int8_t *data;
+    uint32_t row_bytes; /* width x channels */
+    uint16_t slots;
+} dqa_rows_s8_t;
+
+static inline int8_t *dqa_row_s8(const dqa_rows_s8_t *t, uint32_t y)
+{
+    return t->data + (size_t)(y % t->slots) * t->row_bytes;
+}
+
+/* A whole tensor of `height` rows (an input is only read through it). */
+static inline dqa_rows_s8_t dqa_whole_s8(const int8_t *data, uint32_t row_bytes, uint16_t height)
+{
+    const dqa_rows_s8_t t = {(int8_t *)(uintptr_t)data, row_bytes, height};
+    return t;
+}
+
 /* CONV_2D (spec 3.1, groups allowed), DEPTHWISE_CONV_2D (spec 3.2) and TRANSPOSE_CONV (spec 3.15, no
  * dilation, one group). */
 typedef struct {
@@ -147,7 +169,18 @@ static inline size_t dqa_conv2d_s8_get_buffer_size(const dqa_conv_s8_params_t *p
     return 2u * (k + (k & 1u)) * sizeof(int16_t);
 }
 void dqa_conv2d_s8(const dqa_conv_s8_params_t *p, const int8_t *input, int8_t *output, int16_t *column);
+void dqa_conv2d_s8_rows(const dqa_conv_s8_params_t *p, const dqa_rows_s8_t *input, const dqa_rows_s8_t *output,
+                        uint32_t first_row, uint32_t end_row, int16_t *column);
 void dqa_depthwise_conv2d_s8(const dqa_conv_s8_params_t *p, const int8_t *input, int8_t *output);
+/* window_rows: scratch of kernel_h input rows (in_w x in_c bytes each), for the output rows whose input
+ * rows wrap around a ring (dqa_depthwise_conv2d_s8 passes none: a whole tensor's rows never do). */
+static inline size_t dqa_depthwise_conv2d_s8_rows_get_buffer_size(const dqa_conv_s8_params_t *p)
+{
+    return (size_t)p->kernel_h * p->in_w * p->in_c;
+}
+void dqa_depthwise_conv2d_s8_rows(const dqa_conv_s8_params_t *p, const dqa_rows_s8_t *input,
+                                  const dqa_rows_s8_t *output, uint32_t first_row, uint32_t end_row,
+                                  int8_t *window_rows);
 void dqa_transpose_conv_s8(const dqa_conv_s8_params_t *p, const int8_t *input, int8_t *output);
 void dqa_mul_s8(const dqa_mul_s8_params_t *p, const int8_t *input1, const int8_t *input2, int8_t *output);
 void dqa_leaky_relu_s8(const dqa_leaky_relu_s8_params_t *p, const int8_t *input, int8_t *output);
@@ -172,7 +205,12 @@ static inline size_t dqa_add_s8_get_buffer_size(void)
 }
 void dqa_add_s8(const dqa_add_s8_params_t *p, const int8_t *input1, const int8_t *input2, int8_t *output,
                 int32_t *tables);
+void dqa_add_s8_rows(const dqa_add_s8_params_t *p, const dqa_rows_s8_t *input1, const dqa_rows_s8_t *input2,
+                     const dqa_rows_s8_t *output, uint32_t first_row, uint32_t end_row, int32_t *tables);
 void dqa_avgpool_s8(const dqa_pool_s8_params_t *p, const int8_t *input, int8_t *output);
+/* sums: scratch of `channels` int32 kept from the first input row's call to the last's. */
+void dqa_avgpool_s8_global_rows(const dqa_pool_s8_params_t *p, const dqa_rows_s8_t *input, uint32_t first_row,
+                                uint32_t end_row, int32_t *sums, int8_t *output);
 void dqa_maxpool_s8(const dqa_pool_s8_params_t *p, const int8_t *input, int8_t *output);
 void dqa_mean_s8(const dqa_mean_s8_params_t *p, const int8_t *input, int8_t *output);
 void dqa_softmax_s8(const dqa_softmax_s8_params_t *p, const int8_t *input, int8_t *output);

@@ -15,7 +15,7 @@ static void zero_values(int16_t *column, uint32_t k, uint32_t n)
 
 /* The window of output pixel (top, left) in group `g`, widened (x + input offset, int16) into `column`
  * (dqa__column_base()) in the weights' (kh, kw, ci) order. */
-static void gather_window(const dqa_conv_s8_params_t *p, const int8_t *input, int32_t top, int32_t left,
+static void gather_window(const dqa_conv_s8_params_t *p, const dqa_rows_s8_t *input, int32_t top, int32_t left,
                           uint32_t first_in, int16_t *column)
 {
     const uint32_t in_c_g = p->in_c_per_group;
@@ -30,7 +30,7 @@ static void gather_window(const dqa_conv_s8_params_t *p, const int8_t *input, in
             zero_values(column, k, row_taps);
             continue;
         }
-        const int8_t *row = input + (size_t)iy * p->in_w * p->in_c + first_in;
+        const int8_t *row = dqa_row_s8(input, (uint32_t)iy) + first_in;
         if (contiguous) {
             dqa__widen_s8(column, k, DQA_COLUMN_PAIR_STEP, row + (size_t)left * p->in_c, row_taps, p->input_offset);
             continue;
@@ -74,9 +74,11 @@ static void requantize(const dqa_conv_s8_params_t *p, const int32_t *acc, uint32
 #endif
 }
 
-/* Output pixels two at a time (consecutive in NHWC order): each weight tile is read once for both windows
- * (dqa__mac_tile_2cols); a lone last pixel runs with its partner column's old values, its outputs unused. */
-void dqa_conv2d_s8(const dqa_conv_s8_params_t *p, const int8_t *input, int8_t *output, int16_t *columns)
+/* Output pixels two at a time (consecutive in NHWC order, across rows within [first_row, end_row)): each
+ * weight tile is read once for both windows (dqa__mac_tile_2cols); a lone last pixel runs with its partner
+ * column's old values, its outputs unused. */
+void dqa_conv2d_s8_rows(const dqa_conv_s8_params_t *p, const dqa_rows_s8_t *input, const dqa_rows_s8_t *output,
+                        uint32_t first_row, uint32_t end_row, int16_t *columns)
 {
     const uint32_t in_c_g = p->in_c_per_group, out_c_g = p->out_c_per_group;
     const uint32_t groups = p->out_c / out_c_g;
@@ -84,30 +86,47 @@ void dqa_conv2d_s8(const dqa_conv_s8_params_t *p, const int8_t *input, int8_t *o
     const uint32_t k_even = k + (k & 1u); /* an odd K's columns end in a zero: whole pairs */
     const uint32_t tile_bytes = dqa__tile_bytes(k);
     const uint32_t tiles = (out_c_g + DQA_MAC_ROWS - 1u) / DQA_MAC_ROWS;
-    const uint32_t pixels = (uint32_t)p->out_h * p->out_w;
+    const uint32_t end = end_row * p->out_w;
+    /* the rows as locals: the column's int16 stores could otherwise alias their uint16 slot count */
+    const dqa_rows_s8_t in = *input, out_rows = *output;
+    if (first_row >= end_row) {
+        return;
+    }
     memset(columns, 0, 2u * k_even * sizeof *columns); /* those zeros, and defined values for a lone pixel's partner */
-    for (uint32_t i = 0; i < pixels; i += 2u) {
-        const uint32_t count = i + 1u < pixels ? 2u : 1u;
-        int8_t *out = output + (size_t)i * p->out_c;
+    for (uint32_t i = first_row * p->out_w; i < end; i += 2u) {
+        const uint32_t count = i + 1u < end ? 2u : 1u;
+        int32_t top[2], left[2];
+        int8_t *out[2];
+        for (uint32_t j = 0; j < count; ++j) {
+            const uint32_t oy = (i + j) / p->out_w, ox = (i + j) % p->out_w;
+            top[j] = (int32_t)oy * p->stride_h - p->pad_top;
+            left[j] = (int32_t)ox * p->stride_w - p->pad_left;
+            out[j] = dqa_row_s8(&out_rows, oy) + (size_t)ox * p->out_c;
+        }
         const int8_t *tile = p->weights;
         uint32_t oc = 0;
         for (uint32_t g = 0; g < groups; ++g) {
             for (uint32_t j = 0; j < count; ++j) {
-                const int32_t oy = (int32_t)((i + j) / p->out_w), ox = (int32_t)((i + j) % p->out_w);
-                gather_window(p, input, oy * p->stride_h - p->pad_top, ox * p->stride_w - p->pad_left,
-                              g * in_c_g, dqa__column_base(columns, j, k_even));
+                gather_window(p, &in, top[j], left[j], g * in_c_g, dqa__column_base(columns, j, k_even));
             }
             for (uint32_t t = 0; t < tiles; ++t, tile += tile_bytes) {
                 int32_t acc0[DQA_MAC_ROWS] = {0}, acc1[DQA_MAC_ROWS] = {0};
-                const uint32_t left = out_c_g - t * DQA_MAC_ROWS;
-                const uint32_t rows = left < DQA_MAC_ROWS ? left : DQA_MAC_ROWS;
+                const uint32_t remaining = out_c_g - t * DQA_MAC_ROWS;
+                const uint32_t rows = remaining < DQA_MAC_ROWS ? remaining : DQA_MAC_ROWS;
                 dqa__mac_tile_2cols(acc0, acc1, tile, tile_bytes, columns, k_even);
-                requantize(p, acc0, oc, rows, out);
+                requantize(p, acc0, oc, rows, out[0]);
                 if (count == 2u) {
-                    requantize(p, acc1, oc, rows, out + p->out_c);
+                    requantize(p, acc1, oc, rows, out[1]);
                 }
                 oc += rows;
             }
         }
     }
+}
+
+void dqa_conv2d_s8(const dqa_conv_s8_params_t *p, const int8_t *input, int8_t *output, int16_t *columns)
+{
+    const dqa_rows_s8_t in = dqa_whole_s8(input, (uint32_t)p->in_w * p->in_c, p->in_h);
+    const dqa_rows_s8_t out = dqa_whole_s8(output, (uint32_t)p->out_w * p->out_c, p->out_h);
+    dqa_conv2d_s8_rows(p, &in, &out, 0, p->out_h, columns);
 }

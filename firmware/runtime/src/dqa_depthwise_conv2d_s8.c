@@ -1,5 +1,6 @@
 /* dqa-mcu runtime: DEPTHWISE_CONV_2D, TFLite-exact int8 (docs/spec_tflite.md 3.2). */
 #include <stddef.h>
+#include <string.h>
 
 #include "dqa_s8_internal.h"
 
@@ -111,30 +112,49 @@ static inline void quad_acc(const int8_t *x, const int8_t *w, const dw_walk_t *k
 /* Per output pixel and channel, the taps inside the input (padding holds the zero point: its taps add
  * nothing); weights tap-major (kernel_h x kernel_w x out_c, TFLite's own filter layout), so that a tap's
  * weights for consecutive channels lie together as the input's channels do. On DSP cores, with depth
- * multiplier 1, four channels at a time (quad_acc); the rest of the channels one by one. */
-void dqa_depthwise_conv2d_s8(const dqa_conv_s8_params_t *p, const int8_t *input, int8_t *output)
+ * multiplier 1, four channels at a time (quad_acc); the rest of the channels one by one. Output rows
+ * [first_row, end_row); an output row's input rows are read in place where they lie at one stride in
+ * memory, else (a ring's slots wrap inside the window) copied together into `window_rows` first. */
+void dqa_depthwise_conv2d_s8_rows(const dqa_conv_s8_params_t *p, const dqa_rows_s8_t *input,
+                                  const dqa_rows_s8_t *output, uint32_t first_row, uint32_t end_row,
+                                  int8_t *window_rows)
 {
     const uint32_t out_c = p->out_c, multiplier = p->out_c_per_group;
-    const int32_t in_c = p->in_c;
+    const int32_t in_c = p->in_c, dilation_h = p->dilation_h;
     const int32_t output_offset = p->output_offset, act_min = p->act_min, act_max = p->act_max;
     const int32_t *bias = p->bias, *mult = p->multiplier, *shift = p->shift;
-    dw_walk_t k = {0, 0, p->dilation_w * in_c, p->dilation_h * p->in_w * in_c, (int32_t)out_c,
-                   p->kernel_w * (int32_t)out_c, p->input_offset};
-    int8_t *out = output;
-    for (int32_t oy = 0; oy < p->out_h; ++oy) {
+    const dqa_rows_s8_t in = *input, out_rows = *output;
+    const int32_t in_place_step = dilation_h * (int32_t)in.row_bytes;
+    dw_walk_t k = {0, 0, p->dilation_w * in_c, in_place_step, (int32_t)out_c, p->kernel_w * (int32_t)out_c,
+                   p->input_offset};
+    for (int32_t oy = (int32_t)first_row; oy < (int32_t)end_row; ++oy) {
         const int32_t top = oy * p->stride_h - p->pad_top;
         int32_t ky0, ky1;
-        taps_inside(top, p->in_h, p->kernel_h, p->dilation_h, &ky0, &ky1);
+        taps_inside(top, p->in_h, p->kernel_h, dilation_h, &ky0, &ky1);
+        k.rows = ky1 - ky0;
+        const int8_t *rows = in.data; /* the first row inside, at k.y_step from the next */
+        k.y_step = in_place_step;
+        if (k.rows > 0) {
+            const uint32_t iy = (uint32_t)(top + ky0 * dilation_h);
+            rows = dqa_row_s8(&in, iy);
+            if (iy % in.slots + (uint32_t)((k.rows - 1) * dilation_h) >= in.slots) { /* wraps */
+                for (int32_t r = 0; r < k.rows; ++r) {
+                    memcpy(window_rows + (size_t)r * in.row_bytes, dqa_row_s8(&in, iy + (uint32_t)(r * dilation_h)),
+                           in.row_bytes);
+                }
+                rows = window_rows;
+                k.y_step = (int32_t)in.row_bytes;
+            }
+        }
+        int8_t *out = dqa_row_s8(&out_rows, (uint32_t)oy);
         for (int32_t ox = 0; ox < p->out_w; ++ox) {
             const int32_t left = ox * p->stride_w - p->pad_left;
             int32_t kx0, kx1;
             taps_inside(left, p->in_w, p->kernel_w, p->dilation_w, &kx0, &kx1);
-            k.rows = ky1 - ky0;
             k.row_taps = kx1 - kx0;
             /* the first tap inside (none: the pixel's window is all padding, nothing is read) */
             const int any = k.rows > 0 && k.row_taps > 0;
-            const int8_t *window = input + (any ? (ptrdiff_t)((top + ky0 * p->dilation_h) * p->in_w +
-                                                              left + kx0 * p->dilation_w) * in_c : 0);
+            const int8_t *window = rows + (any ? (ptrdiff_t)(left + kx0 * p->dilation_w) * in_c : 0);
             const int8_t *first_weights = p->weights + (any ? (ptrdiff_t)(ky0 * p->kernel_w + kx0) * k.w_step : 0);
             uint32_t oc = 0;
 #if DQA_DW_QUADS
@@ -153,4 +173,12 @@ void dqa_depthwise_conv2d_s8(const dqa_conv_s8_params_t *p, const int8_t *input,
             }
         }
     }
+}
+
+/* A whole input's rows never wrap: no window_rows. */
+void dqa_depthwise_conv2d_s8(const dqa_conv_s8_params_t *p, const int8_t *input, int8_t *output)
+{
+    const dqa_rows_s8_t in = dqa_whole_s8(input, (uint32_t)p->in_w * p->in_c, p->in_h);
+    const dqa_rows_s8_t out = dqa_whole_s8(output, (uint32_t)p->out_w * p->out_c, p->out_h);
+    dqa_depthwise_conv2d_s8_rows(p, &in, &out, 0, p->out_h, NULL);
 }
