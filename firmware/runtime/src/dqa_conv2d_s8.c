@@ -108,7 +108,7 @@ void dqa_conv2d_s8(const dqa_conv_s8_params_t *p, const int8_t *input, int8_t *o
                               g * in_c_g, dqa__column_base(columns, j, k_even));
             }
             for (uint32_t t = 0; t < tiles; ++t, tile += tile_bytes) {
-                int32_t acc0[DQA_MAC_ROWS] = {0}, acc1[DQA_MAC_ROWS] = {0};
+                int32_t acc0[DQA_MAC_ROWS], acc1[DQA_MAC_ROWS];
                 const uint32_t left = out_c_g - t * DQA_MAC_ROWS;
                 const uint32_t rows = left < DQA_MAC_ROWS ? left : DQA_MAC_ROWS;
                 dqa__mac_tile_2cols(acc0, acc1, tile, tile_bytes, columns, k_even);

@@ -231,6 +231,8 @@ static inline void dqa__mac_tile_2cols(int32_t *acc0, int32_t *acc1, const int8_
                                        const int16_t *columns, uint32_t len)
 {
     const dqa_mac_run_t column0 = {columns, 0, len}, column1 = {columns + len, 0, len};
+    memset(acc0, 0, DQA_MAC_ROWS * sizeof *acc0);
+    memset(acc1, 0, DQA_MAC_ROWS * sizeof *acc1);
     dqa__mac_tile_runs(acc0, tile, tile_bytes, &column0, 1u, 0u);
     dqa__mac_tile_runs(acc1, tile, tile_bytes, &column1, 1u, 0u);
 }
@@ -266,7 +268,7 @@ static inline void dqa__mac_tile_2cols(int32_t *acc0, int32_t *acc1, const int8_
     } while (0)
 #endif
 
-/* acc0[r] += sum over k < len of w(r, k) * x0[k], acc1[r] the same with x1: two output pixels' columns,
+/* acc0[r] = sum over k < len of w(r, k) * x0[k], acc1[r] the same with x1: two output pixels' columns,
  * laid out as dqa__column_base() says (even len: an odd K's columns end in a zero, which meets the tile's
  * zero pad weight). `columns` is word-aligned. */
 static inline void dqa__mac_tile_2cols(int32_t *acc0, int32_t *acc1, const int8_t *tile, uint32_t tile_bytes,
@@ -290,10 +292,10 @@ static inline void dqa__mac_tile_2cols(int32_t *acc0, int32_t *acc1, const int8_
         for (; x != end; x += DQA_COLUMN_PAIR_STEP, pairs += DQA_TILE_PAIR_BYTES) {
             DQA__MAC_HALF_PAIR(pairs, x, a00, a10, a01, a11);
         }
-        acc0[2u * half] += a00;
-        acc0[2u * half + 1u] += a10;
-        acc1[2u * half] += a01;
-        acc1[2u * half + 1u] += a11;
+        acc0[2u * half] = a00;
+        acc0[2u * half + 1u] = a10;
+        acc1[2u * half] = a01;
+        acc1[2u * half + 1u] = a11;
     }
 }
 
