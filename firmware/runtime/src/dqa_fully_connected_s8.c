@@ -69,19 +69,18 @@ static int32_t round_scaled(int32_t acc, double scale)
 }
 #else
 /* round((double) acc * scale) with the hardware's binary64 multiply (IEEE exact, the spec's own
- * operation), clamped to +-FC_RESCALED_LIMIT; C round() without libm: VRINTA on Cortex-M (every M-profile
- * FPU with binary64 has it), else as the reference writes it (trunc, then the fraction, exact for |v| <
- * 2^52). */
+ * operation), clamped to +-FC_RESCALED_LIMIT; C round() without libm. On Cortex-M (every M-profile FPU
+ * with binary64 has them) VMINNM / VMAXNM clamp and VRINTA rounds ties away from zero, no branch;
+ * elsewhere as the reference writes it (trunc, then the fraction, exact for |v| < 2^52). */
 static int32_t round_scaled(int32_t acc, double scale)
 {
-    double v = (double)acc * scale;
-    const double limit = FC_RESCALED_LIMIT;
-    v = v > limit ? limit : (v < -limit ? -limit : v);
+    const double limit = FC_RESCALED_LIMIT, v = (double)acc * scale;
 #if defined(__arm__)
-    return (int32_t)__builtin_round(v);
+    return (int32_t)__builtin_round(__builtin_fmax(__builtin_fmin(v, limit), -limit));
 #else
-    const int32_t whole = (int32_t)v;
-    const double fraction = v - (double)whole;
+    const double clamped = v > limit ? limit : (v < -limit ? -limit : v);
+    const int32_t whole = (int32_t)clamped;
+    const double fraction = clamped - (double)whole;
     return whole + (fraction >= 0.5) - (fraction <= -0.5);
 #endif
 }
