@@ -220,8 +220,7 @@ static void fuzz_fully_connected(source_t *s)
 {
     dqa_fully_connected_s8_params_t p;
     int16_t *column;
-    uint64_t *mantissa;
-    int16_t *exponent;
+    double *scale;
     int8_t *input, *output;
     uint32_t o;
     memset(&p, 0, sizeof p);
@@ -230,14 +229,14 @@ static void fuzz_fully_connected(source_t *s)
     p.out_depth = next_dim(s, 32);
     p.output_offset = (int8_t)next_byte(s);
     activation_range(s, &p.act_min, &p.act_max);
-    mantissa = fresh(sizeof(uint64_t) * p.out_depth);
-    exponent = fresh(sizeof(int16_t) * p.out_depth);
-    for (o = 0; o < p.out_depth; o++) { /* a double's mantissa in [2^52, 2^53): scales 2^-1 .. 2^-50 */
-        mantissa[o] = ((uint64_t)1 << 52) | (((uint64_t)next_word(s) << 20) & (((uint64_t)1 << 52) - 1u));
-        exponent[o] = (int16_t)(-53 - (int32_t)(next_byte(s) % 50u));
+    scale = fresh(sizeof(double) * p.out_depth);
+    for (o = 0; o < p.out_depth; o++) { /* a double's bits: scales in [2^-50, 2^0) */
+        const uint64_t fraction = ((uint64_t)next_word(s) << 20) & (((uint64_t)1 << 52) - 1u);
+        const uint64_t biased_exponent = 1022u - next_byte(s) % 50u;
+        const uint64_t bits = (biased_exponent << 52) | fraction;
+        memcpy(&scale[o], &bits, sizeof bits);
     }
-    p.scale_mantissa = mantissa;
-    p.scale_exponent = exponent;
+    p.scale = scale;
     /* tiles of 4 rows, the depth padded to even (a 1x1 conv's, dqa_conv2d_weights_size()) */
     p.weights = next_array(s, ((size_t)p.out_depth + 3u) / 4u * ((p.in_depth + 1u) / 2u) * 8u);
     p.folded_bias = next_array(s, sizeof(int32_t) * p.out_depth);
@@ -250,8 +249,7 @@ static void fuzz_fully_connected(source_t *s)
     free(output);
     free((void *)p.weights);
     free((void *)p.folded_bias);
-    free(mantissa);
-    free(exponent);
+    free(scale);
 }
 
 static void fuzz_pool(source_t *s, int is_max)

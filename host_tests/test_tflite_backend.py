@@ -7,20 +7,24 @@ reference.tflite and the LiteRT interpreter's reference kernels:
 * the DS-CNN keyword spotter under QEMU cortex-m7 on generated inputs;
 * on the host: the converted models that use every supported operator, and
   a ResNet-8 whose classifier scales make an eighth of FULLY_CONNECTED's
-  products exact ties (its double-precision rounding, done in integers in C).
+  products exact ties (its double-precision rounding);
+* FULLY_CONNECTED's rescale in C, the hardware-double and the integer
+  formulation both, on edge accumulators, ties and products one ulp either
+  side of a tie (where the integer one's rounding to 53 bits decides).
 """
 import shutil
+import subprocess
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from dqa_mcu import api, cli
-from dqa_mcu.codegen.tflite import fc_scale_parts
 from dqa_mcu.device import build as fw
 from dqa_mcu.frontends.tflite_import import SUPPORTED_OPS, load_tflite
 from dqa_mcu.reference import tflite as R
 from dqa_mcu.targets import get_target
+import runtime_vectors as rv
 from test_tflite import (KWS, RESNET8, TEST_NPZ, ZERO_INPUT_OUTPUT, _need, resnet8_with_fc_ties,  # noqa: F401
                          synthetic, tf)
 
@@ -107,12 +111,63 @@ def test_fully_connected_ties_in_c(tmp_path):
     assert np.array_equal(fw_out, R.run_litert_interpreter(path, x))
 
 
-def test_fc_scale_parts_are_exact():
-    rng = np.random.default_rng(13)
-    for scale in [0.125, 1.0, 3.0, 2.0 ** -40, 1 / 3] + list(rng.uniform(1e-5, 1.0, 200)):
-        mantissa, exponent = fc_scale_parts(scale)
-        assert 2 ** 52 <= mantissa < 2 ** 53
-        assert mantissa * 2.0 ** exponent == scale
+FC_RESCALE_DRIVER = r"""
+#include <stdio.h>
+#include <stdlib.h>
+#include "dqa_runtime_s8.h"
+
+/* One input and one output of weight 0: the accumulator is the folded bias, the output its rescale. */
+int main(void)
+{
+    static const int8_t weights[8] = {0}, input[1] = {0};
+    int16_t column[2];
+    long acc;
+    char scale_text[64];
+    while (scanf("%ld %63s", &acc, scale_text) == 2) {
+        const int32_t bias = (int32_t)acc;
+        const double scale = strtod(scale_text, NULL);
+        dqa_fully_connected_s8_params_t p = {1, 1, 1, 0, -128, 127, weights, &bias, &scale};
+        int8_t out;
+        dqa_fully_connected_s8(&p, input, &out, column);
+        printf("%d\n", out);
+    }
+    return 0;
+}
+"""
+
+
+@pytest.mark.parametrize("integer", [False, True], ids=["hardware-double", "integer"])
+def test_fully_connected_rescale_in_c_equals_the_reference(tmp_path, integer):
+    _require("gcc")
+    source = tmp_path / "rescale.c"
+    source.write_text(FC_RESCALE_DRIVER)
+    exe = tmp_path / "rescale"
+    runtime = rv.RUNTIME / "src"
+    subprocess.run(["gcc", *rv.WARNINGS, "-O1", *rv.SANITIZE, f"-DDQA_FC_INTEGER_RESCALE={int(integer)}",
+                    f"-I{rv.RUNTIME / 'include'}", f"-I{runtime}", str(source),
+                    str(runtime / "dqa_fully_connected_s8.c"), str(runtime / "dqa_widen_s8.c"), "-o", str(exe)],
+                   check=True)
+    rng = np.random.default_rng(12)
+    edges = [R.INT32_MIN, R.INT32_MIN + 1, -(1 << 30), -12345, -3, -1, 0, 1, 3, 12345, 1 << 30, R.INT32_MAX]
+    cases = [(a, s) for a in edges for s in (2.0 ** -52, 2.0 ** -31, 1e-7, 2.0 ** -8, 0.5, 1 / 3, 0.9999999)]
+    accs = rng.integers(R.INT32_MIN, R.INT32_MAX, 3000, endpoint=True)
+    cases += [(int(a), float(s)) for a, s in zip(accs, 10.0 ** rng.uniform(-10, -1, accs.size))]
+    # products at a tie t + 1/2 of the rounding, and scales one and two ulps either side of it
+    # (small odd accumulators: the product's bits below the 53 kept are then often exactly a half, a tie
+    # to even that decides the integer rounding)
+    for a, t in zip(np.concatenate([rng.integers(1, 1 << 31, 1500), np.arange(3, 200, 2)]),
+                    rng.integers(-140, 140, 1599)):
+        a = int(a) * (1 if t >= 0 else -1)
+        tie = (abs(int(t)) + 0.5) / abs(a)
+        for s in (tie, np.nextafter(tie, 0), np.nextafter(tie, 1), np.nextafter(np.nextafter(tie, 0), 0)):
+            cases.append((a, float(s)))
+    lines = "".join(f"{a} {s.hex()}\n" for a, s in cases)
+    got = np.array(subprocess.run([str(exe)], input=lines, capture_output=True, text=True,
+                                  check=True).stdout.split(), np.int64)
+    acc = np.array([a for a, _ in cases], np.int64)
+    scale = np.array([s for _, s in cases], np.float64)
+    want = np.clip(R.round_half_away(acc.astype(np.float64) * scale), -128, 127)
+    assert got.size == len(cases) and np.array_equal(got, want)
 
 
 def test_an_int8_model_too_big_for_the_ram_is_refused_before_writing(tmp_path, capsys):

@@ -31,7 +31,7 @@ VALUES_PER_LINE = 16
 COPIED_FIRMWARE = ("runtime", "board", "cmake")
 NOT_COPIED = shutil.ignore_patterns("test", "__pycache__")  # the runtime's own test driver
 LAYOUT_FILE = "model_layout.json"  # the memory plan and the constants, as plain data (dqa-mcu report)
-CTYPE_BYTES = {"int8_t": 1, "uint8_t": 1, "int16_t": 2, "int32_t": 4, "uint32_t": 4, "uint64_t": 8}
+CTYPE_BYTES = {"int8_t": 1, "uint8_t": 1, "int16_t": 2, "int32_t": 4, "uint32_t": 4, "double": 8}
 
 
 MAC_ROWS = 4  # output channels per weight tile: DQA_MAC_ROWS in firmware/runtime/src/dqa_mac.h
@@ -77,7 +77,7 @@ class CArray:
 
 
 def _body(values: np.ndarray) -> str:
-    flat = [str(int(v)) for v in np.asarray(values).ravel()]
+    flat = [v.hex() if isinstance(v, float) else str(int(v)) for v in np.asarray(values).ravel().tolist()]
     lines = [", ".join(flat[i:i + VALUES_PER_LINE]) for i in range(0, len(flat), VALUES_PER_LINE)]
     return ",\n".join(f"    {line}" for line in lines)
 

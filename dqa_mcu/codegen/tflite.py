@@ -30,7 +30,6 @@ sharing one scratch block. The project keeps the harness and API of the DQA mode
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -46,7 +45,7 @@ from dqa_mcu.frontends.tflite_import import (TFLiteGraph, TOp, UnsupportedTFLite
                                              refuse_activation_shapes)
 from dqa_mcu.reference.tflite import TFLiteReference, geometry, wrap32
 
-__all__ = ["S8Plan", "plan_s8", "generate_s8", "fc_scale_parts"]
+__all__ = ["S8Plan", "plan_s8", "generate_s8"]
 
 _MOVES = ("RESHAPE", "TILE")
 
@@ -302,12 +301,6 @@ def _fc_tiles(w: np.ndarray, row_tiles: bool) -> np.ndarray:
     return tile_conv_weights(w[:, None, None, :], 1, row_tiles)
 
 
-def fc_scale_parts(scale: float) -> tuple[int, int]:
-    """(mantissa, exponent) with scale == mantissa * 2**exponent exactly, mantissa in [2^52, 2^53)."""
-    f, e = math.frexp(float(scale))
-    return int(f * (1 << 53)), e - 53
-
-
 def _is_c_layout(shape: tuple[int, ...]) -> bool:
     """A [1, N] vector or a [1, H, W, C] NHWC tensor: the layouts the s8 kernels are written and tested for."""
     return len(shape) in (2, 4) and shape[0] == 1
@@ -436,7 +429,9 @@ class _Emitter:
                 layer["call"] = f"{fn}(&{ident}_params, {self.ptr(x)}, {self.ptr(y)});"
         elif op.op == "FULLY_CONNECTED":
             wt = p["weight"]
-            parts = [fc_scale_parts(s) for s in p["effective_scale"]]
+            # the integer rescale (dqa_fully_connected_s8.c) reads a double's mantissa and exponent from its bits
+            if not np.all(p["effective_scale"] >= np.finfo(np.float64).tiny):
+                raise self.fail(op, "has an output scale that is not a positive normal double")
             # sum w * (x + offset) + b == sum w * x + (b + offset * sum w) modulo 2^32: the same int32 acc
             folded_bias = wrap32(p["bias"] + p["input_offset"] * wt.sum(axis=1))
             layer["params_type"] = "dqa_fully_connected_s8_params_t"
@@ -450,10 +445,8 @@ class _Emitter:
                                        f"outputs{', rows contiguous' if self.row_tiles else ''}")),
                 ("folded_bias", self.array(f"{ident}_folded_bias", "int32_t", folded_bias,
                                            f"{ident}: int32 biases + input offset x the weights' row sums")),
-                ("scale_mantissa", self.array(f"{ident}_scale_mantissa", "uint64_t", [m for m, _ in parts],
-                                              f"{ident}: output scale (double) = mantissa * 2^exponent")),
-                ("scale_exponent", self.array(f"{ident}_scale_exponent", "int16_t", [e for _, e in parts],
-                                              f"{ident}: output scale exponents"))]
+                ("scale", self.array(f"{ident}_scale", "double", p["effective_scale"],
+                                     f"{ident}: output scales (double, exact as hexadecimal literals)"))]
             column = self.scratch(layer, f"dqa_fully_connected_s8_get_buffer_size(&{ident}_params)")
             layer["call"] = f"dqa_fully_connected_s8(&{ident}_params, {self.ptr(x)}, {self.ptr(y)}, {column});"
         elif op.op in ("ADD", "SUB", "MUL"):  # SUB: ADD with the second multiplier negated (spec 3.10)

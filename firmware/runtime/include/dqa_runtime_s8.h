@@ -56,17 +56,17 @@ typedef struct {
     const int32_t *shift;      /* out_c */
 } dqa_conv_s8_params_t;
 
-/* FULLY_CONNECTED, rescaled as round((double) acc * scale) (spec 3.3) without
- * floating point: scale[o] = mantissa[o] * 2^exponent[o] exactly. The input
- * offset is folded into the bias offline (spec 5), so the inner loop is w * x. */
+/* FULLY_CONNECTED, rescaled as round((double) acc * scale) (spec 3.3): in
+ * binary64 hardware where the core has it, else in integers from the double's
+ * bits. The input offset is folded into the bias offline (spec 5), so the inner
+ * loop is w * x. */
 typedef struct {
     uint32_t rows;
     uint16_t in_depth, out_depth;
     int32_t output_offset, act_min, act_max;
     const int8_t *weights;         /* tiles of 4 outputs, as a 1x1 CONV_2D's (dqa_conv2d_weights_size()) */
     const int32_t *folded_bias;    /* out_depth: bias[o] + input_offset * sum_i weights[o][i], wrapped */
-    const uint64_t *scale_mantissa; /* out_depth, < 2^53 */
-    const int16_t *scale_exponent;  /* out_depth */
+    const double *scale;           /* out_depth: s_x * s_w[o] / s_y in double, positive and normal */
 } dqa_fully_connected_s8_params_t;
 
 /* The operands of an element-wise op, broadcast as NumPy over an NHWC output (a [1, N] vector is

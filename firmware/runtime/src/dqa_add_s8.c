@@ -8,6 +8,14 @@ static inline int32_t rescale(int32_t v, int32_t multiplier, int32_t shift)
     return dqa__rdbpot(dqa__srdhm(v, multiplier), -shift); /* shift <= 0 (checked offline) */
 }
 
+/* One output from its operands' rescaled values. */
+static inline int8_t add_element(int32_t rescaled1, int32_t rescaled2, int32_t multiplier, int32_t shift,
+                                 int32_t offset, int32_t act_min, int32_t act_max)
+{
+    return (int8_t)dqa__clamp_s8(rescale(dqa__wadd(rescaled1, rescaled2), multiplier, shift) + offset, act_min,
+                                 act_max);
+}
+
 /* An operand's rescaled value depends on its int8 value alone: `tables` (2 x 256 int32 of scratch) keeps
  * them for all 256 values of each operand, computed once per call (512 rescales instead of two per
  * element). The parameters the loop needs are copied first: stores through int8_t * could alias them,
@@ -35,11 +43,17 @@ void dqa_add_s8_rows(const dqa_add_s8_params_t *p, const dqa_rows_s8_t *input1, 
         for (uint32_t x = 0; x < s->out_w; ++x) {
             const int8_t *in1 = row1 + (size_t)x * s->input1_stride_w;
             const int8_t *in2 = row2 + (size_t)x * s->input2_stride_w;
+            const uint32_t step1 = s->input1_stride_c, step2 = s->input2_stride_c;
+            if (step1 == 1u && step2 == 1u) { /* no broadcast along the channels: the pointers step alone */
+                for (const int8_t *end = in1 + s->out_c; in1 != end; ++in1, ++in2) {
+                    *out++ = add_element(rescaled1[*in1], rescaled2[*in2], multiplier, shift, offset, act_min,
+                                         act_max);
+                }
+                continue;
+            }
             for (uint32_t c = 0; c < s->out_c; ++c) {
-                const int32_t sum = dqa__wadd(rescaled1[in1[c * s->input1_stride_c]],
-                                              rescaled2[in2[c * s->input2_stride_c]]);
-                const int32_t v = rescale(sum, multiplier, shift) + offset;
-                *out++ = (int8_t)dqa__clamp_s8(v, act_min, act_max);
+                *out++ = add_element(rescaled1[in1[c * step1]], rescaled2[in2[c * step2]], multiplier, shift,
+                                     offset, act_min, act_max);
             }
         }
     }

@@ -1,8 +1,25 @@
 /* dqa-mcu runtime: FULLY_CONNECTED, TFLite-exact int8 (docs/spec_tflite.md 3.3). */
 #include <stddef.h>
+#include <string.h>
 
 #include "dqa_s8_internal.h"
 
+/* Hardware binary64 (Cortex-M7's fpv5-d16, Cortex-M55, the host) multiplies as spec 3.3 says in a few
+ * instructions; cores without it (Cortex-M0/M3, single precision only on M4/M33) take the integer
+ * formulation. Defined to 1 it is taken anywhere (the host tests check both against the reference). */
+#ifndef DQA_FC_INTEGER_RESCALE
+#if defined(__arm__) && !(defined(__ARM_FP) && (__ARM_FP & 8))
+#define DQA_FC_INTEGER_RESCALE 1
+#else
+#define DQA_FC_INTEGER_RESCALE 0
+#endif
+#endif
+
+/* |round(acc * scale)| past this saturates the int8 output whatever the offset (|offset| <= 128): the
+ * rescale clamps to it, which keeps the offset's addition and the double -> int32 conversion defined. */
+#define FC_RESCALED_LIMIT 65536
+
+#if DQA_FC_INTEGER_RESCALE
 /* Bits needed for v: a count-leading-zeros instruction (CLZ from Cortex-M3 on), not a loop per bit. */
 static uint32_t bit_length(uint64_t v)
 {
@@ -11,12 +28,17 @@ static uint32_t bit_length(uint64_t v)
 
 /*
  * round((double) acc * scale) exactly as IEEE-754 binary64 computes it, without
- * floating point, scale = mantissa * 2^exponent (mantissa in [2^52, 2^53)): the
- * exact product is rounded to 53 significant bits (to nearest, ties to even),
- * then to an integer (ties away from zero, C round()). Saturates past int32.
+ * floating point, scale = mantissa * 2^exponent taken from the double's bits
+ * (a normal positive double: mantissa in [2^52, 2^53)): the exact product is
+ * rounded to 53 significant bits (to nearest, ties to even), then to an
+ * integer (ties away from zero, C round()), clamped to +-FC_RESCALED_LIMIT.
  */
-static int32_t round_scaled(int32_t acc, uint64_t mantissa, int32_t exponent)
+static int32_t round_scaled(int32_t acc, double scale)
 {
+    uint64_t bits;
+    memcpy(&bits, &scale, sizeof bits);
+    const uint64_t mantissa = (bits & (((uint64_t)1 << 52) - 1u)) | ((uint64_t)1 << 52);
+    const int32_t exponent = (int32_t)((bits >> 52) & 0x7ffu) - 1075; /* the bias 1023, and 52 fraction bits */
     const uint32_t a = acc < 0 ? 0u - (uint32_t)acc : (uint32_t)acc;
     /* the exact product a * mantissa, up to 85 bits, as hi:lo */
     const uint64_t low = (uint64_t)a * (uint32_t)mantissa;
@@ -39,12 +61,30 @@ static int32_t round_scaled(int32_t acc, uint64_t mantissa, int32_t exponent)
     }
     const int32_t frac = -(exponent + drop); /* the double's value is q / 2^frac */
     if (frac <= 0) {
-        return acc < 0 ? INT32_MIN : INT32_MAX; /* q >= 2^52: far outside int8 anyway */
+        return acc < 0 ? -FC_RESCALED_LIMIT : FC_RESCALED_LIMIT; /* q >= 2^52 */
     }
     const uint64_t r = frac >= 64 ? 0u : (q + ((uint64_t)1 << (frac - 1))) >> frac;
-    const uint32_t magnitude = r > (uint64_t)INT32_MAX ? (uint32_t)INT32_MAX : (uint32_t)r;
+    const uint32_t magnitude = r > FC_RESCALED_LIMIT ? FC_RESCALED_LIMIT : (uint32_t)r;
     return acc < 0 ? -(int32_t)magnitude : (int32_t)magnitude;
 }
+#else
+/* round((double) acc * scale) with the hardware's binary64 multiply (IEEE exact, the spec's own
+ * operation), clamped to +-FC_RESCALED_LIMIT; C round() without libm. On Cortex-M (every M-profile FPU
+ * with binary64 has them) VMINNM / VMAXNM clamp and VRINTA rounds ties away from zero, no branch;
+ * elsewhere as the reference writes it (trunc, then the fraction, exact for |v| < 2^52). */
+static int32_t round_scaled(int32_t acc, double scale)
+{
+    const double limit = FC_RESCALED_LIMIT, v = (double)acc * scale;
+#if defined(__arm__)
+    return (int32_t)__builtin_round(__builtin_fmax(__builtin_fmin(v, limit), -limit));
+#else
+    const double clamped = v > limit ? limit : (v < -limit ? -limit : v);
+    const int32_t whole = (int32_t)clamped;
+    const double fraction = clamped - (double)whole;
+    return whole + (fraction >= 0.5) - (fraction <= -0.5);
+#endif
+}
+#endif
 
 /* Per input row: the row widened to int16 into `column` once, then tiles of 4 outputs on the MAC tiles
  * of dqa_mac.h (the conv's kernel with one run: a matrix-vector product). */
@@ -54,6 +94,10 @@ void dqa_fully_connected_s8(const dqa_fully_connected_s8_params_t *p, const int8
     const uint32_t depth = p->in_depth, depth_even = (depth + 1u) & ~1u; /* an odd depth ends in a zero */
     const uint32_t tile_bytes = dqa__tile_bytes(depth);
     const dqa_mac_run_t row = {column, 0, depth_even};
+    /* locals: a store through int8_t * could alias the fields, read again for every output otherwise */
+    const int32_t *folded_bias = p->folded_bias;
+    const double *scale = p->scale;
+    const int32_t output_offset = p->output_offset, act_min = p->act_min, act_max = p->act_max;
     column[depth_even - 1u] = 0;
     for (uint32_t r = 0; r < p->rows; ++r) {
         const int8_t *tile = p->weights;
@@ -63,10 +107,8 @@ void dqa_fully_connected_s8(const dqa_fully_connected_s8_params_t *p, const int8
             const uint32_t rows = p->out_depth - o < DQA_MAC_ROWS ? p->out_depth - o : DQA_MAC_ROWS;
             dqa__mac_tile_runs(acc, tile, tile_bytes, &row, 1u, 0u);
             for (uint32_t i = 0; i < rows; ++i) {
-                const int32_t v = dqa__wadd(acc[i], p->folded_bias[o + i]);
-                const int64_t q = (int64_t)round_scaled(v, p->scale_mantissa[o + i], p->scale_exponent[o + i]) +
-                                  p->output_offset;
-                *output++ = (int8_t)(q < p->act_min ? p->act_min : (q > p->act_max ? p->act_max : q));
+                const int32_t v = round_scaled(dqa__wadd(acc[i], folded_bias[o + i]), scale[o + i]);
+                *output++ = (int8_t)dqa__clamp_s8(v + output_offset, act_min, act_max);
             }
         }
     }

@@ -225,14 +225,46 @@ static inline int16_t *dqa__column_base(int16_t *buffer, uint32_t j, uint32_t le
 }
 #endif
 
-#if DQA_CONV_TILE_ROWS /* each column on its own: a register of accumulators per row already */
+#if DQA_CONV_TILE_ROWS
 
+/* Rows (2 * half, 2 * half + 1) of the tile against both columns, 8 values at a time: each weight vector
+ * loaded once for both columns (four accumulators, even registers as VMLADAVA wants, and the four
+ * pointers fit; all four rows at once would not). The rest predicated, as dqa__mac_tile_runs. */
 static inline void dqa__mac_tile_2cols(int32_t *acc0, int32_t *acc1, const int8_t *tile, uint32_t tile_bytes,
                                        const int16_t *columns, uint32_t len)
 {
-    const dqa_mac_run_t column0 = {columns, 0, len}, column1 = {columns + len, 0, len};
-    dqa__mac_tile_runs(acc0, tile, tile_bytes, &column0, 1u, 0u);
-    dqa__mac_tile_runs(acc1, tile, tile_bytes, &column1, 1u, 0u);
+    const uint32_t row = tile_bytes / DQA_MAC_ROWS;
+    for (uint32_t half = 0; half < DQA_MAC_ROWS / 2u; ++half) {
+        const int16_t *x0 = columns, *x1 = columns + len;
+        const int8_t *wa = tile + 2u * half * row, *wb = wa + row;
+        int32_t a0 = 0, b0 = 0, a1 = 0, b1 = 0; /* a: row 2 * half, b: the next; 0, 1: the column */
+        uint32_t left = len;
+        for (; left >= DQA_MVE_LANES; left -= DQA_MVE_LANES) {
+            const int16x8_t xv0 = vldrhq_s16(x0), xv1 = vldrhq_s16(x1);
+            const int16x8_t wva = vldrbq_s16(wa), wvb = vldrbq_s16(wb);
+            a0 = vmladavaq_s16(a0, xv0, wva);
+            a1 = vmladavaq_s16(a1, xv1, wva);
+            b0 = vmladavaq_s16(b0, xv0, wvb);
+            b1 = vmladavaq_s16(b1, xv1, wvb);
+            x0 += DQA_MVE_LANES;
+            x1 += DQA_MVE_LANES;
+            wa += DQA_MVE_LANES;
+            wb += DQA_MVE_LANES;
+        }
+        if (left > 0u) {
+            const mve_pred16_t active = vctp16q(left);
+            const int16x8_t xv0 = vldrhq_z_s16(x0, active), xv1 = vldrhq_z_s16(x1, active);
+            const int16x8_t wva = vldrbq_z_s16(wa, active), wvb = vldrbq_z_s16(wb, active);
+            a0 = vmladavaq_p_s16(a0, xv0, wva, active);
+            a1 = vmladavaq_p_s16(a1, xv1, wva, active);
+            b0 = vmladavaq_p_s16(b0, xv0, wvb, active);
+            b1 = vmladavaq_p_s16(b1, xv1, wvb, active);
+        }
+        acc0[2u * half] = a0;
+        acc0[2u * half + 1u] = b0;
+        acc1[2u * half] = a1;
+        acc1[2u * half + 1u] = b1;
+    }
 }
 
 #else
@@ -266,7 +298,11 @@ static inline void dqa__mac_tile_2cols(int32_t *acc0, int32_t *acc1, const int8_
     } while (0)
 #endif
 
-/* acc0[r] += sum over k < len of w(r, k) * x0[k], acc1[r] the same with x1: two output pixels' columns,
+/* Pairs per iteration of dqa__mac_tile_2cols's main loop: 8 (32 MACs of a half tile each) halves the loop's
+ * own instructions against 4 (ResNet-8 int8 on Cortex-M7: 21.45 -> 20.78 M). */
+#define DQA_MAC_2COLS_UNROLL 8u
+
+/* acc0[r] = sum over k < len of w(r, k) * x0[k], acc1[r] the same with x1: two output pixels' columns,
  * laid out as dqa__column_base() says (even len: an odd K's columns end in a zero, which meets the tile's
  * zero pad weight). `columns` is word-aligned. */
 static inline void dqa__mac_tile_2cols(int32_t *acc0, int32_t *acc1, const int8_t *tile, uint32_t tile_bytes,
@@ -274,26 +310,30 @@ static inline void dqa__mac_tile_2cols(int32_t *acc0, int32_t *acc1, const int8_
 {
     /* a pair of both columns is two aligned words, which the compiler reads with one LDRD */
     const int16_t *both = (const int16_t *)__builtin_assume_aligned(columns, 4);
-    const int16_t *unrolled_end = both + 2u * (len & ~(2u * DQA_MAC_UNROLL - 1u)), *end = both + 2u * len;
+    const int16_t *unrolled_end = both + 2u * (len & ~(2u * DQA_MAC_2COLS_UNROLL - 1u)), *end = both + 2u * len;
     (void)tile_bytes; /* pairs of all rows lie together */
     for (uint32_t half = 0; half < DQA_MAC_ROWS / 2u; ++half) {
         const int8_t *pairs = tile + half * (DQA_TILE_PAIR_BYTES / 2u);
         const int16_t *x = both;
         int32_t a00 = 0, a10 = 0, a01 = 0, a11 = 0;
-        for (; x != unrolled_end; x += DQA_MAC_UNROLL * DQA_COLUMN_PAIR_STEP,
-                                  pairs += DQA_MAC_UNROLL * DQA_TILE_PAIR_BYTES) {
+        for (; x != unrolled_end; x += DQA_MAC_2COLS_UNROLL * DQA_COLUMN_PAIR_STEP,
+                                  pairs += DQA_MAC_2COLS_UNROLL * DQA_TILE_PAIR_BYTES) {
             DQA__MAC_HALF_PAIR(pairs, x, a00, a10, a01, a11);
             DQA__MAC_HALF_PAIR(pairs + DQA_TILE_PAIR_BYTES, x + DQA_COLUMN_PAIR_STEP, a00, a10, a01, a11);
             DQA__MAC_HALF_PAIR(pairs + 2u * DQA_TILE_PAIR_BYTES, x + 2u * DQA_COLUMN_PAIR_STEP, a00, a10, a01, a11);
             DQA__MAC_HALF_PAIR(pairs + 3u * DQA_TILE_PAIR_BYTES, x + 3u * DQA_COLUMN_PAIR_STEP, a00, a10, a01, a11);
+            DQA__MAC_HALF_PAIR(pairs + 4u * DQA_TILE_PAIR_BYTES, x + 4u * DQA_COLUMN_PAIR_STEP, a00, a10, a01, a11);
+            DQA__MAC_HALF_PAIR(pairs + 5u * DQA_TILE_PAIR_BYTES, x + 5u * DQA_COLUMN_PAIR_STEP, a00, a10, a01, a11);
+            DQA__MAC_HALF_PAIR(pairs + 6u * DQA_TILE_PAIR_BYTES, x + 6u * DQA_COLUMN_PAIR_STEP, a00, a10, a01, a11);
+            DQA__MAC_HALF_PAIR(pairs + 7u * DQA_TILE_PAIR_BYTES, x + 7u * DQA_COLUMN_PAIR_STEP, a00, a10, a01, a11);
         }
         for (; x != end; x += DQA_COLUMN_PAIR_STEP, pairs += DQA_TILE_PAIR_BYTES) {
             DQA__MAC_HALF_PAIR(pairs, x, a00, a10, a01, a11);
         }
-        acc0[2u * half] += a00;
-        acc0[2u * half + 1u] += a10;
-        acc1[2u * half] += a01;
-        acc1[2u * half + 1u] += a11;
+        acc0[2u * half] = a00;
+        acc0[2u * half + 1u] = a10;
+        acc1[2u * half] = a01;
+        acc1[2u * half + 1u] = a11;
     }
 }
 
