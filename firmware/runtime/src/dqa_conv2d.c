@@ -8,8 +8,9 @@
  * lone last pixel of a row take the window's runs straight from the ring (dqa__mac_tile_runs).
  *
  * Scratch (4-byte aligned), in this order:
- *   int32 acc[C_out]                      accumulators, then u in place
- *   int32 acc_pair[C_out]                 the second pixel's (only with pairs)
+ *   int32 acc[C_out']                     accumulators, then u in place (C_out' = C_out, with pairs
+ *                                         rounded up to whole tiles: see accumulate_pair())
+ *   int32 acc_pair[C_out']                the second pixel's (only with pairs)
  *   int16 columns[groups * 2 * K']        both windows per group (only with pairs, dqa__column_base(),
  *                                         K' = K = KH * KW * C_in / groups rounded up to even)
  *   int16 ring[R * C_in]                  input window ring, R = dqa__window_ring_pixels()
@@ -65,12 +66,18 @@ static int conv_pairs_pixels(const dqa_conv_params_t *p, uint32_t c_in, const dq
     return !is_depthwise(c_in / groups, output->channels / groups) && (uint32_t)output->height * output->width > 1u;
 }
 
+/* Accumulators per pixel with pairs: C_out rounded up to whole tiles. */
+static uint32_t pair_acc_values(uint32_t c_out)
+{
+    return (c_out + DQA_MAC_ROWS - 1u) / DQA_MAC_ROWS * DQA_MAC_ROWS;
+}
+
 size_t dqa_conv2d_get_buffer_size(const dqa_conv_params_t *params, const dqa_tensor_info_t *input,
                                   const dqa_tensor_info_t *residual, const dqa_tensor_info_t *output)
 {
     size_t size = (size_t)output->channels * sizeof(int32_t);
     if (conv_pairs_pixels(params, input->channels, output)) {
-        size += (size_t)output->channels * sizeof(int32_t);
+        size = 2u * (size_t)pair_acc_values(output->channels) * sizeof(int32_t);
         size += (size_t)conv_groups(params) * 2u * column_values(params, input->channels) * sizeof(int16_t);
     }
     size += (size_t)conv_ring_pixels(params, input) * input->channels * sizeof(int16_t);
@@ -123,27 +130,41 @@ static void accumulate(int32_t *acc, const conv_shape_t *k, const dqa_mac_run_t 
 }
 
 /* acc0[o], acc1[o] = the dot products of output channel o's weights with the two windows' columns of its
- * group (`values` each, the groups' 2 * values apart). */
+ * group (`values` each, the groups' 2 * values apart). A tile's zero rows past its group's end add 0 to the
+ * next channels (or to the padding of acc0, acc1: c_out rounded up to whole tiles). */
 static void accumulate_pair(int32_t *acc0, int32_t *acc1, const conv_shape_t *k, const int16_t *columns,
                             uint32_t values)
 {
     uint32_t g, o = 0;
     const int8_t *tile = k->weights;
     uint32_t tile_bytes = dqa__tile_bytes(k->w_stride);
+    memset(acc0, 0, (size_t)k->groups * k->c_out_g * sizeof *acc0);
+    memset(acc1, 0, (size_t)k->groups * k->c_out_g * sizeof *acc1);
     for (g = 0; g < k->groups; g++, columns += 2u * values) {
         uint32_t end = o + k->c_out_g;
         for (; o < end; o += DQA_MAC_ROWS, tile += tile_bytes) {
-            uint32_t rows = end - o < DQA_MAC_ROWS ? end - o : DQA_MAC_ROWS, r;
-            int32_t sums0[DQA_MAC_ROWS] = {0}, sums1[DQA_MAC_ROWS] = {0};
-            dqa__mac_tile_2cols(sums0, sums1, tile, tile_bytes, columns, values);
-            for (r = 0; r < rows; r++) {
-                acc0[o + r] = sums0[r];
-                acc1[o + r] = sums1[r];
-            }
+            dqa__mac_tile_2cols(acc0 + o, acc1 + o, tile, tile_bytes, columns, values);
         }
         o = end;
     }
 }
+
+#if !DQA_CONV_TILE_ROWS
+#define COPY_UNROLL 4u /* pairs per step of copy_values() */
+/* Four pairs from x to their places in a column, as four words (memcpy: any alignment, no aliasing). */
+#define COPY_PAIRS(pair, x)                                                                                   \
+    do {                                                                                                      \
+        uint32_t p_[COPY_UNROLL];                                                                             \
+        memcpy(&p_[0], (x), sizeof p_[0]);                                                                    \
+        memcpy(&p_[1], (x) + 2, sizeof p_[1]);                                                                \
+        memcpy(&p_[2], (x) + 4, sizeof p_[2]);                                                                \
+        memcpy(&p_[3], (x) + 6, sizeof p_[3]);                                                                \
+        memcpy((pair), &p_[0], sizeof p_[0]);                                                                 \
+        memcpy((pair) + DQA_COLUMN_PAIR_STEP, &p_[1], sizeof p_[1]);                                          \
+        memcpy((pair) + 2u * DQA_COLUMN_PAIR_STEP, &p_[2], sizeof p_[2]);                                     \
+        memcpy((pair) + 3u * DQA_COLUMN_PAIR_STEP, &p_[3], sizeof p_[3]);                                     \
+    } while (0)
+#endif
 
 /* Values k .. k + n - 1 of a column (dqa__column_base()) from x[0 .. n). */
 static void copy_values(int16_t *column, uint32_t k, const int16_t *x, uint32_t n)
@@ -152,19 +173,18 @@ static void copy_values(int16_t *column, uint32_t k, const int16_t *x, uint32_t 
     memcpy(column + k, x, n * sizeof *x);
 #else
     int16_t *pair;
+    const int16_t *x_end;
     if ((k & 1u) && n > 0u) { /* the second half of a pair first */
         column[(k >> 1) * DQA_COLUMN_PAIR_STEP + 1u] = *x++;
         k++;
         n--;
     }
-    pair = column + (k >> 1) * DQA_COLUMN_PAIR_STEP;
-    for (; n >= 4u; n -= 4u, x += 4, pair += 2u * DQA_COLUMN_PAIR_STEP) { /* two pairs a step: LDRD where aligned */
-        uint32_t v[2];
-        memcpy(v, x, sizeof v);
-        memcpy(pair, &v[0], sizeof v[0]);
-        memcpy(pair + DQA_COLUMN_PAIR_STEP, &v[1], sizeof v[1]);
+    pair = (int16_t *)__builtin_assume_aligned(column + (k >> 1) * DQA_COLUMN_PAIR_STEP, 4);
+    x_end = x + (n & ~(2u * COPY_UNROLL - 1u));
+    for (; x != x_end; x += 2u * COPY_UNROLL, pair += COPY_UNROLL * DQA_COLUMN_PAIR_STEP) {
+        COPY_PAIRS(pair, x);
     }
-    for (; n >= 2u; n -= 2u, x += 2, pair += DQA_COLUMN_PAIR_STEP) {
+    for (n &= 2u * COPY_UNROLL - 1u; n >= 2u; n -= 2u, x += 2, pair += DQA_COLUMN_PAIR_STEP) {
         memcpy(pair, x, 2u * sizeof *x);
     }
     if (n > 0u) {
@@ -278,8 +298,8 @@ static conv_scratch_t conv_scratch(void *scratch, int pairs, uint32_t c_out, uin
 {
     conv_scratch_t s;
     s.acc = (int32_t *)scratch;
-    s.acc_pair = pairs ? s.acc + c_out : NULL;
-    s.columns = pairs ? (int16_t *)(void *)(s.acc_pair + c_out) : NULL;
+    s.acc_pair = pairs ? s.acc + pair_acc_values(c_out) : NULL;
+    s.columns = pairs ? (int16_t *)(void *)(s.acc_pair + pair_acc_values(c_out)) : NULL;
     s.ring = pairs ? s.columns + (size_t)groups * 2u * values : (int16_t *)(void *)(s.acc + c_out);
     return s;
 }
