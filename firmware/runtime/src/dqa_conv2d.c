@@ -201,18 +201,15 @@ typedef struct {
     uint32_t values;
 } run_sink_t;
 
-static void take_runs(const run_sink_t *sink, const dqa_mac_run_t *runs, uint32_t n_runs)
+/* A run of the window into the pixel's column of each group (run.len values from run.x + the group's
+ * first channel). */
+static void gather_run(const run_sink_t *sink, const dqa_mac_run_t *run)
 {
-    uint32_t s, g;
-    if (sink->acc != NULL) {
-        accumulate(sink->acc, sink->shape, runs, n_runs);
-        return;
-    }
-    for (s = 0; s < n_runs; s++) {
-        for (g = 0; g < sink->shape->groups; g++) {
-            copy_values(sink->column + (size_t)g * 2u * sink->values, runs[s].k,
-                        runs[s].x + g * sink->shape->c_in_g, runs[s].len);
-        }
+    uint32_t g;
+    copy_values(sink->column, run->k, run->x, run->len);
+    for (g = 1; g < sink->shape->groups; g++) {
+        copy_values(sink->column + (size_t)g * 2u * sink->values, run->k, run->x + g * sink->shape->c_in_g,
+                    run->len);
     }
 }
 
@@ -373,14 +370,18 @@ static void window_runs(dqa_window_t *win, const conv_window_t *g, int32_t oh, i
             runs[n_runs].x = g->ring + (size_t)slot * g->c_in;
             runs[n_runs].k = ((uint32_t)kh * (uint32_t)g->kw_n + (uint32_t)kw) * g->c_in_g;
             runs[n_runs].len = run * g->c_in_g;
-            if (++n_runs == RUNS_PER_PASS) {
-                take_runs(sink, runs, n_runs);
+            if (sink->acc == NULL) { /* a column takes each run as it comes */
+                gather_run(sink, &runs[n_runs]);
+            } else if (++n_runs == RUNS_PER_PASS) {
+                accumulate(sink->acc, sink->shape, runs, n_runs);
                 n_runs = 0;
             }
             kw += (int32_t)run;
         }
     }
-    take_runs(sink, runs, n_runs);
+    if (sink->acc != NULL) {
+        accumulate(sink->acc, sink->shape, runs, n_runs);
+    }
 }
 
 /* Output pixel (oh, ow) from its accumulators: the residual pixel read (spec 5.2's v_r[oh * s, ow * s,
