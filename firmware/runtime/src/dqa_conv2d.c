@@ -129,17 +129,15 @@ static void accumulate(int32_t *acc, const conv_shape_t *k, const dqa_mac_run_t 
     }
 }
 
-/* acc0[o], acc1[o] = the dot products of output channel o's weights with the two windows' columns of its
- * group (`values` each, the groups' 2 * values apart). A tile's zero rows past its group's end add 0 to the
- * next channels (or to the padding of acc0, acc1: c_out rounded up to whole tiles). */
+/* acc0[o], acc1[o] (zero before) += the dot products of output channel o's weights with the two windows'
+ * columns of its group (`values` each, the groups' 2 * values apart). A tile's zero rows past its group's
+ * end add 0 to the next channels (or to the padding of acc0, acc1: c_out rounded up to whole tiles). */
 static void accumulate_pair(int32_t *acc0, int32_t *acc1, const conv_shape_t *k, const int16_t *columns,
                             uint32_t values)
 {
     uint32_t g, o = 0;
     const int8_t *tile = k->weights;
     uint32_t tile_bytes = dqa__tile_bytes(k->w_stride);
-    memset(acc0, 0, (size_t)k->groups * k->c_out_g * sizeof *acc0);
-    memset(acc1, 0, (size_t)k->groups * k->c_out_g * sizeof *acc1);
     for (g = 0; g < k->groups; g++, columns += 2u * values) {
         uint32_t end = o + k->c_out_g;
         for (; o < end; o += DQA_MAC_ROWS, tile += tile_bytes) {
@@ -206,6 +204,7 @@ typedef struct {
 static void gather_run(const run_sink_t *sink, const dqa_mac_run_t *run)
 {
     uint32_t g;
+    /* group 0 on its own call: with one call site GCC 12 inlines copy_values into window_runs, which spills */
     copy_values(sink->column, run->k, run->x, run->len);
     for (g = 1; g < sink->shape->groups; g++) {
         copy_values(sink->column + (size_t)g * 2u * sink->values, run->k, run->x + g * sink->shape->c_in_g,
@@ -464,6 +463,7 @@ void dqa_conv2d_rows(dqa_conv_state_t *state, const dqa_conv_params_t *params, u
                     to_columns.column = dqa__column_base(s.columns, j, values);
                     window_runs(&state->win, &g, oh, ow + (int32_t)j, &to_columns);
                 }
+                memset(s.acc, 0, 2u * pair_acc_values(c_out) * sizeof *s.acc); /* and acc_pair, which follows */
                 accumulate_pair(s.acc, s.acc_pair, &shape, s.columns, values);
                 finish_pixel(state, params, oh, ow, s.acc, res);
                 ow++;
