@@ -140,6 +140,29 @@ def test_fixed_shapes_bit_exact_on_the_host(driver, work, case):
     rv.check_model(driver, b.model, b.pixels, work, f"fixed{sorted(FIXED_CASES).index(case)}")
 
 
+# Output pixels go in pairs, both windows gathered into columns (dqa_conv2d.c), a row's lone last pixel
+# alone: (input shape, c_out, kernel, stride, groups, with a residual)
+PAIR_CASES = {
+    "one pixel wide: every pixel a lone one": ((6, 1, 3), 5, (3, 3), (1, 1), 1, False),
+    "two wide 1x1: pairs only": ((5, 2, 4), 6, (1, 1), (1, 1), 1, False),
+    "odd width with a residual read per pixel": ((5, 5, 6), 6, (3, 3), (1, 1), 1, True),
+    "stride 2 on a 3-wide input, pairs across the padding": ((7, 3, 5), 7, (3, 3), (2, 2), 1, False),
+    "groups with partial tiles, odd width": ((6, 5, 6), 9, (3, 3), (1, 1), 3, False),
+    "odd K (3 channels, 1x3), pairs and a lone pixel": ((4, 5, 3), 5, (1, 3), (1, 1), 1, False),
+}
+
+
+@pytest.mark.parametrize("case", sorted(PAIR_CASES))
+def test_pixel_pairs_bit_exact_on_the_host(driver, work, case):
+    shape, c_out, k, stride, groups, residual = PAIR_CASES[case]
+    rng = np.random.default_rng(100 + sorted(PAIR_CASES).index(case))
+    b = rv.ModelBuilder(rng, shape)
+    x = b.conv("p0", "x", shape[2], k=(1, 1), m=3, act="relu", bits=4)
+    b.conv("y", x, c_out, k=k, stride=stride, groups=groups, m=3, act="none", bits=5,
+           residual=x if residual else None)
+    rv.check_model(driver, b.model, b.pixels, work, f"pairs{sorted(PAIR_CASES).index(case)}")
+
+
 def test_random_stacks_cover_the_special_cases():
     """The random stacks above reach every case the kernels treat apart."""
     seen = set()

@@ -21,7 +21,7 @@ import jinja2
 import numpy as np
 
 from dqa_mcu import __version__
-from dqa_mcu.codegen.planner import MemoryPlan, Segment, ring_slot, scratch_bytes
+from dqa_mcu.codegen.planner import MAC_ROWS, MemoryPlan, Segment, ring_slot, scratch_bytes
 from dqa_mcu.qmodel import QModel, QNode, QTensor
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -34,7 +34,6 @@ LAYOUT_FILE = "model_layout.json"  # the memory plan and the constants, as plain
 CTYPE_BYTES = {"int8_t": 1, "uint8_t": 1, "int16_t": 2, "int32_t": 4, "uint32_t": 4, "double": 8}
 
 
-MAC_ROWS = 4  # output channels per weight tile: DQA_MAC_ROWS in firmware/runtime/src/dqa_mac.h
 ROW_TILE_TARGETS = ("cortex-m55",)  # MVE: tiles with rows contiguous (DQA_CONV_TILE_ROWS in dqa_runtime.h)
 
 

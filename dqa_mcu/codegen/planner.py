@@ -24,6 +24,7 @@ from dqa_mcu.qmodel import QModel, QNode
 ALIGN = 4
 LINE_BUFFER_ELEMENT_BYTES = 2  # int16 fine-domain values
 ACC_BYTES = 4
+MAC_ROWS = 4  # output channels per weight tile: DQA_MAC_ROWS in firmware/runtime/src/dqa_mac.h
 
 
 @dataclass
@@ -78,12 +79,17 @@ def scratch_bytes(node: QNode, model: QModel) -> int:
     ins = [t[i] for i in node.inputs]
     acc = ACC_BYTES * out.channels
     if node.op in ("conv2d", "linear"):
-        ring = 1
+        ring, columns = 1, 0
         if node.op == "conv2d":
-            _, kh, kw, _ = node.arrays["weight"].shape
+            c_out, kh, kw, c_in_g = node.arrays["weight"].shape
             ring = ring_pixels(ins[0].shape[0], ins[0].shape[1], kh, kw, *node.attrs["dilation"])
+            groups = node.attrs["groups"]
+            if not (c_in_g == 1 and c_out == groups) and out.shape[0] * out.shape[1] > 1:
+                k = kh * kw * c_in_g  # output pixels in pairs: a second pixel's accumulators, both windows
+                acc = ACC_BYTES * 2 * -(-out.channels // MAC_ROWS) * MAC_ROWS  # whole tiles
+                columns = groups * 2 * (k + k % 2)
         residual = ins[1].channels if len(ins) == 2 else 0
-        return _align(acc + LINE_BUFFER_ELEMENT_BYTES * (ins[0].channels * ring + residual))
+        return _align(acc + LINE_BUFFER_ELEMENT_BYTES * (ins[0].channels * ring + residual + columns))
     if node.op in ("add", "concat"):
         return _align(acc + LINE_BUFFER_ELEMENT_BYTES * (ins[0].channels + ins[1].channels))
     if node.op in ("maxpool", "avgpool", "global_avgpool"):

@@ -64,14 +64,13 @@ static inline int32_t dqa__asr(int32_t x, unsigned s)
 
 /* Spec 3 + 4: rshift_round, then saturate to [lo, hi]. A shift T above 32 (multipliers below about
  * 2^-2, the common case) needs only x's high word h: x's low 32 bits cannot reach the result, so
- * rshift_round(x, T) = rshift_round(h, T - 32) = (h >> q) + bit q - 1 of h (q = T - 32), which fits
- * 32 bits; the general case works in 64 bits. */
+ * rshift_round(x, T) = floor((f + 1) / 2) = f - floor(f / 2) with f = floor(x / 2^(T-1)) = h >> (T - 33),
+ * in 32 bits (no overflow: f - floor(f / 2) lies between 0 and f); the general case works in 64 bits. */
 static inline int32_t dqa__requant(int64_t x, uint8_t shift, int32_t lo, int32_t hi)
 {
     if (shift > 32u) {
-        int32_t h = (int32_t)(x >> 32);
-        unsigned q = shift - 32u;
-        int32_t r = (h >> q) + (int32_t)(((uint32_t)h >> (q - 1u)) & 1u); /* >> as for x below */
+        int32_t f = (int32_t)(x >> 32) >> (shift - 33u); /* >> as for x below */
+        int32_t r = f - (f >> 1);
         return r < lo ? lo : (r > hi ? hi : r);
     }
     if (shift) {

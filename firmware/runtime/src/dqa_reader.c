@@ -43,6 +43,40 @@ static inline uint32_t peek_entry(const stream_t *s, uint32_t bit)
     return s->table[(window >> (bit & 7u)) & 0xFFu];
 }
 
+/* LSB-first source of codes from the plane: a byte is read once, when its first bit is taken (so only
+ * bytes where a code has bits). */
+typedef struct {
+    const uint8_t *byte; /* the next byte to take bits from */
+    uint32_t bits;       /* pending bits, the low `count` valid, higher ones 0 */
+    uint32_t count;
+} code_source_t;
+
+static inline void codes_open(code_source_t *s, const uint8_t *plane, uint32_t pos)
+{
+    uint32_t off = pos & 7u;
+    s->byte = plane + (pos >> 3);
+    s->bits = 0;
+    s->count = 0;
+    if (off) { /* the code at pos has bits in this byte */
+        s->bits = (uint32_t)*s->byte++ >> off;
+        s->count = 8u - off;
+    }
+}
+
+/* The next n <= 8 bits (mask = 2^n - 1). */
+static inline uint32_t codes_take(code_source_t *s, uint32_t n, uint32_t mask)
+{
+    uint32_t raw;
+    if (s->count < n) {
+        s->bits |= (uint32_t)*s->byte++ << s->count;
+        s->count += 8u;
+    }
+    raw = s->bits & mask;
+    s->bits >>= n;
+    s->count -= n;
+    return raw;
+}
+
 /* Starts the band whose first element is `start`: the whole tensor, or a ring row (spec 2.4). */
 static void enter_band(dqa_reader_t *r, uint32_t start)
 {
@@ -102,14 +136,11 @@ void dqa_read_pixel(dqa_reader_t *reader, int16_t *v)
         uint32_t pos = i * n;
         const uint8_t *imp = m ? info->important : NULL;
         int32_t unit = (int32_t)1 << m;
+        code_source_t codes;
+        codes_open(&codes, plane, pos);
         if (imp == NULL) {
-            for (c = 0; c < channels; c++, pos += n) {
-                uint32_t byte = pos >> 3, off = pos & 7u;
-                uint32_t raw = plane[byte];
-                if (off + n > 8u) {
-                    raw |= (uint32_t)plane[byte + 1u] << 8;
-                }
-                raw = (raw >> off) & mask;
+            for (c = 0; c < channels; c++) {
+                uint32_t raw = codes_take(&codes, n, mask);
                 v[c] = (int16_t)((int32_t)((raw ^ sign) - sign) * unit);
             }
         } else {
@@ -117,15 +148,9 @@ void dqa_read_pixel(dqa_reader_t *reader, int16_t *v)
             uint32_t bit = reader->bit, symbol = reader->symbol;
             int32_t half = unit >> 1, e_mask = unit - 1;
             stream_of(reader, &s);
-            for (c = 0; c < channels; c++, pos += n) {
-                uint32_t byte = pos >> 3, off = pos & 7u;
-                uint32_t raw = plane[byte];
-                int32_t x;
-                if (off + n > 8u) {
-                    raw |= (uint32_t)plane[byte + 1u] << 8;
-                }
-                raw = (raw >> off) & mask;
-                x = (int32_t)((raw ^ sign) - sign) * unit;
+            for (c = 0; c < channels; c++) {
+                uint32_t raw = codes_take(&codes, n, mask);
+                int32_t x = (int32_t)((raw ^ sign) - sign) * unit;
                 if (imp[c]) {
                     if (symbol < s.n_coded) {
                         uint32_t entry = peek_entry(&s, bit);
