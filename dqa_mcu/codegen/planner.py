@@ -86,7 +86,8 @@ def scratch_bytes(node: QNode, model: QModel) -> int:
             groups = node.attrs["groups"]
             if not (c_in_g == 1 and c_out == groups) and out.shape[0] * out.shape[1] > 1:
                 k = kh * kw * c_in_g  # output pixels in pairs: a second pixel's accumulators, both windows
-                acc = ACC_BYTES * 2 * -(-out.channels // MAC_ROWS) * MAC_ROWS  # whole tiles
+                c_out_g = c_out // groups  # up to the end of the last group's last whole tile
+                acc = ACC_BYTES * 2 * (c_out - c_out_g + -(-c_out_g // MAC_ROWS) * MAC_ROWS)
                 columns = groups * 2 * (k + k % 2)
         residual = ins[1].channels if len(ins) == 2 else 0
         return _align(acc + LINE_BUFFER_ELEMENT_BYTES * (ins[0].channels * ring + residual + columns))

@@ -66,10 +66,12 @@ static int conv_pairs_pixels(const dqa_conv_params_t *p, uint32_t c_in, const dq
     return !is_depthwise(c_in / groups, output->channels / groups) && (uint32_t)output->height * output->width > 1u;
 }
 
-/* Accumulators per pixel with pairs: C_out rounded up to whole tiles. */
-static uint32_t pair_acc_values(uint32_t c_out)
+/* Accumulators per pixel with pairs: up to the end of the last group's last whole tile, which
+ * dqa__mac_tile_2cols writes in full (with groups, more than C_out rounded up to whole tiles). */
+static uint32_t pair_acc_values(uint32_t c_out, uint32_t groups)
 {
-    return (c_out + DQA_MAC_ROWS - 1u) / DQA_MAC_ROWS * DQA_MAC_ROWS;
+    uint32_t c_out_g = c_out / groups;
+    return c_out - c_out_g + tiles_per_group(c_out_g) * DQA_MAC_ROWS;
 }
 
 size_t dqa_conv2d_get_buffer_size(const dqa_conv_params_t *params, const dqa_tensor_info_t *input,
@@ -77,7 +79,7 @@ size_t dqa_conv2d_get_buffer_size(const dqa_conv_params_t *params, const dqa_ten
 {
     size_t size = (size_t)output->channels * sizeof(int32_t);
     if (conv_pairs_pixels(params, input->channels, output)) {
-        size = 2u * (size_t)pair_acc_values(output->channels) * sizeof(int32_t);
+        size = 2u * (size_t)pair_acc_values(output->channels, conv_groups(params)) * sizeof(int32_t);
         size += (size_t)conv_groups(params) * 2u * column_values(params, input->channels) * sizeof(int16_t);
     }
     size += (size_t)conv_ring_pixels(params, input) * input->channels * sizeof(int16_t);
@@ -129,9 +131,10 @@ static void accumulate(int32_t *acc, const conv_shape_t *k, const dqa_mac_run_t 
     }
 }
 
-/* acc0[o], acc1[o] (zero before) += the dot products of output channel o's weights with the two windows'
- * columns of its group (`values` each, the groups' 2 * values apart). A tile's zero rows past its group's
- * end add 0 to the next channels (or to the padding of acc0, acc1: c_out rounded up to whole tiles). */
+/* acc0[o], acc1[o] = the dot products of output channel o's weights with the two windows' columns of its
+ * group (`values` each, the groups' 2 * values apart). A tile's zero rows past its group's end write 0
+ * over the next group's first channels, which that group's first tile then sets (or over the padding of
+ * acc0, acc1: c_out rounded up to whole tiles). */
 static void accumulate_pair(int32_t *acc0, int32_t *acc1, const conv_shape_t *k, const int16_t *columns,
                             uint32_t values)
 {
@@ -294,8 +297,8 @@ static conv_scratch_t conv_scratch(void *scratch, int pairs, uint32_t c_out, uin
 {
     conv_scratch_t s;
     s.acc = (int32_t *)scratch;
-    s.acc_pair = pairs ? s.acc + pair_acc_values(c_out) : NULL;
-    s.columns = pairs ? (int16_t *)(void *)(s.acc_pair + pair_acc_values(c_out)) : NULL;
+    s.acc_pair = pairs ? s.acc + pair_acc_values(c_out, groups) : NULL;
+    s.columns = pairs ? (int16_t *)(void *)(s.acc_pair + pair_acc_values(c_out, groups)) : NULL;
     s.ring = pairs ? s.columns + (size_t)groups * 2u * values : (int16_t *)(void *)(s.acc + c_out);
     return s;
 }
@@ -463,7 +466,6 @@ void dqa_conv2d_rows(dqa_conv_state_t *state, const dqa_conv_params_t *params, u
                     to_columns.column = dqa__column_base(s.columns, j, values);
                     window_runs(&state->win, &g, oh, ow + (int32_t)j, &to_columns);
                 }
-                memset(s.acc, 0, 2u * pair_acc_values(c_out) * sizeof *s.acc); /* and acc_pair, which follows */
                 accumulate_pair(s.acc, s.acc_pair, &shape, s.columns, values);
                 finish_pixel(state, params, oh, ow, s.acc, res);
                 ow++;
