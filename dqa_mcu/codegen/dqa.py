@@ -292,7 +292,8 @@ def run_order(plan: MemoryPlan, layers: list[dict]) -> list[dict]:
         comment = (f"layers {seg.first}..{seg.last} as a row pipeline "
                    f"({' -> '.join(m['name'] for m in members)}); ring rows: {rings}")
         steps.append({"layer": None, "segment": {"ident": segment_ident(seg), "layers": members,
-                                                 "rounds": len(seg.steps), "table": table, "comment": comment}})
+                                                 "rounds": len(seg.steps), "table": table, "ctype": seg.table_ctype(),
+                                                 "comment": comment}})
         i = seg.last + 1
     return steps
 

@@ -257,6 +257,10 @@ class Segment:
     steps: list[list[int]]
     ring_rows: dict[str, int]
 
+    def table_ctype(self) -> str:
+        """The C type of the generated table of rounds: bytes where every count fits (flash)."""
+        return "uint8_t" if max(max(row) for row in self.steps) <= 0xFF else "uint16_t"
+
     def describe(self) -> str:
         rings = ", ".join(f"{t} {r} rows" for t, r in self.ring_rows.items()) or "none"
         names = " -> ".join(s.name for s in self.stages)

@@ -609,7 +609,8 @@ def _segments(g: TFLiteGraph, plan: S8Plan, emitter: _Emitter, layers: list[dict
                    f"ring rows: " + (", ".join(f"{n} {r}" for n, r in seg.ring_rows.items()) or "none"))
         steps.append({"layer": None, "segment": {"ident": f"segment_{seg.first}_{seg.last}", "layers": members,
                                                  "ops": [m for m in members if m["index"] is not None],
-                                                 "rounds": len(seg.steps), "table": table, "comment": comment}})
+                                                 "rounds": len(seg.steps), "table": table, "ctype": seg.table_ctype(),
+                                                 "comment": comment}})
         i = seg.last + 1
     descriptors = []
     for name, t in tensors.items():
