@@ -19,12 +19,14 @@ Cortex-M7) and against the same network's all-8-bit DQA build. ResNet-8 runs
 on every core given; ResNet-32 on the first. `--layers` adds the per-layer
 instruction counts of each run (the harness's last extra run of image 0).
 
-`--breakdown` (DQA cases) reruns each image under QEMU with one instruction
-per translation block and the execution trace on (-singlestep -d exec,nochain;
-a few minutes per case) and attributes every executed instruction of the
-per-layer run to the function it lies in, grouped as the cost of DQA is asked
-for in issue 12: multiply-accumulates (the MAC kernel), unpacking and Huffman
-decoding (reader, window), requantization and loop control (conv2d's own
+`--breakdown` (DQA cases) exports the same model under the layer schedule (a
+row-streamed segment would count all its layers at its first), runs image 0
+under QEMU with one instruction per translation block and the execution trace
+on (-singlestep -d exec,nochain; a few minutes per case) and attributes every
+executed instruction of the per-layer run to the function it lies in, grouped
+as the cost of DQA is asked for in issue 12: multiply-accumulates (the MAC
+kernels), unpacking and Huffman decoding (reader, window), gathering windows
+into the two-pixel columns, requantization and loop control (conv2d's own
 body), packing and Huffman encoding (writer), and other kernels.
 """
 from __future__ import annotations
@@ -88,12 +90,14 @@ CASES = {
 ALL_8_BIT_CASE = {"resnet8": "r8-8bit", "resnet32": "r32-8bit"}
 DEFAULT_CASES = ["r8-int8", "vww-int8", "ad-int8", "r8-dqa4", "r8-8bit", "r32-dqa3", "r32-8bit"]
 
-# --breakdown: the runtime's functions by what they do (the MAC kernel is conv2d's `accumulate`)
+# --breakdown: the runtime's functions by what they do (the MAC kernels are conv2d's `accumulate` for a lone
+# pixel and `accumulate_pair` for two; `window_runs` and `copy_values` gather the windows into the columns)
 COST_GROUPS = {
-    "MAC kernel": {"accumulate"},
+    "MAC kernel": {"accumulate", "accumulate_pair"},
     "unpack + Huffman decode": {"dqa_read_pixel", "dqa_skip_pixels", "dqa__window_advance", "dqa__window_init",
                                 "dqa_reader_init"},
-    "requant + loop": {"dqa_conv2d", "memset"},
+    "gather windows": {"window_runs", "copy_values"},
+    "requant + loop": {"dqa_conv2d", "dqa_conv2d_rows", "dqa_conv2d_start", "finish_pixel", "memset"},
     "pack + Huffman encode": {"dqa_write_pixel", "dqa_writer_init", "dqa_writer_finish"},
 }
 OTHER = "other kernels"
@@ -229,7 +233,12 @@ def measure(networks: Networks, key: str, target: str, count: int, out: Path, wi
     if with_breakdown and case.config is not None:
         model = networks.model(key)
         row["layer_macs"] = {node.name: node_macs(model, node) for node in model.nodes}
-        row["breakdown"] = breakdown(out, target, inputs[0], [name for name, _ in report["layers"]])
+        # the layer schedule: a row-streamed segment would charge all its layers to its first
+        layered = out.parent / f"{out.name}-layer"
+        api.export_project(model, layered, target, case.network, inputs, None, None, log=lambda *a: None,
+                           schedule="layer")
+        names = [node.name for node in model.nodes if node.op != "input"]  # the layers model.c hooks
+        row["breakdown"] = breakdown(layered, target, inputs[0], names)
     return row
 
 

@@ -134,7 +134,9 @@ static void accumulate(int32_t *acc, const conv_shape_t *k, const dqa_mac_run_t 
 /* acc0[o], acc1[o] = the dot products of output channel o's weights with the two windows' columns of its
  * group (`values` each, the groups' 2 * values apart). A tile's zero rows past its group's end write 0
  * over the next group's first channels, which that group's first tile then sets (or over the padding of
- * acc0, acc1: c_out rounded up to whole tiles). */
+ * acc0, acc1 after the last group: pair_acc_values()). */
+__attribute__((noinline)) /* a function of its own, as accumulate(): bench/perf.py --breakdown counts the
+                              MACs by function, and one call per pixel pair costs nothing measurable */
 static void accumulate_pair(int32_t *acc0, int32_t *acc1, const conv_shape_t *k, const int16_t *columns,
                             uint32_t values)
 {
