@@ -43,6 +43,13 @@ def test_a_whole_tensor_made_in_the_segment_is_read_only_once_complete():
     assert [a for _, a in steps[:7]] == [0] * 7 and steps[7] == [8, 1] and len(steps) == 15
 
 
+@pytest.mark.parametrize("rows, ctype", [(255, "uint8_t"), (256, "uint16_t")])
+def test_a_round_table_is_bytes_only_while_every_count_fits_in_one(rows, ctype):
+    stages = [conv3x3("x", "in", rows), conv3x3("a", "x", rows)]
+    steps, rings = simulate(stages, {"in": rows}, {"x"})
+    assert planner.Segment(1, 2, stages, steps, rings).table_ctype() == ctype
+
+
 def test_a_pipeline_that_waits_on_itself_is_refused_in_one_line():
     stages = [conv3x3("a", "in", 8), conv3x3("p", "q", 8), conv3x3("q", "p", 8)]
     with pytest.raises(ValueError, match="p, q cannot finish"):
