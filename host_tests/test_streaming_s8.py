@@ -91,6 +91,30 @@ def test_the_input_handed_row_by_row_into_a_ring_is_bit_exact(residual, target, 
     assert "dqa_model_set_input(" in header and "dqa_model_input(void)" not in header
 
 
+def test_a_reshape_that_changes_the_rows_ends_the_segments_on_both_sides(tf, tmp_path):  # noqa: F811
+    """8x8x8 reshaped to 16x4x8 keeps its bytes (one block) but not its rows: a *_rows kernel reading it
+    through the other tensor's row geometry gave wrong outputs (found in review)."""
+    keras, L = tf.keras, tf.keras.layers
+    inp = keras.Input(batch_shape=(1, 8, 8, 4))
+    x = inp
+    for _ in range(3):
+        x = L.Conv2D(8, 3, padding="same", activation="relu")(x)
+    x = L.Reshape((16, 4, 8))(x)
+    for _ in range(3):
+        x = L.Conv2D(8, 3, padding="same", activation="relu")(x)
+    out = L.Dense(5)(L.Flatten()(x))
+    samples = np.random.default_rng(3).uniform(-1, 1, (16, 8, 8, 4)).astype(np.float32)
+    path = tmp_path / "reshape.tflite"
+    path.write_bytes(tflite_int8(tf, keras.Model(inp, out), samples))
+    g = load_tflite(path)
+    segments = plan_s8(g, "stream").memory.segments
+    # op 3 is the RESHAPE: its block's writer (op 2) and reader (op 4) run whole
+    assert [(seg.first, seg.last) for seg in segments] == [(0, 1), (5, 6)]
+    x = int8_inputs(g, 2, 71)
+    report, _ = _run(path, tmp_path / "out", "host", x)
+    assert report["bit_exact"]
+
+
 def test_a_ring_one_row_short_breaks_exactness(residual, tmp_path, monkeypatch):
     """The rings are as small as the outputs allow: the first conv's ring one row shorter is wrong."""
     real = tflite.pipeline

@@ -169,8 +169,15 @@ class _RowGeometry:
         self.g, self.storage, self.names, self.life = g, storage, names, life
         self.input_rows = input_rows and len(g.input.shape) == 4
         shared = [b for b in set(storage.values()) if list(storage.values()).count(b) > 1]
-        self.heights = {storage[t]: (self.g.tensors[t].shape[1] if len(self.g.tensors[t].shape) == 4 else 1)
-                        for t in storage}
+        # a block's rows (height, bytes per row) as its NHWC tensors see them: a reshape that keeps the
+        # bytes but not the rows (8x8x8 as 16x4x8) makes one block two row geometries, which one
+        # dqa_rows_s8_t cannot address, so no *_rows kernel touches such a block
+        rows_of: dict[str, set] = {}
+        for t, b in storage.items():
+            shape = g.tensors[t].shape
+            rows_of.setdefault(b, set()).update({(shape[1], shape[2] * shape[3])} if len(shape) == 4 else ())
+        self.mixed_rows = {b for b, geometries in rows_of.items() if len(geometries) > 1}
+        self.heights = {b: min(geometries)[0] if geometries else 1 for b, geometries in rows_of.items()}
         # a ring holds one NHWC tensor written by one op: not the input, an output, nor a reshape's bytes
         self.ringable = {storage[op.outputs[0]] for op in g.ops if len(g.tensors[op.outputs[0]].shape) == 4
                          and storage.get(op.outputs[0]) not in shared + [storage[t] for t in g.outputs]}
@@ -181,6 +188,8 @@ class _RowGeometry:
         shape = lambda t: g.tensors[t].shape  # noqa: E731
         y = op.outputs[0]
         if any(g.tensors[t].is_const or len(shape(t)) != 4 for t in op.inputs[:1] + [y]):
+            return None
+        if any(block.get(t) in self.mixed_rows for t in op.inputs + [y]):
             return None
         _, h, w, _ = shape(op.inputs[0])
         _, oh, ow, _ = shape(y)
