@@ -136,7 +136,7 @@ static void accumulate(int32_t *acc, const conv_shape_t *k, const dqa_mac_run_t 
  * over the next group's first channels, which that group's first tile then sets (or over the padding of
  * acc0, acc1 after the last group: pair_acc_values()). */
 __attribute__((noinline)) /* a function of its own, as accumulate(): bench/perf.py --breakdown counts the
-                              MACs by function, and one call per pixel pair costs nothing measurable */
+                              MACs by function; the call costs 0.3 % (ResNet-8 DQA n=4, M7: 25.90 -> 25.98 M) */
 static void accumulate_pair(int32_t *acc0, int32_t *acc1, const conv_shape_t *k, const int16_t *columns,
                             uint32_t values)
 {
