@@ -288,7 +288,7 @@ def run_order(plan: MemoryPlan, layers: list[dict]) -> list[dict]:
             continue
         members = [by_index[k] for k in range(seg.first, seg.last + 1)]
         rings = ", ".join(f"{name} {rows}" for name, rows in seg.ring_rows.items()) or "none"
-        table = ",\n".join("    {" + ", ".join(map(str, row)) + "}" for row in seg.steps)
+        table = seg.table_c(seg.steps)
         comment = (f"layers {seg.first}..{seg.last} as a row pipeline "
                    f"({' -> '.join(m['name'] for m in members)}); ring rows: {rings}")
         steps.append({"layer": None, "segment": {"ident": segment_ident(seg), "layers": members,

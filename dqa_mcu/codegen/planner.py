@@ -261,6 +261,10 @@ class Segment:
         """The C type of the generated table of rounds: bytes where every count fits (flash)."""
         return "uint8_t" if max(max(row) for row in self.steps) <= 0xFF else "uint16_t"
 
+    def table_c(self, rows: list[list[int]]) -> str:
+        """The initializer of a generated table of rounds (`rows`: the steps, with any row before them)."""
+        return ",\n".join("    {" + ", ".join(map(str, row)) + "}" for row in rows)
+
     def describe(self) -> str:
         rings = ", ".join(f"{t} {r} rows" for t, r in self.ring_rows.items()) or "none"
         names = " -> ".join(s.name for s in self.stages)
@@ -422,7 +426,8 @@ def profile(blocks: list[Block], steps: int) -> tuple:
 
 def choose_segments(model: QModel, schedule: str) -> list[Segment]:
     """The DQA path's segments under `schedule` (search_segments)."""
-    return search_segments(schedule, runs_of([n.op in STREAMED_OPS for n in model.nodes]), lambda a, b: segment(model, a, b),
+    return search_segments(schedule, runs_of([n.op in STREAMED_OPS for n in model.nodes]),
+                           lambda a, b: segment(model, a, b),
                            lambda segments: profile(_blocks(model, segments), len(model.nodes)))
 
 

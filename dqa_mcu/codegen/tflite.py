@@ -613,7 +613,7 @@ def _segments(g: TFLiteGraph, plan: S8Plan, emitter: _Emitter, layers: list[dict
             layer = layers[op.index]
             layer["rows_call"] = emitter.rows_call(op, layer, f"from[{k}]", f"to[{k}]")
             members.append(layer)
-        table = ",\n".join("    {" + ", ".join(map(str, row)) + "}" for row in [[0] * len(members)] + seg.steps)
+        table = seg.table_c([[0] * len(members)] + seg.steps)  # row 0: before the first round
         comment = (f"ops {seg.first}..{seg.last} as one row pipeline ({' -> '.join(m['name'] for m in members)}); "
                    f"ring rows: " + (", ".join(f"{n} {r}" for n, r in seg.ring_rows.items()) or "none"))
         steps.append({"layer": None, "segment": {"ident": f"segment_{seg.first}_{seg.last}", "layers": members,
