@@ -58,12 +58,18 @@ static inline int32_t dqa__mbqm(int32_t x, int32_t multiplier, int32_t shift)
     return dqa__rdbpot(dqa__srdhm((int32_t)((uint32_t)x << left), multiplier), shift > 0 ? 0 : -shift);
 }
 
-/* A convolution's int8 output from its accumulator (spec 3.1's epilogue). */
+/* A convolution's int8 output from its accumulator (spec 3.1's epilogue). The reference adds the offset
+ * without bounds; a sum past int32 is saturated instead (no UB, found by fuzz_s8), which the clamp to
+ * int8 then makes the same. */
 static inline int8_t dqa__conv_output_s8(int32_t acc, int32_t bias, int32_t multiplier, int32_t shift,
                                          int32_t output_offset, int32_t act_min, int32_t act_max)
 {
-    return (int8_t)dqa__clamp_s8(dqa__mbqm(dqa__wadd(acc, bias), multiplier, shift) + output_offset, act_min,
-                                 act_max);
+    const int32_t scaled = dqa__mbqm(dqa__wadd(acc, bias), multiplier, shift);
+    int32_t v;
+    if (__builtin_add_overflow(scaled, output_offset, &v)) {
+        v = output_offset < 0 ? INT32_MIN : INT32_MAX;
+    }
+    return (int8_t)dqa__clamp_s8(v, act_min, act_max);
 }
 
 /* Values k .. k + n - 1 of a column for the MAC tiles (dqa_mac.h), which take int16: x[i] + offset (|.| <=
