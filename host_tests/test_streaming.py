@@ -201,3 +201,41 @@ def test_a_streamed_concat_and_nearest_upsampling_are_bit_exact(module, op, targ
         require_arm()
     report = run(model, images[:4], target, tmp_path / target, sanitize=target == "host")
     assert report["bit_exact"], report["mismatched_images"]
+
+
+class WideHead(torch.nn.Module):
+    """conv -> a wide 1x1 conv -> GAP -> linear, MobileNetV2's tail: the wide conv's two-pixel work (a
+    second int32 accumulator per channel) is the arena's peak, so the planner runs it one pixel at a time."""
+
+    def __init__(self):
+        super().__init__()
+        self.stem = torch.nn.Conv2d(3, 8, 3, stride=2, padding=1)
+        self.wide = torch.nn.Conv2d(8, 320, 1)
+        self.fc = torch.nn.Linear(320, 4)
+
+    def forward(self, x):
+        x = torch.relu(self.wide(torch.relu(self.stem(x))))
+        return self.fc(torch.nn.functional.adaptive_avg_pool2d(x, 1).flatten(1))
+
+
+@pytest.mark.parametrize("target", ["host", "cortex-m7"])
+def test_a_conv_run_one_pixel_at_a_time_where_its_pairs_would_set_the_arena_is_bit_exact(target, tmp_path):
+    from dqa_mcu.frontends import passes
+    from dqa_mcu.frontends.torch_import import import_module
+    from dqa_mcu.frontends.zoo import Normalization
+    from dqa_mcu.quantize.calibrate import calibrate
+    torch.manual_seed(0)
+    images = np.random.default_rng(2).integers(0, 256, (64, 12, 12, 3), dtype=np.uint8)
+    graph = passes.optimize(import_module(WideHead(), (12, 12, 3), Normalization(1 / 255, (0.5,) * 3, (0.25,) * 3)))
+    model = quantize(graph, calibrate(graph, images, show_progress=False), QuantConfig(bits=4), images)
+    plan = planner.plan(model, "stream")
+    wide = next(n for n in model.nodes if n.op == "conv2d" and model.tensors[n.output].channels == 320)
+    assert plan.one_pixel == {wide.name}
+    with_pairs = planner.plan_segments(model, plan.segments, "stream")
+    assert plan.arena_bytes < with_pairs.arena_bytes  # by the second accumulator of each of its channels
+    if target != "host":
+        require_arm()
+    out = tmp_path / target
+    report = run(model, images[:2], target, out, sanitize=target == "host")
+    assert report["bit_exact"], report["mismatched_images"]
+    assert ".one_pixel = 1," in (out / "model.c").read_text()

@@ -21,7 +21,7 @@ import jinja2
 import numpy as np
 
 from dqa_mcu import __version__
-from dqa_mcu.codegen.planner import MAC_ROWS, MemoryPlan, Segment, ring_slot, scratch_bytes
+from dqa_mcu.codegen.planner import MAC_ROWS, MemoryPlan, Segment, ring_slot
 from dqa_mcu.qmodel import QModel, QNode, QTensor
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -90,6 +90,8 @@ class _Emitter:
         self.arrays: list[CArray] = []
         self.rings = {name: (rows, segment_ident(seg)) for seg in plan.segments
                       for name, rows in seg.ring_rows.items()}
+        self.blocks = {b.name: b for b in plan.blocks}
+        self.segment_at = {i: seg for seg in plan.segments for i in range(seg.first, seg.last + 1)}
 
     def array(self, name: str, ctype: str, values, comment: str) -> str:
         values = np.asarray(values)
@@ -161,10 +163,14 @@ class _Emitter:
             comment += f", {node.attrs['act']}"
         ref = lambda d: f"&dqa_tensors[{d['enum']}]"  # noqa: E731
         info = lambda d: f"&{d['ident']}_info"  # noqa: E731
-        block = self.plan.block(f"{node.name}/scratch") if scratch_bytes(node, self.model) else None
-        scratch = f"dqa_arena + {block.offset}" if block else "NULL"
-        layer = dict(index=index, name=node.name, ident=ident, comment=comment, params=None,
-                     scratch_call=None, scratch_bytes=block.size if block else 0)
+        # its scratch; in a segment, the part it keeps (none for kernels whose scratch is all work), its
+        # work in the segment's shared block (planner.work_bytes)
+        own = self.blocks.get(f"{node.name}/scratch")
+        seg = self.segment_at.get(index)
+        shared = self.blocks.get(seg.scratch_name()) if seg else None
+        work = f"dqa_arena + {shared.offset}" if shared else "NULL"
+        scratch = f"dqa_arena + {own.offset}" if own else work
+        layer = dict(index=index, name=node.name, ident=ident, comment=comment, params=None, scratch_call=None)
         a, at = node.arrays, node.attrs
         if node.op in ("conv2d", "linear"):
             w = a["weight"] if node.op == "conv2d" else a["weight"][:, None, None, :]
@@ -184,13 +190,17 @@ class _Emitter:
                 ("pad_top", pt), ("pad_left", pl), ("dilation_h", dil[0]), ("dilation_w", dil[1]),
                 ("groups", groups), ("weights", weights), ("bias", bias), ("requant", self.requant(ident, node)),
                 ("residual_stride", at.get("residual_stride", 1)),
-                ("residual_channel_offset", at.get("residual_channel_offset", 0))]
+                ("residual_channel_offset", at.get("residual_channel_offset", 0)),
+                ("one_pixel", int(node.name in self.plan.one_pixel))]
             res, res_info = (ref(ins[1]), info(ins[1])) if len(ins) == 2 else ("NULL", "NULL")
             layer["call"] = (f"dqa_conv2d(&{ident}_params, {ref(ins[0])}, {res}, {ref(out)}, {scratch}, status);")
+            shapes = f"&{ident}_params, {info(ins[0])}, {res_info}, {info(out)}"
             layer["state"] = ("dqa_conv_state_t", f"dqa_conv2d_start(&{ident}_state, &{ident}_params, "
-                              f"{ref(ins[0])}, {res}, {ref(out)}, {scratch});", "dqa_conv2d_rows")
-            layer["scratch_call"] = (f"dqa_conv2d_get_buffer_size(&{ident}_params, {info(ins[0])}, {res_info}, "
-                                     f"{info(out)})")
+                              f"{ref(ins[0])}, {res}, {ref(out)}, {scratch}, {work});", "dqa_conv2d_rows")
+            layer["scratch_call"] = f"dqa_conv2d_get_buffer_size({shapes})"
+            if seg is not None:
+                layer["checks"] = [(f"dqa_conv2d_get_state_size(&{ident}_params, {info(ins[0])})", own.size),
+                                   (f"dqa_conv2d_get_work_size({shapes})", shared.size)]
         elif node.op == "add":
             layer["params_type"] = "dqa_add_params_t"
             layer["params"] = [("b_stride", at["b_stride"]), ("b_channel_offset", at["b_channel_offset"]),
@@ -213,8 +223,11 @@ class _Emitter:
             fn = "dqa_maxpool" if node.op == "maxpool" else "dqa_avgpool"
             layer["call"] = f"{fn}(&{ident}_params, {ref(ins[0])}, {ref(out)}, {scratch}, status);"
             layer["state"] = ("dqa_pool_state_t", f"dqa_pool_start(&{ident}_state, &{ident}_params, {ref(ins[0])}, "
-                              f"{ref(out)}, {scratch}, {int(node.op == 'maxpool')});", "dqa_pool_rows")
+                              f"{ref(out)}, {scratch}, {work}, {int(node.op == 'maxpool')});", "dqa_pool_rows")
             layer["scratch_call"] = f"dqa_pool_get_buffer_size(&{ident}_params, {info(ins[0])}, {info(out)})"
+            if seg is not None:
+                layer["checks"] = [(f"dqa_pool_get_state_size(&{ident}_params, {info(ins[0])}, {info(out)})",
+                                    own.size), (f"dqa_pool_get_work_size({info(ins[0])}, {info(out)})", shared.size)]
         elif node.op == "concat":
             if len(ins) != 2:
                 raise ValueError(f"node {node.name!r}: the C backend concatenates 2 inputs, got {len(ins)}")
@@ -268,6 +281,8 @@ class _Emitter:
                              "/* same bytes, HWC order */")
         else:
             raise ValueError(f"node {node.name!r}: the C backend has no kernel for op {node.op!r}")
+        # what dqa_model_init() checks: each kernel's size call against the bytes planned for it
+        layer.setdefault("checks", [(layer["scratch_call"], (own or shared).size)] if layer["scratch_call"] else [])
         return layer
 
 

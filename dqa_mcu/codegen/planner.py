@@ -43,6 +43,7 @@ class MemoryPlan:
     arena_bytes: int
     segments: list["Segment"] = field(default_factory=list)  # row-streamed segments, in run order
     schedule: str = "layer"  # how the segments were chosen (SCHEDULES)
+    one_pixel: frozenset = frozenset()  # convs run one output pixel at a time (one_pixel_convs)
 
     def block(self, name: str) -> Block:
         return next(b for b in self.blocks if b.name == name)
@@ -68,29 +69,65 @@ def ring_pixels(h: int, w: int, kh: int, kw: int, dh: int = 1, dw: int = 1) -> i
     return min(h * w, (kh - 1) * dh * w + min((kw - 1) * dw, w - 1) + 1)
 
 
-def scratch_bytes(node: QNode, model: QModel) -> int:
+WORK_ONLY_OPS = ("add", "concat", "activation", "upsample_nearest")  # they keep nothing in scratch between calls
+
+
+def work_bytes(node: QNode, model: QModel, pairs: bool = True) -> int:
+    """The part of a kernel's scratch needed only within one call (*_get_work_size(); a segment's
+    layers share one block of their largest, _blocks): the whole scratch of WORK_ONLY_OPS; a pool's
+    accumulators of one output pixel, or for a single output position, its input pixel; a conv's
+    int32 accumulator per output channel (with pixels in pairs, two per channel up to the last whole
+    tile, and both windows' int16 columns, unless `pairs` is off: MemoryPlan.one_pixel) and a residual
+    pixel."""
+    t = model.tensors
+    out, ins = t[node.output], [t[i] for i in node.inputs]
+    if node.op in WORK_ONLY_OPS:
+        return scratch_bytes(node, model)
+    if node.op in ("maxpool", "avgpool", "global_avgpool"):
+        single = out.shape[:2] == (1, 1)
+        return _align(LINE_BUFFER_ELEMENT_BYTES * ins[0].channels) if single else ACC_BYTES * out.channels
+    if node.op not in ("conv2d", "linear"):
+        return 0
+    acc, columns = ACC_BYTES * out.channels, 0
+    if node.op == "conv2d":
+        c_out, kh, kw, c_in_g = node.arrays["weight"].shape
+        groups = node.attrs["groups"]
+        if pairs and pairs_pixels(node, model):
+            k = kh * kw * c_in_g  # output pixels in pairs: a second pixel's accumulators, both windows
+            c_out_g = c_out // groups  # up to the end of the last group's last whole tile
+            acc = ACC_BYTES * 2 * (c_out - c_out_g + -(-c_out_g // MAC_ROWS) * MAC_ROWS)
+            columns = groups * 2 * (k + k % 2)
+    residual = ins[1].channels if len(ins) == 2 else 0
+    return _align(acc + LINE_BUFFER_ELEMENT_BYTES * (residual + columns))
+
+
+def pairs_pixels(node: QNode, model: QModel) -> bool:
+    """Whether dqa_conv2d can take this conv's output pixels two at a time (conv_pairs_pixels(), unless
+    told one_pixel): tiled weights (not depthwise) and more than one output pixel."""
+    if node.op != "conv2d":
+        return False
+    c_out, _, _, c_in_g = node.arrays["weight"].shape
+    out = model.tensors[node.output]
+    return not (c_in_g == 1 and c_out == node.attrs["groups"]) and out.shape[0] * out.shape[1] > 1
+
+
+def scratch_bytes(node: QNode, model: QModel, pairs: bool = True) -> int:
     """Exactly what the C kernel's *_get_buffer_size() returns (0: no kernel).
 
     int16 line-buffer values, an int32 accumulator per output channel, and a
-    pixel of each extra input read as a stream.
+    pixel of each extra input read as a stream; a conv's is its work_bytes()
+    and its window ring.
     """
     t = model.tensors
     out = t[node.output]
     ins = [t[i] for i in node.inputs]
     acc = ACC_BYTES * out.channels
     if node.op in ("conv2d", "linear"):
-        ring, columns = 1, 0
+        ring = 1
         if node.op == "conv2d":
-            c_out, kh, kw, c_in_g = node.arrays["weight"].shape
+            _, kh, kw, _ = node.arrays["weight"].shape
             ring = ring_pixels(ins[0].shape[0], ins[0].shape[1], kh, kw, *node.attrs["dilation"])
-            groups = node.attrs["groups"]
-            if not (c_in_g == 1 and c_out == groups) and out.shape[0] * out.shape[1] > 1:
-                k = kh * kw * c_in_g  # output pixels in pairs: a second pixel's accumulators, both windows
-                c_out_g = c_out // groups  # up to the end of the last group's last whole tile
-                acc = ACC_BYTES * 2 * (c_out - c_out_g + -(-c_out_g // MAC_ROWS) * MAC_ROWS)
-                columns = groups * 2 * (k + k % 2)
-        residual = ins[1].channels if len(ins) == 2 else 0
-        return _align(acc + LINE_BUFFER_ELEMENT_BYTES * (ins[0].channels * ring + residual + columns))
+        return work_bytes(node, model, pairs) + _align(LINE_BUFFER_ELEMENT_BYTES * ins[0].channels * ring)
     if node.op in ("add", "concat"):
         return _align(acc + LINE_BUFFER_ELEMENT_BYTES * (ins[0].channels + ins[1].channels))
     if node.op in ("maxpool", "avgpool", "global_avgpool"):
@@ -257,6 +294,10 @@ class Segment:
     steps: list[list[int]]
     ring_rows: dict[str, int]
 
+    def scratch_name(self) -> str:
+        """The block of scratch its layers share: what each needs only within one call."""
+        return f"segment_{self.first}_{self.last}/scratch"
+
     def table_ctype(self) -> str:
         """The C type of the generated table of rounds: bytes where every count fits (flash)."""
         return "uint8_t" if max(max(row) for row in self.steps) <= 0xFF else "uint16_t"
@@ -381,9 +422,10 @@ def segment(model: QModel, first: int, last: int) -> Segment:
     return pipeline(first, last, stages, heights, _streamed_tensors(model, first, last))
 
 
-def _blocks(model: QModel, segments: list[Segment]) -> list[Block]:
+def _blocks(model: QModel, segments: list[Segment], one_pixel: frozenset = frozenset()) -> list[Block]:
     """Arena blocks under a schedule: a segment's layers all run from its first step to its last, so
-    its scratch, rings and every tensor it touches live across the whole segment."""
+    their kept scratch, its rings and every tensor it touches live across the whole segment; the
+    scratch they need only within a call (work_bytes) is one block of the largest."""
     span = {i: (i, i) for i in range(len(model.nodes))}
     rings = {}
     for seg in segments:
@@ -399,10 +441,17 @@ def _blocks(model: QModel, segments: list[Segment]) -> list[Block]:
         else:
             blocks.append(Block(name, _align(_align(t.plane_bytes) + t.stream_bytes), span[first][0],
                                 span[last][1], plane_bytes=_align(t.plane_bytes)))
-    for i, node in enumerate(model.nodes):
-        size = scratch_bytes(node, model)
+    in_segment = {i for seg in segments for i in range(seg.first, seg.last + 1)}
+    pairs = {node.name: node.name not in one_pixel for node in model.nodes}
+    for i, node in enumerate(model.nodes):  # in a segment, the kernels' work is its shared block's
+        size = scratch_bytes(node, model, pairs[node.name])
+        size -= work_bytes(node, model, pairs[node.name]) if i in in_segment else 0
         if size:
-            blocks.append(Block(f"{node.name}/scratch", _align(size), *span[i]))
+            blocks.append(Block(f"{node.name}/scratch", size, *span[i]))
+    for seg in segments:
+        work = max(work_bytes(n, model, pairs[n.name]) for n in model.nodes[seg.first:seg.last + 1])
+        if work:
+            blocks.append(Block(seg.scratch_name(), work, seg.first, seg.last))
     return blocks
 
 
@@ -476,12 +525,37 @@ def search_segments(schedule: str, all_runs: list[tuple[int, int]], segment_of, 
 
 def plan(model: QModel, schedule: str) -> MemoryPlan:
     """The arena for `schedule` (SCHEDULES; export runs DEFAULT_SCHEDULE); layer: every tensor whole."""
-    return plan_segments(model, choose_segments(model, schedule), schedule)
+    segments = choose_segments(model, schedule)
+    return plan_segments(model, segments, schedule, one_pixel_convs(model, segments))
 
 
-def plan_segments(model: QModel, segments: list[Segment], schedule: str) -> MemoryPlan:
-    """The arena of `model`'s current sizes with `segments` kept (those `schedule` chose): a re-plan
-    without the segment search, while only important channels (so ring slot bytes) change."""
-    memory = place(_blocks(model, segments))
-    memory.segments, memory.schedule = segments, schedule
+ONE_PIXEL_MIN_GAIN = 0.01  # the share of the arena a conv run one pixel at a time must save (it runs slower)
+
+
+def one_pixel_convs(model: QModel, segments: list[Segment]) -> frozenset:
+    """The convs to run one output pixel at a time. Pairs of pixels read each weight once for two
+    (speed) but need a second accumulator per output channel and both windows' columns; where that
+    work lies at the arena's peak (a wide last conv before global pooling), one pixel at a time lowers
+    the arena. Greedy, largest saving first, each kept only if the arena goes down by at least
+    ONE_PIXEL_MIN_GAIN of it."""
+    best = place(_blocks(model, segments)).arena_bytes
+    saving = {n.name: work_bytes(n, model) - work_bytes(n, model, pairs=False)
+              for n in model.nodes if pairs_pixels(n, model)}
+    chosen: frozenset = frozenset()
+    for name in sorted(saving, key=lambda name: -saving[name]):
+        if saving[name] < ONE_PIXEL_MIN_GAIN * best:
+            break
+        arena = place(_blocks(model, segments, chosen | {name})).arena_bytes
+        if arena <= (1 - ONE_PIXEL_MIN_GAIN) * best:
+            chosen, best = chosen | {name}, arena
+    return chosen
+
+
+def plan_segments(model: QModel, segments: list[Segment], schedule: str,
+                  one_pixel: frozenset = frozenset()) -> MemoryPlan:
+    """The arena of `model`'s current sizes with `segments` kept (those `schedule` chose) and the convs
+    `one_pixel` runs one pixel at a time: a re-plan without the searches, while only important
+    channels (so ring slot bytes) change; with pairs everywhere, an upper bound of plan()'s arena."""
+    memory = place(_blocks(model, segments, one_pixel))
+    memory.segments, memory.schedule, memory.one_pixel = segments, schedule, one_pixel
     return memory

@@ -135,8 +135,9 @@ class _Estimate:
         # a tensor with no important channel yet: m bits per symbol, a Huffman code's usual worst case
         self.unmeasured = {name: self.tensors[name].extra_bits for name in orders if name not in self.bits_per_symbol}
 
-    def plan(self) -> planner.MemoryPlan:
-        return planner.plan_segments(self.model, self.segments, self.schedule)
+    def plan(self) -> planner.MemoryPlan:  # as planner.plan() would, without the segment search
+        return planner.plan_segments(self.model, self.segments, self.schedule,
+                                     planner.one_pixel_convs(self.model, self.segments))
 
     def counts(self) -> dict[str, int]:
         return {name: int(self.tensors[name].important.sum()) for name in self.orders}

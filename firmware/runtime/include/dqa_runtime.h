@@ -138,6 +138,8 @@ typedef struct {
     dqa_requant_t requant;
     uint16_t residual_stride;         /* fused residual input, spec 5.2 */
     uint16_t residual_channel_offset;
+    uint8_t one_pixel; /* 1: output pixels one at a time, never in pairs: slower, but half the work memory
+                        * (dqa_conv2d_get_work_size(); the planner's choice where that lowers the arena) */
 } dqa_conv_params_t;
 
 /* Bytes of a conv's weights as dqa_conv2d reads them. A depthwise conv (one input and one output
@@ -154,27 +156,36 @@ size_t dqa_conv2d_weights_size(const dqa_conv_params_t *params, uint16_t in_chan
 #else
 #define DQA_CONV_TILE_ROWS 0
 #endif
+/* A conv's scratch is its window (the input rows its kernel still needs, kept between the calls of a
+ * row-streamed layer) and its work (accumulators and columns, needed only within one call: the layers of
+ * a segment share one). get_buffer_size = get_work_size + get_state_size, each a multiple of 4. */
 size_t dqa_conv2d_get_buffer_size(const dqa_conv_params_t *params, const dqa_tensor_info_t *input,
                                   const dqa_tensor_info_t *residual, const dqa_tensor_info_t *output);
+size_t dqa_conv2d_get_work_size(const dqa_conv_params_t *params, const dqa_tensor_info_t *input,
+                                const dqa_tensor_info_t *residual, const dqa_tensor_info_t *output);
+size_t dqa_conv2d_get_state_size(const dqa_conv_params_t *params, const dqa_tensor_info_t *input);
 /* residual may be NULL. scratch: dqa_conv2d_get_buffer_size() bytes, 4-byte aligned. */
 void dqa_conv2d(const dqa_conv_params_t *params, const dqa_tensor_t *input, const dqa_tensor_t *residual,
                 dqa_tensor_t *output, void *scratch, dqa_status_t *status);
 
 /* A layer of a row-streamed segment (spec 2.4) runs in pieces: *_start once, then *_rows(state, ...,
  * end, status) computes its output rows up to `end` (exclusive) in order, the last call finishing the
- * output; the scratch must stay untouched in between. The whole-tensor call is start + rows(height). */
+ * output; the scratch (a conv's window) must stay untouched in between. The whole-tensor call is start +
+ * rows(height). */
 typedef struct {
     dqa_window_t win;
     dqa_reader_t residual;
     dqa_writer_t writer;
-    void *scratch;
+    void *work;
     uint32_t residual_pos; /* residual pixels passed */
     uint16_t row;          /* output rows done */
     uint8_t has_residual;
 } dqa_conv_state_t;
 
+/* window: dqa_conv2d_get_state_size() bytes, untouched until the last rows call; work:
+ * dqa_conv2d_get_work_size() bytes, free for other kernels between calls. Both 4-byte aligned. */
 void dqa_conv2d_start(dqa_conv_state_t *state, const dqa_conv_params_t *params, const dqa_tensor_t *input,
-                      const dqa_tensor_t *residual, dqa_tensor_t *output, void *scratch);
+                      const dqa_tensor_t *residual, dqa_tensor_t *output, void *window, void *work);
 void dqa_conv2d_rows(dqa_conv_state_t *state, const dqa_conv_params_t *params, uint16_t end,
                      dqa_status_t *status);
 
@@ -207,8 +218,13 @@ typedef struct {
     dqa_requant_t requant; /* avgpool only (multiplier, shift, out_min, out_max) */
 } dqa_pool_params_t;
 
+/* Scratch: the state a row-streamed layer keeps between calls and the work needed only within one, as
+ * a conv's (dqa_conv2d_get_buffer_size()). */
 size_t dqa_pool_get_buffer_size(const dqa_pool_params_t *params, const dqa_tensor_info_t *input,
                                 const dqa_tensor_info_t *output);
+size_t dqa_pool_get_state_size(const dqa_pool_params_t *params, const dqa_tensor_info_t *input,
+                               const dqa_tensor_info_t *output);
+size_t dqa_pool_get_work_size(const dqa_tensor_info_t *input, const dqa_tensor_info_t *output);
 /* global average pooling is avgpool with the kernel covering the input */
 void dqa_avgpool(const dqa_pool_params_t *params, const dqa_tensor_t *input, dqa_tensor_t *output,
                  void *scratch, dqa_status_t *status);
@@ -220,13 +236,15 @@ void dqa_maxpool(const dqa_pool_params_t *params, const dqa_tensor_t *input, dqa
 typedef struct {
     dqa_window_t win;
     dqa_writer_t writer;
-    void *scratch;
+    int32_t *acc;  /* a single output position's sums (kept), else one output pixel's (work) */
     uint16_t row; /* units done: output rows, or input rows for a single output position */
     uint8_t is_max;
 } dqa_pool_state_t;
 
+/* kept: dqa_pool_get_state_size() bytes, untouched until the last rows call; work: dqa_pool_get_work_size()
+ * bytes, free for other kernels between calls. */
 void dqa_pool_start(dqa_pool_state_t *state, const dqa_pool_params_t *params, const dqa_tensor_t *input,
-                    dqa_tensor_t *output, void *scratch, int is_max);
+                    dqa_tensor_t *output, void *kept, void *work, int is_max);
 void dqa_pool_rows(dqa_pool_state_t *state, const dqa_pool_params_t *params, uint16_t end, dqa_status_t *status);
 
 size_t dqa_concat_get_buffer_size(const dqa_tensor_info_t *a, const dqa_tensor_info_t *b,

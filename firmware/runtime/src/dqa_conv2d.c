@@ -7,14 +7,18 @@
  * columns and every weight tile is read once for both (dqa__mac_tile_2cols); a depthwise conv and a
  * lone last pixel of a row take the window's runs straight from the ring (dqa__mac_tile_runs).
  *
- * Scratch (4-byte aligned), in this order:
+ * Memory (each part 4-byte aligned): the window, which a row-streamed layer keeps between its calls
+ * (dqa_conv2d_get_state_size()),
+ *   int16 ring[R * C_in]                  input window ring, R = dqa__window_ring_pixels()
+ * and the work, which only lives within one call, so the layers of a segment share one
+ * (dqa_conv2d_get_work_size()), in this order:
  *   int32 acc[C_out']                     accumulators, then u in place (C_out' = C_out, with pairs
  *                                         rounded up to whole tiles: see accumulate_pair())
  *   int32 acc_pair[C_out']                the second pixel's (only with pairs)
  *   int16 columns[groups * 2 * K']        both windows per group (only with pairs, dqa__column_base(),
  *                                         K' = K = KH * KW * C_in / groups rounded up to even)
- *   int16 ring[R * C_in]                  input window ring, R = dqa__window_ring_pixels()
  *   int16 res[C_res]                      residual pixel (only with a residual)
+ * The whole-tensor dqa_conv2d() takes both in one scratch, the work first.
  */
 #include "dqa_internal.h"
 #include "dqa_mac.h"
@@ -59,11 +63,12 @@ static uint32_t column_values(const dqa_conv_params_t *p, uint32_t c_in)
     return k + (k & 1u);
 }
 
-/* Whether output pixels go in pairs: tiled weights and more than one output pixel. */
+/* Whether output pixels go in pairs: tiled weights, more than one output pixel, and not one_pixel. */
 static int conv_pairs_pixels(const dqa_conv_params_t *p, uint32_t c_in, const dqa_tensor_info_t *output)
 {
     uint32_t groups = conv_groups(p);
-    return !is_depthwise(c_in / groups, output->channels / groups) && (uint32_t)output->height * output->width > 1u;
+    return !p->one_pixel && !is_depthwise(c_in / groups, output->channels / groups) &&
+           (uint32_t)output->height * output->width > 1u;
 }
 
 /* Accumulators per pixel with pairs: up to the end of the last group's last whole tile, which
@@ -74,19 +79,29 @@ static uint32_t pair_acc_values(uint32_t c_out, uint32_t groups)
     return c_out - c_out_g + tiles_per_group(c_out_g) * DQA_MAC_ROWS;
 }
 
-size_t dqa_conv2d_get_buffer_size(const dqa_conv_params_t *params, const dqa_tensor_info_t *input,
-                                  const dqa_tensor_info_t *residual, const dqa_tensor_info_t *output)
+size_t dqa_conv2d_get_work_size(const dqa_conv_params_t *params, const dqa_tensor_info_t *input,
+                                const dqa_tensor_info_t *residual, const dqa_tensor_info_t *output)
 {
     size_t size = (size_t)output->channels * sizeof(int32_t);
     if (conv_pairs_pixels(params, input->channels, output)) {
         size = 2u * (size_t)pair_acc_values(output->channels, conv_groups(params)) * sizeof(int32_t);
         size += (size_t)conv_groups(params) * 2u * column_values(params, input->channels) * sizeof(int16_t);
     }
-    size += (size_t)conv_ring_pixels(params, input) * input->channels * sizeof(int16_t);
     if (residual != NULL) {
         size += (size_t)residual->channels * sizeof(int16_t);
     }
     return DQA_ALIGN4(size);
+}
+
+size_t dqa_conv2d_get_state_size(const dqa_conv_params_t *params, const dqa_tensor_info_t *input)
+{
+    return DQA_ALIGN4((size_t)conv_ring_pixels(params, input) * input->channels * sizeof(int16_t));
+}
+
+size_t dqa_conv2d_get_buffer_size(const dqa_conv_params_t *params, const dqa_tensor_info_t *input,
+                                  const dqa_tensor_info_t *residual, const dqa_tensor_info_t *output)
+{
+    return dqa_conv2d_get_work_size(params, input, residual, output) + dqa_conv2d_get_state_size(params, input);
 }
 
 size_t dqa_conv2d_weights_size(const dqa_conv_params_t *params, uint16_t in_channels, uint16_t out_channels)
@@ -289,38 +304,32 @@ static int32_t end_inside(int32_t start, int32_t step, int32_t size, int32_t tap
     return end < taps ? end : taps;
 }
 
-/* The scratch's parts (see the top of this file). */
+/* The work's parts (see the top of this file). */
 typedef struct {
     int32_t *acc, *acc_pair; /* acc_pair, columns: NULL without pairs */
-    int16_t *columns, *ring;
-} conv_scratch_t;
+    int16_t *columns, *res;
+} conv_work_t;
 
-static conv_scratch_t conv_scratch(void *scratch, int pairs, uint32_t c_out, uint32_t groups, uint32_t values)
+static conv_work_t conv_work(void *work, int pairs, uint32_t c_out, uint32_t groups, uint32_t values)
 {
-    conv_scratch_t s;
-    s.acc = (int32_t *)scratch;
+    conv_work_t s;
+    s.acc = (int32_t *)work;
     s.acc_pair = pairs ? s.acc + pair_acc_values(c_out, groups) : NULL;
     s.columns = pairs ? (int16_t *)(void *)(s.acc_pair + pair_acc_values(c_out, groups)) : NULL;
-    s.ring = pairs ? s.columns + (size_t)groups * 2u * values : (int16_t *)(void *)(s.acc + c_out);
+    s.res = pairs ? s.columns + (size_t)groups * 2u * values : (int16_t *)(void *)(s.acc + c_out);
     return s;
 }
 
 void dqa_conv2d_start(dqa_conv_state_t *state, const dqa_conv_params_t *params, const dqa_tensor_t *input,
-                      const dqa_tensor_t *residual, dqa_tensor_t *output, void *scratch)
+                      const dqa_tensor_t *residual, dqa_tensor_t *output, void *window, void *work)
 {
-    uint32_t c_in = input->info->channels, values = column_values(params, c_in);
-    int pairs = conv_pairs_pixels(params, c_in, output->info);
-    conv_scratch_t s = conv_scratch(scratch, pairs, output->info->channels, conv_groups(params), values);
-    if (pairs) { /* the pad value of an odd K: gathering never writes it */
-        memset(s.columns, 0, (size_t)conv_groups(params) * 2u * values * sizeof *s.columns);
-    }
-    dqa__window_init(&state->win, input, s.ring, conv_ring_pixels(params, input->info));
+    dqa__window_init(&state->win, input, (int16_t *)window, conv_ring_pixels(params, input->info));
     state->has_residual = residual != NULL;
     if (residual != NULL) {
         dqa_reader_init(&state->residual, residual);
     }
     dqa_writer_init(&state->writer, output);
-    state->scratch = scratch;
+    state->work = work;
     state->residual_pos = 0;
     state->row = 0;
 }
@@ -417,8 +426,7 @@ void dqa_conv2d_rows(dqa_conv_state_t *state, const dqa_conv_params_t *params, u
     uint32_t c_in = in->channels, c_out = out->channels;
     uint32_t groups = conv_groups(params), values = column_values(params, c_in);
     int pairs = conv_pairs_pixels(params, c_in, out);
-    conv_scratch_t s = conv_scratch(state->scratch, pairs, c_out, groups, values);
-    int16_t *res = s.ring + (size_t)state->win.ring_pixels * c_in;
+    conv_work_t s = conv_work(state->work, pairs, c_out, groups, values);
     int32_t oh, ow, w_out = out->width;
     conv_shape_t shape;
     conv_window_t g;
@@ -441,7 +449,7 @@ void dqa_conv2d_rows(dqa_conv_state_t *state, const dqa_conv_params_t *params, u
     g.c_in = c_in;
     g.c_in_g = shape.c_in_g;
     g.ring_pixels = state->win.ring_pixels;
-    g.ring = s.ring;
+    g.ring = state->win.ring;
     /* a kernel row's input pixels are consecutive in the ring and their channels in the weights
      * (a 1-channel "depthwise" conv, groups = 1, keeps its one-tap runs) */
     g.rows_contiguous = groups == 1u && g.dw == 1 && !is_depthwise(shape.c_in_g, shape.c_out_g);
@@ -454,6 +462,9 @@ void dqa_conv2d_rows(dqa_conv_state_t *state, const dqa_conv_params_t *params, u
     to_columns.acc = NULL;
     if (!dqa__rows_pending(&end, out->height, state->row)) {
         return; /* nothing new: a segment round in which this layer waits */
+    }
+    if (pairs) { /* the pad value of an odd K, which gathering never writes; the work is not kept between calls */
+        memset(s.columns, 0, (size_t)groups * 2u * values * sizeof *s.columns);
     }
 
     for (oh = state->row; oh < (int32_t)end; oh++) {
@@ -469,14 +480,14 @@ void dqa_conv2d_rows(dqa_conv_state_t *state, const dqa_conv_params_t *params, u
                     window_runs(&state->win, &g, oh, ow + (int32_t)j, &to_columns);
                 }
                 accumulate_pair(s.acc, s.acc_pair, &shape, s.columns, values);
-                finish_pixel(state, params, oh, ow, s.acc, res);
+                finish_pixel(state, params, oh, ow, s.acc, s.res);
                 ow++;
-                finish_pixel(state, params, oh, ow, s.acc_pair, res);
+                finish_pixel(state, params, oh, ow, s.acc_pair, s.res);
                 continue;
             }
             memset(s.acc, 0, c_out * sizeof *s.acc);
             window_runs(&state->win, &g, oh, ow, &to_acc);
-            finish_pixel(state, params, oh, ow, s.acc, res);
+            finish_pixel(state, params, oh, ow, s.acc, s.res);
         }
     }
     state->row = (uint16_t)end;
@@ -489,6 +500,7 @@ void dqa_conv2d(const dqa_conv_params_t *params, const dqa_tensor_t *input, cons
                 dqa_tensor_t *output, void *scratch, dqa_status_t *status)
 {
     dqa_conv_state_t state;
-    dqa_conv2d_start(&state, params, input, residual, output, scratch);
+    size_t work = dqa_conv2d_get_work_size(params, input->info, residual ? residual->info : NULL, output->info);
+    dqa_conv2d_start(&state, params, input, residual, output, (uint8_t *)scratch + work, scratch);
     dqa_conv2d_rows(&state, params, output->info->height, status);
 }

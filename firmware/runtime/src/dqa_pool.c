@@ -4,26 +4,51 @@
  * (sum or max) and how the result is stored (requantized, or the input's
  * quantization kept).
  *
- * Scratch (4-byte aligned): int32 acc[C], int16 ring[R * C] with
- * R = 1 for a single output position (global pooling: pixels are streamed),
- * else dqa__window_ring_pixels(H, W, KH, KW, 1, 1).
+ * Scratch (each part 4-byte aligned): the part a row-streamed layer keeps between its calls
+ * (dqa_pool_get_state_size()), then the work, needed only within one call (dqa_pool_get_work_size();
+ * the layers of a segment share one; the whole-tensor call takes the work first):
+ *   windowed pooling:                         int16 ring[R * C], R = dqa__window_ring_pixels(H, W, KH, KW, 1, 1);
+ *                                             work int32 acc[C]
+ *   a single output position (global pooling: int32 acc[C], the sums so far;
+ *   pixels are streamed)                      work int16 pixel[C]
  */
 #include "dqa_internal.h"
 
 uint32_t dqa__pool_ring_pixels(const dqa_pool_params_t *params, const dqa_tensor_info_t *input,
                                const dqa_tensor_info_t *output)
 {
-    if (output->height == 1u && output->width == 1u) {
+    if (output->height == 1u && output->width == 1u) { /* pool_is_single() */
         return 1u;
     }
     return dqa__window_ring_pixels(input->height, input->width, params->kernel_h, params->kernel_w, 1u, 1u);
 }
 
+static int pool_is_single(const dqa_tensor_info_t *output)
+{
+    return output->height == 1u && output->width == 1u;
+}
+
+size_t dqa_pool_get_state_size(const dqa_pool_params_t *params, const dqa_tensor_info_t *input,
+                               const dqa_tensor_info_t *output)
+{
+    if (pool_is_single(output)) {
+        return (size_t)output->channels * sizeof(int32_t);
+    }
+    return DQA_ALIGN4((size_t)dqa__pool_ring_pixels(params, input, output) * input->channels * sizeof(int16_t));
+}
+
+size_t dqa_pool_get_work_size(const dqa_tensor_info_t *input, const dqa_tensor_info_t *output)
+{
+    if (pool_is_single(output)) {
+        return DQA_ALIGN4((size_t)input->channels * sizeof(int16_t));
+    }
+    return (size_t)output->channels * sizeof(int32_t);
+}
+
 size_t dqa_pool_get_buffer_size(const dqa_pool_params_t *params, const dqa_tensor_info_t *input,
                                 const dqa_tensor_info_t *output)
 {
-    return DQA_ALIGN4((size_t)output->channels * sizeof(int32_t) +
-                      (size_t)dqa__pool_ring_pixels(params, input, output) * input->channels * sizeof(int16_t));
+    return dqa_pool_get_state_size(params, input, output) + dqa_pool_get_work_size(input, output);
 }
 
 static void pool_start(int32_t *acc, uint32_t c_n, int is_max)
@@ -70,16 +95,18 @@ static uint16_t pool_units(const dqa_tensor_info_t *in, const dqa_tensor_info_t 
 }
 
 void dqa_pool_start(dqa_pool_state_t *state, const dqa_pool_params_t *params, const dqa_tensor_t *input,
-                    dqa_tensor_t *output, void *scratch, int is_max)
+                    dqa_tensor_t *output, void *kept, void *work, int is_max)
 {
-    int32_t *acc = (int32_t *)scratch;
-    dqa__window_init(&state->win, input, (int16_t *)(void *)(acc + input->info->channels),
+    int single = pool_is_single(output->info);
+    dqa__window_init(&state->win, input, (int16_t *)(single ? work : kept),
                      dqa__pool_ring_pixels(params, input->info, output->info));
     dqa_writer_init(&state->writer, output);
-    state->scratch = scratch;
+    state->acc = (int32_t *)(single ? kept : work);
     state->row = 0;
     state->is_max = (uint8_t)(is_max != 0);
-    pool_start(acc, input->info->channels, is_max);
+    if (single) {
+        pool_start(state->acc, input->info->channels, is_max);
+    }
 }
 
 /* One output position over the whole input: take input rows [from, end) of the window as they come. */
@@ -108,9 +135,9 @@ void dqa_pool_rows(dqa_pool_state_t *state, const dqa_pool_params_t *params, uin
     int32_t kh_n = params->kernel_h, kw_n = params->kernel_w;
     int32_t sh = params->stride_h ? params->stride_h : 1, sw = params->stride_w ? params->stride_w : 1;
     int32_t h = in->height, w = in->width;
-    int single = out->height == 1u && out->width == 1u; /* dqa__pool_ring_pixels(): 1, streamed */
+    int single = pool_is_single(out); /* dqa__pool_ring_pixels(): 1, streamed */
     uint16_t units = pool_units(in, out);
-    int32_t *acc = (int32_t *)state->scratch;
+    int32_t *acc = state->acc;
     int32_t oh, ow;
 
     if (!dqa__rows_pending(&end, units, state->row)) {
@@ -149,6 +176,7 @@ void dqa__pool(const dqa_pool_params_t *params, const dqa_tensor_t *input, dqa_t
                dqa_status_t *status, int is_max)
 {
     dqa_pool_state_t state;
-    dqa_pool_start(&state, params, input, output, scratch, is_max);
+    size_t work = dqa_pool_get_work_size(input->info, output->info);
+    dqa_pool_start(&state, params, input, output, (uint8_t *)scratch + work, scratch, is_max);
     dqa_pool_rows(&state, params, pool_units(input->info, output->info), status);
 }
