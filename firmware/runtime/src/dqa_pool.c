@@ -4,28 +4,28 @@
  * (sum or max) and how the result is stored (requantized, or the input's
  * quantization kept).
  *
- * Scratch (each part 4-byte aligned): the part a row-streamed layer keeps between its calls
- * (dqa_pool_get_state_size()), then the work, needed only within one call (dqa_pool_get_work_size();
- * the layers of a segment share one; the whole-tensor call takes the work first):
- *   windowed pooling:                         int16 ring[R * C], R = dqa__window_ring_pixels(H, W, KH, KW, 1, 1);
- *                                             work int32 acc[C]
- *   a single output position (global pooling: int32 acc[C], the sums so far;
- *   pixels are streamed)                      work int16 pixel[C]
+ * Scratch (each part 4-byte aligned): the state a row-streamed layer keeps between its calls
+ * (dqa_pool_get_state_size()) and the work it needs only within one (dqa_pool_get_work_size(); the
+ * layers of a segment share one; the whole-tensor call takes the work first):
+ *   windowed pooling: state int16 ring[R * C], R = dqa__window_ring_pixels(H, W, KH, KW, 1, 1);
+ *                     work int32 acc[C], one output pixel's
+ *   a single output position (global pooling, its input pixels streamed):
+ *                     state int32 acc[C], the sums so far; work int16 pixel[C]
  */
 #include "dqa_internal.h"
-
-uint32_t dqa__pool_ring_pixels(const dqa_pool_params_t *params, const dqa_tensor_info_t *input,
-                               const dqa_tensor_info_t *output)
-{
-    if (output->height == 1u && output->width == 1u) { /* pool_is_single() */
-        return 1u;
-    }
-    return dqa__window_ring_pixels(input->height, input->width, params->kernel_h, params->kernel_w, 1u, 1u);
-}
 
 static int pool_is_single(const dqa_tensor_info_t *output)
 {
     return output->height == 1u && output->width == 1u;
+}
+
+uint32_t dqa__pool_ring_pixels(const dqa_pool_params_t *params, const dqa_tensor_info_t *input,
+                               const dqa_tensor_info_t *output)
+{
+    if (pool_is_single(output)) {
+        return 1u;
+    }
+    return dqa__window_ring_pixels(input->height, input->width, params->kernel_h, params->kernel_w, 1u, 1u);
 }
 
 size_t dqa_pool_get_state_size(const dqa_pool_params_t *params, const dqa_tensor_info_t *input,
