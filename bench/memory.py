@@ -12,7 +12,7 @@ The recommended ResNet-32 is `recommend`'s choice at the README's budget, 25,696
 all-8-bit layer arena), fitted under the layer schedule as the README's accuracy for it was measured:
 the same model, and so the same accuracy, whose arena the other schedules then lower. Its search
 (taylor rankings, candidates scored by KL divergence from FP32) runs on the bench's 200 calibration
-images instead of the CLI's 2,000 and 1,000 to keep the bench to minutes (about 8 of them on 2 cores),
+images instead of the CLI's 2,000 and 1,000 to keep the bench to minutes (about 5 of them on 2 cores),
 so its choice is printed, with its score on those images.
 
 The TFLite-exact int8 mode (issue 13, docs/spec_tflite.md 5.1): the MLPerf Tiny ResNet-8 int8 (CIFAR-10

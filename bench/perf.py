@@ -33,6 +33,8 @@ from __future__ import annotations
 
 import argparse
 import collections
+import contextlib
+import io
 import json
 import os
 import subprocess
@@ -174,7 +176,8 @@ def convert_int8(model, samples: np.ndarray, path: Path) -> Path:
     converter.representative_dataset = representative
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
     converter.inference_input_type = converter.inference_output_type = tf.int8
-    path.write_bytes(converter.convert())
+    with contextlib.redirect_stdout(io.StringIO()):  # the Keras export under it prints every variable it captures
+        path.write_bytes(converter.convert())
     return path
 
 
