@@ -137,6 +137,8 @@ def main(argv=None) -> int:
     p.add_argument("-o", "--output", default="memory_out")
     p.add_argument("--models", choices=("all", "dqa", "int8"), default="all")
     args = p.parse_args(argv)
+    if not 1 <= args.images <= 10:
+        p.error(f"--images {args.images}: give 1 to 10 (one test image per class)")
     calib_set = np.load(SHARED / "data" / "cifar10_calib.npz")
     calib, calib_labels = calib_set["x"][::25][:200], calib_set["y"][::25][:200]
     test = np.load(SHARED / "data" / "cifar10_test.npz")["x"][::500][:args.images]
