@@ -33,6 +33,8 @@ from __future__ import annotations
 
 import argparse
 import collections
+import contextlib
+import io
 import json
 import os
 import subprocess
@@ -157,7 +159,13 @@ def build_int8(network: str, path: Path) -> Path:
     tf.keras.utils.set_random_seed(SEED)
     model = BUILT_INT8[network](tf.keras)
     rng = np.random.default_rng(SEED)
-    samples = rng.uniform(-1, 1, (16,) + model.input_shape[1:]).astype(np.float32)
+    return convert_int8(model, rng.uniform(-1, 1, (16,) + model.input_shape[1:]).astype(np.float32), path)
+
+
+def convert_int8(model, samples: np.ndarray, path: Path) -> Path:
+    """A Keras model as a full-int8 .tflite at `path` (int8 input and output), quantized by TFLite's
+    post-training quantization with `samples` (float inputs without the batch axis) as its representative set."""
+    import tensorflow as tf
 
     def representative():
         for sample in samples:
@@ -168,7 +176,8 @@ def build_int8(network: str, path: Path) -> Path:
     converter.representative_dataset = representative
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
     converter.inference_input_type = converter.inference_output_type = tf.int8
-    path.write_bytes(converter.convert())
+    with contextlib.redirect_stdout(io.StringIO()):  # the Keras export under it prints every variable it captures
+        path.write_bytes(converter.convert())
     return path
 
 
