@@ -47,6 +47,7 @@ import numpy as np
 
 from dqa_mcu import api
 from dqa_mcu.codegen import dqa as codegen
+from dqa_mcu.codegen.planner import model_macs, node_macs
 from dqa_mcu.device import build as fw
 from dqa_mcu.frontends.tflite_import import load_tflite
 from dqa_mcu.quantize.calibrate import calibrate, load_images
@@ -105,19 +106,6 @@ COST_GROUPS = {
 OTHER = "other kernels"
 # firmware/harness/main.c, templates/model.c.j2
 LAYER_HOOK, COUNTER_READ, MODEL_RUN = b"print_layer", b"dqa_board_instructions", b"dqa_model_run"
-
-
-def node_macs(model, node) -> int:
-    """Multiply-accumulates of one conv2d or linear node (0 for any other op)."""
-    if node.op == "conv2d":
-        h, w, _ = model.tensors[node.output].shape
-        return h * w * node.arrays["weight"].size
-    return node.arrays["weight"].size if node.op == "linear" else 0
-
-
-def dqa_macs(model) -> int:
-    """Multiply-accumulates of a quantized model's convolutions and linear layers."""
-    return sum(node_macs(model, node) for node in model.nodes)
 
 
 def tflite_macs(graph) -> int:
@@ -231,7 +219,7 @@ def measure(networks: Networks, key: str, target: str, count: int, out: Path, wi
         model = networks.model(key)
         inputs = images
         plan = api.export_project(model, out, target, case.network, inputs, None, None, log=lambda *a: None)
-        arena, macs = plan.arena_bytes, dqa_macs(model)
+        arena, macs = plan.arena_bytes, model_macs(model)
     report = api.run_project(out, inputs, None, None, timeout=3600, log=lambda *a: None)
     if not report["bit_exact"]:
         raise SystemExit(f"{case.label} on {target}: the firmware does not match the reference")

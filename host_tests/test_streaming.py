@@ -204,17 +204,20 @@ def test_a_streamed_concat_and_nearest_upsampling_are_bit_exact(module, op, targ
 
 
 class WideHead(torch.nn.Module):
-    """conv -> a wide 1x1 conv -> GAP -> linear, MobileNetV2's tail: the wide conv's two-pixel work (a
-    second int32 accumulator per channel) is the arena's peak, so the planner runs it one pixel at a time."""
+    """conv -> stride-2 conv -> a wide 1x1 conv -> GAP -> linear, MobileNetV2's tail: the wide conv's
+    two-pixel work (a second int32 accumulator per channel) is the arena's peak, and the share of the
+    arena one pixel at a time saves (17 %) outweighs the share of the instructions it is estimated to
+    add (its 56 % of the MACs), so the planner runs it one pixel at a time."""
 
     def __init__(self):
         super().__init__()
-        self.stem = torch.nn.Conv2d(3, 8, 3, stride=2, padding=1)
-        self.wide = torch.nn.Conv2d(8, 320, 1)
+        self.stem = torch.nn.Conv2d(3, 16, 3, padding=1)
+        self.down = torch.nn.Conv2d(16, 16, 3, stride=2, padding=1)
+        self.wide = torch.nn.Conv2d(16, 320, 1)
         self.fc = torch.nn.Linear(320, 4)
 
     def forward(self, x):
-        x = torch.relu(self.wide(torch.relu(self.stem(x))))
+        x = torch.relu(self.wide(torch.relu(self.down(torch.relu(self.stem(x))))))
         return self.fc(torch.nn.functional.adaptive_avg_pool2d(x, 1).flatten(1))
 
 

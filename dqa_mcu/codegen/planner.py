@@ -529,24 +529,45 @@ def plan(model: QModel, schedule: str) -> MemoryPlan:
     return plan_segments(model, segments, schedule, one_pixel_convs(model, segments))
 
 
-ONE_PIXEL_MIN_GAIN = 0.01  # the share of the arena a conv run one pixel at a time must save (it runs slower)
+# One pixel at a time trades instructions for arena, one share for another. Instructions one output pixel
+# at a time costs per MAC over pairs (Cortex-M7: 0.42 on ResNet-8's conv2d_3/4, 0.58 on MobileNetV2's last
+# conv), and a DQA model's instructions per MAC (2.07 on ResNet-8 n=4; MobileNets run more, so a conv's
+# share of the instructions is overstated there and the choice errs towards speed).
+ONE_PIXEL_EXTRA_PER_MAC = 0.5
+INSTRUCTIONS_PER_MAC = 2.0
+
+
+def node_macs(model: QModel, node: QNode) -> int:
+    """Multiply-accumulates of one conv2d or linear node (0 for any other op)."""
+    if node.op == "conv2d":
+        h, w, _ = model.tensors[node.output].shape
+        return h * w * node.arrays["weight"].size
+    return node.arrays["weight"].size if node.op == "linear" else 0
+
+
+def model_macs(model: QModel) -> int:
+    """Multiply-accumulates of a quantized model's convolutions and linear layers."""
+    return sum(node_macs(model, node) for node in model.nodes)
 
 
 def one_pixel_convs(model: QModel, segments: list[Segment]) -> frozenset:
     """The convs to run one output pixel at a time. Pairs of pixels read each weight once for two
     (speed) but need a second accumulator per output channel and both windows' columns; where that
     work lies at the arena's peak (a wide last conv before global pooling), one pixel at a time lowers
-    the arena. Greedy, largest saving first, each kept only if the arena goes down by at least
-    ONE_PIXEL_MIN_GAIN of it."""
+    the arena. Greedy, largest saving first, each kept only if the arena's share it saves is at least
+    the share of the instructions it is estimated to add."""
     best = place(_blocks(model, segments)).arena_bytes
+    instructions = INSTRUCTIONS_PER_MAC * model_macs(model)
     saving = {n.name: work_bytes(n, model) - work_bytes(n, model, pairs=False)
               for n in model.nodes if pairs_pixels(n, model)}
+    added = {n.name: ONE_PIXEL_EXTRA_PER_MAC * node_macs(model, n) / instructions
+             for n in model.nodes if n.name in saving}
     chosen: frozenset = frozenset()
     for name in sorted(saving, key=lambda name: -saving[name]):
-        if saving[name] < ONE_PIXEL_MIN_GAIN * best:
-            break
+        if saving[name] < added[name] * best:
+            continue  # even all of its saving would not pay
         arena = place(_blocks(model, segments, chosen | {name})).arena_bytes
-        if arena <= (1 - ONE_PIXEL_MIN_GAIN) * best:
+        if best - arena >= added[name] * best:
             chosen, best = chosen | {name}, arena
     return chosen
 

@@ -463,7 +463,8 @@ void dqa_conv2d_rows(dqa_conv_state_t *state, const dqa_conv_params_t *params, u
     if (!dqa__rows_pending(&end, out->height, state->row)) {
         return; /* nothing new: a segment round in which this layer waits */
     }
-    if (pairs) { /* the pad value of an odd K, which gathering never writes; the work is not kept between calls */
+    if (pairs && values != shape.w_stride) { /* an odd K's pad, which gathering never writes (the work is not
+                                                * kept between calls) */
         memset(s.columns, 0, (size_t)groups * 2u * values * sizeof *s.columns);
     }
 
