@@ -1,7 +1,7 @@
 """Speed figures (QEMU, -icount shift=0) against TFLite Micro + CMSIS-NN and our own all-8-bit builds.
 
     python bench/perf.py [--cores cortex-m7 cortex-m4 cortex-m33 cortex-m55] [--cases r8-int8 r8-dqa4 ...]
-                         [--images 2] [--layers] [--breakdown] [--json FILE]
+                         [--images 2] [--schedule auto|layer|stream] [--layers] [--breakdown] [--json FILE]
 
 Exports, builds and runs (under QEMU, every output checked bit for bit against
 the reference) the MLPerf Tiny ResNet-8 int8 .tflite (TFLite-exact mode), the
@@ -47,7 +47,7 @@ import numpy as np
 
 from dqa_mcu import api
 from dqa_mcu.codegen import dqa as codegen
-from dqa_mcu.codegen.planner import model_macs, node_macs
+from dqa_mcu.codegen.planner import DEFAULT_SCHEDULE, SCHEDULES, model_macs, node_macs
 from dqa_mcu.device import build as fw
 from dqa_mcu.frontends.tflite_import import load_tflite
 from dqa_mcu.quantize.calibrate import calibrate, load_images
@@ -204,7 +204,8 @@ class Networks:
         return self._models[key]
 
 
-def measure(networks: Networks, key: str, target: str, count: int, out: Path, with_breakdown: bool) -> dict:
+def measure(networks: Networks, key: str, target: str, count: int, out: Path, with_breakdown: bool,
+            schedule: str) -> dict:
     """Export, build and run one case on one core; raises when the firmware is not bit-exact."""
     case = CASES[key]
     images = networks.images(count)
@@ -213,12 +214,14 @@ def measure(networks: Networks, key: str, target: str, count: int, out: Path, wi
         graph = load_tflite(path)
         inputs = (quantize_input(graph, images) if case.network == "resnet8" else
                   np.random.default_rng(SEED).integers(-128, 128, (count,) + graph.input.shape[1:]).astype(np.int8))
-        plan = api.export_s8_project(graph, out, target, str(path), inputs, None, None, log=lambda *a: None)
+        plan = api.export_s8_project(graph, out, target, str(path), inputs, None, None, log=lambda *a: None,
+                                     schedule=schedule)
         arena, macs = plan.memory.arena_bytes, tflite_macs(graph)
     else:
         model = networks.model(key)
         inputs = images
-        plan = api.export_project(model, out, target, case.network, inputs, None, None, log=lambda *a: None)
+        plan = api.export_project(model, out, target, case.network, inputs, None, None, log=lambda *a: None,
+                                  schedule=schedule)
         arena, macs = plan.arena_bytes, model_macs(model)
     report = api.run_project(out, inputs, None, None, timeout=3600, log=lambda *a: None)
     if not report["bit_exact"]:
@@ -333,6 +336,8 @@ def main():
                         help="ResNet-8 runs on each; ResNet-32 on the first")
     parser.add_argument("--cases", nargs="+", choices=list(CASES), default=DEFAULT_CASES)
     parser.add_argument("--images", type=int, default=2, help="test images run per configuration")
+    parser.add_argument("--schedule", choices=SCHEDULES, default=DEFAULT_SCHEDULE,
+                        help="the exports' schedule (row-streamed segments count all their layers at the first)")
     parser.add_argument("--layers", action="store_true", help="also print instructions per layer")
     parser.add_argument("--breakdown", action="store_true",
                         help="DQA cases: also instructions per layer by cost (MACs, unpacking, ...), minutes each")
@@ -344,7 +349,7 @@ def main():
         for key in args.cases:
             for target in args.cores if CASES[key].all_cores else args.cores[:1]:
                 rows.append(measure(networks, key, target, args.images, Path(tmp) / f"{key}-{target}",
-                                    args.breakdown))
+                                    args.breakdown, args.schedule))
     print_table(rows, args.images)
     if args.layers:
         print_layers(rows)
