@@ -68,13 +68,16 @@ static void next_multiplier(source_t *s, int32_t *multiplier, int32_t *shift)
     *shift = (int32_t)(next_byte(s) % 39u) - 31;
 }
 
-static int32_t *next_multipliers(source_t *s, uint32_t count, int32_t **shifts)
+/* Per channel multipliers, and their shifts as a convolution stores them (int8_t). */
+static int32_t *next_multipliers(source_t *s, uint32_t count, int8_t **shifts)
 {
     int32_t *m = fresh(sizeof(int32_t) * count);
     uint32_t i;
-    *shifts = fresh(sizeof(int32_t) * count);
+    *shifts = fresh(count);
     for (i = 0; i < count; i++) {
-        next_multiplier(s, &m[i], &(*shifts)[i]);
+        int32_t shift;
+        next_multiplier(s, &m[i], &shift);
+        (*shifts)[i] = (int8_t)shift;
     }
     return m;
 }
@@ -104,7 +107,7 @@ static void activation_range(source_t *s, int32_t *lo, int32_t *hi)
 
 /* A convolution's quantization and constant operands, read in this order: offsets, activation range,
  * `weight_bytes` of weights, int32 biases, multipliers and shifts. */
-static void next_conv_operands(source_t *s, dqa_conv_s8_params_t *p, size_t weight_bytes, int32_t **shift)
+static void next_conv_operands(source_t *s, dqa_conv_s8_params_t *p, size_t weight_bytes, int8_t **shift)
 {
     p->input_offset = -(int32_t)(int8_t)next_byte(s);
     p->output_offset = (int8_t)next_byte(s);
@@ -115,7 +118,7 @@ static void next_conv_operands(source_t *s, dqa_conv_s8_params_t *p, size_t weig
     p->shift = *shift;
 }
 
-static void free_conv_operands(dqa_conv_s8_params_t *p, int32_t *shift)
+static void free_conv_operands(dqa_conv_s8_params_t *p, int8_t *shift)
 {
     free((void *)p->weights);
     free((void *)p->bias);
@@ -172,7 +175,7 @@ static void check_conv_rows(source_t *s, const dqa_conv_s8_params_t *p, int dept
 static void fuzz_conv(source_t *s)
 {
     dqa_conv_s8_params_t p;
-    int32_t *shift;
+    int8_t *shift;
     uint16_t groups = next_dim(s, 4);
     int same = next_byte(s) & 1;
     int depthwise;
@@ -313,7 +316,10 @@ static void fuzz_add(source_t *s)
     next_multiplier(s, &p.output_multiplier, &p.output_shift);
     p.input1_shift = p.input1_shift > 0 ? -p.input1_shift : p.input1_shift; /* <= 0, as checked offline */
     p.input2_shift = p.input2_shift > 0 ? -p.input2_shift : p.input2_shift;
-    p.output_shift = p.output_shift > 0 ? -p.output_shift : p.output_shift;
+    p.output_shift = p.output_shift <= -2 ? p.output_shift : -3 - p.output_shift; /* <= -2, as checked offline */
+    if (next_byte(s) & 1u) { /* SUB: the second multiplier negated (spec 3.10) */
+        p.input2_multiplier = -p.input2_multiplier;
+    }
     activation_range(s, &p.act_min, &p.act_max);
     in1 = next_array(s, (size_t)b->out_h * b->out_w * b->out_c);
     output = fresh((size_t)b->out_h * b->out_w * b->out_c);
@@ -410,7 +416,7 @@ static void fuzz_pad_and_lookup(source_t *s)
 static void fuzz_transpose_conv(source_t *s)
 {
     dqa_conv_s8_params_t p;
-    int32_t *shift;
+    int8_t *shift;
     int8_t *input, *output;
     memset(&p, 0, sizeof p);
     p.in_h = next_dim(s, 8);

@@ -3,8 +3,8 @@ each output pixel's window widened to int16 into a scratch column and multiplies
 (dqa_mcu.codegen.dqa.tile_conv_weights); DEPTHWISE_CONV_2D has its own kernel. Bit-exact (np.array_equal) with
 reference.tflite and the LiteRT interpreter's reference kernels.
 
-* The fixed-point primitives in C (dqa_s8_internal.h: SRDHM as the 64-bit sum's bits 31..62, RDBPOT, MBQM)
-  against reference.tflite on edge and random values, under ASan + UBSan.
+* The fixed-point primitives in C (dqa_s8_internal.h: SRDHM as the 64-bit sum's bits 31..62, RDBPOT, MBQM, the
+  conv epilogue's one rounding) against reference.tflite on edge, random and near-tie values, under ASan + UBSan.
 * A Keras stack converted to full int8 whose convolutions reach every case the kernels treat apart: an odd
   and a 3-channel input (odd K, rows of 3 bytes), output channels that are not a multiple of the 4-row tile
   (1, 5, 7, 13), stride 2, dilation, SAME and VALID padding, 1x1, a
@@ -39,10 +39,13 @@ PRIMITIVES_DRIVER = r"""
 
 int main(void)
 {
-    long long a, b, s;
-    while (scanf("%lld %lld %lld", &a, &b, &s) == 3) {
-        printf("%ld %ld\n", (long)dqa__srdhm((int32_t)a, (int32_t)b),
-               (long)dqa__mbqm((int32_t)a, (int32_t)b, (int32_t)s));
+    long long a, b, s, z;
+    while (scanf("%lld %lld %lld %lld", &a, &b, &s, &z) == 4) {
+        /* the conv epilogue's multiplier is >= 0 */
+        const int8_t q = dqa__conv_output_s8((int32_t)a, 0, (int32_t)(b & INT32_MAX), (int32_t)s, (int32_t)z, -128, 127);
+        const int32_t right = s <= -2 ? dqa__mbqm_right((int32_t)a, (int32_t)(b & INT32_MAX), (int32_t)-s) : 0;
+        printf("%ld %ld %d %ld\n", (long)dqa__srdhm((int32_t)a, (int32_t)b),
+               (long)dqa__mbqm((int32_t)a, (int32_t)b, (int32_t)s), q, (long)right);
     }
     return 0;
 }
@@ -65,7 +68,17 @@ def test_fixed_point_primitives_in_c_equal_the_reference(tmp_path):
                         rng.integers(1 << 30, R.INT32_MAX, 4000, endpoint=True)])
     shift = rng.integers(-31, 8, a.size)
     shift[:len(edges) ** 2] = rng.integers(-31, 1, len(edges) ** 2)  # edges: RDBPOT at every right shift
-    lines = "".join(f"{x} {y} {s}\n" for x, y, s in zip(a, b, shift))
+    # x * M within 2 of a tie of the conv epilogue's rounding, with results inside int8: where one rounding of
+    # the 64-bit product (dqa__mbqm_right) and SRDHM's then RDBPOT's could part
+    tie_m = rng.integers(1 << 30, R.INT32_MAX, 4000, endpoint=True)
+    tie_shift = rng.integers(-31, 0, 4000)
+    ties = (2 * rng.integers(-100, 100, 4000) + 1) * (1 << (30 - tie_shift).astype(object)) // tie_m.astype(object)
+    ties = ties.astype(np.int64) + rng.integers(-2, 3, 4000)
+    keep = (ties >= R.INT32_MIN) & (ties <= R.INT32_MAX)
+    a, b, shift = (np.concatenate([v, w[keep]]) for v, w in ((a, ties), (b, tie_m), (shift, tie_shift)))
+    a, b, shift = (np.concatenate([v, w]) for v, w in zip((a, b, shift), _rounding_boundaries(rng)))
+    offset = rng.integers(-128, 128, a.size)
+    lines = "".join(f"{x} {y} {s} {z}\n" for x, y, s, z in zip(a, b, shift, offset))
     got = np.array([line.split() for line in subprocess.run([str(exe)], input=lines, capture_output=True,
                                                             text=True, check=True).stdout.splitlines()], np.int64)
     srdhm = [R.saturating_rounding_doubling_high_mul(int(x), int(y)) for x, y in zip(a, b)]
@@ -75,6 +88,31 @@ def test_fixed_point_primitives_in_c_equal_the_reference(tmp_path):
     mbqm = [int(R.multiply_by_quantized_multiplier(np.array([x]), int(y), int(s))[0])
             for x, y, s in zip(a[fits], b[fits], shift[fits])]
     assert fits.sum() > 4000 and np.array_equal(got[fits, 1], mbqm)
+    right = fits & (shift <= -2)
+    assert right.sum() > 4000 and np.array_equal(got[right, 3], [
+        int(R.multiply_by_quantized_multiplier(np.array([x]), int(y) & R.INT32_MAX, int(s))[0])
+        for x, y, s in zip(a[right], b[right], shift[right])])
+    epilogue = [int(np.clip(R.multiply_by_quantized_multiplier(np.array([x]), int(y) & R.INT32_MAX, int(s))[0] + z,
+                            -128, 127)) for x, y, s, z in zip(a[fits], b[fits], shift[fits], offset[fits])]
+    assert np.array_equal(got[fits, 2], epilogue)
+
+
+def _rounding_boundaries(rng, count: int = 3000):
+    """(x, M, shift) whose product x * M lies at, or one below, a step of the one-rounding MBQM: x * M + nudge
+    a multiple of 2^(31 + right), for either nudge (dqa__mbqm_right), right = 2..10. Random values hit those
+    residues almost never; x solves x * M = residue modulo 2^(31 + right) for an odd M (kept where it fits
+    int32)."""
+    xs, ms, shifts = [], [], []
+    while len(xs) < count:
+        right = int(rng.integers(2, 11))
+        modulus = 1 << (31 + right)
+        m = int(rng.integers(1 << 29, 1 << 30)) * 2 + 1  # odd, in [2^30, 2^31)
+        nudge = (1 << 30) + (1 << (30 + right)) - int(rng.integers(0, 2)) * (1 << 31)
+        x = (-nudge - int(rng.integers(0, 2))) * pow(m, -1, modulus) % modulus
+        x = x - modulus if x >= modulus // 2 else x
+        if R.INT32_MIN <= x <= R.INT32_MAX:
+            xs.append(x), ms.append(m), shifts.append(-right)
+    return np.array(xs, np.int64), np.array(ms, np.int64), np.array(shifts, np.int64)
 
 
 def conv_stack(tf, rng):

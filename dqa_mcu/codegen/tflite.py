@@ -428,7 +428,7 @@ class _Emitter:
                 ("bias", self.array(f"{ident}_bias", "int32_t", p["bias"], f"{ident}: int32 biases")),
                 ("multiplier", self.array(f"{ident}_multiplier", "int32_t", p["multiplier"],
                                           f"{ident}: per output channel multipliers (Q31)")),
-                ("shift", self.array(f"{ident}_shift", "int32_t", p["shift"],
+                ("shift", self.array(f"{ident}_shift", "int8_t", p["shift"],
                                      f"{ident}: per output channel shifts (> 0: left)"))]
             if tiled:
                 column = self.scratch(layer, f"dqa_conv2d_s8_get_buffer_size(&{ident}_params)")

@@ -417,6 +417,11 @@ def _check_op(op: TOp, tensors: list[TTensor], source: str) -> None:
         require(t(i).dtype == "int8", f"tensor {i} {t(i).name!r} is {t(i).dtype}; only int8 activations")
         require(t(i).scale is not None and t(i).scale.size == 1,
                 f"tensor {i} {t(i).name!r} needs one (per-tensor) scale and zero point")
+        # the kernels' integer ranges rest on these (docs/spec_tflite.md 1), as TFLite's own kernels do
+        require(np.isfinite(t(i).scale[0]) and t(i).scale[0] > 0, f"tensor {i} {t(i).name!r} has scale "
+                f"{float(t(i).scale[0])}; a positive finite scale expected")
+        require(-128 <= int(t(i).zero_point[0]) <= 127,
+                f"tensor {i} {t(i).name!r} has zero point {int(t(i).zero_point[0])}, outside int8")
     if op.op in ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "TRANSPOSE_CONV"):
         # TRANSPOSE_CONV's operands: output shape, weights, input, bias
         data_index, bias_index = (2, 3) if op.op == "TRANSPOSE_CONV" else (0, 2)
@@ -426,6 +431,8 @@ def _check_op(op: TOp, tensors: list[TTensor], source: str) -> None:
         require(w.dtype == "int8", f"weights are {w.dtype}; only int8")
         require(w.zero_point is not None and not np.any(w.zero_point),
                 "weights must be symmetric (zero point 0)")
+        require(w.scale is not None and np.all(np.isfinite(w.scale)) and np.all(w.scale >= 0),
+                "weight scales must be finite and not negative")
         if len(op.inputs) > bias_index and op.inputs[bias_index] >= 0:
             b = t(op.inputs[bias_index])
             require(b.is_const and b.dtype == "int32", f"bias is {b.dtype}; only an int32 constant")

@@ -53,7 +53,7 @@ typedef struct {
     const int8_t *weights;
     const int32_t *bias;       /* out_c */
     const int32_t *multiplier; /* out_c */
-    const int32_t *shift;      /* out_c */
+    const int8_t *shift;       /* out_c, each in [-31, 31] (checked offline) */
 } dqa_conv_s8_params_t;
 
 /* FULLY_CONNECTED, rescaled as round((double) acc * scale) (spec 3.3): in

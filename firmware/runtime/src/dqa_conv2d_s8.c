@@ -55,13 +55,14 @@ __attribute__((noinline)) static void requantize(const dqa_conv_s8_params_t *p, 
                                                  const int32_t *acc1, uint32_t count, uint32_t oc, uint32_t rows,
                                                  int8_t *const *pixel_out)
 {
-    const int32_t *bias = p->bias + oc, *multiplier = p->multiplier + oc, *shift = p->shift + oc;
+    const int32_t *bias = p->bias + oc, *multiplier = p->multiplier + oc;
+    const int8_t *shift = p->shift + oc;
     const int32_t output_offset = p->output_offset, act_min = p->act_min, act_max = p->act_max;
     /* a lone pixel's partner outputs go to its own place first, then its own overwrite them */
     int8_t *out = pixel_out[0] + oc, *out1 = pixel_out[count == 2u ? 1 : 0] + oc;
 #if DQA_CONV_TILE_ROWS /* MVE: the tile's rows as one vector, the same arithmetic lane by lane */
     const mve_pred16_t active = vctp32q(rows);
-    const int32x4_t shifts = vldrwq_z_s32(shift, active), zero = vdupq_n_s32(0);
+    const int32x4_t shifts = vldrbq_z_s32(shift, active), zero = vdupq_n_s32(0);
     const int32x4_t left = vmaxq_s32(shifts, zero), right = vmaxq_s32(vnegq_s32(shifts), zero);
     const int32x4_t biases = vldrwq_z_s32(bias, active), multipliers = vldrwq_z_s32(multiplier, active);
     for (uint32_t j = 0; j < count; ++j, acc0 = acc1, out = out1) {
@@ -101,7 +102,9 @@ void dqa_conv2d_s8_rows(const dqa_conv_s8_params_t *p, const dqa_rows_s8_t *inpu
     if (first_row >= end_row) {
         return;
     }
-    memset(columns, 0, 2u * k_even * sizeof *columns); /* those zeros, and defined values for a lone pixel's partner */
+    if ((k & 1u) || ((end - first_row * p->out_w) & 1u)) { /* those zeros; defined values for a lone pixel's partner */
+        memset(columns, 0, 2u * k_even * sizeof *columns);
+    }
     for (uint32_t i = first_row * p->out_w; i < end; i += 2u) {
         const uint32_t count = i + 1u < end ? 2u : 1u;
         int32_t top[2], left[2];

@@ -122,7 +122,8 @@ void dqa_depthwise_conv2d_s8_rows(const dqa_conv_s8_params_t *p, const dqa_rows_
     const uint32_t out_c = p->out_c, multiplier = p->out_c_per_group;
     const int32_t in_c = p->in_c, dilation_h = p->dilation_h;
     const int32_t output_offset = p->output_offset, act_min = p->act_min, act_max = p->act_max;
-    const int32_t *bias = p->bias, *mult = p->multiplier, *shift = p->shift;
+    const int32_t *bias = p->bias, *mult = p->multiplier;
+    const int8_t *shift = p->shift;
     const dqa_rows_s8_t in = *input, out_rows = *output;
     const int32_t in_place_step = dilation_h * (int32_t)in.row_bytes;
     dw_walk_t k = {0, 0, p->dilation_w * in_c, in_place_step, (int32_t)out_c, p->kernel_w * (int32_t)out_c,

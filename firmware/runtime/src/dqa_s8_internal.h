@@ -58,15 +58,30 @@ static inline int32_t dqa__mbqm(int32_t x, int32_t multiplier, int32_t shift)
     return dqa__rdbpot(dqa__srdhm((int32_t)((uint32_t)x << left), multiplier), shift > 0 ? 0 : -shift);
 }
 
+/* MBQM for a right shift of at least 2 (`right` = -shift) and a multiplier >= 0 (the importer checks every
+ * scale is positive): SRDHM's rounding and RDBPOT's compose into one of the 64-bit product (spec 2),
+ * floor((x * M + nudge) / 2^(31 + right)) with nudge = 2^30 + 2^(30 + right), less 2^31 for x < 0. The
+ * nudge's high word (2^(right - 2), less one for x < 0) and low word (2^30 or -2^30) start one SMLAL.
+ * |result| <= 2^29. */
+static inline int32_t dqa__mbqm_right(int32_t x, int32_t multiplier, int32_t right)
+{
+    const uint32_t negative = x < 0;
+    const uint32_t nudge_high = ((uint32_t)1 << (right - 2)) - negative;
+    const uint64_t nudge = ((uint64_t)nudge_high << 32) | (negative ? 0xC0000000u : 0x40000000u);
+    return (int32_t)((int64_t)(nudge + (uint64_t)((int64_t)x * multiplier)) >> 32) >> (right - 1);
+}
+
 /* A convolution's int8 output from its accumulator (spec 3.1's epilogue). The reference adds the offset
- * without bounds; a sum past int32 is saturated instead (no UB, found by fuzz_s8), which the clamp to
- * int8 then makes the same. */
+ * without bounds; after a left shift the sum may pass int32 and is saturated instead (no UB, found by
+ * fuzz_s8), which the clamp to int8 then makes the same. */
 static inline int8_t dqa__conv_output_s8(int32_t acc, int32_t bias, int32_t multiplier, int32_t shift,
                                          int32_t output_offset, int32_t act_min, int32_t act_max)
 {
-    const int32_t scaled = dqa__mbqm(dqa__wadd(acc, bias), multiplier, shift);
+    const int32_t x = dqa__wadd(acc, bias);
     int32_t v;
-    if (__builtin_add_overflow(scaled, output_offset, &v)) {
+    if (shift <= -2) { /* every conv of a usual model */
+        v = dqa__mbqm_right(x, multiplier, -shift) + output_offset;
+    } else if (__builtin_add_overflow(dqa__mbqm(x, multiplier, shift), output_offset, &v)) {
         v = output_offset < 0 ? INT32_MIN : INT32_MAX;
     }
     return (int8_t)dqa__clamp_s8(v, act_min, act_max);
