@@ -43,11 +43,20 @@ def test_a_whole_tensor_made_in_the_segment_is_read_only_once_complete():
     assert [a for _, a in steps[:7]] == [0] * 7 and steps[7] == [8, 1] and len(steps) == 15
 
 
-@pytest.mark.parametrize("rows, ctype", [(255, "uint8_t"), (256, "uint16_t")])
-def test_a_round_table_is_bytes_only_while_every_count_fits_in_one(rows, ctype):
-    stages = [conv3x3("x", "in", rows), conv3x3("a", "x", rows)]
-    steps, rings = simulate(stages, {"in": rows}, {"x"})
-    assert planner.Segment(1, 2, stages, steps, rings).table_ctype() == ctype
+@pytest.mark.parametrize("layers", [2, 8, 9, 17])
+def test_the_table_of_advances_holds_one_bit_per_layer_and_round_and_gives_back_the_counts(layers):
+    """The generated C keeps, per round, which layers do their next unit (bit k % 8 of byte k / 8); summed
+    over the rounds, the bits are the counts simulate() gives (what the kernels' rows calls see), however
+    many bytes a round takes. 300 rows: counts past one byte."""
+    stages = [conv3x3("x0", "in", 300)] + [conv3x3(f"x{k}", f"x{k - 1}", 300) for k in range(1, layers)]
+    steps, rings = simulate(stages, {"in": 300}, {f"x{k}" for k in range(layers - 1)})
+    seg = planner.Segment(1, layers, stages, steps, rings)
+    assert seg.advance_bytes() == (layers + 7) // 8
+    rows = [[int(b.strip(" {}u"), 16) for b in line.split(",") if b.strip(" {}")]
+            for line in seg.advance_table_c().splitlines()]
+    bits = np.array([[row[k // 8] >> (k % 8) & 1 for k in range(layers)] for row in rows])
+    assert all(len(row) == seg.advance_bytes() for row in rows)
+    assert np.array_equal(np.cumsum(bits, axis=0), steps)
 
 
 def test_a_pipeline_that_waits_on_itself_is_refused_in_one_line():

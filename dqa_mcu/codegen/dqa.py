@@ -303,12 +303,11 @@ def run_order(plan: MemoryPlan, layers: list[dict]) -> list[dict]:
             continue
         members = [by_index[k] for k in range(seg.first, seg.last + 1)]
         rings = ", ".join(f"{name} {rows}" for name, rows in seg.ring_rows.items()) or "none"
-        table = seg.table_c(seg.steps)
         comment = (f"layers {seg.first}..{seg.last} as a row pipeline "
                    f"({' -> '.join(m['name'] for m in members)}); ring rows: {rings}")
         steps.append({"layer": None, "segment": {"ident": segment_ident(seg), "layers": members,
-                                                 "rounds": len(seg.steps), "table": table, "ctype": seg.table_ctype(),
-                                                 "comment": comment}})
+                                                 "rounds": len(seg.steps), "table": seg.advance_table_c(),
+                                                 "bytes": seg.advance_bytes(), "comment": comment}})
         i = seg.last + 1
     return steps
 

@@ -298,13 +298,21 @@ class Segment:
         """The block of scratch its layers share: what each needs only within one call."""
         return f"segment_{self.first}_{self.last}/scratch"
 
-    def table_ctype(self) -> str:
-        """The C type of the generated table of rounds: bytes where every count fits (flash)."""
-        return "uint8_t" if max(max(row) for row in self.steps) <= 0xFF else "uint16_t"
+    def advance_bytes(self) -> int:
+        """Bytes per round of the generated table of advances: one bit per stage."""
+        return (len(self.stages) + 7) // 8
 
-    def table_c(self, rows: list[list[int]]) -> str:
-        """The initializer of a generated table of rounds (`rows`: the steps, with any row before them)."""
-        return ",\n".join("    {" + ", ".join(map(str, row)) + "}" for row in rows)
+    def advance_table_c(self) -> str:
+        """The initializer of the generated table of advances: per round, bit k % 8 of byte k / 8 set when
+        stage k does its next unit in that round (simulate lets each do at most one), in hexadecimal."""
+        rows, before = [], [0] * len(self.stages)
+        for after in self.steps:
+            advanced = [a - b for a, b in zip(after, before)]
+            assert set(advanced) <= {0, 1}, f"a stage did {max(advanced)} units in one round"
+            rows.append([sum(bit << (k % 8) for k, bit in enumerate(advanced) if k // 8 == byte)
+                         for byte in range(self.advance_bytes())])
+            before = after
+        return ",\n".join("    {" + ", ".join(f"0x{b:02x}u" for b in row) + "}" for row in rows)
 
     def describe(self) -> str:
         rings = ", ".join(f"{t} {r} rows" for t, r in self.ring_rows.items()) or "none"

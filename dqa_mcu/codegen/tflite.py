@@ -603,7 +603,8 @@ def _segments(g: TFLiteGraph, plan: S8Plan, emitter: _Emitter, layers: list[dict
         members = []
         if seg.stages[0].name == INPUT_STAGE:
             tensors.setdefault("input", g.inputs[0])
-            members.append({"name": INPUT_STAGE, "index": None, "rows_call": "dqa_model_input_rows(from[0], to[0]);",
+            members.append({"name": INPUT_STAGE, "index": None,
+                            "rows_call": "dqa_model_input_rows(done[0], done[0] + 1u);",
                             "comment": "the application's input rows (dqa_model_set_input())"})
         for k, op in enumerate(g.ops[seg.first:seg.last + 1], start=len(members)):
             rows_of = op.inputs[:1] + ([] if _is_global_pool(g, op) else op.inputs[1:2] * (op.op in ("ADD", "SUB"))
@@ -611,15 +612,14 @@ def _segments(g: TFLiteGraph, plan: S8Plan, emitter: _Emitter, layers: list[dict
             for t in rows_of:
                 tensors.setdefault(plan.storage[t], t)
             layer = layers[op.index]
-            layer["rows_call"] = emitter.rows_call(op, layer, f"from[{k}]", f"to[{k}]")
+            layer["rows_call"] = emitter.rows_call(op, layer, f"done[{k}]", f"done[{k}] + 1u")
             members.append(layer)
-        table = seg.table_c([[0] * len(members)] + seg.steps)  # row 0: before the first round
         comment = (f"ops {seg.first}..{seg.last} as one row pipeline ({' -> '.join(m['name'] for m in members)}); "
                    f"ring rows: " + (", ".join(f"{n} {r}" for n, r in seg.ring_rows.items()) or "none"))
         steps.append({"layer": None, "segment": {"ident": f"segment_{seg.first}_{seg.last}", "layers": members,
                                                  "ops": [m for m in members if m["index"] is not None],
-                                                 "rounds": len(seg.steps), "table": table, "ctype": seg.table_ctype(),
-                                                 "comment": comment}})
+                                                 "rounds": len(seg.steps), "table": seg.advance_table_c(),
+                                                 "bytes": seg.advance_bytes(), "comment": comment}})
         i = seg.last + 1
     descriptors = []
     for name, t in tensors.items():
