@@ -605,12 +605,13 @@ def _segments(g: TFLiteGraph, plan: S8Plan, emitter: _Emitter, layers: list[dict
             tensors.setdefault("input", g.inputs[0])
             members.append({"name": INPUT_STAGE, "index": None, "rows_call": "dqa_model_input_rows(from[0], to[0]);",
                             "comment": "the application's input rows (dqa_model_set_input())"})
-        for k, op in enumerate(g.ops[seg.first:seg.last + 1], start=len(members)):
+        for k, position in enumerate(range(seg.first, seg.last + 1), start=len(members)):
+            op = g.ops[position]
             rows_of = op.inputs[:1] + ([] if _is_global_pool(g, op) else op.inputs[1:2] * (op.op in ("ADD", "SUB"))
                                        + op.outputs[:1])  # a pool's one output pixel: a plain pointer
             for t in rows_of:
                 tensors.setdefault(plan.storage[t], t)
-            layer = layers[op.index]
+            layer = layers[position]  # not op.index: a folded PAD leaves its index out of g.ops
             layer["rows_call"] = emitter.rows_call(op, layer, f"from[{k}]", f"to[{k}]")
             members.append(layer)
         table = seg.table_c([[0] * len(members)] + seg.steps)  # row 0: before the first round
