@@ -15,9 +15,9 @@ from dqa_mcu.reference import tflite as R
 from conftest import int8_inputs, tflite_int8
 from test_backend import require_arm
 from test_streaming_s8 import _run
-from test_tflite import assert_bit_exact, tf  # noqa: F401
+from test_tflite import _repack, assert_bit_exact, tf  # noqa: F401
 
-PAD_OPS = {"PAD"}  # an unfolded PAD, bit-exact here on every tensor (test_tflite's coverage check)
+PAD_OPS = {"PAD"}  # an unfolded PAD, here bit-exact on every tensor and in C (the coverage checks)
 
 
 def _convert(tf, model, path, seed):  # noqa: F811
@@ -46,13 +46,19 @@ def models(tf, tmp_path_factory):  # noqa: F811
     x = L.Add()([L.DepthwiseConv2D(3, strides=2, padding="valid")(padded),
                  L.Conv2D(6, 3, strides=2, padding="valid")(padded)])
     two_readers = keras.Model(inp, L.Conv2D(3, 1, activation="relu")(x))
+    # a PAD feeding a PAD feeding a depthwise conv: both fold
+    inp = keras.Input(batch_shape=(1, 9, 9, 3))
+    x = L.ZeroPadding2D(((0, 1), (0, 1)))(L.Conv2D(4, 3, padding="same")(inp))
+    chain = keras.Model(inp, L.DepthwiseConv2D(3, strides=2)(
+        L.Lambda(lambda t: tf.pad(t, [[0, 0], [1, 0], [2, 0], [0, 0]]))(x)))
     # a channel pad: the PAD stays (the C backend refuses it); a constant other than zero: PADV2
     inp = keras.Input(batch_shape=(1, 8, 8, 3))
     channels = keras.Model(inp, L.Conv2D(4, 3)(L.Lambda(lambda t: tf.pad(t, [[0, 0], [1, 1], [1, 1], [0, 1]]))(inp)))
     padv2 = keras.Model(inp, L.Conv2D(4, 3)(L.Lambda(
         lambda t: tf.pad(t, [[0, 0], [1, 1], [1, 1], [0, 0]], constant_values=50.0))(inp)))
     return {name: _convert(tf, model, out / f"{name}.tflite", seed) for seed, (name, model) in enumerate(
-        (("folds", folds), ("two_readers", two_readers), ("channels", channels), ("padv2", padv2)))}
+        (("folds", folds), ("two_readers", two_readers), ("chain", chain), ("channels", channels),
+         ("padv2", padv2)))}
 
 
 def test_every_zero_padding_folds_into_its_convolution_exactly(models):
@@ -72,6 +78,13 @@ def test_a_fold_on_the_wrong_side_is_not_exact(models):
     x = int8_inputs(g, 20, 82)
     g.ops[0].options["padding"] = (1, 0, 1, 0)
     assert not np.array_equal(R.TFLiteReference(g).run(x), R.run_litert_interpreter(models["folds"], x))
+
+
+def test_a_chain_of_pads_folds_whole(models):
+    g = load_tflite(models["chain"])
+    assert [(op.op, op.options["padding"]) for op in g.ops] == [("CONV_2D", "SAME"),
+                                                                ("DEPTHWISE_CONV_2D", (0 + 1, 1 + 0, 0 + 2, 1 + 0))]
+    assert_bit_exact(models["chain"], int8_inputs(g, 100, 87))
 
 
 def test_folded_pads_no_longer_split_the_row_pipeline(models, monkeypatch):
@@ -129,3 +142,19 @@ def test_a_pad_with_another_constant_is_refused_in_one_line(models, tmp_path, ca
     assert cli.main(["export", str(models["padv2"]), "--target", "host", "--no-build", "-o", str(tmp_path / "o")]) == 2
     (line,) = capsys.readouterr().err.strip().splitlines()
     assert "padv2.tflite: unsupported operator PADV2 at index 0" in line and "Traceback" not in line
+
+
+def test_paddings_that_miss_the_output_shape_are_refused_in_one_line(models):
+    """A damaged file: the fold (and the PAD kernel) trust the paddings to give the output's shape."""
+    def widen_the_pad(model, s):
+        pad_code = next(i for i, oc in enumerate(model.operatorCodes)
+                        if max(oc.builtinCode, oc.deprecatedBuiltinCode) == s.BuiltinOperator.PAD)
+        (pad,) = [op for op in model.subgraphs[0].operators if op.opcodeIndex == pad_code]
+        paddings = model.buffers[model.subgraphs[0].tensors[pad.inputs[1]].buffer]
+        paddings.data = np.array([[0, 0], [0, 2], [1, 0], [0, 0]], np.int32).view(np.uint8).reshape(-1)
+
+    buf = _repack(models["two_readers"].read_bytes(), widen_the_pad)
+    with pytest.raises(tflite_import.UnsupportedTFLiteOpError,
+                       match=r"^two_readers\.tflite: operator PAD at index 1: paddings \[\[0, 0\], \[0, 2\], \[1, 0\], "
+                             r"\[0, 0\]\] do not take \[1, 11, 9, 6\] to the output's \[1, 12, 10, 6\]$"):
+        tflite_import.parse_tflite(buf, "two_readers.tflite")

@@ -356,10 +356,10 @@ def fold_pads(g: TFLiteGraph) -> None:
     for pad in [op for op in reversed(g.ops) if op.op == "PAD"]:  # from the last: a chain of PADs folds whole
         y = pad.outputs[0]
         readers = [op for op in g.ops if y in op.inputs]
-        paddings = g.tensors[pad.inputs[1]].data.astype(np.int64).reshape(-1, 2)
-        # (a conv has one activation operand, its input)
+        paddings = g.tensors[pad.inputs[1]].data.astype(np.int64)  # (4, 2) here: _check_op and a conv's NHWC input
+        # a conv reads its one activation operand as its input (the weights and bias are constants)
         if (y in g.outputs or len(readers) != 1 or readers[0].op not in _TAKES_PAD
-                or paddings.shape != (4, 2) or paddings[0].any() or paddings[3].any()):
+                or paddings[0].any() or paddings[3].any()):
             continue
         conv, x = readers[0], pad.inputs[0]
         (_, h, w, _), (_, kh, kw, _) = g.tensors[y].shape, g.tensors[conv.inputs[1]].shape
@@ -498,7 +498,11 @@ def _check_op(op: TOp, tensors: list[TTensor], source: str) -> None:
         x, y = t(op.inputs[0]), t(op.outputs[0])
         require(int(x.zero_point[0]) == int(y.zero_point[0]) and float(x.scale[0]) == float(y.scale[0]),
                 "input and output quantization differ")
-        require(np.all(t(op.inputs[1]).data >= 0), "negative paddings")
+        paddings = t(op.inputs[1]).data
+        require(np.all(paddings >= 0), "negative paddings")
+        require(paddings.shape == (len(x.shape), 2)
+                and [d + int(a) + int(b) for d, (a, b) in zip(x.shape, paddings)] == list(y.shape),
+                f"paddings {paddings.tolist()} do not take {list(x.shape)} to the output's {list(y.shape)}")
     elif op.op == "CONCATENATION":
         y = t(op.outputs[0])
         for i in op.inputs:
