@@ -31,7 +31,9 @@ def _convert(tf, model, path, seed):  # noqa: F811
 def models(tf, tmp_path_factory):  # noqa: F811
     keras, L = tf.keras, tf.keras.layers
     out = tmp_path_factory.mktemp("pad_fold")
-    # folds: every PAD feeds one convolution; odd sizes (15 x 13) so that stride 2 leaves a column and row over
+    # folds: every PAD feeds one convolution. 15 x 13 in: no PAD pads as SAME would (the converter fuses
+    # such a PAD into the conv itself); the windows of stride 2 read the bottom padding of the 2nd, 4th and
+    # 5th convs, the right padding of the 5th
     inp = keras.Input(batch_shape=(1, 15, 13, 3))
     x = L.Conv2D(8, 3, strides=2, padding="valid")(L.ZeroPadding2D(((0, 1), (0, 1)))(inp))
     x = L.DepthwiseConv2D(3, strides=2, padding="valid", activation="relu")(L.ZeroPadding2D(1)(x))
@@ -64,7 +66,7 @@ def models(tf, tmp_path_factory):  # noqa: F811
 def test_every_zero_padding_folds_into_its_convolution_exactly(models):
     g = load_tflite(models["folds"])
     assert "PAD" not in [op.op for op in g.ops]
-    # (top, bottom, left, right): the PAD's, plus SAME's own on the padded 5 x 4 input for the last conv
+    # (top, bottom, left, right): the PAD's, plus SAME's own on the padded 5 x 2 input for the last conv
     assert [op.options["padding"] for op in g.ops if op.op in ("CONV_2D", "DEPTHWISE_CONV_2D")] == [
         (0, 1, 0, 1), (1, 1, 1, 1), "VALID", (0, 1, 0, 1), (1 + 1, 2 + 1, 0 + 0, 1 + 1)]
     assert int(g.input.zero_point[0]) == -128  # the first PAD fills with the input's zero point
@@ -72,12 +74,16 @@ def test_every_zero_padding_folds_into_its_convolution_exactly(models):
 
 
 def test_a_fold_on_the_wrong_side_is_not_exact(models):
-    """The inputs above tell the sides apart: the first conv's padding mirrored (bottom/right -> top/left)
-    changes the output."""
-    g = load_tflite(models["folds"])
-    x = int8_inputs(g, 20, 82)
-    g.ops[0].options["padding"] = (1, 0, 1, 0)
-    assert not np.array_equal(R.TFLiteReference(g).run(x), R.run_litert_interpreter(models["folds"], x))
+    """The inputs above tell the sides apart: any asymmetric folded padding mirrored (top <-> bottom,
+    left <-> right) changes the output."""
+    litert = None
+    for position in (0, 3, 4):
+        g = load_tflite(models["folds"])
+        x = int8_inputs(g, 20, 82)
+        litert = R.run_litert_interpreter(models["folds"], x) if litert is None else litert
+        top, bottom, left, right = g.ops[position].options["padding"]
+        g.ops[position].options["padding"] = (bottom, top, right, left)
+        assert not np.array_equal(R.TFLiteReference(g).run(x), litert), position
 
 
 def test_a_chain_of_pads_folds_whole(models):
