@@ -606,12 +606,13 @@ def _segments(g: TFLiteGraph, plan: S8Plan, emitter: _Emitter, layers: list[dict
             members.append({"name": INPUT_STAGE, "index": None,
                             "rows_call": "dqa_model_input_rows(done[0], done[0] + 1u);",
                             "comment": "the application's input rows (dqa_model_set_input())"})
-        for k, op in enumerate(g.ops[seg.first:seg.last + 1], start=len(members)):
+        for k, position in enumerate(range(seg.first, seg.last + 1), start=len(members)):
+            op = g.ops[position]
             rows_of = op.inputs[:1] + ([] if _is_global_pool(g, op) else op.inputs[1:2] * (op.op in ("ADD", "SUB"))
                                        + op.outputs[:1])  # a pool's one output pixel: a plain pointer
             for t in rows_of:
                 tensors.setdefault(plan.storage[t], t)
-            layer = layers[op.index]
+            layer = layers[position]  # not op.index: a folded PAD leaves its index out of g.ops
             layer["rows_call"] = emitter.rows_call(op, layer, f"done[{k}]", f"done[{k}] + 1u")
             members.append(layer)
         comment = (f"ops {seg.first}..{seg.last} as one row pipeline ({' -> '.join(m['name'] for m in members)}); "

@@ -27,6 +27,10 @@ File-level problems raise ``TFLiteFormatError`` (a ``ValueError``) with one
 line naming the file: not a TFLite model, a truncated or corrupt flatbuffer,
 a dynamic shape (only the batch dimension may be dynamic), several subgraphs.
 
+An int8 graph comes back with each PAD that feeds only a convolution folded into the convolution's
+padding (``fold_pads``): its ``padding`` option is then ``(top, bottom, left, right)`` instead of
+``'SAME'`` / ``'VALID'``, and ``TOp.index`` stays the op's index in the file.
+
 Shapes keep TFLite's layout: activations NHWC with batch 1 in the file;
 conv weights OHWI, depthwise weights ``(1, KH, KW, C_out)``, fully connected
 weights ``(C_out, C_in)``.
@@ -43,8 +47,8 @@ import numpy as np
 from dqa_mcu import ir
 
 __all__ = ["TFLiteGraph", "TTensor", "TOp", "TFLiteFormatError", "UnsupportedTFLiteOpError",
-           "load_tflite", "parse_tflite", "layer_name", "refuse_activation_shapes", "moved_index", "SUPPORTED_OPS",
-           "FLOAT_OPS"]
+           "load_tflite", "parse_tflite", "fold_pads", "layer_name", "refuse_activation_shapes", "moved_index",
+           "SUPPORTED_OPS", "FLOAT_OPS"]
 
 SUPPORTED_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "ADD", "AVERAGE_POOL_2D",
                  "MAX_POOL_2D", "MEAN", "RESHAPE", "SOFTMAX", "PAD", "CONCATENATION", "SUB", "MUL",
@@ -333,7 +337,36 @@ def _convert(model, buf: bytes, s, fail, source: str) -> TFLiteGraph:
                                  if isinstance(model.description, bytes) else str(model.description or "")),
                     quantized=quantized)
     _check_graph(g, source)
+    if quantized:
+        fold_pads(g)
     return g
+
+
+# convolutions whose int8 kernels skip the taps outside their input: the same as reading the input zero point
+_TAKES_PAD = ("CONV_2D", "DEPTHWISE_CONV_2D")
+
+
+def fold_pads(g: TFLiteGraph) -> None:
+    """Fold (in place) each PAD whose one reader is a CONV_2D or DEPTHWISE_CONV_2D into that conv's padding,
+    which becomes explicit (top, bottom, left, right) (docs/spec_tflite.md 3.9). Exact in int8: the PAD fills
+    with z_y = z_x (the import checks both quantizations equal), and a skipped tap adds (z_x - z_x) * w = 0.
+    Why: a PAD has no row kernel, so it splits a row-streamed segment and keeps both its tensors whole.
+    A PAD of the batch or channel axes, one the graph outputs or anything else reads, stays."""
+    from dqa_mcu.reference.tflite import geometry  # the reference imports this module
+    for pad in [op for op in reversed(g.ops) if op.op == "PAD"]:  # from the last: a chain of PADs folds whole
+        y = pad.outputs[0]
+        readers = [op for op in g.ops if y in op.inputs]
+        paddings = g.tensors[pad.inputs[1]].data.astype(np.int64)  # (4, 2) here: _check_op and a conv's NHWC input
+        # a conv reads its one activation operand as its input (the weights and bias are constants)
+        if (y in g.outputs or len(readers) != 1 or readers[0].op not in _TAKES_PAD
+                or paddings[0].any() or paddings[3].any()):
+            continue
+        conv, x = readers[0], pad.inputs[0]
+        (_, h, w, _), (_, kh, kw, _) = g.tensors[y].shape, g.tensors[conv.inputs[1]].shape
+        _, _, own = geometry(conv.options["padding"], h, w, kh, kw, conv.options["stride"], conv.options["dilation"])
+        conv.options["padding"] = tuple(int(a + b) for a, b in zip(paddings[1:3].reshape(-1), own))
+        conv.inputs[0] = x
+        g.ops.remove(pad)
 
 
 def _options(opname: str, opt, oi: int, source: str) -> dict:
@@ -472,7 +505,11 @@ def _check_op(op: TOp, tensors: list[TTensor], source: str) -> None:
         x, y = t(op.inputs[0]), t(op.outputs[0])
         require(int(x.zero_point[0]) == int(y.zero_point[0]) and float(x.scale[0]) == float(y.scale[0]),
                 "input and output quantization differ")
-        require(np.all(t(op.inputs[1]).data >= 0), "negative paddings")
+        paddings = t(op.inputs[1]).data
+        require(np.all(paddings >= 0), "negative paddings")
+        require(paddings.shape == (len(x.shape), 2)
+                and [d + int(a) + int(b) for d, (a, b) in zip(x.shape, paddings)] == list(y.shape),
+                f"paddings {paddings.tolist()} do not take {list(x.shape)} to the output's {list(y.shape)}")
     elif op.op == "CONCATENATION":
         y = t(op.outputs[0])
         for i in op.inputs:

@@ -180,14 +180,16 @@ def tf_same_padding(size: int, kernel: int, stride: int, dilation: int = 1) -> t
     return out, total // 2, total - total // 2
 
 
-def geometry(padding: str, h: int, w: int, kh: int, kw: int, stride, dilation=(1, 1)):
-    """(OH, OW, (top, bottom, left, right)) for TFLite SAME / VALID padding."""
+def geometry(padding, h: int, w: int, kh: int, kw: int, stride, dilation=(1, 1)):
+    """(OH, OW, (top, bottom, left, right)) for TFLite SAME / VALID padding, or for an explicit
+    (top, bottom, left, right): a convolution that took a PAD's padding (tflite_import.fold_pads)."""
     if padding == "SAME":
         oh, pt, pb = tf_same_padding(h, kh, stride[0], dilation[0])
         ow, pl, pr = tf_same_padding(w, kw, stride[1], dilation[1])
         return oh, ow, (pt, pb, pl, pr)
+    pad = (0, 0, 0, 0) if padding == "VALID" else tuple(padding)
     eh, ew = (kh - 1) * dilation[0] + 1, (kw - 1) * dilation[1] + 1
-    return (h - eh) // stride[0] + 1, (w - ew) // stride[1] + 1, (0, 0, 0, 0)
+    return (h + pad[0] + pad[1] - eh) // stride[0] + 1, (w + pad[2] + pad[3] - ew) // stride[1] + 1, pad
 
 
 # --------------------------------------------------------------------------- softmax (gemmlowp fixed point)
@@ -582,7 +584,8 @@ class TFLiteReference:
         refuse_activation_shapes(graph, lambda shape: len(shape) >= 2 and shape[0] == 1,
                                  "activations must be [1, ...] (a batch of 1, then at least one axis)")
         self.graph = graph
-        self.params = [_prepare(graph, op) for op in graph.ops]
+        # by the op's index in the file, which a folded PAD leaves out of graph.ops
+        self.params = {op.index: _prepare(graph, op) for op in graph.ops}
 
     # ---- kernels
     def _conv(self, op: TOp, p: dict, x: np.ndarray) -> np.ndarray:
@@ -780,8 +783,8 @@ class TFLiteReference:
         for start in range(0, x_all.shape[0], batch_size):
             env: dict[int, np.ndarray] = dict(consts)
             env[g.inputs[0]] = x_all[start:start + batch_size].astype(np.int64)
-            for i, (op, p) in enumerate(zip(g.ops, self.params)):
-                y = self._run_op(op, p.values, env)
+            for i, op in enumerate(g.ops):
+                y = self._run_op(op, self.params[op.index].values, env)
                 env[op.outputs[0]] = y
                 if collect is not None:
                     collect(op.outputs[0], y.astype(np.int8))
