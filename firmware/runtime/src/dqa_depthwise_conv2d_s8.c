@@ -93,6 +93,11 @@ static inline void quad_acc(const int8_t *x, const int8_t *w, const dw_walk_t *k
             QUAD_TAP(x + x_step, w + w_step, offset2, a0, a1, a2, a3);
             QUAD_TAP(x + 2 * x_step, w + 2 * w_step, offset2, a0, a1, a2, a3);
         }
+    } else if (k->row_taps == 2) { /* a 3-wide window's first or last column: rows' taps unrolled too */
+        for (int32_t row = 0; row < k->rows; ++row, x += k->y_step, w += k->w_row) {
+            QUAD_TAP(x, w, offset2, a0, a1, a2, a3);
+            QUAD_TAP(x + x_step, w + w_step, offset2, a0, a1, a2, a3);
+        }
     } else {
         for (int32_t row = 0; row < k->rows; ++row, x += k->y_step, w += k->w_row) {
             for (int32_t kx = 0; kx < k->row_taps; ++kx) {
