@@ -5,8 +5,9 @@
 #include "dqa_s8_internal.h"
 
 /* Values k .. k + n - 1 of a column (dqa__column_base()) set to 0: padding taps (the zero point, which
- * TFLite skips). */
-static void zero_values(int16_t *column, uint32_t k, uint32_t n)
+ * TFLite skips). Out of line: one copy for gather_window's two call sites, whose loop then keeps more in
+ * registers (ResNet-8 int8 on Cortex-M7: 20.82 -> 20.77 M instructions, flash unchanged). */
+__attribute__((noinline)) static void zero_values(int16_t *column, uint32_t k, uint32_t n)
 {
     for (uint32_t end = k + n; k < end; ++k) {
         column[(k >> 1) * DQA_COLUMN_PAIR_STEP + (k & 1u)] = 0;
