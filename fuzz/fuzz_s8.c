@@ -316,7 +316,7 @@ static void fuzz_add(source_t *s)
     next_multiplier(s, &p.output_multiplier, &p.output_shift);
     p.input1_shift = p.input1_shift > 0 ? -p.input1_shift : p.input1_shift; /* <= 0, as checked offline */
     p.input2_shift = p.input2_shift > 0 ? -p.input2_shift : p.input2_shift;
-    p.output_shift = p.output_shift <= -2 ? p.output_shift : -3 - p.output_shift; /* <= -2, as checked offline */
+    p.output_shift = p.output_shift <= -1 ? p.output_shift : -1 - p.output_shift; /* <= -1, as checked offline */
     if (next_byte(s) & 1u) { /* SUB: the second multiplier negated (spec 3.10) */
         p.input2_multiplier = -p.input2_multiplier;
     }

@@ -43,7 +43,7 @@ int main(void)
     while (scanf("%lld %lld %lld %lld", &a, &b, &s, &z) == 4) {
         /* the conv epilogue's multiplier is >= 0 */
         const int8_t q = dqa__conv_output_s8((int32_t)a, 0, (int32_t)(b & INT32_MAX), (int32_t)s, (int32_t)z, -128, 127);
-        const int32_t right = s <= -2 ? dqa__mbqm_right((int32_t)a, (int32_t)(b & INT32_MAX), (int32_t)-s) : 0;
+        const int32_t right = s <= -1 ? dqa__mbqm_right((int32_t)a, (int32_t)(b & INT32_MAX), (int32_t)-s) : 0;
         printf("%ld %ld %d %ld\n", (long)dqa__srdhm((int32_t)a, (int32_t)b),
                (long)dqa__mbqm((int32_t)a, (int32_t)b, (int32_t)s), q, (long)right);
     }
@@ -88,7 +88,7 @@ def test_fixed_point_primitives_in_c_equal_the_reference(tmp_path):
     mbqm = [int(R.multiply_by_quantized_multiplier(np.array([x]), int(y), int(s))[0])
             for x, y, s in zip(a[fits], b[fits], shift[fits])]
     assert fits.sum() > 4000 and np.array_equal(got[fits, 1], mbqm)
-    right = fits & (shift <= -2)
+    right = fits & (shift <= -1)
     assert right.sum() > 4000 and np.array_equal(got[right, 3], [
         int(R.multiply_by_quantized_multiplier(np.array([x]), int(y) & R.INT32_MAX, int(s))[0])
         for x, y, s in zip(a[right], b[right], shift[right])])
@@ -99,12 +99,12 @@ def test_fixed_point_primitives_in_c_equal_the_reference(tmp_path):
 
 def _rounding_boundaries(rng, count: int = 3000):
     """(x, M, shift) whose product x * M lies at, or one below, a step of the one-rounding MBQM: x * M + nudge
-    a multiple of 2^(31 + right), for either nudge (dqa__mbqm_right), right = 2..10. Random values hit those
+    a multiple of 2^(31 + right), for either nudge (dqa__mbqm_right), right = 1..10. Random values hit those
     residues almost never; x solves x * M = residue modulo 2^(31 + right) for an odd M (kept where it fits
     int32)."""
     xs, ms, shifts = [], [], []
     while len(xs) < count:
-        right = int(rng.integers(2, 11))
+        right = int(rng.integers(1, 11))
         modulus = 1 << (31 + right)
         m = int(rng.integers(1 << 29, 1 << 30)) * 2 + 1  # odd, in [2^30, 2^31)
         nudge = (1 << 30) + (1 << (30 + right)) - int(rng.integers(0, 2)) * (1 << 31)

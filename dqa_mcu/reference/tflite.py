@@ -462,9 +462,9 @@ def _prepare(g: TFLiteGraph, op: TOp) -> OpParams:
         p["output_multiplier"], p["output_shift"] = quantize_multiplier(twice_max / (float(1 << left_shift) * sy))
         if max(p["input1_shift"], p["input2_shift"], p["output_shift"]) > 0:  # TFLite's Prepare refuses it too
             raise UnsupportedTFLiteOpError(f"{op.op} at index {op.index}: a rescaling factor >= 1")
-        if p["output_shift"] > -2:  # the C runtime's one rounding (spec 2) needs a right shift of 2 or more
-            raise UnsupportedTFLiteOpError(f"{op.op} at index {op.index}: an output scale more than 2^17 times "
-                                           f"finer than its inputs' (output rescale shift {p['output_shift']} > -2)")
+        if p["output_shift"] > -1:  # the C runtime's one rounding (spec 2) needs a right shift
+            raise UnsupportedTFLiteOpError(f"{op.op} at index {op.index}: an output scale 2^18 times finer than "
+                                           f"its inputs' or more (output rescale shift {p['output_shift']} > -1)")
         if op.op == "SUB":  # TFLite runs SUB as ADD with the second input's multiplier negated
             p["input2_multiplier"] = -p["input2_multiplier"]
         p["act_min"], p["act_max"] = activation_range(op.options["activation"], y.scale[0], int(y.zero_point[0]))

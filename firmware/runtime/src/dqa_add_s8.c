@@ -28,7 +28,7 @@ static void rescale_table(int32_t *table, int32_t offset, int32_t left_shift, in
     }
 }
 
-/* The output of a sum of rescaled values, with one rounding (spec 2): the output shift is -2 or less
+/* The output of a sum of rescaled values, with one rounding (spec 2): the output shift is -1 or less
  * (checked offline). */
 static inline int8_t add_output(int32_t sum, int32_t multiplier, int32_t shift, int32_t offset, int32_t act_min,
                                 int32_t act_max)

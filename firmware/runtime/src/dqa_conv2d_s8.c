@@ -79,8 +79,15 @@ __attribute__((noinline)) static void requantize(const dqa_conv_s8_params_t *p, 
 #else
     for (uint32_t r = 0; r < rows; ++r) {
         const int32_t b = bias[r], m = multiplier[r], sh = shift[r];
-        out1[r] = dqa__conv_output_s8(acc1[r], b, m, sh, output_offset, act_min, act_max);
-        out[r] = dqa__conv_output_s8(acc0[r], b, m, sh, output_offset, act_min, act_max); /* last: a lone pixel's */
+        if (dqa__is_right_shift(m, sh)) {
+            out1[r] = dqa__conv_output_right_s8(acc1[r], b, m, sh, output_offset, act_min, act_max);
+            out[r] = dqa__conv_output_right_s8(acc0[r], b, m, sh, output_offset, act_min, act_max); /* a lone one's */
+            continue;
+        }
+        for (uint32_t j = 2u; j-- > 0u;) { /* the rare channels: a loop, their longer code once in flash */
+            (j ? out1 : out)[r] = dqa__conv_output_s8((j ? acc1 : acc0)[r], b, m, sh, output_offset, act_min,
+                                                      act_max);
+        }
     }
 #endif
 }

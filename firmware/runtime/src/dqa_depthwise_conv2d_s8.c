@@ -168,14 +168,14 @@ void dqa_depthwise_conv2d_s8_rows(const dqa_conv_s8_params_t *p, const dqa_rows_
                 int32_t acc[DW_LANES];
                 quad_acc(window + oc, first_weights + oc, &k, acc);
                 for (uint32_t i = 0; i < DW_LANES; ++i) {
-                    *out++ = dqa__conv_output_s8(acc[i], bias[oc + i], mult[oc + i], shift[oc + i], output_offset,
-                                                 act_min, act_max);
+                    *out++ = dqa__conv_output_fast_s8(acc[i], bias[oc + i], mult[oc + i], shift[oc + i],
+                                                      output_offset, act_min, act_max);
                 }
             }
 #endif
             for (; oc < out_c; ++oc) {
-                *out++ = dqa__conv_output_s8(channel_acc(window + oc / multiplier, first_weights + oc, &k), bias[oc],
-                                             mult[oc], shift[oc], output_offset, act_min, act_max);
+                *out++ = dqa__conv_output_fast_s8(channel_acc(window + oc / multiplier, first_weights + oc, &k),
+                                                  bias[oc], mult[oc], shift[oc], output_offset, act_min, act_max);
             }
         }
     }

@@ -58,33 +58,54 @@ static inline int32_t dqa__mbqm(int32_t x, int32_t multiplier, int32_t shift)
     return dqa__rdbpot(dqa__srdhm((int32_t)((uint32_t)x << left), multiplier), shift > 0 ? 0 : -shift);
 }
 
-/* MBQM for a right shift of at least 2 (`right` = -shift) and a multiplier >= 0 (the importer checks every
- * scale is positive): SRDHM's rounding and RDBPOT's compose into one of the 64-bit product (spec 2),
- * floor((x * M + nudge) / 2^(31 + right)) with nudge = 2^30 + 2^(30 + right), less 2^31 for x < 0. The
- * nudge's high word (2^(right - 2), less one for x < 0) and low word (2^30 or -2^30) start one SMLAL.
- * |result| <= 2^29. */
+/* MBQM for a right shift (`right` = -shift, 1..31) and a multiplier >= 0 (the importer checks every scale
+ * is positive): SRDHM's rounding and RDBPOT's compose into one of the 64-bit product (spec 2),
+ * floor((x * M + 2^30 + 2^(30 + right) - [x < 0] 2^31) / 2^(31 + right)): the nudge is (2^(right - 1) -
+ * [x < 0]) * 2^31 + 2^30, one SMLAL onto it, and the quotient the high word shifted by right - 1.
+ * |result| <= 2^30. */
 static inline int32_t dqa__mbqm_right(int32_t x, int32_t multiplier, int32_t right)
 {
-    const uint32_t negative = x < 0;
-    const uint32_t nudge_high = ((uint32_t)1 << (right - 2)) - negative;
-    const uint64_t nudge = ((uint64_t)nudge_high << 32) | (negative ? 0xC0000000u : 0x40000000u);
-    return (int32_t)((int64_t)(nudge + (uint64_t)((int64_t)x * multiplier)) >> 32) >> (right - 1);
+    const int32_t half_less = (int32_t)(((uint32_t)1 << (right - 1)) - ((uint32_t)x >> 31));
+    const int64_t sum = (int64_t)x * multiplier + (int64_t)half_less * ((int64_t)1 << 31) + ((int64_t)1 << 30);
+    return (int32_t)(sum >> 32) >> (right - 1);
 }
 
-/* A convolution's int8 output from its accumulator (spec 3.1's epilogue). The reference adds the offset
- * without bounds; after a left shift the sum may pass int32 and is saturated instead (no UB, found by
- * fuzz_s8), which the clamp to int8 then makes the same. */
+/* Whether a channel's epilogue may take dqa__conv_output_right_s8: nearly every one of a usual model. */
+static inline int dqa__is_right_shift(int32_t multiplier, int32_t shift)
+{
+    return shift < 0 && multiplier >= 0;
+}
+
+/* A convolution's int8 output from its accumulator (spec 3.1's epilogue), for any shift. The reference
+ * adds the offset without bounds; after a left shift the sum may pass int32 and is saturated instead (no
+ * UB, found by fuzz_s8), which the clamp to int8 then makes the same. */
 static inline int8_t dqa__conv_output_s8(int32_t acc, int32_t bias, int32_t multiplier, int32_t shift,
                                          int32_t output_offset, int32_t act_min, int32_t act_max)
 {
-    const int32_t x = dqa__wadd(acc, bias);
     int32_t v;
-    if (shift <= -2) { /* every conv of a usual model */
-        v = dqa__mbqm_right(x, multiplier, -shift) + output_offset;
-    } else if (__builtin_add_overflow(dqa__mbqm(x, multiplier, shift), output_offset, &v)) {
+    if (__builtin_add_overflow(dqa__mbqm(dqa__wadd(acc, bias), multiplier, shift), output_offset, &v)) {
         v = output_offset < 0 ? INT32_MIN : INT32_MAX;
     }
     return (int8_t)dqa__clamp_s8(v, act_min, act_max);
+}
+
+/* dqa__conv_output_s8's value for a channel dqa__is_right_shift() accepts, with one rounding: |scaled| <=
+ * 2^30, and the output offset is int8, so the sum cannot overflow. */
+static inline int8_t dqa__conv_output_right_s8(int32_t acc, int32_t bias, int32_t multiplier, int32_t shift,
+                                               int32_t output_offset, int32_t act_min, int32_t act_max)
+{
+    const int32_t scaled = dqa__mbqm_right(dqa__wadd(acc, bias), multiplier, -shift);
+    return (int8_t)dqa__clamp_s8(scaled + output_offset, act_min, act_max);
+}
+
+/* dqa__conv_output_s8's value, through dqa__conv_output_right_s8 where the channel allows. */
+static inline int8_t dqa__conv_output_fast_s8(int32_t acc, int32_t bias, int32_t multiplier, int32_t shift,
+                                              int32_t output_offset, int32_t act_min, int32_t act_max)
+{
+    if (dqa__is_right_shift(multiplier, shift)) {
+        return dqa__conv_output_right_s8(acc, bias, multiplier, shift, output_offset, act_min, act_max);
+    }
+    return dqa__conv_output_s8(acc, bias, multiplier, shift, output_offset, act_min, act_max);
 }
 
 /* Values k .. k + n - 1 of a column for the MAC tiles (dqa_mac.h), which take int16: x[i] + offset (|.| <=
