@@ -346,13 +346,32 @@ def _convert(model, buf: bytes, s, fail, source: str) -> TFLiteGraph:
 _TAKES_PAD = ("CONV_2D", "DEPTHWISE_CONV_2D")
 
 
+def tf_same_padding(size: int, kernel: int, stride: int, dilation: int = 1) -> tuple[int, int, int]:
+    """(output size, pad before, pad after) of TF 'SAME' padding (the extra pixel goes after)."""
+    eff = (kernel - 1) * dilation + 1
+    out = (size + stride - 1) // stride
+    total = max((out - 1) * stride + eff - size, 0)
+    return out, total // 2, total - total // 2
+
+
+def geometry(padding, h: int, w: int, kh: int, kw: int, stride, dilation=(1, 1)):
+    """(OH, OW, (top, bottom, left, right)) for TFLite SAME / VALID padding, or for an explicit
+    (top, bottom, left, right): a convolution that took a PAD's padding (fold_pads)."""
+    if padding == "SAME":
+        oh, pt, pb = tf_same_padding(h, kh, stride[0], dilation[0])
+        ow, pl, pr = tf_same_padding(w, kw, stride[1], dilation[1])
+        return oh, ow, (pt, pb, pl, pr)
+    pad = (0, 0, 0, 0) if padding == "VALID" else tuple(padding)
+    eh, ew = (kh - 1) * dilation[0] + 1, (kw - 1) * dilation[1] + 1
+    return (h + pad[0] + pad[1] - eh) // stride[0] + 1, (w + pad[2] + pad[3] - ew) // stride[1] + 1, pad
+
+
 def fold_pads(g: TFLiteGraph) -> None:
     """Fold (in place) each PAD whose one reader is a CONV_2D or DEPTHWISE_CONV_2D into that conv's padding,
     which becomes explicit (top, bottom, left, right) (docs/spec_tflite.md 3.9). Exact in int8: the PAD fills
     with z_y = z_x (the import checks both quantizations equal), and a skipped tap adds (z_x - z_x) * w = 0.
     Why: a PAD has no row kernel, so it splits a row-streamed segment and keeps both its tensors whole.
     A PAD of the batch or channel axes, one the graph outputs or anything else reads, stays."""
-    from dqa_mcu.reference.tflite import geometry  # the reference imports this module
     for pad in [op for op in reversed(g.ops) if op.op == "PAD"]:  # from the last: a chain of PADs folds whole
         y = pad.outputs[0]
         readers = [op for op in g.ops if y in op.inputs]

@@ -44,8 +44,8 @@ from typing import Callable
 
 import numpy as np
 
-from dqa_mcu.frontends.tflite_import import (TFLiteGraph, TOp, UnsupportedTFLiteOpError, load_tflite,
-                                             refuse_activation_shapes)
+from dqa_mcu.frontends.tflite_import import (TFLiteGraph, TOp, UnsupportedTFLiteOpError, geometry, load_tflite,
+                                             refuse_activation_shapes, tf_same_padding)
 from dqa_mcu.npconv import conv2d, windows
 
 __all__ = ["TFLiteReference", "run_tflite_reference", "run_litert_interpreter",
@@ -170,26 +170,6 @@ def activation_range(act: str, scale, zero_point: int) -> tuple[int, int]:
     elif act != "NONE":
         raise ValueError(f"unknown fused activation {act!r}")
     return lo, hi
-
-
-def tf_same_padding(size: int, kernel: int, stride: int, dilation: int = 1) -> tuple[int, int, int]:
-    """(output size, pad before, pad after) of TF 'SAME' padding (the extra pixel goes after)."""
-    eff = (kernel - 1) * dilation + 1
-    out = (size + stride - 1) // stride
-    total = max((out - 1) * stride + eff - size, 0)
-    return out, total // 2, total - total // 2
-
-
-def geometry(padding, h: int, w: int, kh: int, kw: int, stride, dilation=(1, 1)):
-    """(OH, OW, (top, bottom, left, right)) for TFLite SAME / VALID padding, or for an explicit
-    (top, bottom, left, right): a convolution that took a PAD's padding (tflite_import.fold_pads)."""
-    if padding == "SAME":
-        oh, pt, pb = tf_same_padding(h, kh, stride[0], dilation[0])
-        ow, pl, pr = tf_same_padding(w, kw, stride[1], dilation[1])
-        return oh, ow, (pt, pb, pl, pr)
-    pad = (0, 0, 0, 0) if padding == "VALID" else tuple(padding)
-    eh, ew = (kh - 1) * dilation[0] + 1, (kw - 1) * dilation[1] + 1
-    return (h + pad[0] + pad[1] - eh) // stride[0] + 1, (w + pad[2] + pad[3] - ew) // stride[1] + 1, pad
 
 
 # --------------------------------------------------------------------------- softmax (gemmlowp fixed point)
