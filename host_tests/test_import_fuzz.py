@@ -35,6 +35,8 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
 from dqa_mcu import api
+from dqa_mcu.frontends.tflite_import import UnsupportedTFLiteOpError
+from dqa_mcu.reference.tflite import TFLiteReference
 
 from conftest import shared_file
 
@@ -332,6 +334,28 @@ def _wrapped(value, flags):
 def _tflite_cases(name: str):
     data = shared_file(f"models/{name}").read_bytes()
     return data, _schema().ModelT.InitFromPackedBuf(data, 0), _structure_positions(data), _vector_fields(data)
+
+
+# ResNet-8 int8: tensor 22 is the first conv's output (and the first ADD's input), 8 its weights, 25 the ADD's
+# output; each edit breaks a range the C kernels rest on (docs/spec_tflite.md 1, 2, 3.4)
+RANGE_EDITS = [
+    (("scale", 22, [-1.0], [-128]), "has scale -1.0; a positive finite scale expected"),
+    (("scale", 22, [float("nan")], [-128]), "has scale nan; a positive finite scale expected"),
+    (("scale", 22, [0.05], [300]), "has zero point 300, outside int8"),
+    (("scale", 8, [-0.01] * 16, [0] * 16), "weight scales must be finite and not negative"),
+    (("scale", 22, [1e-15], [-128]), "CONV_2D at index 0: a rescaling factor of 2^31 or more"),
+    (("scale", 25, [2.65e-7], [-128]), "ADD at index 3: an output scale 2^18 times finer than its inputs'"),  # shift 0
+]
+
+
+@pytest.mark.parametrize("edit, message", RANGE_EDITS)
+def test_a_scale_or_zero_point_the_kernels_cannot_take_is_refused_in_one_line(edit, message, folder):
+    _, model, _, _ = _tflite_cases(INT8_MODELS[0])
+    path = folder / "range_edit.tflite"
+    path.write_bytes(rewrite_tflite(model, [edit]))
+    with pytest.raises(UnsupportedTFLiteOpError) as raised:
+        TFLiteReference(load_int8(path))  # the import's checks, then the reference's (what export runs)
+    assert message in str(raised.value) and "\n" not in str(raised.value)
 
 
 @pytest.mark.parametrize("name", INT8_MODELS)
