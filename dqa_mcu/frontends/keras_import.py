@@ -49,6 +49,7 @@ from pathlib import Path
 import numpy as np
 
 from dqa_mcu import ir
+from dqa_mcu.frontends.tflite_import import tf_same_padding
 from dqa_mcu.ir import TABLE_FUNCTIONS
 from dqa_mcu.npconv import out_size
 
@@ -115,10 +116,8 @@ def _pair(v) -> tuple[int, int]:
 
 
 def tf_same_pads(size: int, kernel: int, stride: int, dilation: int = 1) -> tuple[int, int]:
-    eff = (kernel - 1) * dilation + 1
-    out = -(-size // stride)
-    total = max((out - 1) * stride + eff - size, 0)
-    return total // 2, total - total // 2
+    """(before, after) of TF 'SAME' padding."""
+    return tf_same_padding(size, kernel, stride, dilation)[1:]
 
 
 def _history(arg) -> list[tuple[str, int, int]]:
