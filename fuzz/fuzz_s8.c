@@ -112,10 +112,17 @@ static void next_conv_operands(source_t *s, dqa_conv_s8_params_t *p, size_t weig
     p->input_offset = -(int32_t)(int8_t)next_byte(s);
     p->output_offset = (int8_t)next_byte(s);
     activation_range(s, &p->act_min, &p->act_max);
+    if (next_byte(s) & 1u) { /* the usual top, which the folded epilogue needs */
+        p->act_max = 127;
+    }
     p->weights = next_array(s, weight_bytes);
     p->bias = next_array(s, sizeof(int32_t) * p->out_c);
     p->multiplier = next_multipliers(s, p->out_c, shift);
     p->shift = *shift;
+    p->folded_epilogue = p->act_max == 127; /* as the code generator sets it */
+    for (uint32_t c = 0; c < p->out_c; c++) {
+        p->folded_epilogue &= (uint8_t)((*shift)[c] < 0 && (*shift)[c] >= DQA_FOLDED_MIN_SHIFT);
+    }
 }
 
 static void free_conv_operands(dqa_conv_s8_params_t *p, int8_t *shift)

@@ -9,8 +9,8 @@ reference.tflite and the LiteRT interpreter's reference kernels.
   and a 3-channel input (odd K, rows of 3 bytes), output channels that are not a multiple of the 4-row tile
   (1, 5, 7, 13), stride 2, dilation, SAME and VALID padding, 1x1, a
   non-square kernel, groups, depthwise with a depth multiplier, with stride 2 and of 13 channels (the DSP
-  loop's quads of channels and a rest), and FULLY_CONNECTED of odd
-  depth and of one input and output; on the host under ASan + UBSan and (slow) under QEMU on every core,
+  loop's quads of channels and a rest), layers wider than one epilogue call with left and right shifts
+  mixed, and FULLY_CONNECTED of odd depth and of one input and output; on the host under ASan + UBSan and (slow) under QEMU on every core,
   there with the MLPerf Tiny ResNet-8 too.
 """
 from __future__ import annotations
@@ -24,6 +24,7 @@ import pytest
 import runtime_vectors as rv
 from conftest import int8_inputs, shared_file, tflite_int8
 from dqa_mcu import api
+from dqa_mcu.codegen.tflite import FOLDED_MIN_SHIFT
 from dqa_mcu.frontends.tflite_import import load_tflite
 from dqa_mcu.reference import tflite as R
 from test_tflite import _repack, tf  # noqa: F401  (tf is a fixture)
@@ -44,8 +45,11 @@ int main(void)
         /* the conv epilogue's multiplier is >= 0 */
         const int8_t q = dqa__conv_output_s8((int32_t)a, 0, (int32_t)(b & INT32_MAX), (int32_t)s, (int32_t)z, -128, 127);
         const int32_t right = s <= -1 ? dqa__mbqm_right((int32_t)a, (int32_t)(b & INT32_MAX), (int32_t)-s) : 0;
-        printf("%ld %ld %d %ld\n", (long)dqa__srdhm((int32_t)a, (int32_t)b),
-               (long)dqa__mbqm((int32_t)a, (int32_t)b, (int32_t)s), q, (long)right);
+        const int8_t folded = s <= -1 && s >= DQA_FOLDED_MIN_SHIFT ?
+            dqa__conv_output_folded_s8((int32_t)a, 0, (int32_t)(b & INT32_MAX),
+                                       dqa__folded_base((int32_t)z, (int32_t)-s), (int32_t)-s, -128) : 0;
+        printf("%ld %ld %d %ld %d\n", (long)dqa__srdhm((int32_t)a, (int32_t)b),
+               (long)dqa__mbqm((int32_t)a, (int32_t)b, (int32_t)s), q, (long)right, folded);
     }
     return 0;
 }
@@ -95,6 +99,9 @@ def test_fixed_point_primitives_in_c_equal_the_reference(tmp_path):
     epilogue = [int(np.clip(R.multiply_by_quantized_multiplier(np.array([x]), int(y) & R.INT32_MAX, int(s))[0] + z,
                             -128, 127)) for x, y, s, z in zip(a[fits], b[fits], shift[fits], offset[fits])]
     assert np.array_equal(got[fits, 2], epilogue)
+    folded = (shift <= -1) & (shift >= FOLDED_MIN_SHIFT)  # the offset in the nudge (dqa__conv_output_folded_s8)
+    assert f"#define DQA_FOLDED_MIN_SHIFT ({FOLDED_MIN_SHIFT})" in (rv.RUNTIME / "include/dqa_runtime_s8.h").read_text()
+    assert folded.sum() > 4000 and np.array_equal(got[folded, 4], got[folded, 2])
 
 
 def _rounding_boundaries(rng, count: int = 3000):
@@ -116,7 +123,8 @@ def _rounding_boundaries(rng, count: int = 3000):
 
 
 def conv_stack(tf, rng):
-    """Every case of the conv kernels (11x9x5 in, 7 classes out), an RGB stem and the smallest FC layers."""
+    """Every case of the conv kernels (11x9x5 in, 7 classes out), an RGB stem, the smallest FC layers, and
+    layers wider than one epilogue call (DQA_REQUANTIZE_CHANNELS, 32), whose shifts _left_shifts mixes."""
     keras, L = tf.keras, tf.keras.layers
     inp = keras.Input(batch_shape=(1, 11, 9, 5))  # a fixed batch: Flatten is a constant RESHAPE
     x = L.Conv2D(7, 3, padding="same", activation="relu")(inp)                 # odd K (45), 7 = 4 + 3 rows
@@ -133,7 +141,23 @@ def conv_stack(tf, rng):
     stem = keras.Model(rgb, L.Conv2D(6, 3, strides=2, padding="same")(rgb))
     scalar = keras.Input(batch_shape=(1, 1))                                   # FC 1 -> 1 (one tile), 1 -> 3
     tiny = keras.Model(scalar, L.Dense(3)(L.Dense(1, activation="relu")(scalar)))
-    return [_with_random_biases(m, rng) for m in (keras.Model(inp, y), stem, tiny)]
+    wide = keras.Input(batch_shape=(1, 4, 5, 3))                               # more channels than one epilogue call
+    w = L.Conv2D(37, 3, padding="same", activation="relu")(wide)               # 32 + 5: a call of 9 tiles' 5 rows
+    w = L.DepthwiseConv2D(3, padding="same")(w)                                # 37: 32 + a quad + 1; 5 wide: a lone pixel
+    w = L.DepthwiseConv2D(3, padding="same", depth_multiplier=2)(w)            # 74 = 2 x 32 + 10
+    w = L.Conv2D(70, 1, groups=2)(w)                                           # groups of 35 = 32 + 3 outputs
+    return [_with_random_biases(m, rng) for m in (keras.Model(inp, y), stem, tiny, keras.Model(wide, w))]
+
+
+def _left_shifts(model, s) -> None:
+    """Some channels of each convolution rescaled by a left shift (a right shift for the rest), as the
+    conv epilogue's rare form: every output scale set to 2 s_in s_w of its median channel, whose rescale is 1/2."""
+    codes = [max(c.builtinCode, c.deprecatedBuiltinCode) for c in model.operatorCodes]
+    tensors = model.subgraphs[0].tensors
+    for op in model.subgraphs[0].operators:
+        if codes[op.opcodeIndex] in (s.BuiltinOperator.CONV_2D, s.BuiltinOperator.DEPTHWISE_CONV_2D):
+            x, w, y = (tensors[i].quantization for i in (op.inputs[0], op.inputs[1], op.outputs[0]))
+            y.scale = np.array([2 * x.scale[0] * np.median(w.scale)], np.float32)
 
 
 DILATIONS = [(2, 2), (1, 2), (3, 1)]
@@ -157,11 +181,12 @@ def conv_models(tf, tmp_path_factory):  # noqa: F811
     rng = np.random.default_rng(21)
     work = tmp_path_factory.mktemp("conv_s8")
     paths = []
-    for i, model in enumerate(conv_stack(tf, rng)):
+    models = conv_stack(tf, rng)
+    for i, model in enumerate(models):
         path = work / f"convs{i}.tflite"
         shape = model.input_shape[1:]
         path.write_bytes(_repack(tflite_int8(tf, model, rng.normal(0, 1, (32,) + shape).astype(np.float32)),
-                                 _dilate))
+                                 _left_shifts if i == len(models) - 1 else _dilate))
         paths.append(path)
     return paths
 
@@ -179,6 +204,9 @@ def test_the_stack_reaches_every_kernel_case(conv_models):
     assert {s[1][0] % 4 for s in shapes if s[0] == "CONV_2D"} >= {0, 1, 3}
     assert any(s[2] == (2, 2) for s in shapes) and {s[3] for s in shapes} >= {(1, 1), *DILATIONS}
     assert sum(op.op == "FULLY_CONNECTED" for op in g.ops) == 2
+    wide = R.TFLiteReference(load_tflite(conv_models[3])).params
+    shifts = [wide[i].values["shift"] for i in sorted(wide) if "shift" in wide[i].values]
+    assert len(shifts) == 4 and all((sh < 0).any() and (sh >= 0).any() for sh in shifts), "mixed shifts"
 
 
 def _check(path, out, target, sanitize=False):
@@ -191,7 +219,7 @@ def _check(path, out, target, sanitize=False):
     assert report["bit_exact"], f"{target}: differs from reference.tflite on images {report['mismatched_images']}"
 
 
-@pytest.mark.parametrize("model", [0, 1, 2])
+@pytest.mark.parametrize("model", [0, 1, 2, 3])
 def test_conv_kernels_bit_exact_on_the_host_with_sanitizers(conv_models, tmp_path, model):
     _check(conv_models[model], tmp_path / "host", "host", sanitize=True)
 

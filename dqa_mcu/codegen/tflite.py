@@ -284,6 +284,7 @@ def _on_tiles(g: TFLiteGraph, op: TOp) -> bool:
     return not is_depthwise(w, g.tensors[op.inputs[0]].shape[3] // w.shape[3])
 
 
+FOLDED_MIN_SHIFT = -23  # DQA_FOLDED_MIN_SHIFT (dqa_runtime_s8.h): the lowest shift of a folded_epilogue conv
 ADD_TABLE_VALUES = 512  # DQA_ADD_S8_TABLE_VALUES (dqa_runtime_s8.h; dqa_model_init checks): both operands' 256 values
 
 
@@ -421,6 +422,8 @@ class _Emitter:
                 ("stride_w", op.options["stride"][1]), ("dilation_h", dilation[0]),
                 ("dilation_w", dilation[1]), ("pad_top", pad[0]), ("pad_left", pad[2]),
                 ("in_c_per_group", wt.shape[3]), ("out_c_per_group", cout // groups),
+                ("folded_epilogue", int(bool(p["act_max"] == 127 and np.all(p["multiplier"] >= 0) and
+                                             np.all((p["shift"] >= FOLDED_MIN_SHIFT) & (p["shift"] < 0))))),
                 ("input_offset", p["input_offset"]), ("output_offset", p["output_offset"]),
                 ("act_min", p["act_min"]), ("act_max", p["act_max"]),
                 ("weights", self.array(f"{ident}_weights", "int8_t", weights,

@@ -20,6 +20,7 @@ set(DQA_RUNTIME_SOURCES
   # TFLite-exact int8 mode (dqa_runtime_s8.h)
   "${DQA_RUNTIME_DIR}/src/dqa_conv2d_s8.c"
   "${DQA_RUNTIME_DIR}/src/dqa_depthwise_conv2d_s8.c"
+  "${DQA_RUNTIME_DIR}/src/dqa_requantize_s8.c"
   "${DQA_RUNTIME_DIR}/src/dqa_fully_connected_s8.c"
   "${DQA_RUNTIME_DIR}/src/dqa_widen_s8.c"
   "${DQA_RUNTIME_DIR}/src/dqa_add_s8.c"

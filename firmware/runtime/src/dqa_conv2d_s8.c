@@ -48,50 +48,6 @@ static void gather_window(const dqa_conv_s8_params_t *p, const dqa_rows_s8_t *in
     }
 }
 
-/* The outputs of `rows` channels from oc on, of `count` pixels (pixel j's channel 0 at pixel_out[j]; the
- * two may lie in different ring slots), from their accumulators (spec 3.1's epilogue): a channel's
- * parameters read once for both. The fields are read into locals first: a store through int8_t * could
- * alias them, and the compiler would read them again for every output. */
-__attribute__((noinline)) static void requantize(const dqa_conv_s8_params_t *p, const int32_t *acc0,
-                                                 const int32_t *acc1, uint32_t count, uint32_t oc, uint32_t rows,
-                                                 int8_t *const *pixel_out)
-{
-    const int32_t *bias = p->bias + oc, *multiplier = p->multiplier + oc;
-    const int8_t *shift = p->shift + oc;
-    const int32_t output_offset = p->output_offset, act_min = p->act_min, act_max = p->act_max;
-    /* a lone pixel's partner outputs go to its own place first, then its own overwrite them */
-    int8_t *out = pixel_out[0] + oc, *out1 = pixel_out[count == 2u ? 1 : 0] + oc;
-#if DQA_CONV_TILE_ROWS /* MVE: the tile's rows as one vector, the same arithmetic lane by lane */
-    const mve_pred16_t active = vctp32q(rows);
-    const int32x4_t shifts = vldrbq_z_s32(shift, active), zero = vdupq_n_s32(0);
-    const int32x4_t left = vmaxq_s32(shifts, zero), right = vmaxq_s32(vnegq_s32(shifts), zero);
-    const int32x4_t biases = vldrwq_z_s32(bias, active), multipliers = vldrwq_z_s32(multiplier, active);
-    for (uint32_t j = 0; j < count; ++j, acc0 = acc1, out = out1) {
-        const int32x4_t x = vshlq_s32(vaddq_s32(vldrwq_s32(acc0), biases), left); /* wraps */
-        /* VQRDMULH is SRDHM: floor((x * M + 2^30) / 2^31), saturating only -2^31 * -2^31 (spec 2) */
-        const int32x4_t high = vqrdmulhq_s32(x, multipliers);
-        /* RDBPOT: VRSHL rounds ties up; a negative value one lower first rounds them away from zero instead
-         * (x - 1 only saturates at -2^31, whose quotient is exact) */
-        const int32x4_t away = vqaddq_s32(high, vshrq_n_s32(vandq_s32(high, vnegq_s32(right)), 31));
-        const int32x4_t v = vaddq_n_s32(vrshlq_s32(away, vnegq_s32(right)), output_offset);
-        vstrbq_p_s32(out, vminq_s32(vmaxq_s32(v, vdupq_n_s32(act_min)), vdupq_n_s32(act_max)), active);
-    }
-#else
-    for (uint32_t r = 0; r < rows; ++r) {
-        const int32_t b = bias[r], m = multiplier[r], sh = shift[r];
-        if (dqa__is_right_shift(m, sh)) {
-            out1[r] = dqa__conv_output_right_s8(acc1[r], b, m, sh, output_offset, act_min, act_max);
-            out[r] = dqa__conv_output_right_s8(acc0[r], b, m, sh, output_offset, act_min, act_max); /* a lone one's */
-            continue;
-        }
-        for (uint32_t j = 2u; j-- > 0u;) { /* the rare channels: a loop, their longer code once in flash */
-            (j ? out1 : out)[r] = dqa__conv_output_s8((j ? acc1 : acc0)[r], b, m, sh, output_offset, act_min,
-                                                      act_max);
-        }
-    }
-#endif
-}
-
 /* Output pixels two at a time (consecutive in NHWC order, across rows within [first_row, end_row)): each
  * weight tile is read once for both windows (dqa__mac_tile_2cols); a lone last pixel runs with its partner
  * column's old values, its outputs unused. */
@@ -129,12 +85,17 @@ void dqa_conv2d_s8_rows(const dqa_conv_s8_params_t *p, const dqa_rows_s8_t *inpu
             for (uint32_t j = 0; j < count; ++j) {
                 gather_window(p, &in, top[j], left[j], g * in_c_g, dqa__column_base(columns, j, k_even));
             }
-            for (uint32_t t = 0; t < tiles; ++t, tile += tile_bytes) {
-                int32_t acc0[DQA_MAC_ROWS], acc1[DQA_MAC_ROWS];
-                const uint32_t remaining = out_c_g - t * DQA_MAC_ROWS;
-                const uint32_t rows = remaining < DQA_MAC_ROWS ? remaining : DQA_MAC_ROWS;
-                dqa__mac_tile_2cols(acc0, acc1, tile, tile_bytes, columns, k_even);
-                requantize(p, acc0, acc1, count, oc, rows, out);
+            /* the group's tiles DQA_REQUANTIZE_CHANNELS / DQA_MAC_ROWS at a time */
+            for (uint32_t t = 0; t < tiles;) {
+                int32_t acc[2][DQA_REQUANTIZE_CHANNELS]; /* pixel, channel: one base register for both */
+                uint32_t rows = 0;
+                for (; t < tiles && rows < DQA_REQUANTIZE_CHANNELS; ++t, tile += tile_bytes, rows += DQA_MAC_ROWS) {
+                    dqa__mac_tile_2cols(acc[0] + rows, acc[1] + rows, tile, tile_bytes, columns, k_even);
+                }
+                if (oc + rows > (g + 1u) * out_c_g) { /* the group's last tile's missing rows */
+                    rows = (g + 1u) * out_c_g - oc;
+                }
+                dqa__requantize_s8(p, acc[0], count, oc, rows, out);
                 oc += rows;
             }
         }

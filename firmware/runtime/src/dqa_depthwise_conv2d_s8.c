@@ -126,9 +126,6 @@ void dqa_depthwise_conv2d_s8_rows(const dqa_conv_s8_params_t *p, const dqa_rows_
 {
     const uint32_t out_c = p->out_c, multiplier = p->out_c_per_group;
     const int32_t in_c = p->in_c, dilation_h = p->dilation_h;
-    const int32_t output_offset = p->output_offset, act_min = p->act_min, act_max = p->act_max;
-    const int32_t *bias = p->bias, *mult = p->multiplier;
-    const int8_t *shift = p->shift;
     const dqa_rows_s8_t in = *input, out_rows = *output;
     const int32_t in_place_step = dilation_h * (int32_t)in.row_bytes;
     dw_walk_t k = {0, 0, p->dilation_w * in_c, in_place_step, (int32_t)out_c, p->kernel_w * (int32_t)out_c,
@@ -153,29 +150,41 @@ void dqa_depthwise_conv2d_s8_rows(const dqa_conv_s8_params_t *p, const dqa_rows_
             }
         }
         int8_t *out = dqa_row_s8(&out_rows, (uint32_t)oy);
-        for (int32_t ox = 0; ox < p->out_w; ++ox) {
-            const int32_t left = ox * p->stride_w - p->pad_left;
-            int32_t kx0, kx1;
-            taps_inside(left, p->in_w, p->kernel_w, p->dilation_w, &kx0, &kx1);
-            k.row_taps = kx1 - kx0;
-            /* the first tap inside (none: the pixel's window is all padding, nothing is read) */
-            const int any = k.rows > 0 && k.row_taps > 0;
-            const int8_t *window = rows + (any ? (ptrdiff_t)(left + kx0 * p->dilation_w) * in_c : 0);
-            const int8_t *first_weights = p->weights + (any ? (ptrdiff_t)(ky0 * p->kernel_w + kx0) * k.w_step : 0);
-            uint32_t oc = 0;
-#if DQA_DW_QUADS
-            for (; multiplier == 1u && oc + DW_LANES <= out_c; oc += DW_LANES) {
-                int32_t acc[DW_LANES];
-                quad_acc(window + oc, first_weights + oc, &k, acc);
-                for (uint32_t i = 0; i < DW_LANES; ++i) {
-                    *out++ = dqa__conv_output_fast_s8(acc[i], bias[oc + i], mult[oc + i], shift[oc + i],
-                                                      output_offset, act_min, act_max);
-                }
+        for (int32_t ox = 0; ox < p->out_w; ox += 2) { /* two pixels per dqa__requantize_s8 call */
+            const uint32_t count = ox + 1 < p->out_w ? 2u : 1u;
+            int8_t *pixel_out[2] = {out + (size_t)ox * out_c, out + (size_t)(ox + (int32_t)count - 1) * out_c};
+            const int8_t *window[2], *first_weights[2];
+            int32_t row_taps[2];
+            for (uint32_t j = 0; j < count; ++j) {
+                const int32_t left = (ox + (int32_t)j) * p->stride_w - p->pad_left;
+                int32_t kx0, kx1;
+                taps_inside(left, p->in_w, p->kernel_w, p->dilation_w, &kx0, &kx1);
+                row_taps[j] = kx1 - kx0;
+                /* the first tap inside (none: the pixel's window is all padding, nothing is read) */
+                const int any = k.rows > 0 && row_taps[j] > 0;
+                window[j] = rows + (any ? (ptrdiff_t)(left + kx0 * p->dilation_w) * in_c : 0);
+                first_weights[j] = p->weights + (any ? (ptrdiff_t)(ky0 * p->kernel_w + kx0) * k.w_step : 0);
             }
+            for (uint32_t oc = 0; oc < out_c; oc += DQA_REQUANTIZE_CHANNELS) {
+                const uint32_t left_c = out_c - oc;
+                const uint32_t n = left_c < DQA_REQUANTIZE_CHANNELS ? left_c : DQA_REQUANTIZE_CHANNELS;
+                int32_t acc[2][DQA_REQUANTIZE_CHANNELS];
+                for (uint32_t j = 0; j < count; ++j) {
+                    k.row_taps = row_taps[j];
+                    uint32_t c = 0;
+#if DQA_DW_QUADS
+                    for (; multiplier == 1u && c + DW_LANES <= n; c += DW_LANES) {
+                        quad_acc(window[j] + oc + c, first_weights[j] + oc + c, &k, acc[j] + c);
+                    }
 #endif
-            for (; oc < out_c; ++oc) {
-                *out++ = dqa__conv_output_fast_s8(channel_acc(window + oc / multiplier, first_weights + oc, &k),
-                                                  bias[oc], mult[oc], shift[oc], output_offset, act_min, act_max);
+                    for (; c < n; ++c) {
+                        acc[j][c] = channel_acc(window[j] + (oc + c) / multiplier, first_weights[j] + oc + c, &k);
+                    }
+                }
+                if (count == 1u) { /* the lone pixel's partner: defined values, its outputs overwritten */
+                    memcpy(acc[1], acc[0], n * sizeof acc[0][0]);
+                }
+                dqa__requantize_s8(p, acc[0], count, oc, n, pixel_out);
             }
         }
     }

@@ -8,6 +8,10 @@
 
 #include <stdint.h>
 
+#if defined(__ARM_FEATURE_SAT) && __ARM_FEATURE_SAT
+#include <arm_acle.h>
+#endif
+
 #include "dqa_internal.h"
 #include "dqa_mac.h"
 #include "dqa_runtime_s8.h"
@@ -60,13 +64,15 @@ static inline int32_t dqa__mbqm(int32_t x, int32_t multiplier, int32_t shift)
 
 /* MBQM for a right shift (`right` = -shift, 1..31) and a multiplier >= 0 (the importer checks every scale
  * is positive): SRDHM's rounding and RDBPOT's compose into one of the 64-bit product (spec 2),
- * floor((x * M + 2^30 + 2^(30 + right) - [x < 0] 2^31) / 2^(31 + right)): the nudge is (2^(right - 1) -
- * [x < 0]) * 2^31 + 2^30, one SMLAL onto it, and the quotient the high word shifted by right - 1.
- * |result| <= 2^30. */
+ * floor((x * M + 2^30 + 2^(30 + right) - [x < 0] 2^31) / 2^(31 + right)): the nudge is h * 2^31 + 2^30
+ * with h = 2^(right - 1) - [x < 0] >= 0, whose words are (h >> 1, h's bit 0 at bit 31 | 2^30) (no carry
+ * between them: four instructions, not a 64-bit add); one SMLAL onto it, and the quotient the high word
+ * shifted by right - 1. |result| <= 2^30. */
 static inline int32_t dqa__mbqm_right(int32_t x, int32_t multiplier, int32_t right)
 {
-    const int32_t half_less = (int32_t)(((uint32_t)1 << (right - 1)) - ((uint32_t)x >> 31));
-    const int64_t sum = (int64_t)x * multiplier + (int64_t)half_less * ((int64_t)1 << 31) + ((int64_t)1 << 30);
+    const uint32_t h = ((uint32_t)1 << (right - 1)) - ((uint32_t)x >> 31);
+    const uint64_t nudge = ((uint64_t)(h >> 1) << 32) | (h << 31) | ((uint32_t)1 << 30);
+    const int64_t sum = (int64_t)(nudge + (uint64_t)((int64_t)x * multiplier));
     return (int32_t)(sum >> 32) >> (right - 1);
 }
 
@@ -98,6 +104,39 @@ static inline int8_t dqa__conv_output_right_s8(int32_t acc, int32_t bias, int32_
     return (int8_t)dqa__clamp_s8(scaled + output_offset, act_min, act_max);
 }
 
+/* The first argument dqa__conv_output_folded_s8 takes for a channel of right shift `right` (1..23) and
+ * output offset z: (1 + 2 z) 2^(right - 1), |.| < 2^30. */
+static inline int32_t dqa__folded_base(int32_t output_offset, int32_t right)
+{
+    return (int32_t)((uint32_t)(1 + 2 * output_offset) << (right - 1));
+}
+
+/* v clamped to int8: one SSAT where the core has it (GCC 12 makes compares of the portable form). */
+static inline int32_t dqa__saturate_s8(int32_t v)
+{
+#if defined(__ARM_FEATURE_SAT) && __ARM_FEATURE_SAT
+    return __ssat(v, 8);
+#else
+    return v < INT8_MIN ? INT8_MIN : (v > INT8_MAX ? INT8_MAX : v);
+#endif
+}
+
+/* dqa__conv_output_right_s8's value for act_max = 127, with the output offset z folded into the nudge:
+ * z + MBQM is floor((x * M + 2^30 + h' 2^31) / 2^(31 + right)) with h' = (1 + 2 z) 2^(right - 1) - [x < 0]
+ * (spec 2), `base` = dqa__folded_base(z, right); the nudge's words are h' >> 1 (arithmetic) and h's bit 0
+ * at bit 31 | 2^30, as in dqa__mbqm_right. Neither the offset nor act_max takes a register in the caller's
+ * loop. For right <= 23 the high word stays inside int32: |x * M| / 2^32 < 2^30, |h'| / 2 < 2^(right + 6). */
+static inline int8_t dqa__conv_output_folded_s8(int32_t acc, int32_t bias, int32_t multiplier, int32_t base,
+                                                int32_t right, int32_t act_min)
+{
+    const int32_t x = dqa__wadd(acc, bias);
+    const int32_t h = base - (int32_t)((uint32_t)x >> 31);
+    const uint64_t nudge = ((uint64_t)(uint32_t)(h >> 1) << 32) | ((uint32_t)h << 31) | ((uint32_t)1 << 30);
+    const int64_t sum = (int64_t)(nudge + (uint64_t)((int64_t)x * multiplier));
+    const int32_t v = dqa__saturate_s8((int32_t)(sum >> 32) >> (right - 1));
+    return (int8_t)(v < act_min ? act_min : v);
+}
+
 /* dqa__conv_output_s8's value, through dqa__conv_output_right_s8 where the channel allows. */
 static inline int8_t dqa__conv_output_fast_s8(int32_t acc, int32_t bias, int32_t multiplier, int32_t shift,
                                               int32_t output_offset, int32_t act_min, int32_t act_max)
@@ -113,5 +152,18 @@ static inline int8_t dqa__conv_output_fast_s8(int32_t acc, int32_t bias, int32_t
  * DQA_COLUMN_PAIR_STEP: one of two interleaved columns). Out of line (dqa_widen_s8.c): one copy for the
  * conv's and the FC's call sites keeps the flash small. */
 void dqa__widen_s8(int16_t *column, uint32_t k, uint32_t pair_step, const int8_t *x, uint32_t n, int32_t offset);
+
+/* Output channels per dqa__requantize_s8 call (whole MAC tiles): its call, the loads of the layer's
+ * parameters and its loop set-up are paid once for them, not once per tile (VWW int8 on Cortex-M7:
+ * 21.02 -> 20.82 M instructions); 2 x 32 x 4 bytes of the caller's stack. */
+#define DQA_REQUANTIZE_CHANNELS (8u * DQA_MAC_ROWS)
+
+/* The int8 outputs of channels oc .. oc + rows - 1 (rows <= DQA_REQUANTIZE_CHANNELS) of `count` (1 or 2)
+ * pixels from their accumulators acc[j * DQA_REQUANTIZE_CHANNELS + r] (no bias yet; spec 3.1's epilogue),
+ * pixel j's channel 0 at pixel_out[j] (the two may lie in different ring slots). With count 1, pixel 1's
+ * accumulators are read too and must hold defined values; its outputs are overwritten. Out of line: one
+ * copy for the conv and the depthwise. */
+void dqa__requantize_s8(const dqa_conv_s8_params_t *p, const int32_t *acc, uint32_t count,
+                        uint32_t oc, uint32_t rows, int8_t *const *pixel_out);
 
 #endif /* DQA_S8_INTERNAL_H */

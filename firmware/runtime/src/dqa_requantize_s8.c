@@ -1,0 +1,53 @@
+/* dqa-mcu runtime: the epilogue of CONV_2D and DEPTHWISE_CONV_2D, TFLite-exact int8 (docs/spec_tflite.md
+ * 3.1, 3.2): accumulators to int8 outputs, a run of channels of one or two pixels per call. */
+#include "dqa_s8_internal.h"
+
+/* A channel's parameters are read once for both pixels. The fields are read into locals first: a store
+ * through int8_t * could alias them, and the compiler would read them again for every output. */
+void dqa__requantize_s8(const dqa_conv_s8_params_t *p, const int32_t *acc, uint32_t count,
+                        uint32_t oc, uint32_t rows, int8_t *const *pixel_out)
+{
+    const int32_t *bias = p->bias + oc, *multiplier = p->multiplier + oc;
+    const int8_t *shift = p->shift + oc;
+    const int32_t output_offset = p->output_offset, act_min = p->act_min, act_max = p->act_max;
+    /* a lone pixel's partner outputs go to its own place first, then its own overwrite them */
+    int8_t *out = pixel_out[0] + oc, *out1 = pixel_out[count == 2u ? 1 : 0] + oc;
+#if DQA_CONV_TILE_ROWS /* MVE: four channels as one vector, the same arithmetic lane by lane */
+    const int32x4_t zero = vdupq_n_s32(0);
+    for (uint32_t r = 0; r < rows; r += 4u) {
+        const mve_pred16_t active = vctp32q(rows - r);
+        const int32x4_t shifts = vldrbq_z_s32(shift + r, active);
+        const int32x4_t left = vmaxq_s32(shifts, zero), right = vmaxq_s32(vnegq_s32(shifts), zero);
+        const int32x4_t biases = vldrwq_z_s32(bias + r, active), multipliers = vldrwq_z_s32(multiplier + r, active);
+        for (uint32_t j = 0; j < count; ++j) {
+            const int32x4_t sum = vaddq_s32(vldrwq_s32(acc + j * DQA_REQUANTIZE_CHANNELS + r), biases);
+            const int32x4_t x = vshlq_s32(sum, left); /* wraps */
+            /* VQRDMULH is SRDHM: floor((x * M + 2^30) / 2^31), saturating only -2^31 * -2^31 (spec 2) */
+            const int32x4_t high = vqrdmulhq_s32(x, multipliers);
+            /* RDBPOT: VRSHL rounds ties up; a negative value one lower first rounds them away from zero
+             * instead (x - 1 only saturates at -2^31, whose quotient is exact) */
+            const int32x4_t away = vqaddq_s32(high, vshrq_n_s32(vandq_s32(high, vnegq_s32(right)), 31));
+            const int32x4_t v = vaddq_n_s32(vrshlq_s32(away, vnegq_s32(right)), output_offset);
+            vstrbq_p_s32((j ? out1 : out) + r, vminq_s32(vmaxq_s32(v, vdupq_n_s32(act_min)), vdupq_n_s32(act_max)),
+                         active);
+        }
+    }
+#else
+    if (p->folded_epilogue) { /* nearly every layer: one form, no test per channel, the offset in the nudge */
+        const int32_t *acc1 = acc + DQA_REQUANTIZE_CHANNELS; /* at a constant offset: no register of its own */
+        for (uint32_t r = 0; r < rows; ++r) {
+            const int32_t b = bias[r], m = multiplier[r], right = -shift[r];
+            const int32_t base = dqa__folded_base(output_offset, right);
+            out1[r] = dqa__conv_output_folded_s8(acc1[r], b, m, base, right, act_min);
+            out[r] = dqa__conv_output_folded_s8(acc[r], b, m, base, right, act_min); /* a lone one's */
+        }
+        return;
+    }
+    for (uint32_t r = 0; r < rows; ++r) { /* the rare layers: a loop, each form's code once in flash */
+        for (uint32_t j = 2u; j-- > 0u;) {
+            (j ? out1 : out)[r] = dqa__conv_output_fast_s8(acc[j * DQA_REQUANTIZE_CHANNELS + r], bias[r],
+                                                           multiplier[r], shift[r], output_offset, act_min, act_max);
+        }
+    }
+#endif
+}
