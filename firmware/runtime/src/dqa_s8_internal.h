@@ -62,18 +62,24 @@ static inline int32_t dqa__mbqm(int32_t x, int32_t multiplier, int32_t shift)
     return dqa__rdbpot(dqa__srdhm((int32_t)((uint32_t)x << left), multiplier), shift > 0 ? 0 : -shift);
 }
 
+/* The high word of x * M + h * 2^31 + 2^30, the one-rounding MBQM's sum (spec 2): the nudge built as its
+ * two words, h >> 1 (arithmetic) and h's bit 0 at bit 31 | 2^30, with no carry between them (four
+ * instructions, not a 64-bit add), then one SMLAL onto it. */
+static inline int32_t dqa__nudged_high(int32_t x, int32_t multiplier, int32_t h)
+{
+    const uint64_t nudge = ((uint64_t)(uint32_t)(h >> 1) << 32) | ((uint32_t)h << 31) | ((uint32_t)1 << 30);
+    return (int32_t)((int64_t)(nudge + (uint64_t)((int64_t)x * multiplier)) >> 32);
+}
+
 /* MBQM for a right shift (`right` = -shift, 1..31) and a multiplier >= 0 (the importer checks every scale
  * is positive): SRDHM's rounding and RDBPOT's compose into one of the 64-bit product (spec 2),
  * floor((x * M + 2^30 + 2^(30 + right) - [x < 0] 2^31) / 2^(31 + right)): the nudge is h * 2^31 + 2^30
- * with h = 2^(right - 1) - [x < 0] >= 0, whose words are (h >> 1, h's bit 0 at bit 31 | 2^30) (no carry
- * between them: four instructions, not a 64-bit add); one SMLAL onto it, and the quotient the high word
- * shifted by right - 1. |result| <= 2^30. */
+ * with h = 2^(right - 1) - [x < 0] >= 0, and the quotient dqa__nudged_high's word shifted by right - 1.
+ * |result| <= 2^30. */
 static inline int32_t dqa__mbqm_right(int32_t x, int32_t multiplier, int32_t right)
 {
-    const uint32_t h = ((uint32_t)1 << (right - 1)) - ((uint32_t)x >> 31);
-    const uint64_t nudge = ((uint64_t)(h >> 1) << 32) | (h << 31) | ((uint32_t)1 << 30);
-    const int64_t sum = (int64_t)(nudge + (uint64_t)((int64_t)x * multiplier));
-    return (int32_t)(sum >> 32) >> (right - 1);
+    const int32_t h = (int32_t)(((uint32_t)1 << (right - 1)) - ((uint32_t)x >> 31));
+    return dqa__nudged_high(x, multiplier, h) >> (right - 1);
 }
 
 /* Whether a channel's epilogue may take dqa__conv_output_right_s8: nearly every one of a usual model. */
@@ -123,17 +129,15 @@ static inline int32_t dqa__saturate_s8(int32_t v)
 
 /* dqa__conv_output_right_s8's value for act_max = 127, with the output offset z folded into the nudge:
  * z + MBQM is floor((x * M + 2^30 + h' 2^31) / 2^(31 + right)) with h' = (1 + 2 z) 2^(right - 1) - [x < 0]
- * (spec 2), `base` = dqa__folded_base(z, right); the nudge's words are h' >> 1 (arithmetic) and h's bit 0
- * at bit 31 | 2^30, as in dqa__mbqm_right. Neither the offset nor act_max takes a register in the caller's
- * loop. For right <= 23 the high word stays inside int32: |x * M| / 2^32 < 2^30, |h'| / 2 < 2^(right + 6). */
+ * (spec 2), `base` = dqa__folded_base(z, right), through dqa__nudged_high as dqa__mbqm_right. Neither
+ * the offset nor act_max takes a register in the caller's loop. For right <= 23 the high word stays inside int32: |x * M| / 2^32 < 2^30 and
+ * |h'| / 2 < 2^(right + 6). */
 static inline int8_t dqa__conv_output_folded_s8(int32_t acc, int32_t bias, int32_t multiplier, int32_t base,
                                                 int32_t right, int32_t act_min)
 {
     const int32_t x = dqa__wadd(acc, bias);
     const int32_t h = base - (int32_t)((uint32_t)x >> 31);
-    const uint64_t nudge = ((uint64_t)(uint32_t)(h >> 1) << 32) | ((uint32_t)h << 31) | ((uint32_t)1 << 30);
-    const int64_t sum = (int64_t)(nudge + (uint64_t)((int64_t)x * multiplier));
-    const int32_t v = dqa__saturate_s8((int32_t)(sum >> 32) >> (right - 1));
+    const int32_t v = dqa__saturate_s8(dqa__nudged_high(x, multiplier, h) >> (right - 1));
     return (int8_t)(v < act_min ? act_min : v);
 }
 
