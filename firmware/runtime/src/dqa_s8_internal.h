@@ -130,8 +130,8 @@ static inline int32_t dqa__saturate_s8(int32_t v)
 /* dqa__conv_output_right_s8's value for act_max = 127, with the output offset z folded into the nudge:
  * z + MBQM is floor((x * M + 2^30 + h' 2^31) / 2^(31 + right)) with h' = (1 + 2 z) 2^(right - 1) - [x < 0]
  * (spec 2), `base` = dqa__folded_base(z, right), through dqa__nudged_high as dqa__mbqm_right. Neither
- * the offset nor act_max takes a register in the caller's loop. For right <= 23 the high word stays inside int32: |x * M| / 2^32 < 2^30 and
- * |h'| / 2 < 2^(right + 6). */
+ * the offset nor act_max takes a register in the caller's loop. For right <= 23 the high word stays
+ * inside int32: |x * M| / 2^32 < 2^30 and |h'| / 2 < 2^(right + 6). */
 static inline int8_t dqa__conv_output_folded_s8(int32_t acc, int32_t bias, int32_t multiplier, int32_t base,
                                                 int32_t right, int32_t act_min)
 {
