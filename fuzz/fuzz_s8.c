@@ -121,7 +121,7 @@ static void next_conv_operands(source_t *s, dqa_conv_s8_params_t *p, size_t weig
     p->shift = *shift;
     p->folded_epilogue = p->act_max == 127; /* as the code generator sets it */
     for (uint32_t c = 0; c < p->out_c; c++) {
-        p->folded_epilogue &= (uint8_t)((*shift)[c] < 0 && (*shift)[c] >= DQA_FOLDED_MIN_SHIFT);
+        p->folded_epilogue &= (uint8_t)((*shift)[c] <= DQA_FOLDED_MAX_SHIFT && (*shift)[c] >= DQA_FOLDED_MIN_SHIFT);
     }
 }
 

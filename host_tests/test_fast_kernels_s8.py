@@ -24,7 +24,7 @@ import pytest
 import runtime_vectors as rv
 from conftest import int8_inputs, shared_file, tflite_int8
 from dqa_mcu import api
-from dqa_mcu.codegen.tflite import FOLDED_MIN_SHIFT
+from dqa_mcu.codegen.tflite import FOLDED_SHIFTS, folded_epilogue
 from dqa_mcu.frontends.tflite_import import load_tflite
 from dqa_mcu.reference import tflite as R
 from test_tflite import _repack, tf  # noqa: F401  (tf is a fixture)
@@ -45,7 +45,7 @@ int main(void)
         /* the conv epilogue's multiplier is >= 0 */
         const int8_t q = dqa__conv_output_s8((int32_t)a, 0, (int32_t)(b & INT32_MAX), (int32_t)s, (int32_t)z, -128, 127);
         const int32_t right = s <= -1 ? dqa__mbqm_right((int32_t)a, (int32_t)(b & INT32_MAX), (int32_t)-s) : 0;
-        const int8_t folded = s <= -1 && s >= DQA_FOLDED_MIN_SHIFT ?
+        const int8_t folded = s <= DQA_FOLDED_MAX_SHIFT && s >= DQA_FOLDED_MIN_SHIFT ?
             dqa__conv_output_folded_s8((int32_t)a, 0, (int32_t)(b & INT32_MAX),
                                        dqa__folded_base((int32_t)z, (int32_t)-s), (int32_t)-s, -128) : 0;
         printf("%ld %ld %d %ld %d\n", (long)dqa__srdhm((int32_t)a, (int32_t)b),
@@ -99,8 +99,10 @@ def test_fixed_point_primitives_in_c_equal_the_reference(tmp_path):
     epilogue = [int(np.clip(R.multiply_by_quantized_multiplier(np.array([x]), int(y) & R.INT32_MAX, int(s))[0] + z,
                             -128, 127)) for x, y, s, z in zip(a[fits], b[fits], shift[fits], offset[fits])]
     assert np.array_equal(got[fits, 2], epilogue)
-    folded = (shift <= -1) & (shift >= FOLDED_MIN_SHIFT)  # the offset in the nudge (dqa__conv_output_folded_s8)
-    assert f"#define DQA_FOLDED_MIN_SHIFT ({FOLDED_MIN_SHIFT})" in (rv.RUNTIME / "include/dqa_runtime_s8.h").read_text()
+    folded = (shift >= FOLDED_SHIFTS[0]) & (shift <= FOLDED_SHIFTS[1])  # the offset in the nudge (dqa__folded_s8)
+    header = (rv.RUNTIME / "include/dqa_runtime_s8.h").read_text()
+    assert f"#define DQA_FOLDED_MIN_SHIFT ({FOLDED_SHIFTS[0]})" in header
+    assert f"#define DQA_FOLDED_MAX_SHIFT ({FOLDED_SHIFTS[1]})" in header
     assert folded.sum() > 4000 and np.array_equal(got[folded, 4], got[folded, 2])
 
 
@@ -161,6 +163,7 @@ def _left_shifts(model, s) -> None:
 
 
 DILATIONS = [(2, 2), (1, 2), (3, 1)]
+RELU_FLOOR = -100  # an output zero point, the act_min of its ReLU: the folded epilogue's clamp below -128
 
 
 def _dilate(model, s) -> None:
@@ -176,6 +179,18 @@ def _dilate(model, s) -> None:
             dilated += 1
 
 
+def _dilate_and_raise_relu_floors(model, s) -> None:
+    """_dilate, and every CONV_2D with a fused ReLU given the output zero point RELU_FLOOR (the converter
+    writes -128 for a ReLU's outputs, which the int8 saturation alone clamps)."""
+    _dilate(model, s)
+    codes = [max(c.builtinCode, c.deprecatedBuiltinCode) for c in model.operatorCodes]
+    tensors = model.subgraphs[0].tensors
+    for op in model.subgraphs[0].operators:
+        if (codes[op.opcodeIndex] == s.BuiltinOperator.CONV_2D and
+                op.builtinOptions.fusedActivationFunction == s.ActivationFunctionType.RELU):
+            tensors[op.outputs[0]].quantization.zeroPoint = np.array([RELU_FLOOR], np.int64)
+
+
 @pytest.fixture(scope="module")
 def conv_models(tf, tmp_path_factory):  # noqa: F811
     rng = np.random.default_rng(21)
@@ -186,7 +201,7 @@ def conv_models(tf, tmp_path_factory):  # noqa: F811
         path = work / f"convs{i}.tflite"
         shape = model.input_shape[1:]
         path.write_bytes(_repack(tflite_int8(tf, model, rng.normal(0, 1, (32,) + shape).astype(np.float32)),
-                                 _left_shifts if i == len(models) - 1 else _dilate))
+                                 [_dilate_and_raise_relu_floors, _dilate, _dilate, _left_shifts][i]))
         paths.append(path)
     return paths
 
@@ -204,6 +219,10 @@ def test_the_stack_reaches_every_kernel_case(conv_models):
     assert {s[1][0] % 4 for s in shapes if s[0] == "CONV_2D"} >= {0, 1, 3}
     assert any(s[2] == (2, 2) for s in shapes) and {s[3] for s in shapes} >= {(1, 1), *DILATIONS}
     assert sum(op.op == "FULLY_CONNECTED" for op in g.ops) == 2
+    params = R.TFLiteReference(g).params
+    folded = [params[op.index].values for op in convs if folded_epilogue(params[op.index].values)]
+    assert any(v["act_min"] == RELU_FLOOR and len(v["shift"]) % 4 for v in folded), \
+        "a folded epilogue clamping at act_min, its channels four at a time and a rest"
     wide = R.TFLiteReference(load_tflite(conv_models[3])).params
     shifts = [wide[i].values["shift"] for i in sorted(wide) if "shift" in wide[i].values]
     assert len(shifts) == 4 and all((sh < 0).any() and (sh >= 0).any() for sh in shifts), "mixed shifts"

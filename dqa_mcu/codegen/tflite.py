@@ -284,7 +284,17 @@ def _on_tiles(g: TFLiteGraph, op: TOp) -> bool:
     return not is_depthwise(w, g.tensors[op.inputs[0]].shape[3] // w.shape[3])
 
 
-FOLDED_MIN_SHIFT = -23  # DQA_FOLDED_MIN_SHIFT (dqa_runtime_s8.h): the lowest shift of a folded_epilogue conv
+FOLDED_SHIFTS = (-23, -2)  # DQA_FOLDED_MIN_SHIFT, DQA_FOLDED_MAX_SHIFT (dqa_runtime_s8.h): a folded_epilogue conv's
+
+
+def folded_epilogue(p: dict) -> bool:
+    """Whether a conv's params (reference.tflite) let its epilogue take dqa__folded_s8's one form for every
+    channel: act_max 127, multipliers >= 0, shifts in FOLDED_SHIFTS."""
+    shift = p["shift"]
+    return bool(p["act_max"] == 127 and np.all(p["multiplier"] >= 0) and
+                np.all((shift >= FOLDED_SHIFTS[0]) & (shift <= FOLDED_SHIFTS[1])))
+
+
 ADD_TABLE_VALUES = 512  # DQA_ADD_S8_TABLE_VALUES (dqa_runtime_s8.h; dqa_model_init checks): both operands' 256 values
 
 
@@ -301,6 +311,17 @@ def scratch_bytes(g: TFLiteGraph, op: TOp) -> int:
         return 0
     k = int(np.prod(g.tensors[op.inputs[1]].shape[1:]))
     return 2 * 2 * (k + k % 2)
+
+
+DEPTHWISE_BLOCK = 4  # DW_LANES (dqa_depthwise_conv2d_s8.c): output channels per block of depthwise weights
+
+
+def depthwise_blocks(w: np.ndarray) -> np.ndarray:
+    """DEPTHWISE_CONV_2D weights (OHWI, out_c x kh x kw x 1) as dqa_depthwise_conv2d_s8 reads them: blocks
+    of DEPTHWISE_BLOCK output channels (the last one narrower), each tap-major (kh x kw x its channels), so
+    that a tap's channels are one word and a block's taps follow each other."""
+    per_tap = w.reshape(len(w), -1)
+    return np.concatenate([per_tap[c:c + DEPTHWISE_BLOCK].T.ravel() for c in range(0, len(w), DEPTHWISE_BLOCK)])
 
 
 def _fc_tiles(w: np.ndarray, row_tiles: bool) -> np.ndarray:
@@ -412,9 +433,10 @@ class _Emitter:
                           + (", rows contiguous" if self.row_tiles else ""))
             elif transposed:
                 weights, layout = wt, f"OHWI {dims}"
-            else:  # depthwise: tap-major, a tap's channels together (dqa_depthwise_conv2d_s8)
-                weights = wt.transpose(1, 2, 0, 3)
-                layout = "tap-major HWO " + "x".join(map(str, weights.shape[:3]))
+            else:
+                weights = depthwise_blocks(wt)
+                layout = (f"blocks of {DEPTHWISE_BLOCK} output channels, each tap-major "
+                          f"{wt.shape[1]}x{wt.shape[2]}x{min(DEPTHWISE_BLOCK, wt.shape[0])}")
             layer["params_type"] = "dqa_conv_s8_params_t"
             layer["params"] = [
                 ("in_h", h), ("in_w", w), ("in_c", cin), ("out_h", oh), ("out_w", ow), ("out_c", cout),
@@ -422,8 +444,7 @@ class _Emitter:
                 ("stride_w", op.options["stride"][1]), ("dilation_h", dilation[0]),
                 ("dilation_w", dilation[1]), ("pad_top", pad[0]), ("pad_left", pad[2]),
                 ("in_c_per_group", wt.shape[3]), ("out_c_per_group", cout // groups),
-                ("folded_epilogue", int(bool(p["act_max"] == 127 and np.all(p["multiplier"] >= 0) and
-                                             np.all((p["shift"] >= FOLDED_MIN_SHIFT) & (p["shift"] < 0))))),
+                ("folded_epilogue", int(folded_epilogue(p))),
                 ("input_offset", p["input_offset"]), ("output_offset", p["output_offset"]),
                 ("act_min", p["act_min"]), ("act_max", p["act_max"]),
                 ("weights", self.array(f"{ident}_weights", "int8_t", weights,

@@ -39,9 +39,10 @@ static inline dqa_rows_s8_t dqa_whole_s8(const int8_t *data, uint32_t row_bytes,
     return t;
 }
 
-/* The lowest shift of a layer whose params' folded_epilogue may be 1: the folded epilogue's high word
- * stays inside int32 down to it (dqa__conv_output_folded_s8). */
+/* The shifts of a layer whose params' folded_epilogue may be 1 (dqa__folded_s8): down to the lowest its
+ * high word stays inside int32; up to the highest its nudge's high word is exact without the sign. */
 #define DQA_FOLDED_MIN_SHIFT (-23)
+#define DQA_FOLDED_MAX_SHIFT (-2)
 
 /* CONV_2D (spec 3.1, groups allowed), DEPTHWISE_CONV_2D (spec 3.2) and TRANSPOSE_CONV (spec 3.15, no
  * dilation, one group). */
@@ -50,14 +51,14 @@ typedef struct {
     uint16_t kernel_h, kernel_w, stride_h, stride_w, dilation_h, dilation_w, pad_top, pad_left;
     uint16_t in_c_per_group;  /* weights' depth: in_c / groups (1 for depthwise) */
     uint16_t out_c_per_group; /* out_c / groups (the depth multiplier for depthwise) */
-    /* 1 when act_max is 127 and every channel's shift lies in DQA_FOLDED_MIN_SHIFT .. -1 and its
+    /* 1 when act_max is 127 and every channel's shift lies in DQA_FOLDED_MIN_SHIFT .. DQA_FOLDED_MAX_SHIFT, its
      * multiplier >= 0 (set offline): the epilogue then takes one form (spec_tflite 2's one rounding, the
      * offset in the nudge) without testing each channel */
     uint8_t folded_epilogue;
     int32_t input_offset, output_offset, act_min, act_max;
     /* CONV_2D: per group, tiles of 4 output channels as dqa_conv2d_weights_size() in dqa_runtime.h lays
-     * them out (K = kernel_h * kernel_w * in_c_per_group); DEPTHWISE_CONV_2D: tap-major, kernel_h x
-     * kernel_w x out_c; TRANSPOSE_CONV: OHWI, out_c x kernel_h x kernel_w x in_c */
+     * them out (K = kernel_h * kernel_w * in_c_per_group); DEPTHWISE_CONV_2D: blocks of 4 output
+     * channels (the last one narrower), each tap-major, kernel_h x kernel_w x its channels; TRANSPOSE_CONV: OHWI, out_c x kernel_h x kernel_w x in_c */
     const int8_t *weights;
     const int32_t *bias;       /* out_c */
     const int32_t *multiplier; /* out_c */

@@ -15,12 +15,16 @@ static void taps_inside(int32_t start, int32_t size, int32_t kernel, int32_t dil
     *last = hi < *first ? *first : (hi < kernel ? hi : kernel);
 }
 
+#define DW_LANES 4u /* channels per weight block, and per step of quad_acc */
+
 /* One output pixel's walk over its taps inside the input: rows x row_taps, steps to the next tap. */
 typedef struct {
     int32_t rows, row_taps;
     int32_t x_step, y_step; /* input: next tap of a row, next row */
-    int32_t w_step, w_row;  /* weights: the same */
+    int32_t w_step, w_row;  /* weights, in the block being read: the same */
     int32_t offset;         /* the input's: -zero point */
+    int32_t kernel_w, taps; /* the layer's: kernel_w and kernel_h x kernel_w */
+    uint32_t multiplier;    /* the layer's depth multiplier */
 } dw_walk_t;
 
 /* One channel's accumulator; x and w at its first tap; rows of 3 taps unrolled. */
@@ -41,10 +45,9 @@ static inline int32_t channel_acc(const int8_t *x, const int8_t *w, const dw_wal
     return acc;
 }
 
-#define DW_LANES 4u /* channels per step of quad_acc */
-
 #if DQA_CONV_TILE_ROWS
 #define DQA_DW_QUADS 1
+#define DQA_DW_QUADS_3X3 0
 
 /* MVE (Cortex-M55): the four channels as int32 lanes, widened as loaded (MVE's VMLA takes only a scalar: VMUL, VADD). */
 static inline void quad_acc(const int8_t *x, const int8_t *w, const dw_walk_t *k, int32_t *acc)
@@ -54,7 +57,7 @@ static inline void quad_acc(const int8_t *x, const int8_t *w, const dw_walk_t *k
     for (int32_t row = 0; row < k->rows; ++row, x += k->y_step, w += k->w_row) {
         for (int32_t kx = 0; kx < k->row_taps; ++kx) {
             const int32x4_t xv = vaddq_s32(vldrbq_s32(x + kx * k->x_step), offset);
-            a = vaddq_s32(a, vmulq_s32(xv, vldrbq_s32(w + kx * k->w_step)));
+            a = vaddq_s32(a, vmulq_s32(xv, vldrbq_s32(w + kx * (int32_t)DW_LANES)));
         }
     }
     vst1q_s32(acc, a);
@@ -63,6 +66,8 @@ static inline void quad_acc(const int8_t *x, const int8_t *w, const dw_walk_t *k
 /* The DSP loop uses dqa_mac.h's SXTB16 helpers, which it defines for the cores without MVE. */
 #elif defined(__ARM_FEATURE_DSP) && __ARM_FEATURE_DSP
 #define DQA_DW_QUADS 1
+#define DQA_DW_QUADS_3X3 1
+#define DW_3X3_TAPS 9
 
 /* Channels c..c+3 of one tap: SXTAB16 widens two channels' inputs and adds the offset in one
  * instruction, SXTB16 widens their weights, SMLABB / SMLATT take each channel's product (ten
@@ -79,29 +84,23 @@ static inline void quad_acc(const int8_t *x, const int8_t *w, const dw_walk_t *k
         a3 = __smlatt(wo_, xo_, a3);                                                                          \
     } while (0)
 
-/* channel_acc of channels c..c+3 (depth multiplier 1: inputs and weights in the same channel order); a
- * full 3x3 window (every interior pixel of a 3x3 depthwise) tested once, its rows' taps unrolled (all
- * nine unrolled measured slower on Cortex-M7: 24.59 M against 24.34 M for VWW). */
+/* channel_acc of the four channels of a weight block (depth multiplier 1: inputs and weights in the same
+ * channel order; a tap's four weights are one word, the next tap's the next word). */
 static inline void quad_acc(const int8_t *x, const int8_t *w, const dw_walk_t *k, int32_t *acc)
 {
-    const int32_t x_step = k->x_step, w_step = k->w_step;
+    const int32_t x_step = k->x_step, y_step = k->y_step;
     const int16x2_t offset2 = (int16x2_t)(((uint32_t)k->offset & 0xffffu) * 0x10001u);
+    const int32_t lanes = (int32_t)DW_LANES;
     int32_t a0 = 0, a1 = 0, a2 = 0, a3 = 0;
-    if (k->rows == 3 && k->row_taps == 3) {
-        for (int32_t row = 0; row < 3; ++row, x += k->y_step, w += k->w_row) {
+    if (k->row_taps == 2) { /* a 3-wide window's first or last column: rows' taps unrolled */
+        for (int32_t row = 0; row < k->rows; ++row, x += y_step, w += k->w_row) {
             QUAD_TAP(x, w, offset2, a0, a1, a2, a3);
-            QUAD_TAP(x + x_step, w + w_step, offset2, a0, a1, a2, a3);
-            QUAD_TAP(x + 2 * x_step, w + 2 * w_step, offset2, a0, a1, a2, a3);
-        }
-    } else if (k->row_taps == 2) { /* a 3-wide window's first or last column: rows' taps unrolled too */
-        for (int32_t row = 0; row < k->rows; ++row, x += k->y_step, w += k->w_row) {
-            QUAD_TAP(x, w, offset2, a0, a1, a2, a3);
-            QUAD_TAP(x + x_step, w + w_step, offset2, a0, a1, a2, a3);
+            QUAD_TAP(x + x_step, w + lanes, offset2, a0, a1, a2, a3);
         }
     } else {
-        for (int32_t row = 0; row < k->rows; ++row, x += k->y_step, w += k->w_row) {
+        for (int32_t row = 0; row < k->rows; ++row, x += y_step, w += k->w_row) {
             for (int32_t kx = 0; kx < k->row_taps; ++kx) {
-                QUAD_TAP(x + kx * x_step, w + kx * w_step, offset2, a0, a1, a2, a3);
+                QUAD_TAP(x + kx * x_step, w + kx * lanes, offset2, a0, a1, a2, a3);
             }
         }
     }
@@ -110,14 +109,77 @@ static inline void quad_acc(const int8_t *x, const int8_t *w, const dw_walk_t *k
     acc[2] = a2;
     acc[3] = a3;
 }
+
+/* quad_acc of `quads` consecutive blocks for a full window of a 3x3 kernel (every interior pixel): each
+ * block's nine taps are nine consecutive words, read at immediate offsets, the taps unrolled. Out of line
+ * and on its own, so that GCC keeps the steps and the four accumulators in registers (in the general
+ * quad_acc's loop it spilled them). */
+static __attribute__((noinline)) void quads_3x3(const int8_t *x, const int8_t *w, const dw_walk_t *k,
+                                                uint32_t quads, int32_t *acc)
+{
+    const int32_t x_step = k->x_step, y_step = k->y_step, lanes = (int32_t)DW_LANES;
+    const int16x2_t offset2 = (int16x2_t)(((uint32_t)k->offset & 0xffffu) * 0x10001u);
+    for (uint32_t q = 0; q < quads; ++q, x += DW_LANES, w += DW_3X3_TAPS * DW_LANES, acc += DW_LANES) {
+        int32_t a0 = 0, a1 = 0, a2 = 0, a3 = 0;
+        const int8_t *row = x;
+#pragma GCC unroll 3
+        for (int32_t ky = 0; ky < 3; ++ky, row += y_step) {
+            QUAD_TAP(row, w + 3 * ky * lanes, offset2, a0, a1, a2, a3);
+            QUAD_TAP(row + x_step, w + (3 * ky + 1) * lanes, offset2, a0, a1, a2, a3);
+            QUAD_TAP(row + 2 * x_step, w + (3 * ky + 2) * lanes, offset2, a0, a1, a2, a3);
+        }
+        acc[0] = a0;
+        acc[1] = a1;
+        acc[2] = a2;
+        acc[3] = a3;
+    }
+}
 #else
 #define DQA_DW_QUADS 0
+#define DQA_DW_QUADS_3X3 0
 #endif
 
+/* The accumulators acc[0 .. n) of one pixel's channels oc .. oc + n - 1 (oc a multiple of DW_LANES), its
+ * window's first tap `first_tap` at x (channel 0), block by block from `block`, the weights of channel
+ * oc. Out of line, so that the loops have the registers to themselves: inlined into the row loop, GCC 12
+ * kept the weights' pointers, the steps and the input offset on the stack (VWW on Cortex-M7). */
+static __attribute__((noinline)) void pixel_acc(const int8_t *x, const int8_t *block, int32_t first_tap, uint32_t oc,
+                                                uint32_t n, const dw_walk_t *walk, int32_t *acc)
+{
+    dw_walk_t k = *walk; /* a copy: the stores to acc cannot alias it */
+    const size_t block_bytes = DW_LANES * (size_t)k.taps;
+    uint32_t c = 0;
+#if DQA_DW_QUADS
+    if (k.multiplier == 1u) {
+        k.w_row = k.kernel_w * (int32_t)DW_LANES;
+        const int8_t *w = block + first_tap * (int32_t)DW_LANES;
+#if DQA_DW_QUADS_3X3
+        if (k.rows == 3 && k.row_taps == 3 && k.taps == DW_3X3_TAPS && k.kernel_w == 3) {
+            c = n / DW_LANES * DW_LANES;
+            quads_3x3(x + oc, w, &k, n / DW_LANES, acc);
+        }
+#endif
+        for (; c + DW_LANES <= n; c += DW_LANES, w += block_bytes) {
+            quad_acc(x + oc + c, w, &k, acc + c);
+        }
+        block += (size_t)c * (size_t)k.taps;
+    }
+#endif
+    for (; c < n; c += DW_LANES, block += block_bytes) { /* the rest, channel by channel */
+        const uint32_t lanes = n - c < DW_LANES ? n - c : DW_LANES; /* the layer's last block may be narrower */
+        k.w_step = (int32_t)lanes;
+        k.w_row = k.kernel_w * (int32_t)lanes;
+        for (uint32_t i = 0; i < lanes; ++i) {
+            acc[c + i] = channel_acc(x + (oc + c + i) / k.multiplier, block + first_tap * (int32_t)lanes + i, &k);
+        }
+    }
+}
+
 /* Per output pixel and channel, the taps inside the input (padding holds the zero point: its taps add
- * nothing); weights tap-major (kernel_h x kernel_w x out_c, TFLite's own filter layout), so that a tap's
- * weights for consecutive channels lie together as the input's channels do. On DSP cores, with depth
- * multiplier 1, four channels at a time (quad_acc); the rest of the channels one by one. Output rows
+ * nothing); weights in blocks of four output channels (the last one narrower when out_c is not a multiple
+ * of four), each block tap-major (kernel_h x kernel_w x its channels), so that a tap's weights for
+ * consecutive channels lie together as the input's channels do and a block's taps follow each other. With
+ * depth multiplier 1, four channels at a time (quad_acc, on DSP and MVE cores); the rest one by one. Output rows
  * [first_row, end_row); an output row's input rows are read in place where they lie at one stride in
  * memory, else (a ring's slots wrap inside the window) copied together into `window_rows` first. */
 void dqa_depthwise_conv2d_s8_rows(const dqa_conv_s8_params_t *p, const dqa_rows_s8_t *input,
@@ -128,8 +190,8 @@ void dqa_depthwise_conv2d_s8_rows(const dqa_conv_s8_params_t *p, const dqa_rows_
     const int32_t in_c = p->in_c, dilation_h = p->dilation_h;
     const dqa_rows_s8_t in = *input, out_rows = *output;
     const int32_t in_place_step = dilation_h * (int32_t)in.row_bytes;
-    dw_walk_t k = {0, 0, p->dilation_w * in_c, in_place_step, (int32_t)out_c, p->kernel_w * (int32_t)out_c,
-                   p->input_offset};
+    dw_walk_t k = {0, 0, p->dilation_w * in_c, in_place_step, 0, 0, p->input_offset, p->kernel_w,
+                   p->kernel_h * p->kernel_w, multiplier};
     for (int32_t oy = (int32_t)first_row; oy < (int32_t)end_row; ++oy) {
         const int32_t top = oy * p->stride_h - p->pad_top;
         int32_t ky0, ky1;
@@ -153,8 +215,8 @@ void dqa_depthwise_conv2d_s8_rows(const dqa_conv_s8_params_t *p, const dqa_rows_
         for (int32_t ox = 0; ox < p->out_w; ox += 2) { /* two pixels per dqa__requantize_s8 call */
             const uint32_t count = ox + 1 < p->out_w ? 2u : 1u;
             int8_t *pixel_out[2] = {out + (size_t)ox * out_c, out + (size_t)(ox + (int32_t)count - 1) * out_c};
-            const int8_t *window[2], *first_weights[2];
-            int32_t row_taps[2];
+            const int8_t *window[2];
+            int32_t row_taps[2], first_tap[2];
             for (uint32_t j = 0; j < count; ++j) {
                 const int32_t left = (ox + (int32_t)j) * p->stride_w - p->pad_left;
                 int32_t kx0, kx1;
@@ -163,23 +225,15 @@ void dqa_depthwise_conv2d_s8_rows(const dqa_conv_s8_params_t *p, const dqa_rows_
                 /* the first tap inside (none: the pixel's window is all padding, nothing is read) */
                 const int any = k.rows > 0 && row_taps[j] > 0;
                 window[j] = rows + (any ? (ptrdiff_t)(left + kx0 * p->dilation_w) * in_c : 0);
-                first_weights[j] = p->weights + (any ? (ptrdiff_t)(ky0 * p->kernel_w + kx0) * k.w_step : 0);
+                first_tap[j] = any ? ky0 * p->kernel_w + kx0 : 0;
             }
             for (uint32_t oc = 0; oc < out_c; oc += DQA_REQUANTIZE_CHANNELS) {
                 const uint32_t left_c = out_c - oc;
                 const uint32_t n = left_c < DQA_REQUANTIZE_CHANNELS ? left_c : DQA_REQUANTIZE_CHANNELS;
                 int32_t acc[2][DQA_REQUANTIZE_CHANNELS];
-                for (uint32_t j = 0; j < count; ++j) {
+                for (uint32_t j = 0; j < count; ++j) { /* every block before channel oc is full */
                     k.row_taps = row_taps[j];
-                    uint32_t c = 0;
-#if DQA_DW_QUADS
-                    for (; multiplier == 1u && c + DW_LANES <= n; c += DW_LANES) {
-                        quad_acc(window[j] + oc + c, first_weights[j] + oc + c, &k, acc[j] + c);
-                    }
-#endif
-                    for (; c < n; ++c) {
-                        acc[j][c] = channel_acc(window[j] + (oc + c) / multiplier, first_weights[j] + oc + c, &k);
-                    }
+                    pixel_acc(window[j], p->weights + (size_t)oc * k.taps, first_tap[j], oc, n, &k, acc[j]);
                 }
                 if (count == 1u) { /* the lone pixel's partner: defined values, its outputs overwritten */
                     memcpy(acc[1], acc[0], n * sizeof acc[0][0]);

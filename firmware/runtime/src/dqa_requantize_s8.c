@@ -2,6 +2,22 @@
  * 3.1, 3.2): accumulators to int8 outputs, a run of channels of one or two pixels per call. */
 #include "dqa_s8_internal.h"
 
+/* The folded epilogue of channels 0 .. rows - 1 of two pixels (out1 written first: a lone pixel's partner
+ * is itself). Inlined twice, once with act_min the constant -128, whose clamp then vanishes. */
+static inline __attribute__((always_inline)) void folded_outputs(const int32_t *acc, const int32_t *bias,
+                                                                 const int32_t *multiplier, const int8_t *shift,
+                                                                 int32_t output_offset, int32_t act_min,
+                                                                 uint32_t rows, int8_t *out, int8_t *out1)
+{
+    const int32_t *acc1 = acc + DQA_REQUANTIZE_CHANNELS; /* at a constant offset: no register of its own */
+    for (uint32_t r = 0; r < rows; ++r) {
+        const int32_t b = bias[r], m = multiplier[r], right = -shift[r];
+        const int32_t base = dqa__folded_base(output_offset, right);
+        out1[r] = dqa__conv_output_folded_s8(acc1[r], b, m, base, right, act_min);
+        out[r] = dqa__conv_output_folded_s8(acc[r], b, m, base, right, act_min); /* a lone one's */
+    }
+}
+
 /* A channel's parameters are read once for both pixels. The fields are read into locals first: a store
  * through int8_t * could alias them, and the compiler would read them again for every output. */
 void dqa__requantize_s8(const dqa_conv_s8_params_t *p, const int32_t *acc, uint32_t count,
@@ -34,12 +50,10 @@ void dqa__requantize_s8(const dqa_conv_s8_params_t *p, const int32_t *acc, uint3
     }
 #else
     if (p->folded_epilogue) { /* nearly every layer: one form, no test per channel, the offset in the nudge */
-        const int32_t *acc1 = acc + DQA_REQUANTIZE_CHANNELS; /* at a constant offset: no register of its own */
-        for (uint32_t r = 0; r < rows; ++r) {
-            const int32_t b = bias[r], m = multiplier[r], right = -shift[r];
-            const int32_t base = dqa__folded_base(output_offset, right);
-            out1[r] = dqa__conv_output_folded_s8(acc1[r], b, m, base, right, act_min);
-            out[r] = dqa__conv_output_folded_s8(acc[r], b, m, base, right, act_min); /* a lone one's */
+        if (act_min == INT8_MIN) { /* no clamp but the int8 saturation's (a ReLU's outputs, zero point -128) */
+            folded_outputs(acc, bias, multiplier, shift, output_offset, INT8_MIN, rows, out, out1);
+        } else {
+            folded_outputs(acc, bias, multiplier, shift, output_offset, act_min, rows, out, out1);
         }
         return;
     }

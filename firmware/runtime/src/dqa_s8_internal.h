@@ -110,11 +110,12 @@ static inline int8_t dqa__conv_output_right_s8(int32_t acc, int32_t bias, int32_
     return (int8_t)dqa__clamp_s8(scaled + output_offset, act_min, act_max);
 }
 
-/* The first argument dqa__conv_output_folded_s8 takes for a channel of right shift `right` (1..23) and
- * output offset z: (1 + 2 z) 2^(right - 1), |.| < 2^30. */
+/* The high word of the folded epilogue's nudge, before its sign term, for a channel of right shift
+ * `right` (2..23) and output offset z: (1 + 2 z) 2^(right - 2), |.| < 2^29 (written with right - 1, which
+ * is ~shift: one instruction less). */
 static inline int32_t dqa__folded_base(int32_t output_offset, int32_t right)
 {
-    return (int32_t)((uint32_t)(1 + 2 * output_offset) << (right - 1));
+    return (int32_t)((uint32_t)(1 + 2 * output_offset) << (right - 1)) >> 1;
 }
 
 /* v clamped to int8: one SSAT where the core has it (GCC 12 makes compares of the portable form). */
@@ -127,17 +128,26 @@ static inline int32_t dqa__saturate_s8(int32_t v)
 #endif
 }
 
-/* dqa__conv_output_right_s8's value for act_max = 127, with the output offset z folded into the nudge:
- * z + MBQM is floor((x * M + 2^30 + h' 2^31) / 2^(31 + right)) with h' = (1 + 2 z) 2^(right - 1) - [x < 0]
- * (spec 2), `base` = dqa__folded_base(z, right), through dqa__nudged_high as dqa__mbqm_right. Neither
- * the offset nor act_max takes a register in the caller's loop. For right <= 23 the high word stays
- * inside int32: |x * M| / 2^32 < 2^30 and |h'| / 2 < 2^(right + 6). */
+/* dqa__conv_output_right_s8's value for act_max = 127 and act_min = -128, the output offset z folded into
+ * the nudge: z + MBQM is floor((x * M + 2^30 + h 2^31) / 2^(31 + right)) with h = (1 + 2 z) 2^(right - 1)
+ * - [x < 0] (spec 2). For right >= 2, h 2^31 + 2^30 is, as two words with no carry between them, `base`
+ * - [x < 0] (high; base = dqa__folded_base(z, right)) and x's sign bit | 2^30 (low): three instructions,
+ * then one SMLAL onto them. Neither the offset nor act_max takes a register in the caller's loop. For
+ * right <= 23 the high word stays inside int32: |x * M| / 2^32 < 2^30 and |base| < 2^29. */
+static inline int32_t dqa__folded_s8(int32_t acc, int32_t bias, int32_t multiplier, int32_t base, int32_t right)
+{
+    const int32_t x = dqa__wadd(acc, bias);
+    const uint32_t high = (uint32_t)(base - (int32_t)((uint32_t)x >> 31));
+    const uint64_t nudge = ((uint64_t)high << 32) | ((uint32_t)x & 0x80000000u) | ((uint32_t)1 << 30);
+    const int32_t sum_high = (int32_t)((int64_t)(nudge + (uint64_t)((int64_t)x * multiplier)) >> 32);
+    return dqa__saturate_s8(sum_high >> (right - 1));
+}
+
+/* dqa__folded_s8 clamped at act_min: dqa__conv_output_right_s8's value for act_max = 127. */
 static inline int8_t dqa__conv_output_folded_s8(int32_t acc, int32_t bias, int32_t multiplier, int32_t base,
                                                 int32_t right, int32_t act_min)
 {
-    const int32_t x = dqa__wadd(acc, bias);
-    const int32_t h = base - (int32_t)((uint32_t)x >> 31);
-    const int32_t v = dqa__saturate_s8(dqa__nudged_high(x, multiplier, h) >> (right - 1));
+    const int32_t v = dqa__folded_s8(acc, bias, multiplier, base, right);
     return (int8_t)(v < act_min ? act_min : v);
 }
 
