@@ -46,8 +46,8 @@ int main(void)
         const int8_t q = dqa__conv_output_s8((int32_t)a, 0, (int32_t)(b & INT32_MAX), (int32_t)s, (int32_t)z, -128, 127);
         const int32_t right = s <= -1 ? dqa__mbqm_right((int32_t)a, (int32_t)(b & INT32_MAX), (int32_t)-s) : 0;
         const int8_t folded = s <= DQA_FOLDED_MAX_SHIFT && s >= DQA_FOLDED_MIN_SHIFT ?
-            dqa__conv_output_folded_s8((int32_t)a, 0, (int32_t)(b & INT32_MAX),
-                                       dqa__folded_base((int32_t)z, (int32_t)-s), (int32_t)-s, -128) : 0;
+            (int8_t)dqa__folded_s8((int32_t)a, 0, (int32_t)(b & INT32_MAX),
+                                   dqa__folded_base((int32_t)z, (int32_t)-s), (int32_t)-s) : 0;
         printf("%ld %ld %d %ld %d\n", (long)dqa__srdhm((int32_t)a, (int32_t)b),
                (long)dqa__mbqm((int32_t)a, (int32_t)b, (int32_t)s), q, (long)right, folded);
     }

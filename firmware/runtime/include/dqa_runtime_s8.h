@@ -58,7 +58,8 @@ typedef struct {
     int32_t input_offset, output_offset, act_min, act_max;
     /* CONV_2D: per group, tiles of 4 output channels as dqa_conv2d_weights_size() in dqa_runtime.h lays
      * them out (K = kernel_h * kernel_w * in_c_per_group); DEPTHWISE_CONV_2D: blocks of 4 output
-     * channels (the last one narrower), each tap-major, kernel_h x kernel_w x its channels; TRANSPOSE_CONV: OHWI, out_c x kernel_h x kernel_w x in_c */
+     * channels (the last one narrower), each tap-major, kernel_h x kernel_w x its channels;
+     * TRANSPOSE_CONV: OHWI, out_c x kernel_h x kernel_w x in_c */
     const int8_t *weights;
     const int32_t *bias;       /* out_c */
     const int32_t *multiplier; /* out_c */

@@ -82,12 +82,6 @@ static inline int32_t dqa__mbqm_right(int32_t x, int32_t multiplier, int32_t rig
     return dqa__nudged_high(x, multiplier, h) >> (right - 1);
 }
 
-/* Whether a channel's epilogue may take dqa__conv_output_right_s8: nearly every one of a usual model. */
-static inline int dqa__is_right_shift(int32_t multiplier, int32_t shift)
-{
-    return shift < 0 && multiplier >= 0;
-}
-
 /* A convolution's int8 output from its accumulator (spec 3.1's epilogue), for any shift. The reference
  * adds the offset without bounds; after a left shift the sum may pass int32 and is saturated instead (no
  * UB, found by fuzz_s8), which the clamp to int8 then makes the same. */
@@ -99,15 +93,6 @@ static inline int8_t dqa__conv_output_s8(int32_t acc, int32_t bias, int32_t mult
         v = output_offset < 0 ? INT32_MIN : INT32_MAX;
     }
     return (int8_t)dqa__clamp_s8(v, act_min, act_max);
-}
-
-/* dqa__conv_output_s8's value for a channel dqa__is_right_shift() accepts, with one rounding: |scaled| <=
- * 2^30, and the output offset is int8, so the sum cannot overflow. */
-static inline int8_t dqa__conv_output_right_s8(int32_t acc, int32_t bias, int32_t multiplier, int32_t shift,
-                                               int32_t output_offset, int32_t act_min, int32_t act_max)
-{
-    const int32_t scaled = dqa__mbqm_right(dqa__wadd(acc, bias), multiplier, -shift);
-    return (int8_t)dqa__clamp_s8(scaled + output_offset, act_min, act_max);
 }
 
 /* The high word of the folded epilogue's nudge, before its sign term, for a channel of right shift
@@ -128,12 +113,13 @@ static inline int32_t dqa__saturate_s8(int32_t v)
 #endif
 }
 
-/* dqa__conv_output_right_s8's value for act_max = 127 and act_min = -128, the output offset z folded into
- * the nudge: z + MBQM is floor((x * M + 2^30 + h 2^31) / 2^(31 + right)) with h = (1 + 2 z) 2^(right - 1)
- * - [x < 0] (spec 2). For right >= 2, h 2^31 + 2^30 is, as two words with no carry between them, `base`
- * - [x < 0] (high; base = dqa__folded_base(z, right)) and x's sign bit | 2^30 (low): three instructions,
- * then one SMLAL onto them. Neither the offset nor act_max takes a register in the caller's loop. For
- * right <= 23 the high word stays inside int32: |x * M| / 2^32 < 2^30 and |base| < 2^29. */
+/* dqa__conv_output_s8's value for a right shift `right` (2..23), a multiplier >= 0, act_max = 127 and
+ * act_min = -128, with one rounding (dqa__mbqm_right's) and the output offset z folded into the nudge:
+ * z + MBQM is floor((x * M + 2^30 + h 2^31) / 2^(31 + right)) with h = (1 + 2 z) 2^(right - 1) - [x < 0]
+ * (spec 2). For right >= 2, h 2^31 + 2^30 is, as two words with no carry between them, `base` - [x < 0]
+ * (high; base = dqa__folded_base(z, right)) and x's sign bit | 2^30 (low): three instructions, then one
+ * SMLAL onto them. Neither the offset nor act_max takes a register in the caller's loop. For right <= 23
+ * the high word stays inside int32: |x * M| / 2^32 < 2^30 and |base| < 2^29. */
 static inline int32_t dqa__folded_s8(int32_t acc, int32_t bias, int32_t multiplier, int32_t base, int32_t right)
 {
     const int32_t x = dqa__wadd(acc, bias);
@@ -141,24 +127,6 @@ static inline int32_t dqa__folded_s8(int32_t acc, int32_t bias, int32_t multipli
     const uint64_t nudge = ((uint64_t)high << 32) | ((uint32_t)x & 0x80000000u) | ((uint32_t)1 << 30);
     const int32_t sum_high = (int32_t)((int64_t)(nudge + (uint64_t)((int64_t)x * multiplier)) >> 32);
     return dqa__saturate_s8(sum_high >> (right - 1));
-}
-
-/* dqa__folded_s8 clamped at act_min: dqa__conv_output_right_s8's value for act_max = 127. */
-static inline int8_t dqa__conv_output_folded_s8(int32_t acc, int32_t bias, int32_t multiplier, int32_t base,
-                                                int32_t right, int32_t act_min)
-{
-    const int32_t v = dqa__folded_s8(acc, bias, multiplier, base, right);
-    return (int8_t)(v < act_min ? act_min : v);
-}
-
-/* dqa__conv_output_s8's value, through dqa__conv_output_right_s8 where the channel allows. */
-static inline int8_t dqa__conv_output_fast_s8(int32_t acc, int32_t bias, int32_t multiplier, int32_t shift,
-                                              int32_t output_offset, int32_t act_min, int32_t act_max)
-{
-    if (dqa__is_right_shift(multiplier, shift)) {
-        return dqa__conv_output_right_s8(acc, bias, multiplier, shift, output_offset, act_min, act_max);
-    }
-    return dqa__conv_output_s8(acc, bias, multiplier, shift, output_offset, act_min, act_max);
 }
 
 /* Values k .. k + n - 1 of a column for the MAC tiles (dqa_mac.h), which take int16: x[i] + offset (|.| <=
