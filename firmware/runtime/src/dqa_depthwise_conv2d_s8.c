@@ -233,7 +233,7 @@ void dqa_depthwise_conv2d_s8_rows(const dqa_conv_s8_params_t *p, const dqa_rows_
                 int32_t acc[2][DQA_REQUANTIZE_CHANNELS];
                 for (uint32_t j = 0; j < count; ++j) { /* every block before channel oc is full */
                     k.row_taps = row_taps[j];
-                    pixel_acc(window[j], p->weights + (size_t)oc * k.taps, first_tap[j], oc, n, &k, acc[j]);
+                    pixel_acc(window[j], p->weights + (size_t)oc * (size_t)k.taps, first_tap[j], oc, n, &k, acc[j]);
                 }
                 if (count == 1u) { /* the lone pixel's partner: defined values, its outputs overwritten */
                     memcpy(acc[1], acc[0], n * sizeof acc[0][0]);
