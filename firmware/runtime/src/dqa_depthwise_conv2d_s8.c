@@ -84,12 +84,18 @@ static inline void quad_acc(const int8_t *x, const int8_t *w, const dw_walk_t *k
         a3 = __smlatt(wo_, xo_, a3);                                                                          \
     } while (0)
 
+/* The input offset in both halfwords: SXTAB16's addend. */
+static inline int16x2_t offset_pairs(const dw_walk_t *k)
+{
+    return (int16x2_t)(((uint32_t)k->offset & 0xffffu) * 0x10001u);
+}
+
 /* channel_acc of the four channels of a weight block (depth multiplier 1: inputs and weights in the same
  * channel order; a tap's four weights are one word, the next tap's the next word). */
 static inline void quad_acc(const int8_t *x, const int8_t *w, const dw_walk_t *k, int32_t *acc)
 {
     const int32_t x_step = k->x_step, y_step = k->y_step;
-    const int16x2_t offset2 = (int16x2_t)(((uint32_t)k->offset & 0xffffu) * 0x10001u);
+    const int16x2_t offset2 = offset_pairs(k);
     const int32_t lanes = (int32_t)DW_LANES;
     int32_t a0 = 0, a1 = 0, a2 = 0, a3 = 0;
     if (k->row_taps == 2) { /* a 3-wide window's first or last column: rows' taps unrolled */
@@ -118,7 +124,7 @@ static __attribute__((noinline)) void quads_3x3(const int8_t *x, const int8_t *w
                                                 uint32_t quads, int32_t *acc)
 {
     const int32_t x_step = k->x_step, y_step = k->y_step, lanes = (int32_t)DW_LANES;
-    const int16x2_t offset2 = (int16x2_t)(((uint32_t)k->offset & 0xffffu) * 0x10001u);
+    const int16x2_t offset2 = offset_pairs(k);
     for (uint32_t q = 0; q < quads; ++q, x += DW_LANES, w += DW_3X3_TAPS * DW_LANES, acc += DW_LANES) {
         int32_t a0 = 0, a1 = 0, a2 = 0, a3 = 0;
         const int8_t *row = x;

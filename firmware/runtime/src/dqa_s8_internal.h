@@ -62,13 +62,19 @@ static inline int32_t dqa__mbqm(int32_t x, int32_t multiplier, int32_t shift)
     return dqa__rdbpot(dqa__srdhm((int32_t)((uint32_t)x << left), multiplier), shift > 0 ? 0 : -shift);
 }
 
-/* The high word of x * M + h * 2^31 + 2^30, the one-rounding MBQM's sum (spec 2): the nudge built as its
- * two words, h >> 1 (arithmetic) and h's bit 0 at bit 31 | 2^30, with no carry between them (four
- * instructions, not a 64-bit add), then one SMLAL onto it. */
+/* The high word of x * M + the nudge whose words are `high` and `low`: one SMLAL onto them (the callers
+ * build the two words apart, with no carry between them, not as a 64-bit add). */
+static inline int32_t dqa__high_word(int32_t x, int32_t multiplier, uint32_t high, uint32_t low)
+{
+    const uint64_t nudge = ((uint64_t)high << 32) | low;
+    return (int32_t)((int64_t)(nudge + (uint64_t)((int64_t)x * multiplier)) >> 32);
+}
+
+/* The high word of x * M + h * 2^31 + 2^30, the one-rounding MBQM's sum (spec 2): the nudge's words are
+ * h >> 1 (arithmetic) and h's bit 0 at bit 31 | 2^30 (four instructions). */
 static inline int32_t dqa__nudged_high(int32_t x, int32_t multiplier, int32_t h)
 {
-    const uint64_t nudge = ((uint64_t)(uint32_t)(h >> 1) << 32) | ((uint32_t)h << 31) | ((uint32_t)1 << 30);
-    return (int32_t)((int64_t)(nudge + (uint64_t)((int64_t)x * multiplier)) >> 32);
+    return dqa__high_word(x, multiplier, (uint32_t)(h >> 1), ((uint32_t)h << 31) | ((uint32_t)1 << 30));
 }
 
 /* MBQM for a right shift (`right` = -shift, 1..31) and a multiplier >= 0 (the importer checks every scale
@@ -124,9 +130,8 @@ static inline int32_t dqa__folded_s8(int32_t acc, int32_t bias, int32_t multipli
 {
     const int32_t x = dqa__wadd(acc, bias);
     const uint32_t high = (uint32_t)(base - (int32_t)((uint32_t)x >> 31));
-    const uint64_t nudge = ((uint64_t)high << 32) | ((uint32_t)x & 0x80000000u) | ((uint32_t)1 << 30);
-    const int32_t sum_high = (int32_t)((int64_t)(nudge + (uint64_t)((int64_t)x * multiplier)) >> 32);
-    return dqa__saturate_s8(sum_high >> (right - 1));
+    const uint32_t low = ((uint32_t)x & 0x80000000u) | ((uint32_t)1 << 30);
+    return dqa__saturate_s8(dqa__high_word(x, multiplier, high, low) >> (right - 1));
 }
 
 /* Values k .. k + n - 1 of a column for the MAC tiles (dqa_mac.h), which take int16: x[i] + offset (|.| <=
