@@ -13,6 +13,7 @@ runtime driver under ASan + UBSan (every tensor's values, code plane and error s
 from __future__ import annotations
 
 import shutil
+import subprocess
 
 import numpy as np
 import pytest
@@ -68,6 +69,56 @@ def random_stack(seed: int, layers: int = 4, pixels: np.ndarray | None = None, o
     else:
         b.linear("fc", b.avgpool("gp", x, m=3), int(rng.integers(1, MAX_OUT_CHANNELS + 1)), m=3, act="relu")
     return b
+
+
+REQUANT_DRIVER = r"""
+#include <stdio.h>
+#include "dqa_internal.h"
+
+int main(void)
+{
+    long long x, lo, hi;
+    unsigned shift;
+    while (scanf("%lld %u %lld %lld", &x, &shift, &lo, &hi) == 4) {
+        printf("%ld\n", (long)dqa__requant((int64_t)x, (uint8_t)shift, (int32_t)lo, (int32_t)hi));
+    }
+    return 0;
+}
+"""
+
+
+def test_requantization_in_c_equals_the_reference(tmp_path):
+    """dqa__requant (spec 3 + 4, every kernel's epilogue) against the reference's rshift_round and clamp at every
+    shift 0..62: sums of every magnitude up to 2^62 (x >> (T - 1) beyond int32 at shifts 2..32, which the C
+    saturates), within 2 of a rounding tie, and random storage ranges of 3 to 16 bits."""
+    if shutil.which("gcc") is None:
+        pytest.fail("gcc not found: apt-get install gcc")
+    source = tmp_path / "requant.c"
+    source.write_text(REQUANT_DRIVER)
+    exe = tmp_path / "requant"
+    subprocess.run(["gcc", *rv.WARNINGS, "-O1", *rv.SANITIZE, f"-I{rv.RUNTIME / 'include'}",
+                    f"-I{rv.RUNTIME / 'src'}", str(source), "-o", str(exe)], check=True)
+    rng = np.random.default_rng(5)
+    count = 30000
+    shift = rng.integers(0, 63, count)
+    magnitude = rng.integers(0, 63, count)
+    x = [int(rng.integers(-(1 << int(k)), 1 << int(k), endpoint=True)) for k in magnitude]
+    bits = rng.integers(3, 17, count)
+    signed = rng.integers(0, 2, count).astype(bool)
+    lo = np.where(signed, -(1 << (bits - 1)), 0) + rng.integers(0, 3, count)  # narrowed as an activation does
+    hi = np.where(signed, (1 << (bits - 1)) - 1, (1 << bits) - 1) - rng.integers(0, 3, count)
+    for i in range(0, count, 3):  # near a tie of the rounding, with a result around the range's ends
+        t = int(shift[i])
+        target = int(rng.choice([lo[i], hi[i], 0])) + int(rng.integers(-2, 3))
+        tie = (target << t) + ((1 << t) >> 1) + int(rng.integers(-2, 3)) if t else target
+        x[i] = tie if abs(tie) < 1 << 62 else x[i]
+    lines = "".join(f"{a} {t} {m} {n}\n" for a, t, m, n in zip(x, shift, lo, hi))
+    got = [int(v) for v in subprocess.run([str(exe)], input=lines, capture_output=True, text=True,
+                                          check=True).stdout.split()]
+    expected = [min(max((a + (1 << int(t) >> 1)) >> int(t), int(m)), int(n)) for a, t, m, n in zip(x, shift, lo, hi)]
+    saturated = [2 <= t <= 32 and abs(a >> (int(t) - 1)) >= 1 << 31 for a, t in zip(x, shift)]
+    assert sum(saturated) > 1000
+    assert np.array_equal(got, expected)
 
 
 @pytest.mark.parametrize("rows_contiguous", [False, True])

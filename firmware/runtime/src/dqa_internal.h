@@ -62,21 +62,31 @@ static inline int32_t dqa__asr(int32_t x, unsigned s)
     return x >= 0 ? (int32_t)((uint32_t)x >> s) : (int32_t) ~(~(uint32_t)x >> s);
 }
 
-/* Spec 3 + 4: rshift_round, then saturate to [lo, hi]. A shift T above 32 (multipliers below about
- * 2^-2, the common case) needs only x's high word h: x's low 32 bits cannot reach the result, so
- * rshift_round(x, T) = floor((f + 1) / 2) = f - floor(f / 2) with f = floor(x / 2^(T-1)) = h >> (T - 33),
- * in 32 bits (no overflow: f - floor(f / 2) lies between 0 and f); the general case works in 64 bits. */
+/* Spec 3 + 4: rshift_round, then saturate to [lo, hi], as rshift_round(x, T) = floor((f + 1) / 2) =
+ * f - floor(f / 2) with f = floor(x / 2^(T-1)), in 32 bits. A shift T above 32 (multipliers below about
+ * 2^-2, the common case) needs only x's high word h: f = h >> (T - 33). A shift of 2 to 32 (residual
+ * sums) takes f from both words, saturated to int32 when it does not fit: f - floor(f / 2) then lies
+ * beyond +-2^30, and [lo, hi] (storage codes, spec 1) inside, so the clamp gives the same value. */
 static inline int32_t dqa__requant(int64_t x, uint8_t shift, int32_t lo, int32_t hi)
 {
+    int32_t f, r;
     if (shift > 32u) {
-        int32_t f = (int32_t)(x >> 32) >> (shift - 33u); /* >> as for x below */
-        int32_t r = f - (f >> 1);
-        return r < lo ? lo : (r > hi ? hi : r);
+        f = (int32_t)(x >> 32) >> (shift - 33u); /* >> as for x below */
+    } else if (shift >= 2u) {
+        uint32_t s = shift - 1u; /* 1..31 */
+        int32_t top = (int32_t)(x >> 32) >> s;
+        f = (int32_t)(((uint32_t)x >> s) | ((uint32_t)(x >> 32) << (32u - s)));
+        if (top != (f >> 31)) { /* x >> s does not fit in 32 bits */
+            f = top < 0 ? INT32_MIN : INT32_MAX;
+        }
+    } else {
+        if (shift) {
+            x = (x + 1) >> 1;
+        }
+        return x < lo ? lo : (x > hi ? hi : (int32_t)x);
     }
-    if (shift) {
-        x = (x + ((int64_t)1 << (shift - 1))) >> shift;
-    }
-    return x < lo ? lo : (x > hi ? hi : (int32_t)x);
+    r = f - (f >> 1);
+    return r < lo ? lo : (r > hi ? hi : r);
 }
 
 /* Spec 4-5: t = x * M[o] + second * R[o] in 64 bits (second = 0 without a second input);

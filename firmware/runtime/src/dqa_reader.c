@@ -108,6 +108,7 @@ void dqa_read_pixel(dqa_reader_t *reader, int16_t *v)
     const dqa_tensor_info_t *info = reader->tensor->info;
     uint32_t channels = info->channels;
     uint32_t i, n = info->bits, m = info->extra_bits, c;
+    const uint8_t *imp = m ? info->important : NULL; /* channels with Huffman-coded errors */
     const uint8_t *plane;
     if (reader->element == reader->band_end) {
         enter_band(reader, reader->element);
@@ -130,11 +131,23 @@ void dqa_read_pixel(dqa_reader_t *reader, int16_t *v)
         }
         return;
     }
+    if (n == 8u && imp == NULL) { /* one whole byte per code, no errors */
+        const uint8_t *p = plane + i;
+        if (info->is_signed) {
+            for (c = 0; c < channels; c++) {
+                v[c] = (int16_t)((int32_t)(int8_t)p[c] * ((int32_t)1 << m));
+            }
+        } else {
+            for (c = 0; c < channels; c++) {
+                v[c] = (int16_t)((int32_t)p[c] << m);
+            }
+        }
+        return;
+    }
     {
         uint32_t mask = (1u << n) - 1u;
         uint32_t sign = info->is_signed ? 1u << (n - 1u) : 0u; /* (raw ^ sign) - sign sign-extends */
         uint32_t pos = i * n;
-        const uint8_t *imp = m ? info->important : NULL;
         int32_t unit = (int32_t)1 << m;
         code_source_t codes;
         codes_open(&codes, plane, pos);

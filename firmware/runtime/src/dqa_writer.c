@@ -174,6 +174,13 @@ static inline void put_pixel(dqa_writer_t *writer, const int32_t *u)
         }
         return;
     }
+    if (imp == NULL && n == 8u) { /* one whole byte per code */
+        uint8_t *p = plane + i;
+        for (c = 0; c < channels; c++) {
+            p[c] = (uint8_t)u[c];
+        }
+        return;
+    }
     if (imp == NULL) {
         bit_sink_t codes;
         sink_open(&codes, plane, pos);
