@@ -52,6 +52,16 @@ def build_driver(out_dir: Path) -> Path:
     return exe
 
 
+def build_header_driver(source: str, out_dir: Path, name: str) -> Path:
+    """A C program on the runtime's internal headers (no runtime sources), under ASan + UBSan."""
+    path = out_dir / f"{name}.c"
+    path.write_text(source)
+    exe = out_dir / name
+    subprocess.run(["gcc", *WARNINGS, "-O1", *SANITIZE, f"-I{RUNTIME / 'include'}", f"-I{RUNTIME / 'src'}",
+                    str(path), "-o", str(exe)], check=True)
+    return exe
+
+
 # -- the driver's program format --------------------------------------------------
 
 def has_errors(t: QTensor) -> bool:

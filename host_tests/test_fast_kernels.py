@@ -93,11 +93,7 @@ def test_requantization_in_c_equals_the_reference(tmp_path):
     saturates), within 2 of a rounding tie, and random storage ranges of 3 to 16 bits."""
     if shutil.which("gcc") is None:
         pytest.fail("gcc not found: apt-get install gcc")
-    source = tmp_path / "requant.c"
-    source.write_text(REQUANT_DRIVER)
-    exe = tmp_path / "requant"
-    subprocess.run(["gcc", *rv.WARNINGS, "-O1", *rv.SANITIZE, f"-I{rv.RUNTIME / 'include'}",
-                    f"-I{rv.RUNTIME / 'src'}", str(source), "-o", str(exe)], check=True)
+    exe = rv.build_header_driver(REQUANT_DRIVER, tmp_path, "requant")
     rng = np.random.default_rng(5)
     count = 30000
     shift = rng.integers(0, 63, count)

@@ -59,11 +59,7 @@ int main(void)
 def test_fixed_point_primitives_in_c_equal_the_reference(tmp_path):
     if shutil.which("gcc") is None:
         pytest.fail("gcc not found: apt-get install gcc")
-    source = tmp_path / "primitives.c"
-    source.write_text(PRIMITIVES_DRIVER)
-    exe = tmp_path / "primitives"
-    subprocess.run(["gcc", *rv.WARNINGS, "-O1", *rv.SANITIZE, f"-I{rv.RUNTIME / 'include'}",
-                    f"-I{rv.RUNTIME / 'src'}", str(source), "-o", str(exe)], check=True)
+    exe = rv.build_header_driver(PRIMITIVES_DRIVER, tmp_path, "primitives")
     rng = np.random.default_rng(3)
     edges = [R.INT32_MIN, R.INT32_MIN + 1, -(1 << 30), -3, -1, 0, 1, 3, 1 << 30, R.INT32_MAX]
     a = np.concatenate([np.repeat(edges, len(edges)), rng.integers(R.INT32_MIN, R.INT32_MAX, 4000, endpoint=True),
