@@ -56,6 +56,16 @@ static inline uint8_t *dqa__slot_n_coded(const dqa_tensor_t *t, size_t slot)
     return t->plane + slot + t->slot_bytes - DQA_SLOT_N_CODED_BYTES;
 }
 
+/* Codes packed or unpacked eight at a time (dqa_reader.c, dqa_writer.c): where a pixel's n-bit codes
+ * (n = 2, 3, 4) start on a byte at plane bit `pos` and its channels are a multiple of eight, each group of
+ * eight codes is n whole bytes. */
+#define DQA_CODE_GROUP 8u
+
+static inline int dqa__code_groups_fit(uint32_t pos, uint32_t channels, uint32_t n)
+{
+    return (pos & 7u) == 0u && channels % DQA_CODE_GROUP == 0u && n >= 2u && n <= 4u;
+}
+
 /* Arithmetic (flooring) right shift, defined for negative x in C99 terms. */
 static inline int32_t dqa__asr(int32_t x, unsigned s)
 {
@@ -65,19 +75,18 @@ static inline int32_t dqa__asr(int32_t x, unsigned s)
 /* Spec 3 + 4: rshift_round, then saturate to [lo, hi], as rshift_round(x, T) = floor((f + 1) / 2) =
  * f - floor(f / 2) with f = floor(x / 2^(T-1)), in 32 bits. A shift T above 32 (multipliers below about
  * 2^-2, the common case) needs only x's high word h: f = h >> (T - 33). A shift of 2 to 32 (residual
- * sums) takes f from both words, saturated to int32 when it does not fit: f - floor(f / 2) then lies
- * beyond +-2^30, and [lo, hi] (storage codes, spec 1) inside, so the clamp gives the same value. */
+ * sums) takes f from both words; where it does not fit in 32 bits, the result lies beyond +-2^30 and
+ * [lo, hi] (storage codes, spec 1) inside, so it is lo or hi by the sign of x. */
 static inline int32_t dqa__requant(int64_t x, uint8_t shift, int32_t lo, int32_t hi)
 {
     int32_t f, r;
     if (shift > 32u) {
         f = (int32_t)(x >> 32) >> (shift - 33u); /* >> as for x below */
     } else if (shift >= 2u) {
-        uint32_t s = shift - 1u; /* 1..31 */
-        int32_t top = (int32_t)(x >> 32) >> s;
-        f = (int32_t)(((uint32_t)x >> s) | ((uint32_t)(x >> 32) << (32u - s)));
-        if (top != (f >> 31)) { /* x >> s does not fit in 32 bits */
-            f = top < 0 ? INT32_MIN : INT32_MAX;
+        uint32_t s = shift - 1u, high = (uint32_t)(x >> 32); /* s: 1..31 */
+        f = (int32_t)(((uint32_t)x >> s) | (high << (32u - s)));
+        if ((high ^ (f < 0 ? UINT32_MAX : 0u)) >> s) { /* high's bits s.. are not all f's sign: x >> s leaves int32 */
+            return x < 0 ? lo : hi;
         }
     } else {
         if (shift) {

@@ -96,6 +96,73 @@ static void enter_band(dqa_reader_t *r, uint32_t start)
     }
 }
 
+/* Eight N-bit codes from the N bytes at p (LSB-first) as fine values code * unit. N and SIGNED are
+ * constants at every call: each code is then one bit-field extract (both loops unrolled). */
+static inline __attribute__((always_inline)) void unpack_group(const uint8_t *p, int16_t *v, const uint32_t N,
+                                                               const int SIGNED, int32_t unit)
+{
+    uint32_t word = 0, j;
+    _Pragma("GCC unroll 4")
+    for (j = 0; j < N; j++) {
+        word |= (uint32_t)p[j] << (8u * j);
+    }
+    _Pragma("GCC unroll 8")
+    for (j = 0; j < DQA_CODE_GROUP; j++) {
+        uint32_t raw = (word >> (j * N)) & ((1u << N) - 1u), sign = SIGNED ? 1u << (N - 1u) : 0u;
+        v[j] = (int16_t)((int32_t)((raw ^ sign) - sign) * unit);
+    }
+}
+
+/* The codes of a pixel's `channels` values from plane bit `pos` as code * unit, eight at a time where they
+ * are groups of whole bytes (dqa__code_groups_fit()); 0 (nothing read) elsewhere. */
+static int unpack_groups(const uint8_t *plane, uint32_t pos, int16_t *v, uint32_t channels, uint32_t n,
+                         uint8_t is_signed, int32_t unit)
+{
+    const uint8_t *p = plane + (pos >> 3);
+    const int16_t *end = v + channels;
+    if (!dqa__code_groups_fit(pos, channels, n)) {
+        return 0;
+    }
+#define UNPACK_GROUPS(N, SIGNED)                                                                              \
+    for (; v != end; v += DQA_CODE_GROUP, p += (N)) {                                                        \
+        unpack_group(p, v, (N), (SIGNED), unit);                                                              \
+    }
+    switch (n * 2u + (is_signed ? 1u : 0u)) {
+    case 2u * 2u: UNPACK_GROUPS(2u, 0) break;
+    case 2u * 2u + 1u: UNPACK_GROUPS(2u, 1) break;
+    case 3u * 2u: UNPACK_GROUPS(3u, 0) break;
+    case 3u * 2u + 1u: UNPACK_GROUPS(3u, 1) break;
+    case 4u * 2u: UNPACK_GROUPS(4u, 0) break;
+    default: UNPACK_GROUPS(4u, 1) break;
+    }
+#undef UNPACK_GROUPS
+    return 1;
+}
+
+/* The important channels' errors (Huffman decoded) added to the pixel's v = code * 2^m: a pass of its own
+ * over the pixel, apart from the codes (in one loop the codes' and the stream's state spill on Cortex-M). */
+static void add_errors(dqa_reader_t *reader, const uint8_t *imp, int16_t *v, uint32_t channels, int32_t unit)
+{
+    stream_t s;
+    uint32_t bit = reader->bit, symbol = reader->symbol, c;
+    int32_t half = unit >> 1, e_mask = unit - 1;
+    stream_of(reader, &s);
+    for (c = 0; c < channels; c++) {
+        if (imp[c]) {
+            int32_t e = half; /* not coded: middle of the lost range (spec 2.3) */
+            if (symbol < s.n_coded) {
+                uint32_t entry = peek_entry(&s, bit);
+                bit += entry >> 4;
+                e = (int32_t)(entry & 0xFu) & e_mask;
+            }
+            v[c] = (int16_t)(v[c] + e);
+            symbol++;
+        }
+    }
+    reader->bit = bit;
+    reader->symbol = symbol;
+}
+
 void dqa_reader_init(dqa_reader_t *reader, const dqa_tensor_t *tensor)
 {
     reader->tensor = tensor;
@@ -145,39 +212,19 @@ void dqa_read_pixel(dqa_reader_t *reader, int16_t *v)
         return;
     }
     {
-        uint32_t mask = (1u << n) - 1u;
-        uint32_t sign = info->is_signed ? 1u << (n - 1u) : 0u; /* (raw ^ sign) - sign sign-extends */
-        uint32_t pos = i * n;
         int32_t unit = (int32_t)1 << m;
-        code_source_t codes;
-        codes_open(&codes, plane, pos);
-        if (imp == NULL) {
+        if (!unpack_groups(plane, i * n, v, channels, n, info->is_signed, unit)) {
+            uint32_t mask = (1u << n) - 1u;
+            uint32_t sign = info->is_signed ? 1u << (n - 1u) : 0u; /* (raw ^ sign) - sign sign-extends */
+            code_source_t codes;
+            codes_open(&codes, plane, i * n);
             for (c = 0; c < channels; c++) {
                 uint32_t raw = codes_take(&codes, n, mask);
                 v[c] = (int16_t)((int32_t)((raw ^ sign) - sign) * unit);
             }
-        } else {
-            stream_t s;
-            uint32_t bit = reader->bit, symbol = reader->symbol;
-            int32_t half = unit >> 1, e_mask = unit - 1;
-            stream_of(reader, &s);
-            for (c = 0; c < channels; c++) {
-                uint32_t raw = codes_take(&codes, n, mask);
-                int32_t x = (int32_t)((raw ^ sign) - sign) * unit;
-                if (imp[c]) {
-                    if (symbol < s.n_coded) {
-                        uint32_t entry = peek_entry(&s, bit);
-                        bit += entry >> 4;
-                        x += (int32_t)(entry & 0xFu) & e_mask;
-                    } else {
-                        x += half; /* not coded: middle of the lost range (spec 2.3) */
-                    }
-                    symbol++;
-                }
-                v[c] = (int16_t)x;
-            }
-            reader->bit = bit;
-            reader->symbol = symbol;
+        }
+        if (imp != NULL) {
+            add_errors(reader, imp, v, channels, unit);
         }
     }
 }

@@ -151,6 +151,86 @@ void dqa_writer_init(dqa_writer_t *writer, dqa_tensor_t *tensor)
     }
 }
 
+/* The important channels' errors e = u mod 2^m of one pixel, Huffman coded into the band's stream until a
+ * code does not fit (spec 2.3: that and all later symbols of the band are not coded). A pass of its own,
+ * apart from the codes (in one loop the codes' and the stream's state spill on Cortex-M), and out of line
+ * (inlined into put_pixel, GCC 12 spills three of its loop's values there). */
+__attribute__((noinline)) static void put_errors(dqa_writer_t *writer, const uint8_t *imp, const int32_t *u, uint32_t channels)
+{
+    const dqa_tensor_info_t *info = writer->tensor->info;
+    const uint8_t *lengths = info->huffman_lengths;
+    uint32_t cap = writer->capacity_bits, bit = writer->bit, symbol = writer->symbol, c;
+    uint32_t e_mask = (1u << info->extra_bits) - 1u;
+    bit_sink_t errors;
+    if (writer->closed || writer->stream == NULL || info->huffman_table == NULL) {
+        writer->closed = 1;
+        return;
+    }
+    sink_open(&errors, writer->stream, bit);
+    for (c = 0; c < channels; c++) {
+        if (imp[c]) {
+            uint32_t e = (uint32_t)u[c] & e_mask;
+            uint32_t len = lengths[e];
+            if (len == 0u || len > cap - bit) {
+                writer->closed = 1;
+                break;
+            }
+            sink_put(&errors, writer->stream_codes[e], len);
+            bit += len;
+            symbol++;
+        }
+    }
+    if (bit != writer->bit) {
+        sink_close(&errors);
+    }
+    writer->bit = bit;
+    writer->symbol = symbol;
+}
+
+/* Eight N-bit codes into the N bytes at p (LSB-first): u, or u >> m for an important channel (its low N
+ * bits are those of the arithmetic shift's). N and IMPORTANT (whether any channel is) are constants at every
+ * call: each code is then a shift and a bit-field insert (both loops unrolled). */
+static inline __attribute__((always_inline)) void pack_group(uint8_t *p, const int32_t *u, const uint8_t *imp,
+                                                             const uint32_t N, const int IMPORTANT, uint32_t m)
+{
+    uint32_t word = 0, j;
+    _Pragma("GCC unroll 8")
+    for (j = 0; j < DQA_CODE_GROUP; j++) {
+        uint32_t shift = IMPORTANT && imp[j] ? m : 0u;
+        word |= (((uint32_t)u[j] >> shift) & ((1u << N) - 1u)) << (j * N);
+    }
+    _Pragma("GCC unroll 4")
+    for (j = 0; j < N; j++) {
+        p[j] = (uint8_t)(word >> (8u * j));
+    }
+}
+
+/* A pixel's codes from plane bit `pos`, eight at a time where they are groups of whole bytes
+ * (dqa__code_groups_fit()); 0 (nothing written) elsewhere. */
+static int pack_groups(uint8_t *plane, uint32_t pos, const int32_t *u, uint32_t channels, uint32_t n,
+                       const uint8_t *imp, uint32_t m)
+{
+    uint8_t *p = plane + (pos >> 3);
+    const int32_t *end = u + channels;
+    if (!dqa__code_groups_fit(pos, channels, n)) {
+        return 0;
+    }
+#define PACK_GROUPS(N, IMPORTANT)                                                                             \
+    for (; u != end; u += DQA_CODE_GROUP, imp += (IMPORTANT) ? DQA_CODE_GROUP : 0u, p += (N)) {            \
+        pack_group(p, u, imp, (N), (IMPORTANT), m);                                                           \
+    }
+    switch (n * 2u + (imp != NULL ? 1u : 0u)) {
+    case 2u * 2u: PACK_GROUPS(2u, 0) break;
+    case 2u * 2u + 1u: PACK_GROUPS(2u, 1) break;
+    case 3u * 2u: PACK_GROUPS(3u, 0) break;
+    case 3u * 2u + 1u: PACK_GROUPS(3u, 1) break;
+    case 4u * 2u: PACK_GROUPS(4u, 0) break;
+    default: PACK_GROUPS(4u, 1) break;
+    }
+#undef PACK_GROUPS
+    return 1;
+}
+
 /* One pixel into the current band. */
 static inline void put_pixel(dqa_writer_t *writer, const int32_t *u)
 {
@@ -181,16 +261,7 @@ static inline void put_pixel(dqa_writer_t *writer, const int32_t *u)
         }
         return;
     }
-    if (imp == NULL) {
-        bit_sink_t codes;
-        sink_open(&codes, plane, pos);
-        for (c = 0; c < channels; c++) {
-            sink_put(&codes, (uint32_t)u[c] & mask, n);
-        }
-        sink_close(&codes);
-        return;
-    }
-    if (info->huffman_codes == NULL || info->huffman_lengths == NULL) {
+    if (imp != NULL && (info->huffman_codes == NULL || info->huffman_lengths == NULL)) {
         for (c = 0; c < channels; c++, pos += n) { /* codes derived from the decode table */
             int32_t x = u[c];
             if (imp[c]) {
@@ -201,42 +272,17 @@ static inline void put_pixel(dqa_writer_t *writer, const int32_t *u)
         }
         return;
     }
-    {
-        const uint8_t *lengths = info->huffman_lengths;
-        uint32_t cap = writer->capacity_bits;
-        uint32_t bit = writer->bit, symbol = writer->symbol;
-        uint32_t closed = writer->closed || writer->stream == NULL || info->huffman_table == NULL;
-        uint32_t e_mask = (1u << m) - 1u;
-        bit_sink_t codes, errors = {NULL, 0, 0};
+    if (imp != NULL) {
+        put_errors(writer, imp, u, channels);
+    }
+    if (!pack_groups(plane, pos, u, channels, n, imp, m)) {
+        bit_sink_t codes;
         sink_open(&codes, plane, pos);
-        if (!closed) {
-            sink_open(&errors, writer->stream, bit);
-        }
         for (c = 0; c < channels; c++) {
-            int32_t x = u[c];
-            if (imp[c]) {
-                if (!closed) {
-                    uint32_t e = (uint32_t)x & e_mask;
-                    uint32_t len = lengths[e];
-                    if (len == 0u || len > cap - bit) {
-                        closed = 1; /* spec 2.3: this and all later symbols of the band are not coded */
-                    } else {
-                        sink_put(&errors, writer->stream_codes[e], len);
-                        bit += len;
-                        symbol++;
-                    }
-                }
-                x = dqa__asr(x, m);
-            }
-            sink_put(&codes, (uint32_t)x & mask, n);
+            uint32_t shift = imp != NULL && imp[c] ? m : 0u; /* an important channel's code: u >> m */
+            sink_put(&codes, ((uint32_t)u[c] >> shift) & mask, n);
         }
         sink_close(&codes);
-        if (bit != writer->bit) {
-            sink_close(&errors);
-        }
-        writer->bit = bit;
-        writer->symbol = symbol;
-        writer->closed = (uint8_t)closed;
     }
 }
 
