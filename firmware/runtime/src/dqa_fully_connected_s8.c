@@ -20,6 +20,12 @@
 #define FC_RESCALED_LIMIT 65536
 
 #if DQA_FC_INTEGER_RESCALE
+/* round_scaled's fast path: units of 2^-g (2^32 of the product's 2^-k) kept from a rounding boundary. One
+ * is enough: the bits below the high word (< 2^32), a * scale's excess over P (a * m_lo / 2^21 < 2^31, m_lo
+ * the mantissa's 21 bits below m32) and binary64's rounding (< 2^27 where the clamp does not decide) stay
+ * below 2^33 together (host_tests/test_tflite_backend.py fails with 0). */
+#define FC_FAST_MARGIN 1u
+
 /* Bits needed for v: a count-leading-zeros instruction (CLZ from Cortex-M3 on), not a loop per bit. */
 static uint32_t bit_length(uint64_t v)
 {
@@ -37,9 +43,25 @@ static int32_t round_scaled(int32_t acc, double scale)
 {
     uint64_t bits;
     memcpy(&bits, &scale, sizeof bits);
-    const uint64_t mantissa = (bits & (((uint64_t)1 << 52) - 1u)) | ((uint64_t)1 << 52);
-    const int32_t exponent = (int32_t)((bits >> 52) & 0x7ffu) - 1075; /* the bias 1023, and 52 fraction bits */
+    const uint32_t biased = (uint32_t)(bits >> 52) & 0x7ffu;
     const uint32_t a = acc < 0 ? 0u - (uint32_t)acc : (uint32_t)acc;
+    /* Most outputs, faster: the mantissa's top 32 bits m32 give P = a * m32 / 2^k (k = g + 32), which lies
+     * a * m_lo / 2^(k + 21) below a * scale, itself rounded by binary64 by less than |a * scale| * 2^-53; the high
+     * word of a * m32 + 2^(k-1) holds round(P) (hi >> g) and P's fraction in units of 2^-g. At least
+     * FC_FAST_MARGIN units from a rounding boundary both ways, round(P) is the spec's value (with the clamp);
+     * nearer, the exact formulation below decides. g = 1022 - biased: scales from 2^-32 to under 2^-2. */
+    const uint32_t g = 1022u - biased;
+    if (g - 1u < 31u) {
+        const uint32_t m32 = (uint32_t)(bits >> 21) | 0x80000000u; /* the implicit 1 and 31 fraction bits */
+        const uint32_t hi = (uint32_t)(((uint64_t)a * m32) >> 32) + (1u << (g - 1u));
+        const uint32_t fraction = hi & ((1u << g) - 1u);
+        if (fraction >= FC_FAST_MARGIN && fraction + FC_FAST_MARGIN < (1u << g)) {
+            const uint32_t r = hi >> g, magnitude = r > FC_RESCALED_LIMIT ? FC_RESCALED_LIMIT : r;
+            return acc < 0 ? -(int32_t)magnitude : (int32_t)magnitude;
+        }
+    }
+    const uint64_t mantissa = (bits & (((uint64_t)1 << 52) - 1u)) | ((uint64_t)1 << 52);
+    const int32_t exponent = (int32_t)biased - 1075; /* the bias 1023, and 52 fraction bits */
     /* the exact product a * mantissa, up to 85 bits, as hi:lo */
     const uint64_t low = (uint64_t)a * (uint32_t)mantissa;
     const uint64_t high = (uint64_t)a * (uint32_t)(mantissa >> 32);
