@@ -98,10 +98,11 @@ DEFAULT_CASES = ["r8-int8", "vww-int8", "ad-int8", "r8-dqa4", "r8-8bit", "r32-dq
 COST_GROUPS = {
     "MAC kernel": {"accumulate", "accumulate_pair"},
     "unpack + Huffman decode": {"dqa_read_pixel", "dqa_skip_pixels", "dqa__window_advance", "dqa__window_init",
-                                "dqa_reader_init"},
+                                "dqa_reader_init", "unpack_groups", "add_errors"},
     "gather windows": {"window_runs", "copy_values"},
     "requant + loop": {"dqa_conv2d", "dqa_conv2d_rows", "dqa_conv2d_start", "finish_pixel", "memset"},
-    "pack + Huffman encode": {"dqa_write_pixel", "dqa_writer_init", "dqa_writer_finish"},
+    "pack + Huffman encode": {"dqa_write_pixel", "dqa_writer_init", "dqa_writer_finish", "pack_groups",
+                              "put_errors"},
 }
 OTHER = "other kernels"
 # firmware/harness/main.c, templates/model.c.j2

@@ -211,13 +211,13 @@ static int pack_groups(uint8_t *plane, uint32_t pos, const int32_t *u, uint32_t 
                        const uint8_t *imp, uint32_t m)
 {
     uint8_t *p = plane + (pos >> 3);
-    const int32_t *end = u + channels;
+    uint32_t c;
     if (!dqa__code_groups_fit(pos, channels, n)) {
         return 0;
     }
 #define PACK_GROUPS(N, IMPORTANT)                                                                             \
-    for (; u != end; u += DQA_CODE_GROUP, imp += (IMPORTANT) ? DQA_CODE_GROUP : 0u, p += (N)) {            \
-        pack_group(p, u, imp, (N), (IMPORTANT), m);                                                           \
+    for (c = 0; c < channels; c += DQA_CODE_GROUP, p += (N)) {                                                \
+        pack_group(p, u + c, (IMPORTANT) ? imp + c : NULL, (N), (IMPORTANT), m); /* no offset on NULL */      \
     }
     switch (n * 2u + (imp != NULL ? 1u : 0u)) {
     case 2u * 2u: PACK_GROUPS(2u, 0) break;
