@@ -66,6 +66,17 @@ static inline int dqa__code_groups_fit(uint32_t pos, uint32_t channels, uint32_t
     return (pos & 7u) == 0u && channels % DQA_CODE_GROUP == 0u && n >= 2u && n <= 4u;
 }
 
+/* BODY(N, FLAG) for the given n (2..4) and flag, with N and FLAG constants: one unrolled loop each. */
+#define DQA__FOR_CODE_GROUPS(n, flag, BODY)                                                                   \
+    switch ((n) * 2u + ((flag) ? 1u : 0u)) {                                                                  \
+    case 2u * 2u: BODY(2u, 0) break;                                                                          \
+    case 2u * 2u + 1u: BODY(2u, 1) break;                                                                     \
+    case 3u * 2u: BODY(3u, 0) break;                                                                          \
+    case 3u * 2u + 1u: BODY(3u, 1) break;                                                                     \
+    case 4u * 2u: BODY(4u, 0) break;                                                                          \
+    default: BODY(4u, 1) break;                                                                               \
+    }
+
 /* Arithmetic (flooring) right shift, defined for negative x in C99 terms. */
 static inline int32_t dqa__asr(int32_t x, unsigned s)
 {

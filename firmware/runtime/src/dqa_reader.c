@@ -127,14 +127,7 @@ static int unpack_groups(const uint8_t *plane, uint32_t pos, int16_t *v, uint32_
     for (; v != end; v += DQA_CODE_GROUP, p += (N)) {                                                        \
         unpack_group(p, v, (N), (SIGNED), unit);                                                              \
     }
-    switch (n * 2u + (is_signed ? 1u : 0u)) {
-    case 2u * 2u: UNPACK_GROUPS(2u, 0) break;
-    case 2u * 2u + 1u: UNPACK_GROUPS(2u, 1) break;
-    case 3u * 2u: UNPACK_GROUPS(3u, 0) break;
-    case 3u * 2u + 1u: UNPACK_GROUPS(3u, 1) break;
-    case 4u * 2u: UNPACK_GROUPS(4u, 0) break;
-    default: UNPACK_GROUPS(4u, 1) break;
-    }
+    DQA__FOR_CODE_GROUPS(n, is_signed, UNPACK_GROUPS)
 #undef UNPACK_GROUPS
     return 1;
 }

@@ -219,14 +219,7 @@ static int pack_groups(uint8_t *plane, uint32_t pos, const int32_t *u, uint32_t 
     for (c = 0; c < channels; c += DQA_CODE_GROUP, p += (N)) {                                                \
         pack_group(p, u + c, (IMPORTANT) ? imp + c : NULL, (N), (IMPORTANT), m); /* no offset on NULL */      \
     }
-    switch (n * 2u + (imp != NULL ? 1u : 0u)) {
-    case 2u * 2u: PACK_GROUPS(2u, 0) break;
-    case 2u * 2u + 1u: PACK_GROUPS(2u, 1) break;
-    case 3u * 2u: PACK_GROUPS(3u, 0) break;
-    case 3u * 2u + 1u: PACK_GROUPS(3u, 1) break;
-    case 4u * 2u: PACK_GROUPS(4u, 0) break;
-    default: PACK_GROUPS(4u, 1) break;
-    }
+    DQA__FOR_CODE_GROUPS(n, imp != NULL, PACK_GROUPS)
 #undef PACK_GROUPS
     return 1;
 }
