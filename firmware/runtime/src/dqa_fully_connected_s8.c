@@ -39,27 +39,11 @@ static uint32_t bit_length(uint64_t v)
  * rounded to 53 significant bits (to nearest, ties to even), then to an
  * integer (ties away from zero, C round()), clamped to +-FC_RESCALED_LIMIT.
  */
-static int32_t round_scaled(int32_t acc, double scale)
+__attribute__((noinline)) /* the rare case: out of the output loop, which then keeps its values in registers */
+static int32_t round_scaled_exact(int32_t acc, uint64_t bits)
 {
-    uint64_t bits;
-    memcpy(&bits, &scale, sizeof bits);
     const uint32_t biased = (uint32_t)(bits >> 52) & 0x7ffu;
     const uint32_t a = acc < 0 ? 0u - (uint32_t)acc : (uint32_t)acc;
-    /* Most outputs, faster: the mantissa's top 32 bits m32 give P = a * m32 / 2^k (k = g + 32), which lies
-     * a * m_lo / 2^(k + 21) below a * scale, itself rounded by binary64 by less than |a * scale| * 2^-53; the high
-     * word of a * m32 + 2^(k-1) holds round(P) (hi >> g) and P's fraction in units of 2^-g. At least
-     * FC_FAST_MARGIN units from a rounding boundary both ways, round(P) is the spec's value (with the clamp);
-     * nearer, the exact formulation below decides. g = 1022 - biased: scales from 2^-32 to under 2^-2. */
-    const uint32_t g = 1022u - biased;
-    if (g - 1u < 31u) {
-        const uint32_t m32 = (uint32_t)(bits >> 21) | 0x80000000u; /* the implicit 1 and 31 fraction bits */
-        const uint32_t hi = (uint32_t)(((uint64_t)a * m32) >> 32) + (1u << (g - 1u));
-        const uint32_t fraction = hi & ((1u << g) - 1u);
-        if (fraction >= FC_FAST_MARGIN && fraction + FC_FAST_MARGIN < (1u << g)) {
-            const uint32_t r = hi >> g, magnitude = r > FC_RESCALED_LIMIT ? FC_RESCALED_LIMIT : r;
-            return acc < 0 ? -(int32_t)magnitude : (int32_t)magnitude;
-        }
-    }
     const uint64_t mantissa = (bits & (((uint64_t)1 << 52) - 1u)) | ((uint64_t)1 << 52);
     const int32_t exponent = (int32_t)biased - 1075; /* the bias 1023, and 52 fraction bits */
     /* the exact product a * mantissa, up to 85 bits, as hi:lo */
@@ -88,6 +72,31 @@ static int32_t round_scaled(int32_t acc, double scale)
     const uint64_t r = frac >= 64 ? 0u : (q + ((uint64_t)1 << (frac - 1))) >> frac;
     const uint32_t magnitude = r > FC_RESCALED_LIMIT ? FC_RESCALED_LIMIT : (uint32_t)r;
     return acc < 0 ? -(int32_t)magnitude : (int32_t)magnitude;
+}
+
+/* round((double) acc * scale) as round_scaled_exact(), most outputs faster. */
+static int32_t round_scaled(int32_t acc, double scale)
+{
+    uint64_t bits;
+    memcpy(&bits, &scale, sizeof bits);
+    const uint32_t biased = (uint32_t)(bits >> 52) & 0x7ffu;
+    const uint32_t a = acc < 0 ? 0u - (uint32_t)acc : (uint32_t)acc;
+    /* Most outputs, faster: the mantissa's top 32 bits m32 give P = a * m32 / 2^k (k = g + 32), which lies
+     * a * m_lo / 2^(k + 21) below a * scale, itself rounded by binary64 by less than |a * scale| * 2^-53; the high
+     * word of a * m32 + 2^(k-1) holds round(P) (hi >> g) and P's fraction in units of 2^-g. At least
+     * FC_FAST_MARGIN units from a rounding boundary both ways, round(P) is the spec's value (with the clamp);
+     * nearer, the exact formulation decides. g = 1022 - biased: scales from 2^-32 to under 2^-2. */
+    const uint32_t g = 1022u - biased;
+    if (g - 1u < 31u) {
+        const uint32_t m32 = (uint32_t)(bits >> 21) | 0x80000000u; /* the implicit 1 and 31 fraction bits */
+        const uint32_t hi = (uint32_t)(((uint64_t)a * m32) >> 32) + (1u << (g - 1u));
+        const uint32_t fraction = hi & ((1u << g) - 1u);
+        if (fraction >= FC_FAST_MARGIN && fraction + FC_FAST_MARGIN < (1u << g)) {
+            const uint32_t r = hi >> g, magnitude = r > FC_RESCALED_LIMIT ? FC_RESCALED_LIMIT : r;
+            return acc < 0 ? -(int32_t)magnitude : (int32_t)magnitude;
+        }
+    }
+    return round_scaled_exact(acc, bits);
 }
 #else
 /* round((double) acc * scale) with the hardware's binary64 multiply (IEEE exact, the spec's own
