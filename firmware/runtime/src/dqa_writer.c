@@ -155,7 +155,8 @@ void dqa_writer_init(dqa_writer_t *writer, dqa_tensor_t *tensor)
  * code does not fit (spec 2.3: that and all later symbols of the band are not coded). A pass of its own,
  * apart from the codes (in one loop the codes' and the stream's state spill on Cortex-M), and out of line
  * (inlined into put_pixel, GCC 12 spills three of its loop's values there). */
-__attribute__((noinline)) static void put_errors(dqa_writer_t *writer, const uint8_t *imp, const int32_t *u, uint32_t channels)
+__attribute__((noinline)) static void put_errors(dqa_writer_t *writer, const uint8_t *imp, const int32_t *u,
+                                                 uint32_t channels)
 {
     const dqa_tensor_info_t *info = writer->tensor->info;
     const uint8_t *lengths = info->huffman_lengths;
