@@ -83,7 +83,7 @@ static int32_t round_scaled(int32_t acc, double scale)
     const uint32_t a = acc < 0 ? 0u - (uint32_t)acc : (uint32_t)acc;
     /* Most outputs, faster: the mantissa's top 32 bits m32 give P = a * m32 / 2^k (k = g + 32), which lies
      * a * m_lo / 2^(k + 21) below a * scale, itself rounded by binary64 by less than |a * scale| * 2^-53; the high
-     * word of a * m32 + 2^(k-1) holds round(P) (hi >> g) and P's fraction in units of 2^-g. At least
+     * word of a * m32 + 2^(k-1) holds round(P) (hi >> g) and the fraction of P + 1/2 in units of 2^-g. At least
      * FC_FAST_MARGIN units from a rounding boundary both ways, round(P) is the spec's value (with the clamp);
      * nearer, the exact formulation decides. g = 1022 - biased: scales from 2^-32 to under 2^-2. */
     const uint32_t g = 1022u - biased;
