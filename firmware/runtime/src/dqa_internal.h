@@ -57,16 +57,16 @@ static inline uint8_t *dqa__slot_n_coded(const dqa_tensor_t *t, size_t slot)
 }
 
 /* Codes packed or unpacked eight at a time (dqa_reader.c, dqa_writer.c): where a pixel's n-bit codes
- * (n = 2, 3, 4) start on a byte at plane bit `pos` and its channels are a multiple of eight, each group of
+ * (n = 2 to 6) start on a byte at plane bit `pos` and its channels are a multiple of eight, each group of
  * eight codes is n whole bytes. */
 #define DQA_CODE_GROUP 8u
 
 static inline int dqa__code_groups_fit(uint32_t pos, uint32_t channels, uint32_t n)
 {
-    return (pos & 7u) == 0u && channels % DQA_CODE_GROUP == 0u && n >= 2u && n <= 4u;
+    return (pos & 7u) == 0u && channels % DQA_CODE_GROUP == 0u && n >= 2u && n <= 6u;
 }
 
-/* BODY(N, FLAG) for the given n (2..4) and flag, with N and FLAG constants: one unrolled loop each. */
+/* BODY(N, FLAG) for the given n (2..6) and flag, with N and FLAG constants: one unrolled loop each. */
 #define DQA__FOR_CODE_GROUPS(n, flag, BODY)                                                                   \
     switch ((n) * 2u + ((flag) ? 1u : 0u)) {                                                                  \
     case 2u * 2u: BODY(2u, 0) break;                                                                          \
@@ -74,7 +74,11 @@ static inline int dqa__code_groups_fit(uint32_t pos, uint32_t channels, uint32_t
     case 3u * 2u: BODY(3u, 0) break;                                                                          \
     case 3u * 2u + 1u: BODY(3u, 1) break;                                                                     \
     case 4u * 2u: BODY(4u, 0) break;                                                                          \
-    default: BODY(4u, 1) break;                                                                               \
+    case 4u * 2u + 1u: BODY(4u, 1) break;                                                                     \
+    case 5u * 2u: BODY(5u, 0) break;                                                                          \
+    case 5u * 2u + 1u: BODY(5u, 1) break;                                                                     \
+    case 6u * 2u: BODY(6u, 0) break;                                                                          \
+    default: BODY(6u, 1) break;                                                                               \
     }
 
 /* Arithmetic (flooring) right shift, defined for negative x in C99 terms. */

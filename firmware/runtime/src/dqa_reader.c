@@ -96,19 +96,29 @@ static void enter_band(dqa_reader_t *r, uint32_t start)
     }
 }
 
-/* Eight N-bit codes from the N bytes at p (LSB-first) as fine values code * unit. N and SIGNED are
- * constants at every call: each code is then one bit-field extract (both loops unrolled). */
+/* Eight N-bit codes from the N bytes at p (LSB-first) as fine values code * unit: bytes 0..3 in `low`,
+ * 4.. in `high`. N and SIGNED are constants at every call: each code is then one bit-field extract, or
+ * two words' bits joined where it straddles them (the loops unrolled). */
 static inline __attribute__((always_inline)) void unpack_group(const uint8_t *p, int16_t *v, const uint32_t N,
                                                                const int SIGNED, int32_t unit)
 {
-    uint32_t word = 0, j;
-    _Pragma("GCC unroll 4")
+    uint32_t low = 0, high = 0, j;
+    _Pragma("GCC unroll 8")
     for (j = 0; j < N; j++) {
-        word |= (uint32_t)p[j] << (8u * j);
+        if (j < 4u) {
+            low |= (uint32_t)p[j] << (8u * j);
+        } else {
+            high |= (uint32_t)p[j] << (8u * (j - 4u));
+        }
     }
     _Pragma("GCC unroll 8")
     for (j = 0; j < DQA_CODE_GROUP; j++) {
-        uint32_t raw = (word >> (j * N)) & ((1u << N) - 1u), sign = SIGNED ? 1u << (N - 1u) : 0u;
+        const uint32_t at = j * N, sign = SIGNED ? 1u << (N - 1u) : 0u;
+        uint32_t raw = at >= 32u ? high >> (at - 32u) : low >> at;
+        if (at < 32u && at + N > 32u) {
+            raw |= high << (32u - at);
+        }
+        raw &= (1u << N) - 1u;
         v[j] = (int16_t)((int32_t)((raw ^ sign) - sign) * unit);
     }
 }

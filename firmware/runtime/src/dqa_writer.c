@@ -189,20 +189,29 @@ __attribute__((noinline)) static void put_errors(dqa_writer_t *writer, const uin
 }
 
 /* Eight N-bit codes into the N bytes at p (LSB-first): u, or u >> m for an important channel (its low N
- * bits are those of the arithmetic shift's). N and IMPORTANT (whether any channel is) are constants at every
- * call: each code is then a shift and a bit-field insert (both loops unrolled). */
+ * bits are those of the arithmetic shift's); bytes 0..3 from `low`, 4.. from `high`. N and IMPORTANT
+ * (whether any channel is) are constants at every call: each code is then a shift and a bit-field insert,
+ * or two where it straddles the words (the loops unrolled). */
 static inline __attribute__((always_inline)) void pack_group(uint8_t *p, const int32_t *u, const uint8_t *imp,
                                                              const uint32_t N, const int IMPORTANT, uint32_t m)
 {
-    uint32_t word = 0, j;
+    uint32_t low = 0, high = 0, j;
     _Pragma("GCC unroll 8")
     for (j = 0; j < DQA_CODE_GROUP; j++) {
-        uint32_t shift = IMPORTANT && imp[j] ? m : 0u;
-        word |= (((uint32_t)u[j] >> shift) & ((1u << N) - 1u)) << (j * N);
+        const uint32_t at = j * N, shift = IMPORTANT && imp[j] ? m : 0u;
+        const uint32_t code = ((uint32_t)u[j] >> shift) & ((1u << N) - 1u);
+        if (at >= 32u) {
+            high |= code << (at - 32u);
+        } else {
+            low |= code << at;
+            if (at + N > 32u) {
+                high |= code >> (32u - at);
+            }
+        }
     }
-    _Pragma("GCC unroll 4")
+    _Pragma("GCC unroll 8")
     for (j = 0; j < N; j++) {
-        p[j] = (uint8_t)(word >> (8u * j));
+        p[j] = (uint8_t)(j < 4u ? low >> (8u * j) : high >> (8u * (j - 4u)));
     }
 }
 
