@@ -8,8 +8,8 @@ reference.tflite and the LiteRT interpreter's reference kernels.
 * A Keras stack converted to full int8 whose convolutions reach every case the kernels treat apart: an odd
   and a 3-channel input (odd K, rows of 3 bytes), output channels that are not a multiple of the 4-row tile
   (1, 5, 7, 13), stride 2, dilation, SAME and VALID padding, 1x1, a
-  non-square kernel, groups, depthwise with a depth multiplier, with stride 2 and of 13 channels (the DSP
-  loop's quads of channels and a rest), layers wider than one epilogue call with left and right shifts
+  non-square kernel, groups, depthwise with a depth multiplier, with stride 2 and of 13 channels (a block
+  of 4 channels on DSP, 8 on MVE, and a rest), layers wider than one epilogue call with left and right shifts
   mixed, and FULLY_CONNECTED of odd depth and of one input and output; on the host under ASan + UBSan and (slow) under QEMU on every core,
   there with the MLPerf Tiny ResNet-8 too.
 """
@@ -24,7 +24,7 @@ import pytest
 import runtime_vectors as rv
 from conftest import int8_inputs, shared_file, tflite_int8
 from dqa_mcu import api
-from dqa_mcu.codegen.tflite import FOLDED_SHIFTS, folded_epilogue
+from dqa_mcu.codegen.tflite import FOLDED_SHIFTS, depthwise_block, folded_epilogue
 from dqa_mcu.frontends.tflite_import import load_tflite
 from dqa_mcu.reference import tflite as R
 from test_tflite import _repack, tf  # noqa: F401  (tf is a fixture)
@@ -210,8 +210,10 @@ def test_the_stack_reaches_every_kernel_case(conv_models):
                for s, op in zip(shapes, convs)), "a grouped CONV_2D"
     assert any(s[0] == "DEPTHWISE_CONV_2D" and s[1][3] == 2 * g.tensors[op.inputs[0]].shape[3]
                for s, op in zip(shapes, convs)), "a depth multiplier"
-    assert any(s[0] == "DEPTHWISE_CONV_2D" and s[1][3] == g.tensors[op.inputs[0]].shape[3] and s[1][3] % 4 and
-               s[1][3] > 4 for s, op in zip(shapes, convs)), "depthwise quads of channels and a rest"
+    blocks = (depthwise_block(row_tiles=False), depthwise_block(row_tiles=True))  # DSP, MVE
+    assert any(s[0] == "DEPTHWISE_CONV_2D" and s[1][3] == g.tensors[op.inputs[0]].shape[3] and
+               all(s[1][3] % b and s[1][3] > b for b in blocks) for s, op in zip(shapes, convs)), \
+        "depthwise blocks of channels and a rest, on DSP and MVE cores"
     assert {s[1][0] % 4 for s in shapes if s[0] == "CONV_2D"} >= {0, 1, 3}
     assert any(s[2] == (2, 2) for s in shapes) and {s[3] for s in shapes} >= {(1, 1), *DILATIONS}
     assert sum(op.op == "FULLY_CONNECTED" for op in g.ops) == 2

@@ -313,15 +313,18 @@ def scratch_bytes(g: TFLiteGraph, op: TOp) -> int:
     return 2 * 2 * (k + k % 2)
 
 
-DEPTHWISE_BLOCK = 4  # DW_LANES (dqa_depthwise_conv2d_s8.c): output channels per block of depthwise weights
+def depthwise_block(row_tiles: bool) -> int:
+    """DW_LANES (dqa_depthwise_conv2d_s8.c): output channels per block of depthwise weights, a word of int8
+    on the DSP cores, a vector of eight int16 lanes on MVE (the ROW_TILE_TARGETS)."""
+    return 8 if row_tiles else 4
 
 
-def depthwise_blocks(w: np.ndarray) -> np.ndarray:
+def depthwise_blocks(w: np.ndarray, block: int) -> np.ndarray:
     """DEPTHWISE_CONV_2D weights (OHWI, out_c x kh x kw x 1) as dqa_depthwise_conv2d_s8 reads them: blocks
-    of DEPTHWISE_BLOCK output channels (the last one narrower), each tap-major (kh x kw x its channels), so
-    that a tap's channels are one word and a block's taps follow each other."""
+    of `block` output channels (the last one narrower), each tap-major (kh x kw x its channels), so that a
+    tap's channels are one load and a block's taps follow each other."""
     per_tap = w.reshape(len(w), -1)
-    return np.concatenate([per_tap[c:c + DEPTHWISE_BLOCK].T.ravel() for c in range(0, len(w), DEPTHWISE_BLOCK)])
+    return np.concatenate([per_tap[c:c + block].T.ravel() for c in range(0, len(w), block)])
 
 
 def _fc_tiles(w: np.ndarray, row_tiles: bool) -> np.ndarray:
@@ -434,9 +437,10 @@ class _Emitter:
             elif transposed:
                 weights, layout = wt, f"OHWI {dims}"
             else:
-                weights = depthwise_blocks(wt)
-                layout = (f"blocks of {DEPTHWISE_BLOCK} output channels, each tap-major "
-                          f"{wt.shape[1]}x{wt.shape[2]}x{min(DEPTHWISE_BLOCK, wt.shape[0])}")
+                block = depthwise_block(self.row_tiles)
+                weights = depthwise_blocks(wt, block)
+                layout = (f"blocks of {block} output channels, each tap-major "
+                          f"{wt.shape[1]}x{wt.shape[2]}x{min(block, wt.shape[0])}")
             layer["params_type"] = "dqa_conv_s8_params_t"
             layer["params"] = [
                 ("in_h", h), ("in_w", w), ("in_c", cin), ("out_h", oh), ("out_w", ow), ("out_c", cout),

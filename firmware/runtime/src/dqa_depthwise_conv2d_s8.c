@@ -15,7 +15,14 @@ static void taps_inside(int32_t start, int32_t size, int32_t kernel, int32_t dil
     *last = hi < *first ? *first : (hi < kernel ? hi : kernel);
 }
 
-#define DW_LANES 4u /* channels per weight block, and per step of quad_acc */
+/* Channels per weight block, and per step of block_acc: a vector of int16 lanes on MVE, a word of int8 on
+ * the others (the code generator's depthwise_block()). */
+#if DQA_CONV_TILE_ROWS
+#define DW_LANES 8u
+#else
+#define DW_LANES 4u
+#endif
+#define DW_3X3_TAPS 9
 
 /* One output pixel's walk over its taps inside the input: rows x row_taps, steps to the next tap. */
 typedef struct {
@@ -46,28 +53,65 @@ static inline int32_t channel_acc(const int8_t *x, const int8_t *w, const dw_wal
 }
 
 #if DQA_CONV_TILE_ROWS
-#define DQA_DW_QUADS 1
-#define DQA_DW_QUADS_3X3 0
+#define DQA_DW_BLOCKS 1
+#define DQA_DW_BLOCKS_3X3 1
 
-/* MVE (Cortex-M55): the four channels as int32 lanes, widened as loaded (MVE's VMLA takes only a scalar: VMUL, VADD). */
-static inline void quad_acc(const int8_t *x, const int8_t *w, const dw_walk_t *k, int32_t *acc)
+/* MVE (Cortex-M55): one tap of a block's eight channels as int16 lanes: x + offset (|.| <= 255) widened as
+ * loaded, times the tap's weights `wv`; VMULLB and VMULLT give the even and the odd lanes' products as int32
+ * (MVE has no lane-wise multiply-accumulate of two vectors), added to `even` and `odd`. */
+#define BLOCK_MAC(x, wv, offset, even, odd)                                                                   \
+    do {                                                                                                      \
+        const int16x8_t xv_ = vaddq_s16(vldrbq_s16(x), (offset));                                             \
+        even = vaddq_s32(even, vmullbq_int_s16(xv_, (wv)));                                                   \
+        odd = vaddq_s32(odd, vmulltq_int_s16(xv_, (wv)));                                                     \
+    } while (0)
+
+/* The sums complete before the next tap's loads: GCC 12 otherwise formed all nine taps' products first
+ * and spilled them. */
+#define BLOCK_SUMS_DONE(...) __asm__ volatile("" : __VA_ARGS__ : : "memory")
+
+/* channel_acc of the eight channels of a weight block (depth multiplier 1); VST2 interleaves the even and
+ * the odd lanes back into channel order. */
+static inline void block_acc(const int8_t *x, const int8_t *w, const dw_walk_t *k, int32_t *acc)
 {
-    const int32x4_t offset = vdupq_n_s32(k->offset);
-    int32x4_t a = vdupq_n_s32(0);
+    const int16x8_t offset = vdupq_n_s16((int16_t)k->offset);
+    int32x4x2_t a = {{vdupq_n_s32(0), vdupq_n_s32(0)}};
     for (int32_t row = 0; row < k->rows; ++row, x += k->y_step, w += k->w_row) {
         for (int32_t kx = 0; kx < k->row_taps; ++kx) {
-            const int32x4_t xv = vaddq_s32(vldrbq_s32(x + kx * k->x_step), offset);
-            a = vaddq_s32(a, vmulq_s32(xv, vldrbq_s32(w + kx * (int32_t)DW_LANES)));
+            BLOCK_MAC(x + kx * k->x_step, vldrbq_s16(w + kx * (int32_t)DW_LANES), offset, a.val[0], a.val[1]);
+            BLOCK_SUMS_DONE("+w"(a.val[0]), "+w"(a.val[1]));
         }
     }
-    vst1q_s32(acc, a);
+    vst2q_s32(acc, a);
+}
+
+/* block_acc of `blocks` consecutive blocks for a full window of a 3x3 kernel (every interior pixel), the
+ * nine taps unrolled at immediate offsets of the block's weights. (Both pixels of a pair in one pass, each
+ * tap's weights loaded once for both, spilled their four sums: VWW 8.91 -> 9.01 M instructions.) */
+static __attribute__((noinline)) void blocks_3x3(const int8_t *x, const int8_t *w, const dw_walk_t *k,
+                                                 uint32_t blocks, int32_t *acc)
+{
+    const int32_t x_step = k->x_step, y_step = k->y_step, lanes = (int32_t)DW_LANES;
+    const int16x8_t offset = vdupq_n_s16((int16_t)k->offset);
+    for (uint32_t b = 0; b < blocks; ++b, x += DW_LANES, w += DW_3X3_TAPS * DW_LANES, acc += DW_LANES) {
+        int32x4x2_t a = {{vdupq_n_s32(0), vdupq_n_s32(0)}};
+        const int8_t *row = x;
+#pragma GCC unroll 3
+        for (int32_t ky = 0; ky < 3; ++ky, row += y_step) {
+#pragma GCC unroll 3
+            for (int32_t kx = 0; kx < 3; ++kx) {
+                BLOCK_MAC(row + kx * x_step, vldrbq_s16(w + (3 * ky + kx) * lanes), offset, a.val[0], a.val[1]);
+                BLOCK_SUMS_DONE("+w"(a.val[0]), "+w"(a.val[1]));
+            }
+        }
+        vst2q_s32(acc, a);
+    }
 }
 
 /* The DSP loop uses dqa_mac.h's SXTB16 helpers, which it defines for the cores without MVE. */
 #elif defined(__ARM_FEATURE_DSP) && __ARM_FEATURE_DSP
-#define DQA_DW_QUADS 1
-#define DQA_DW_QUADS_3X3 1
-#define DW_3X3_TAPS 9
+#define DQA_DW_BLOCKS 1
+#define DQA_DW_BLOCKS_3X3 1
 
 /* Channels c..c+3 of one tap: SXTAB16 widens two channels' inputs and adds the offset in one
  * instruction, SXTB16 widens their weights, SMLABB / SMLATT take each channel's product (ten
@@ -92,7 +136,7 @@ static inline int16x2_t offset_pairs(const dw_walk_t *k)
 
 /* channel_acc of the four channels of a weight block (depth multiplier 1: inputs and weights in the same
  * channel order; a tap's four weights are one word, the next tap's the next word). */
-static inline void quad_acc(const int8_t *x, const int8_t *w, const dw_walk_t *k, int32_t *acc)
+static inline void block_acc(const int8_t *x, const int8_t *w, const dw_walk_t *k, int32_t *acc)
 {
     const int32_t x_step = k->x_step, y_step = k->y_step;
     const int16x2_t offset2 = offset_pairs(k);
@@ -116,16 +160,16 @@ static inline void quad_acc(const int8_t *x, const int8_t *w, const dw_walk_t *k
     acc[3] = a3;
 }
 
-/* quad_acc of `quads` consecutive blocks for a full window of a 3x3 kernel (every interior pixel): each
+/* block_acc of `blocks` consecutive blocks for a full window of a 3x3 kernel (every interior pixel): each
  * block's nine taps are nine consecutive words, read at immediate offsets, the taps unrolled. Out of line
  * and on its own, so that GCC keeps the steps and the four accumulators in registers (in the general
- * quad_acc's loop it spilled them). */
-static __attribute__((noinline)) void quads_3x3(const int8_t *x, const int8_t *w, const dw_walk_t *k,
-                                                uint32_t quads, int32_t *acc)
+ * block_acc's loop it spilled them). */
+static __attribute__((noinline)) void blocks_3x3(const int8_t *x, const int8_t *w, const dw_walk_t *k,
+                                                 uint32_t blocks, int32_t *acc)
 {
     const int32_t x_step = k->x_step, y_step = k->y_step, lanes = (int32_t)DW_LANES;
     const int16x2_t offset2 = offset_pairs(k);
-    for (uint32_t q = 0; q < quads; ++q, x += DW_LANES, w += DW_3X3_TAPS * DW_LANES, acc += DW_LANES) {
+    for (uint32_t b = 0; b < blocks; ++b, x += DW_LANES, w += DW_3X3_TAPS * DW_LANES, acc += DW_LANES) {
         int32_t a0 = 0, a1 = 0, a2 = 0, a3 = 0;
         const int8_t *row = x;
 #pragma GCC unroll 3
@@ -141,8 +185,8 @@ static __attribute__((noinline)) void quads_3x3(const int8_t *x, const int8_t *w
     }
 }
 #else
-#define DQA_DW_QUADS 0
-#define DQA_DW_QUADS_3X3 0
+#define DQA_DW_BLOCKS 0
+#define DQA_DW_BLOCKS_3X3 0
 #endif
 
 /* The accumulators acc[0 .. n) of one pixel's channels oc .. oc + n - 1 (oc a multiple of DW_LANES), its
@@ -155,18 +199,12 @@ static __attribute__((noinline)) void pixel_acc(const int8_t *x, const int8_t *b
     dw_walk_t k = *walk; /* a copy: the stores to acc cannot alias it */
     const size_t block_bytes = DW_LANES * (size_t)k.taps;
     uint32_t c = 0;
-#if DQA_DW_QUADS
+#if DQA_DW_BLOCKS
     if (k.multiplier == 1u) {
         k.w_row = k.kernel_w * (int32_t)DW_LANES;
         const int8_t *w = block + first_tap * (int32_t)DW_LANES;
-#if DQA_DW_QUADS_3X3
-        if (k.rows == 3 && k.row_taps == 3 && k.taps == DW_3X3_TAPS && k.kernel_w == 3) {
-            c = n / DW_LANES * DW_LANES;
-            quads_3x3(x + oc, w, &k, n / DW_LANES, acc);
-        }
-#endif
         for (; c + DW_LANES <= n; c += DW_LANES, w += block_bytes) {
-            quad_acc(x + oc + c, w, &k, acc + c);
+            block_acc(x + oc + c, w, &k, acc + c);
         }
         block += (size_t)c * (size_t)k.taps;
     }
@@ -182,12 +220,13 @@ static __attribute__((noinline)) void pixel_acc(const int8_t *x, const int8_t *b
 }
 
 /* Per output pixel and channel, the taps inside the input (padding holds the zero point: its taps add
- * nothing); weights in blocks of four output channels (the last one narrower when out_c is not a multiple
- * of four), each block tap-major (kernel_h x kernel_w x its channels), so that a tap's weights for
- * consecutive channels lie together as the input's channels do and a block's taps follow each other. With
- * depth multiplier 1, four channels at a time (quad_acc, on DSP and MVE cores); the rest one by one. Output rows
- * [first_row, end_row); an output row's input rows are read in place where they lie at one stride in
- * memory, else (a ring's slots wrap inside the window) copied together into `window_rows` first. */
+ * nothing); weights in blocks of DW_LANES output channels (the last one narrower when out_c is not a
+ * multiple of DW_LANES), each block tap-major (kernel_h x kernel_w x its channels), so that a tap's weights
+ * for consecutive channels lie together as the input's channels do and a block's taps follow each other.
+ * With depth multiplier 1, a block at a time (block_acc, blocks_3x3 for a full 3x3 window, on DSP and MVE
+ * cores); the rest one by one. Output rows [first_row, end_row); an output row's input rows are read in
+ * place where they lie at one stride in memory, else (a ring's slots wrap inside the window) copied together
+ * into `window_rows` first. */
 void dqa_depthwise_conv2d_s8_rows(const dqa_conv_s8_params_t *p, const dqa_rows_s8_t *input,
                                   const dqa_rows_s8_t *output, uint32_t first_row, uint32_t end_row,
                                   int8_t *window_rows)
@@ -198,6 +237,9 @@ void dqa_depthwise_conv2d_s8_rows(const dqa_conv_s8_params_t *p, const dqa_rows_
     const int32_t in_place_step = dilation_h * (int32_t)in.row_bytes;
     dw_walk_t k = {0, 0, p->dilation_w * in_c, in_place_step, 0, 0, p->input_offset, p->kernel_w,
                    p->kernel_h * p->kernel_w, multiplier};
+#if DQA_DW_BLOCKS_3X3
+    const int kernel_3x3 = multiplier == 1u && k.taps == DW_3X3_TAPS && p->kernel_w == 3; /* blocks_3x3's */
+#endif
     for (int32_t oy = (int32_t)first_row; oy < (int32_t)end_row; ++oy) {
         const int32_t top = oy * p->stride_h - p->pad_top;
         int32_t ky0, ky1;
@@ -238,8 +280,19 @@ void dqa_depthwise_conv2d_s8_rows(const dqa_conv_s8_params_t *p, const dqa_rows_
                 const uint32_t n = left_c < DQA_REQUANTIZE_CHANNELS ? left_c : DQA_REQUANTIZE_CHANNELS;
                 int32_t acc[2][DQA_REQUANTIZE_CHANNELS];
                 for (uint32_t j = 0; j < count; ++j) { /* every block before channel oc is full */
+                    uint32_t c = 0;
                     k.row_taps = row_taps[j];
-                    pixel_acc(window[j], p->weights + (size_t)oc * (size_t)k.taps, first_tap[j], oc, n, &k, acc[j]);
+#if DQA_DW_BLOCKS_3X3
+                    /* a full window straight to the unrolled loop (pixel_acc's entry cost as much) */
+                    if (kernel_3x3 && k.rows == 3 && k.row_taps == 3) {
+                        c = n / DW_LANES * DW_LANES;
+                        blocks_3x3(window[j] + oc, p->weights + (size_t)oc * DW_3X3_TAPS, &k, n / DW_LANES, acc[j]);
+                    }
+#endif
+                    if (c < n) {
+                        pixel_acc(window[j], p->weights + (size_t)(oc + c) * (size_t)k.taps, first_tap[j], oc + c,
+                                  n - c, &k, acc[j] + c);
+                    }
                 }
                 if (count == 1u) { /* the lone pixel's partner: defined values, its outputs overwritten */
                     memcpy(acc[1], acc[0], n * sizeof acc[0][0]);
