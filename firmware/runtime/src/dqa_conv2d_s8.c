@@ -48,6 +48,20 @@ static void gather_window(const dqa_conv_s8_params_t *p, const dqa_rows_s8_t *in
     }
 }
 
+#define TILES_PER_CALL (DQA_REQUANTIZE_CHANNELS / DQA_MAC_ROWS) /* a dqa__requantize_s8 call's channels */
+
+/* acc0, acc1 [t * DQA_MAC_ROWS ..] of `n` consecutive tiles against both columns. Out of line, so that the
+ * MAC loops have the registers to themselves: inlined into the pixel loop, GCC 12 kept its pointers on the
+ * stack, about 50 instructions around every pass of a half tile on Cortex-M55. */
+__attribute__((noinline)) static void accumulate_tiles(int32_t *acc0, int32_t *acc1, const int8_t *tile,
+                                                       uint32_t tile_bytes, uint32_t n, const int16_t *columns,
+                                                       uint32_t len)
+{
+    for (uint32_t t = 0; t < n; ++t, tile += tile_bytes) {
+        dqa__mac_tile_2cols(acc0 + t * DQA_MAC_ROWS, acc1 + t * DQA_MAC_ROWS, tile, tile_bytes, columns, len);
+    }
+}
+
 /* Output pixels two at a time (consecutive in NHWC order, across rows within [first_row, end_row)): each
  * weight tile is read once for both windows (dqa__mac_tile_2cols); a lone last pixel runs with its partner
  * column's old values, its outputs unused. */
@@ -88,10 +102,11 @@ void dqa_conv2d_s8_rows(const dqa_conv_s8_params_t *p, const dqa_rows_s8_t *inpu
             /* the group's tiles DQA_REQUANTIZE_CHANNELS / DQA_MAC_ROWS at a time */
             for (uint32_t t = 0; t < tiles;) {
                 int32_t acc[2][DQA_REQUANTIZE_CHANNELS]; /* pixel, channel: one base register for both */
-                uint32_t rows = 0;
-                for (; t < tiles && rows < DQA_REQUANTIZE_CHANNELS; ++t, tile += tile_bytes, rows += DQA_MAC_ROWS) {
-                    dqa__mac_tile_2cols(acc[0] + rows, acc[1] + rows, tile, tile_bytes, columns, k_even);
-                }
+                const uint32_t n = tiles - t < TILES_PER_CALL ? tiles - t : TILES_PER_CALL;
+                uint32_t rows = n * DQA_MAC_ROWS;
+                accumulate_tiles(acc[0], acc[1], tile, tile_bytes, n, columns, k_even);
+                t += n;
+                tile += n * tile_bytes;
                 if (oc + rows > (g + 1u) * out_c_g) { /* the group's last tile's missing rows */
                     rows = (g + 1u) * out_c_g - oc;
                 }
